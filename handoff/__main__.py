@@ -1,0 +1,5 @@
+import sys
+
+from handoff.cli.main import main
+
+sys.exit(main())

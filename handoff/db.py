@@ -1,0 +1,71 @@
+"""The appliance's one SQLite database: directory, state and outbox live together.
+
+One file means one transaction can cover a state change and the events it makes. WAL with
+synchronous=FULL makes every commit survive power loss, which is the point of the outbox.
+Schema changes are numbered migrations tracked in `PRAGMA user_version`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final
+
+from handoff.errors import HandoffError
+
+DB_NAME: Final = "handoff.db"
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    """
+    CREATE TABLE badges (
+        badge_ref TEXT PRIMARY KEY,
+        staff_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX badges_staff_id ON badges (staff_id);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+)
+
+
+def connect(data_dir: Path) -> sqlite3.Connection:
+    """Open (creating and migrating when needed) the database under `data_dir`.
+
+    Autocommit mode: writers open their own `transaction()`, so nothing is ever left
+    half-committed by an implicit transaction the code did not ask for.
+    """
+    try:
+        data_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+        conn = sqlite3.connect(data_dir / DB_NAME, isolation_level=None, timeout=10.0, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        _migrate(conn)
+    except (OSError, sqlite3.Error) as exc:
+        raise HandoffError(f"database in {data_dir} cannot be opened: {exc}") from None
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+        with transaction(conn):
+            for statement in filter(str.strip, script.split(";")):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")

@@ -1,0 +1,162 @@
+"""The badge directory: who a badge belongs to, and whether it is still honoured.
+
+Badges are keyed by `badge_ref`, never by UID. A directory is replaced whole (CSV import or
+a directory command) so a half-applied update can never leave a revoked badge honoured.
+`version` only grows, so an older directory can be recognised and refused.
+"""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import sqlite_utils
+
+from handoff.badge_ref import BadgeSecret
+from handoff.db import transaction
+from handoff.errors import UsageError
+
+UID_LENGTHS: Final = (4, 7, 10)
+REQUIRED_COLUMNS: Final = ("uid", "staff_id", "name", "role")
+_TRUE: Final = {"1", "true", "yes", "y", "revoked"}
+_FALSE: Final = {"", "0", "false", "no", "n"}
+
+
+@dataclass(frozen=True)
+class Badge:
+    badge_ref: str
+    staff_id: str
+    name: str
+    role: str
+    revoked: bool = False
+
+
+class Directory:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._db = sqlite_utils.Database(conn)
+
+    def lookup(self, badge_ref: str) -> Badge | None:
+        row = self._conn.execute(
+            "SELECT badge_ref, staff_id, name, role, revoked FROM badges WHERE badge_ref = ?", (badge_ref,)
+        ).fetchone()
+        return _badge(row) if row else None
+
+    def badges(self) -> list[Badge]:
+        return [
+            Badge(r["badge_ref"], r["staff_id"], r["name"], r["role"], bool(r["revoked"]))
+            for r in self._db["badges"].rows_where(order_by="staff_id, badge_ref")
+        ]
+
+    def is_honoured(self, staff_id: str) -> bool:
+        """True while the staff member holds at least one badge that is not revoked."""
+        row = self._conn.execute(
+            "SELECT 1 FROM badges WHERE staff_id = ? AND revoked = 0 LIMIT 1", (staff_id,)
+        ).fetchone()
+        return row is not None
+
+    def version(self) -> int:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'directory_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def replace(self, badges: Iterable[Badge], version: int | None = None) -> int:
+        """Swap in a whole new directory atomically; returns the new version.
+
+        Without an explicit version the current one is bumped by one (a local CSV import).
+        """
+        with transaction(self._conn):
+            current = self.version()
+            new_version = current + 1 if version is None else version
+            if new_version <= current:
+                raise UsageError(f"directory version {new_version} is not newer than the one held ({current})")
+            self._conn.execute("DELETE FROM badges")
+            self._conn.executemany(
+                "INSERT INTO badges (badge_ref, staff_id, name, role, revoked) VALUES (?, ?, ?, ?, ?)",
+                [(b.badge_ref, b.staff_id, b.name, b.role, int(b.revoked)) for b in badges],
+            )
+            self._set_version(new_version)
+        return new_version
+
+    def revoke(self, staff_id: str) -> int:
+        """Revoke every badge of `staff_id`; returns how many were revoked."""
+        with transaction(self._conn):
+            found = self._conn.execute("SELECT count(*) FROM badges WHERE staff_id = ?", (staff_id,)).fetchone()[0]
+            if not found:
+                raise UsageError(f"no badge in the directory belongs to staff id {staff_id!r}")
+            self._conn.execute("UPDATE badges SET revoked = 1 WHERE staff_id = ?", (staff_id,))
+            self._set_version(self.version() + 1)
+        return int(found)
+
+    def _set_version(self, version: int) -> None:
+        self._conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('directory_version', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(version),),
+        )
+
+
+def parse_uid(text: str) -> bytes:
+    """A badge UID as hex (colons and spaces allowed); 4, 7 or 10 bytes as ISO/IEC 14443-3 allows."""
+    cleaned = text.replace(":", "").replace(" ", "")
+    try:
+        uid = bytes.fromhex(cleaned)
+    except ValueError:
+        raise ValueError("uid is not hexadecimal") from None
+    if len(uid) not in UID_LENGTHS:
+        raise ValueError(f"uid is {len(uid)} bytes; badge UIDs are 4, 7 or 10 bytes")
+    return uid
+
+
+def read_csv(path: Path, secret: BadgeSecret) -> list[Badge]:
+    """Parse a directory CSV completely; any bad row refuses the whole file, naming its line."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            return _parse_rows(path, csv.reader(handle), secret)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: file does not exist") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+    except csv.Error as exc:
+        raise UsageError(f"{path}: not a valid CSV file: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot be read: {exc.strerror}") from None
+
+
+def _parse_rows(path: Path, rows: Iterable[list[str]], secret: BadgeSecret) -> list[Badge]:
+    iterator = iter(rows)
+    header = [column.strip().lower() for column in next(iterator, [])]
+    allowed = (list(REQUIRED_COLUMNS), [*REQUIRED_COLUMNS, "revoked"])
+    if header not in allowed:
+        raise UsageError(f"{path}: line 1: header must be uid,staff_id,name,role (optional revoked), got {header}")
+    seen: set[str] = set()
+    badges = []
+    for line, row in enumerate(iterator, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise UsageError(f"{path}: line {line}: expected {len(header)} columns, got {len(row)}")
+        cells = dict(zip(header, (cell.strip() for cell in row), strict=True))
+        try:
+            uid = parse_uid(cells["uid"])
+        except ValueError as exc:
+            raise UsageError(f"{path}: line {line}: {exc}") from None
+        for column in ("staff_id", "name", "role"):
+            if not cells[column]:
+                raise UsageError(f"{path}: line {line}: {column} is empty")
+        revoked_text = cells.get("revoked", "").lower()
+        if revoked_text not in _TRUE | _FALSE:
+            raise UsageError(f"{path}: line {line}: revoked must be true or false, got {cells['revoked']!r}")
+        ref = secret.ref(uid)
+        if ref in seen:
+            raise UsageError(f"{path}: line {line}: this uid already appears on an earlier line")
+        seen.add(ref)
+        badges.append(Badge(ref, cells["staff_id"], cells["name"], cells["role"], revoked_text in _TRUE))
+    return badges
+
+
+def _badge(row: tuple[str, str, str, str, int]) -> Badge:
+    return Badge(row[0], row[1], row[2], row[3], bool(row[4]))

@@ -1,0 +1,91 @@
+"""`handoff badges import|list|revoke` through the real CLI and a real database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Appliance, CliRunner
+
+GOOD = "uid,staff_id,name,role,revoked\n04A1B2C3,n1001,Ana Diaz,RN,\n04a1b2c3d4e5f6,d2002,Bo Chen,MD,false\n"
+
+
+def _csv(tmp_path: Path, body: str, name: str = "badges.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def test_import_list_revoke_never_show_uid(appliance: Appliance, cli: CliRunner) -> None:
+    imported = cli("badges", "import", _csv(appliance.root, GOOD), "-c", appliance.config)
+    assert imported.returncode == 0, imported.stderr
+    assert "imported 2 badges" in imported.stdout
+
+    listed = cli("badges", "list", "-c", appliance.config)
+    assert listed.returncode == 0, listed.stderr
+    assert "n1001" in listed.stdout and "d2002" in listed.stdout
+    assert "04A1B2C3".lower() not in listed.stdout.lower()
+
+    revoked = cli("badges", "revoke", "n1001", "-c", appliance.config)
+    assert revoked.returncode == 0, revoked.stderr
+    listed = cli("badges", "list", "-c", appliance.config)
+    line = next(row for row in listed.stdout.splitlines() if row.startswith("n1001"))
+    assert "revoked" in line
+
+    database = (appliance.data_dir / "handoff.db").read_bytes()
+    assert b"04A1B2C3" not in database.upper()
+    assert bytes.fromhex("04A1B2C3") not in database
+
+
+def test_config_from_environment(appliance: Appliance, cli: CliRunner) -> None:
+    result = cli("badges", "list", env={"HANDOFF_CONFIG": str(appliance.config)})
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("body", "culprit"),
+    [
+        ("uid,staff,name,role\n04A1B2C3,a,b,c\n", "line 1"),
+        ("uid,staff_id,name,role\n04A1B2C3,a,b,c\nZZ11,b,c,d\n", "line 3: uid is not hexadecimal"),
+        ("uid,staff_id,name,role\n04A1B2,a,b,c\n", "line 2: uid is 3 bytes"),
+        ("uid,staff_id,name,role\n04A1B2C3,a,b\n", "line 2: expected 4 columns"),
+        ("uid,staff_id,name,role\n04A1B2C3,,b,c\n", "line 2: staff_id is empty"),
+        ("uid,staff_id,name,role,revoked\n04A1B2C3,a,b,c,maybe\n", "line 2: revoked must be"),
+        ("uid,staff_id,name,role\n04A1B2C3,a,b,c\n04:a1:b2:c3,d,e,f\n", "line 3: this uid already appears"),
+    ],
+)
+def test_bad_csv_refused_whole_and_old_directory_kept(
+    appliance: Appliance, cli: CliRunner, body: str, culprit: str
+) -> None:
+    assert cli("badges", "import", _csv(appliance.root, GOOD), "-c", appliance.config).returncode == 0
+    bad = _csv(appliance.root, body, "bad.csv")
+    result = cli("badges", "import", bad, "-c", appliance.config)
+    assert result.returncode == 2
+    assert culprit in result.stderr and str(bad) in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    listed = cli("badges", "list", "-c", appliance.config)
+    assert "n1001" in listed.stdout and "d2002" in listed.stdout
+
+
+def test_revoke_unknown_staff(appliance: Appliance, cli: CliRunner) -> None:
+    result = cli("badges", "revoke", "nobody", "-c", appliance.config)
+    assert result.returncode == 2 and "nobody" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("mode", "content", "culprit"),
+    [(0o644, "0123456789abcdef0123", "readable or writable by others"), (0o600, "\n", "is empty")],
+)
+def test_bad_secret_refused(appliance: Appliance, cli: CliRunner, mode: int, content: str, culprit: str) -> None:
+    appliance.secret.write_text(content)
+    appliance.secret.chmod(mode)
+    result = cli("badges", "import", _csv(appliance.root, GOOD), "-c", appliance.config)
+    assert result.returncode == 2
+    assert "badge_secret_file" in result.stderr and culprit in result.stderr
+
+
+def test_missing_secret_refused(appliance: Appliance, cli: CliRunner) -> None:
+    appliance.secret.unlink()
+    result = cli("badges", "import", _csv(appliance.root, GOOD), "-c", appliance.config)
+    assert result.returncode == 2 and "does not exist" in result.stderr
