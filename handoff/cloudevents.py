@@ -1,0 +1,65 @@
+"""The wire form of an event: a CloudEvents 1.0 structured-mode JSON object (SPEC section 3).
+
+Consumers deduplicate by `id` and detect gaps by `seq`, so `id` is a UUIDv7 (time-ordered,
+unique forever) minted once when the event is made durable, and never again on resend.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any, Final
+
+from handoff.core.events import Event
+from handoff.timefmt import rfc3339
+
+SPECVERSION: Final = "1.0"
+CONTENT_TYPE: Final = "application/cloudevents+json; charset=utf-8"
+TYPE_PREFIX: Final = "org.handoff."
+
+
+@dataclass(frozen=True)
+class EventContext:
+    """Who made the event: the appliance's identity and whether its clock could be trusted."""
+
+    site: str
+    device_id: str
+    reader_id: str
+    clock_synced: bool
+
+
+def uuid7(epoch_seconds: float) -> str:
+    """RFC 9562 UUID version 7: 48-bit Unix milliseconds, then 74 random bits."""
+    millis = int(epoch_seconds * 1000) & ((1 << 48) - 1)
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (millis << 80) | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64 | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
+
+
+def envelope(event: Event, seq: int, context: EventContext, event_id: str) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "device_id": context.device_id,
+        "reader_id": context.reader_id,
+        "seq": seq,
+        "staff_id": event.staff_id,
+        "badge_ref": event.badge_ref,
+        "session_id": event.session_id,
+        "reason": event.reason,
+        "previous_staff_id": event.previous_staff_id,
+        "handoff_id": event.handoff_id,
+        "reader": event.reader,
+        "clock_synced": context.clock_synced,
+    }
+    if event.type == "tap_rejected":
+        data["staff_id"] = None
+    return {
+        "specversion": SPECVERSION,
+        "id": event_id,
+        "source": f"urn:handoff:{context.site}:{context.reader_id}",
+        "type": TYPE_PREFIX + event.type,
+        "subject": context.device_id,
+        "time": rfc3339(event.time),
+        "datacontenttype": "application/json",
+        "data": data,
+    }

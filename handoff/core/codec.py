@@ -1,0 +1,41 @@
+"""State to and from plain JSON-able dicts, so custody and session survive a restart."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, cast
+
+from handoff.core.state import MODES, Custody, Mode, State
+from handoff.timefmt import rfc3339
+
+
+def state_to_dict(state: State) -> dict[str, Any]:
+    return {
+        "mode": state.mode,
+        "since": state.since,
+        "custody": asdict(state.custody) if state.custody else None,
+        "present": sorted([reader, ref] for reader, ref in state.present),
+    }
+
+
+def state_from_dict(raw: dict[str, Any]) -> State:
+    mode = raw["mode"]
+    if mode not in MODES:
+        raise ValueError(f"unknown state {mode!r}")
+    custody = raw.get("custody")
+    return State(
+        mode=cast(Mode, mode),
+        since=float(raw["since"]),
+        custody=Custody(**custody) if custody else None,
+        present=frozenset((str(reader), str(ref)) for reader, ref in raw.get("present", [])),
+    )
+
+
+def state_summary(state: State) -> dict[str, Any]:
+    """The retained `state` message of SPEC section 3, without `seq` (the store adds it)."""
+    return {
+        "state": state.mode,
+        "staff_id": state.custody.staff_id if state.custody else None,
+        "session_id": state.live_session_id,
+        "since": rfc3339(state.since),
+    }

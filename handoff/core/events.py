@@ -1,0 +1,39 @@
+"""Custody and session events as the core makes them, before they are numbered and sent.
+
+`seq` and the CloudEvents envelope are added where the event is made durable, because only
+the database can hand out a sequence number that is never reused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal, TypeAlias
+
+EventType: TypeAlias = Literal["checkout", "checkin", "forced_logoff", "reauth", "tap_rejected"]
+EVENT_TYPES: Final[tuple[EventType, ...]] = ("checkout", "checkin", "forced_logoff", "reauth", "tap_rejected")
+
+CHECKIN_REASONS: Final = ("returned", "handoff", "abandoned", "revoked", "maintenance")
+FORCED_LOGOFF_REASONS: Final = ("handoff", "idle_timeout", "max_session", "restart", "revoked", "remote", "maintenance")
+REJECTION_REASONS: Final = (
+    "unknown_badge",
+    "revoked",
+    "maintenance",
+    "unreadable",
+    "piv_signature",
+    "piv_chain",
+    "piv_expired",
+    "piv_missing",
+)
+
+
+@dataclass(frozen=True)
+class Event:
+    type: EventType
+    time: float
+    handoff_id: str
+    staff_id: str | None = None
+    badge_ref: str | None = None
+    session_id: str | None = None
+    reason: str | None = None
+    previous_staff_id: str | None = None
+    reader: str | None = None
