@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import nfc
-from smartcard.Exceptions import EstablishContextException, ListReadersException
+from smartcard.Exceptions import SmartcardException
+from smartcard.pcsc.PCSCExceptions import BaseSCardException
 from smartcard.System import readers
 
 from handoff.config import Config
@@ -41,7 +42,7 @@ def check_pcsc_readers(config: Config) -> list[CheckResult]:
         return [skipped("pcscd", "no pcsc reader configured")]
     try:
         present = [str(r) for r in readers()]
-    except (EstablishContextException, ListReadersException) as exc:
+    except (BaseSCardException, SmartcardException) as exc:
         return [failed("pcscd", f"not reachable ({exc}); run: sudo systemctl enable --now pcscd")]
     results = [passed("pcscd", f"running, {len(present)} reader(s): {', '.join(present) or 'none'}")]
     for reader in wanted:
