@@ -58,7 +58,9 @@ def tls_broker(ca: Ca, directory: Path) -> Iterator[TlsBroker]:
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"mosquitto did not start: {proc.stderr.read() if proc.stderr else ''!r}")
+                    raise RuntimeError(
+                        f"mosquitto did not start: {proc.stderr.read() if proc.stderr else ''!r}"
+                    ) from None
                 time.sleep(0.05)
         yield TlsBroker(port, ca_file)
     finally:

@@ -79,7 +79,13 @@ def _mqtt_connect(config: MqttConfig, context: ssl.SSLContext, timeout: float) -
         outcome.append("" if not reason.is_failure else str(reason))
         answered.set()
 
+    def on_disconnect(_c: mqtt.Client, _u: object, _f: object, _r: ReasonCode, _p: object) -> None:
+        if not answered.is_set():
+            outcome.append("it closed the connection before answering")
+            answered.set()
+
     client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
     try:
         client.connect(config.host, config.port, keepalive=10)
         client.loop_start()
@@ -94,7 +100,11 @@ def _mqtt_connect(config: MqttConfig, context: ssl.SSLContext, timeout: float) -
             name, f"no CONNACK from {where} within {timeout:g} s; the broker may refuse the client certificate"
         )
     if outcome[0]:
-        return failed(name, f"broker refused CONNECT: {outcome[0]}; check the broker's ACL for this reader")
+        return failed(
+            name,
+            f"broker refused CONNECT: {outcome[0]}; check that the CA the broker trusts issued "
+            "mqtt.cert_file, that it has not expired, and the broker's ACL for this reader",
+        )
     return passed(name, f"TLS and MQTT CONNECT to {where} ok")
 
 
