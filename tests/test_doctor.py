@@ -17,6 +17,7 @@ from handoff.clock import STA_UNSYNC, TIME_ERROR, synced_from_timex
 from handoff.config import Config, load_config
 from handoff.doctor.broker import check_broker, check_client_cert
 from handoff.doctor.local import check_config, check_database, check_secret
+from handoff.doctor.readers import check_nfc_readers
 from handoff.doctor.result import Status
 from handoff.doctor.system import check_clock, check_gpio, check_nfc_kernel_modules
 from tests.conftest import REPO
@@ -191,3 +192,35 @@ def test_doctor_command_prints_one_line_per_check_and_exits_non_zero_on_failure(
     assert all(line[:6] in ("PASS  ", "WARN  ", "FAIL  ", "SKIP  ") for line in lines), lines
     assert any(line.startswith("FAIL  nfc kernel drivers: port100") for line in lines)
     assert any(line.startswith("PASS  badge secret") for line in lines)
+
+
+def test_nfc_reader_paths_are_opened_with_nfcpy(tmp_path: Path, ca: Ca) -> None:
+    path = write_config(tmp_path, ca=tmp_path / "ca.pem", cert=tmp_path / "c.pem", key=tmp_path / "k.pem")
+    path.write_text(
+        path.read_text().replace(
+            'path = "usb"', 'path = "udp:127.0.0.1:54399"\n\n[[readers]]\nkind = "nfc"\npath = "tty:NOPE:pn532"'
+        )
+    )
+    results = check_nfc_readers(load_config(path))
+    assert [r.status for r in results] == [Status.PASS, Status.FAIL], [r.line() for r in results]
+    assert "plug the reader in" in results[1].detail
+
+
+def test_pcscd_out_of_reach_fails_with_the_command_to_start_it(tmp_path: Path, ca: Ca) -> None:
+    """A socket path nobody serves stands for a stopped pcscd, whatever runs on this machine."""
+    path = write_config(tmp_path, ca=tmp_path / "ca.pem", cert=tmp_path / "c.pem", key=tmp_path / "k.pem")
+    path.write_text(path.read_text() + '\n[[readers]]\nkind = "pcsc"\nname = "Virtual PCD"\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "handoff", "doctor", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO), "PCSCLITE_CSOCK_NAME": str(tmp_path / "no-pcscd.comm")},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert any(
+        line.startswith("FAIL  pcscd: not reachable") and "systemctl enable --now pcscd" in line
+        for line in done.stdout.splitlines()
+    ), done.stdout

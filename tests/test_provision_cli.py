@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pty
 import stat
 import subprocess
 import sys
@@ -142,3 +143,24 @@ def test_broker_check_connects_once_the_csr_is_signed(tmp_path: Path) -> None:
         second = handoff(*flags, "--force")
         assert second.returncode == 0, second.stdout + second.stderr
         assert "PASS  broker: TLS and MQTT CONNECT" in second.stdout
+
+
+def test_a_terminal_is_prompted_for_what_is_missing(tmp_path: Path) -> None:
+    parent, child = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "handoff", "provision", "--output-dir", str(tmp_path / "etc"), "--no-broker-check"],
+        stdin=child,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    os.close(child)
+    os.write(parent, b"st-elsewhere\nWOW-3N-07\nmqtts://127.0.0.1:8883\n\n")
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        os.close(parent)
+    assert proc.returncode == 0, err
+    config = load_config(tmp_path / "etc" / "handoff.toml")
+    assert (config.appliance.site, config.appliance.device_id) == ("st-elsewhere", "WOW-3N-07")
+    load_secret(tmp_path / "etc" / "badge.key")
