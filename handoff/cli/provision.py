@@ -40,6 +40,7 @@ class Flag:
     key: str
     kind: type
     prompt: str = ""
+    """Asked on a terminal, required otherwise; empty for optional flags."""
 
     @property
     def dest(self) -> str:
@@ -54,8 +55,8 @@ FLAGS: Final = (
     Flag("--site", "appliance", "site", str, "site (e.g. st-elsewhere)"),
     Flag("--device-id", "appliance", "device_id", str, "device id of the attached device (e.g. WOW-3N-07)"),
     Flag("--reader-id", "appliance", "reader_id", str),
-    Flag("--data-dir", "appliance", "data_dir", str),
-    Flag("--command-key-file", "appliance", "command_key_file", str),
+    Flag("--data-dir", "appliance", "data_dir", Path),
+    Flag("--command-key-file", "appliance", "command_key_file", Path),
     Flag("--idle-timeout-s", "policy", "idle_timeout_s", float),
     Flag("--max-session-s", "policy", "max_session_s", float),
     Flag("--custody-timeout-s", "policy", "custody_timeout_s", float),
@@ -64,8 +65,8 @@ FLAGS: Final = (
     Flag("--allow-insecure", "mqtt", "allow_insecure", bool),
     Flag("--client-id", "mqtt", "client_id", str),
     Flag("--username", "mqtt", "username", str),
-    Flag("--password-file", "mqtt", "password_file", str),
-    Flag("--ca-file", "mqtt", "ca_file", str),
+    Flag("--password-file", "mqtt", "password_file", Path),
+    Flag("--ca-file", "mqtt", "ca_file", Path),
     Flag("--topic-prefix", "mqtt", "topic_prefix", str),
     Flag("--protocol", "mqtt", "protocol", str),
     Flag("--retention-days", "outbox", "retention_days", float),
@@ -93,7 +94,7 @@ def register(sub: Any) -> None:
 
 
 def _provision(args: argparse.Namespace) -> int:
-    out: Path = args.output_dir
+    out: Path = args.output_dir.resolve()
     config_path = out / CONFIG_NAME
     if config_path.exists() and not args.force:
         raise UsageError(f"{config_path} exists; pass --force to overwrite it")
@@ -158,6 +159,8 @@ def _tables(args: argparse.Namespace, out: Path) -> dict[str, dict[str, Value]]:
     tables["appliance"]["badge_secret_file"] = str(out / SECRET_NAME)
     for flag in FLAGS:
         value = getattr(args, flag.dest)
+        if isinstance(value, Path):
+            value = str(value.resolve())
         if value is not None:
             tables[flag.section][flag.key] = value
     tables["mqtt"]["cert_file"] = str(out / CERT_NAME)

@@ -70,7 +70,10 @@ def _mqtt_connect(config: MqttConfig, context: ssl.SSLContext, timeout: float) -
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{config.client_id}-doctor", protocol=protocol)
     client.tls_set_context(context)
     if config.username:
-        password = config.password_file.read_text().strip() if config.password_file else None
+        try:
+            password = config.password_file.read_text().strip() if config.password_file else None
+        except OSError as exc:
+            return failed(name, f"mqtt.password_file {config.password_file} cannot be read: {exc.strerror}")
         client.username_pw_set(config.username, password)
     answered = threading.Event()
     outcome: list[str] = []
