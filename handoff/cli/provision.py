@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from handoff.config import Config, parse_config
+from handoff.config import Config, default_reader_id, parse_config
 from handoff.doctor.broker import check_broker
 from handoff.doctor.result import Status
 from handoff.errors import ConfigError, UsageError
@@ -102,6 +102,8 @@ def _provision(args: argparse.Namespace) -> int:
     for flag in FLAGS:
         if flag.prompt and getattr(args, flag.dest) is None:
             setattr(args, flag.dest, _ask(flag, interactive))
+    # Pinned in the file: the certificate's CN must keep matching even if the SD card moves to another Pi.
+    args.reader_id = args.reader_id or default_reader_id()
     secret = _secret_bytes(args, out / SECRET_NAME, interactive)
     config = _config(args, config_path)
 
