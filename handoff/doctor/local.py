@@ -1,0 +1,70 @@
+"""Checks of what lives on the cart itself: config, site secret, database, disk."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Final
+
+from handoff import db
+from handoff.badge_ref import load_secret
+from handoff.config import Config, load_config
+from handoff.doctor.result import CheckResult, failed, passed, warned
+from handoff.errors import HandoffError
+
+DISK_FAIL_BYTES: Final = 50 * 1024 * 1024
+DISK_WARN_BYTES: Final = 500 * 1024 * 1024
+
+
+def check_config(path: Path) -> tuple[CheckResult, Config | None]:
+    try:
+        config = load_config(path)
+    except HandoffError as exc:
+        return failed("config", f"{exc}; fix the file or run handoff provision --force"), None
+    return passed("config", f"{path} is valid (reader {config.appliance.reader_id})"), config
+
+
+def check_secret(config: Config) -> CheckResult:
+    path = config.appliance.badge_secret_file
+    try:
+        load_secret(path)
+    except HandoffError as exc:
+        return failed(
+            "badge secret", f"{exc}; copy the site's secret there (mode 600) with handoff provision --secret-file"
+        )
+    return passed("badge secret", f"{path} is present, private and long enough")
+
+
+def check_database(config: Config) -> CheckResult:
+    data_dir = config.appliance.data_dir
+    try:
+        conn = db.connect(data_dir)
+        try:
+            conn.execute("CREATE TEMP TABLE doctor_probe (x)")
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+    except HandoffError as exc:
+        return failed("data dir", f"{exc}; make {data_dir} a writable directory for the handoff user")
+    except Exception as exc:
+        return failed("data dir", f"database in {data_dir} cannot be written: {exc}")
+    return passed("data dir", f"{data_dir} is writable and the database opens")
+
+
+def check_disk(config: Config) -> CheckResult:
+    where = _existing_ancestor(config.appliance.data_dir)
+    free = shutil.disk_usage(where).free
+    shown = f"{free // (1024 * 1024)} MiB free on the filesystem of {where}"
+    if free < DISK_FAIL_BYTES:
+        return failed("disk space", f"{shown}; free space or the outbox cannot keep events")
+    if free < DISK_WARN_BYTES:
+        return warned("disk space", f"{shown}; free some space soon")
+    return passed("disk space", shown)
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.is_dir():
+            return candidate
+    return Path("/")

@@ -1,0 +1,1 @@
+"""`handoff provision`: the files a cart needs, written so that `handoff run` accepts them."""

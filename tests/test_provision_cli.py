@@ -1,0 +1,166 @@
+"""`handoff provision` run the way biomed would: a separate process, no terminal."""
+
+from __future__ import annotations
+
+import os
+import pty
+import stat
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from handoff.badge_ref import load_secret
+from handoff.config import load_config
+from tests.conftest import REPO
+from tests.pki_helpers import make_ca, write_cert
+from tests.tls_broker import tls_broker
+
+
+def handoff(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """stdin is /dev/null, so provision must never prompt and hang."""
+    return subprocess.run(
+        [sys.executable, "-m", "handoff", *map(str, args)],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+        check=False,
+    )
+
+
+def base_flags(tmp_path: Path, *extra: str) -> list[str | Path]:
+    return [
+        "provision",
+        "--output-dir",
+        tmp_path / "etc",
+        "--site",
+        "st-elsewhere",
+        "--device-id",
+        "WOW-3N-07",
+        "--reader-id",
+        "rdr-0042",
+        "--data-dir",
+        tmp_path / "data",
+        "--mqtt-url",
+        "mqtts://127.0.0.1:8883",
+        "--nfc",
+        "udp:127.0.0.1:54321",
+        "--board",
+        "none",
+        *extra,
+    ]
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_provision_writes_files_that_the_other_commands_accept(tmp_path: Path) -> None:
+    done = handoff(*base_flags(tmp_path, "--generate-secret", "--idle-timeout-s", "1.5", "--no-broker-check"))
+    assert done.returncode == 0, done.stderr
+    etc = tmp_path / "etc"
+    config = load_config(etc / "handoff.toml")
+    assert config.appliance.site == "st-elsewhere"
+    assert config.policy.idle_timeout_s == 1.5
+    assert config.readers[0].path == "udp:127.0.0.1:54321"
+    assert config.mqtt.key_file == etc / "reader.key"
+    assert (mode(etc / "badge.key"), mode(etc / "reader.key"), mode(etc / "reader.csr")) == (0o600, 0o600, 0o644)
+    load_secret(etc / "badge.key")
+    listed = handoff("badges", "list", "-c", etc / "handoff.toml")
+    assert listed.returncode == 0, listed.stderr
+    assert "0 badges" in listed.stdout
+
+
+def test_csr_verifies_and_names_reader_site_and_device(tmp_path: Path) -> None:
+    assert handoff(*base_flags(tmp_path, "--generate-secret", "--no-broker-check")).returncode == 0
+    csr = x509.load_pem_x509_csr((tmp_path / "etc" / "reader.csr").read_bytes())
+    assert csr.is_signature_valid
+    subject = {attr.oid: attr.value for attr in csr.subject}
+    assert subject == {
+        NameOID.COMMON_NAME: "rdr-0042",
+        NameOID.ORGANIZATION_NAME: "st-elsewhere",
+        NameOID.ORGANIZATIONAL_UNIT_NAME: "WOW-3N-07",
+    }
+
+
+def test_installed_secret_is_a_private_copy(tmp_path: Path) -> None:
+    given = tmp_path / "site.key"
+    given.write_text("a-site-secret-of-enough-length\n")
+    assert handoff(*base_flags(tmp_path, "--secret-file", given, "--no-broker-check")).returncode == 0
+    installed = tmp_path / "etc" / "badge.key"
+    assert installed.read_bytes() == given.read_bytes()
+    assert mode(installed) == 0o600
+
+
+def test_bad_or_missing_flags_are_named(tmp_path: Path) -> None:
+    cases = {
+        "--site": ["--site", "two words", "--generate-secret"],
+        "--mqtt-url": ["--mqtt-url", "mqtt://127.0.0.1:1883", "--generate-secret"],
+        "--idle-timeout-s": ["--idle-timeout-s", "0", "--generate-secret"],
+        "--protocol": ["--protocol", "4", "--generate-secret"],
+        "--secret-file": [],
+    }
+    for flag, extra in cases.items():
+        done = handoff(*base_flags(tmp_path, *extra, "--no-broker-check"))
+        assert done.returncode == 2, (flag, done.stderr)
+        assert flag in done.stderr and "Traceback" not in done.stderr, done.stderr
+    missing = handoff("provision", "--output-dir", tmp_path / "etc", "--device-id", "W", "--generate-secret")
+    assert missing.returncode == 2
+    assert "--site is required" in missing.stderr
+    assert not (tmp_path / "etc" / "handoff.toml").exists()
+
+
+def test_existing_config_is_kept_without_force(tmp_path: Path) -> None:
+    flags = base_flags(tmp_path, "--generate-secret", "--no-broker-check")
+    assert handoff(*flags).returncode == 0
+    key_before = (tmp_path / "etc" / "reader.key").read_bytes()
+    again = handoff(*flags)
+    assert again.returncode == 2
+    assert "--force" in again.stderr
+    assert handoff(*flags, "--force").returncode == 0
+    assert (tmp_path / "etc" / "reader.key").read_bytes() == key_before
+
+
+def test_broker_check_connects_once_the_csr_is_signed(tmp_path: Path) -> None:
+    ca = make_ca()
+    with tls_broker(ca, tmp_path / "broker") as broker:
+        flags = base_flags(tmp_path, "--ca-file", broker.ca_file, "--generate-secret")
+        flags[flags.index("mqtts://127.0.0.1:8883")] = f"mqtts://127.0.0.1:{broker.port}"
+        first = handoff(*flags)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "WARN  broker: TLS to 127.0.0.1" in first.stdout
+        csr = x509.load_pem_x509_csr((tmp_path / "etc" / "reader.csr").read_bytes())
+        public_key = csr.public_key()
+        assert isinstance(public_key, ec.EllipticCurvePublicKey)
+        cert = ca.sign(csr.subject, public_key, server=False, not_after=datetime.now(UTC) + timedelta(days=90))
+        write_cert(cert, tmp_path / "etc" / "reader.crt")
+        second = handoff(*flags, "--force")
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "PASS  broker: TLS and MQTT CONNECT" in second.stdout
+
+
+def test_a_terminal_is_prompted_for_what_is_missing(tmp_path: Path) -> None:
+    parent, child = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "handoff", "provision", "--output-dir", str(tmp_path / "etc"), "--no-broker-check"],
+        stdin=child,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    os.close(child)
+    os.write(parent, b"st-elsewhere\nWOW-3N-07\nmqtts://127.0.0.1:8883\n\n")
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        os.close(parent)
+    assert proc.returncode == 0, err
+    config = load_config(tmp_path / "etc" / "handoff.toml")
+    assert (config.appliance.site, config.appliance.device_id) == ("st-elsewhere", "WOW-3N-07")
+    load_secret(tmp_path / "etc" / "badge.key")
