@@ -38,7 +38,7 @@ test: lint
 	$(VENV)/bin/pytest -q
 
 demo: setup
-	@echo "make demo: not yet — the end-to-end runtime lands with the runtime issue."
+	$(PY) demo/demo.py
 
 bench: setup
 	@echo "make bench: no benchmarks yet."
