@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from handoff import __version__
-from handoff.cli import badges, doctor, provision
+from handoff.cli import badges, doctor, provision, sim
 from handoff.errors import HandoffError
 
-COMMAND_GROUPS = (badges, provision, doctor)
+COMMAND_GROUPS = (badges, provision, doctor, sim)
 
 
 class _Parser(argparse.ArgumentParser):

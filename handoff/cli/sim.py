@@ -1,0 +1,63 @@
+"""`handoff sim tap` and `handoff sim card`: badges without hardware, for tests, demos and training."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Final
+
+from handoff.directory import parse_uid
+from handoff.errors import UsageError
+from handoff.sim.nfc_badge import NfcBadge
+
+ACTIVATION_TIMEOUT_S: Final = 5.0
+
+
+def register(sub: Any) -> None:
+    sim = sub.add_parser("sim", help="present simulated badges to a running appliance")
+    kinds = sim.add_subparsers(dest="kind", required=True, metavar="KIND", parser_class=type(sim))
+
+    tap = kinds.add_parser("tap", help="present an ISO/IEC 14443-A badge on nfcpy's UDP frontend")
+    tap.add_argument("uid", metavar="UID", help="the badge UID in hex: 4, 7 or 10 bytes")
+    tap.add_argument("--device", default="udp:127.0.0.1:54321", help="udp:HOST:PORT (default %(default)s)")
+    tap.add_argument("--hold", type=_seconds, default=0.5, metavar="S", help="seconds in the field (default 0.5)")
+    tap.set_defaults(func=_tap)
+
+
+def _tap(args: argparse.Namespace) -> int:
+    uid = _uid(args.uid)
+    host, port = _udp_device(args.device)
+    try:
+        badge = NfcBadge(uid, host, port)
+    except OSError as exc:
+        raise UsageError(f"--device {args.device}: cannot listen there: {exc.strerror}") from None
+    result = badge.present(args.hold, ACTIVATION_TIMEOUT_S)
+    if result.activated_at is None:
+        sys.stderr.write(f"handoff: no reader activated the badge on {args.device} within {ACTIVATION_TIMEOUT_S:g} s\n")
+        return 1
+    return 0
+
+
+def _uid(text: str) -> bytes:
+    try:
+        return parse_uid(text)
+    except ValueError as exc:
+        raise UsageError(f"UID: {exc}") from None
+
+
+def _udp_device(device: str) -> tuple[str, int]:
+    scheme, _, rest = device.partition(":")
+    host, _, port = rest.rpartition(":")
+    if scheme != "udp" or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--device must be udp:HOST:PORT, got {device!r}")
+    return host, int(port)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 3600 seconds, got {text}")
+    return value

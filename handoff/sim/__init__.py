@@ -1,0 +1,1 @@
+"""Simulated badges, so anyone can tap without hardware: tests, demos, biomed training."""
