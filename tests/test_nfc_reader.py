@@ -100,6 +100,9 @@ def test_missing_usb_reader_is_reported_not_fatal() -> None:
 
 def test_cascade_levels_carry_uid_and_bcc() -> None:
     levels = cascade_levels(bytes.fromhex("04A1B2C3D4E5F6"))
-    assert levels == [bytes.fromhex("8804A1B2") + bytes([0x88 ^ 0x04 ^ 0xA1 ^ 0xB2]), bytes.fromhex("C3D4E5F6") + bytes([0xC3 ^ 0xD4 ^ 0xE5 ^ 0xF6])]
+    assert levels == [
+        bytes.fromhex("8804A1B2") + bytes([0x88 ^ 0x04 ^ 0xA1 ^ 0xB2]),
+        bytes.fromhex("C3D4E5F6") + bytes([0xC3 ^ 0xD4 ^ 0xE5 ^ 0xF6]),
+    ]
     with pytest.raises(ValueError, match="4, 7 or 10"):
         cascade_levels(b"\x01\x02")
