@@ -9,6 +9,7 @@ from typing import Any, Final
 from handoff.directory import parse_uid
 from handoff.errors import UsageError
 from handoff.sim.nfc_badge import NfcBadge
+from handoff.sim.vpcd import VirtualCard, uid_responder
 
 ACTIVATION_TIMEOUT_S: Final = 5.0
 
@@ -23,6 +24,12 @@ def register(sub: Any) -> None:
     tap.add_argument("--hold", type=_seconds, default=0.5, metavar="S", help="seconds in the field (default 0.5)")
     tap.set_defaults(func=_tap)
 
+    card = kinds.add_parser("card", help="insert a smartcard answering GET UID into the vpcd virtual reader")
+    card.add_argument("uid", metavar="UID", help="the card UID in hex: 4, 7 or 10 bytes")
+    card.add_argument("--vpcd", default="127.0.0.1:35963", help="HOST:PORT of vpcd (default %(default)s)")
+    card.add_argument("--hold", type=_seconds, default=0.5, metavar="S", help="seconds in the reader (default 0.5)")
+    card.set_defaults(func=_card)
+
 
 def _tap(args: argparse.Namespace) -> int:
     uid = _uid(args.uid)
@@ -34,6 +41,21 @@ def _tap(args: argparse.Namespace) -> int:
     result = badge.present(args.hold, ACTIVATION_TIMEOUT_S)
     if result.activated_at is None:
         sys.stderr.write(f"handoff: no reader activated the badge on {args.device} within {ACTIVATION_TIMEOUT_S:g} s\n")
+        return 1
+    return 0
+
+
+def _card(args: argparse.Namespace) -> int:
+    uid = _uid(args.uid)
+    host, _, port = args.vpcd.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--vpcd must be HOST:PORT, got {args.vpcd!r}")
+    try:
+        used = VirtualCard(uid_responder(uid)).insert(host, int(port), args.hold, ACTIVATION_TIMEOUT_S)
+    except OSError as exc:
+        raise UsageError(f"--vpcd {args.vpcd}: cannot reach vpcd ({exc.strerror or exc}); is pcscd running?") from None
+    if not used:
+        sys.stderr.write(f"handoff: no reader used the card on {args.vpcd} within {ACTIVATION_TIMEOUT_S:g} s\n")
         return 1
     return 0
 

@@ -1,0 +1,36 @@
+"""Opens the configured `[[readers]]` and merges them into one stream that names the reader."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from handoff.config import ReaderConfig
+from handoff.readers.base import Emit, Reader, ReaderHealth
+from handoff.readers.nfc import NfcReader
+from handoff.readers.pcsc import PcscReader
+
+
+class ReaderSet:
+    def __init__(self, readers: Sequence[Reader]) -> None:
+        self.readers = tuple(readers)
+
+    def open(self, emit: Emit) -> None:
+        for reader in self.readers:
+            reader.open(emit)
+
+    def health(self) -> list[ReaderHealth]:
+        return [reader.health() for reader in self.readers]
+
+    def close(self) -> None:
+        for reader in self.readers:
+            reader.close()
+
+
+def build_readers(configs: Sequence[ReaderConfig]) -> ReaderSet:
+    return ReaderSet([_reader(config) for config in configs])
+
+
+def _reader(config: ReaderConfig) -> Reader:
+    if config.kind == "nfc":
+        return NfcReader(config.path)
+    return PcscReader(config.name)
