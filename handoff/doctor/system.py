@@ -10,6 +10,8 @@ from typing import Final
 from handoff.clock import clock_synced
 from handoff.config import Config
 from handoff.doctor.result import CheckResult, failed, passed, skipped, warned
+from handoff.errors import ConfigError
+from handoff.feedback.board import load_board
 
 NFC_STEALING_MODULES: Final = ("pn533", "pn533_usb", "port100")
 PROC_MODULES: Final = Path("/proc/modules")
@@ -52,13 +54,8 @@ def check_gpio(config: Config, pi_model: Path = PI_MODEL) -> CheckResult:
     if board == "none":
         return passed("gpio", 'board = "none": no GPIO feedback is used')
     try:
-        # Imported here so a broken pin map module is one FAIL line, not a crashed doctor.
-        from handoff.feedback.board import load_board  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
-
         load_board(board)
-    except ImportError:
-        return failed("gpio", "board support (handoff.feedback.board) is not installed; reinstall handoff")
-    except Exception as exc:
+    except ConfigError as exc:
         return failed(
             "gpio", f"pin map for board {board!r} does not load: {exc}; fix feedback.board or hw/{board}.toml"
         )

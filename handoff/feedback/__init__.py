@@ -1,0 +1,1 @@
+"""What the clinician sees and hears: cues (what to say), boards (where the pins are), outputs."""

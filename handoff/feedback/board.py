@@ -1,0 +1,67 @@
+"""Pin maps: which BCM pin drives which LED and the buzzer on a given cart build.
+
+They live as TOML under `hw/` so a new cart build is a new file, not a code change.
+"""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from handoff.errors import ConfigError
+
+OUTPUTS: Final = ("green", "red", "amber", "buzzer")
+BCM_PINS: Final = range(2, 28)
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    pins: dict[str, int]
+    active_high: bool
+    source: Path
+
+
+def board_dirs() -> list[Path]:
+    """The source tree's hw/ (a development checkout), then where the package installs them."""
+    return [Path(__file__).resolve().parents[2] / "hw", Path(sys.prefix) / "share" / "handoff" / "hw"]
+
+
+def load_board(name: str) -> Board:
+    for directory in board_dirs():
+        path = directory / f"{name}.toml"
+        if path.is_file():
+            return parse_board(path)
+    searched = ", ".join(str(d) for d in board_dirs())
+    raise ConfigError(f"feedback.board: no pin map named {name!r} (looked for {name}.toml in {searched})")
+
+
+def parse_board(path: Path) -> Board:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"pin map {path}: cannot be read: {exc}") from None
+    unknown = set(raw) - {"description", "active_high", "pins"}
+    if unknown:
+        raise ConfigError(f"pin map {path}: {sorted(unknown)[0]} is not a known key")
+    pins_raw: Any = raw.get("pins")
+    if not isinstance(pins_raw, dict):
+        raise ConfigError(f"pin map {path}: [pins] is required")
+    pins: dict[str, int] = {}
+    for output in OUTPUTS:
+        value = pins_raw.get(output)
+        if isinstance(value, bool) or not isinstance(value, int) or value not in BCM_PINS:
+            raise ConfigError(f"pin map {path}: pins.{output} must be a BCM pin number 2-27, got {value!r}")
+        pins[output] = value
+    extra = set(pins_raw) - set(OUTPUTS)
+    if extra:
+        raise ConfigError(f"pin map {path}: pins.{sorted(extra)[0]} is not a known output")
+    if len(set(pins.values())) != len(pins):
+        raise ConfigError(f"pin map {path}: two outputs share one pin")
+    active_high = raw.get("active_high", True)
+    if not isinstance(active_high, bool):
+        raise ConfigError(f"pin map {path}: active_high must be true or false")
+    return Board(path.stem, pins, active_high, path)

@@ -1,0 +1,128 @@
+"""Drives the outputs: one worker thread owns the pins; callers only ever enqueue.
+
+`show()` never blocks the core: it drops the cue into a queue and returns. A new cue
+pre-empts one still playing, because the newest tap is the one the clinician is watching.
+Between cues the ambient state is lit, with a slow amber blink while offline.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Final, Protocol, TypeAlias
+
+from gpiozero import LED, Buzzer, DigitalOutputDevice, GPIOZeroError
+
+from handoff.errors import ConfigError
+from handoff.feedback.board import Board, load_board
+from handoff.feedback.cues import AMBIENT, OFFLINE_BLINK_S, PATTERNS, Cue
+
+
+class Feedback(Protocol):
+    def show(self, cue: Cue) -> None: ...
+    def set_ambient(self, state: str, online: bool) -> None: ...
+    def close(self) -> None: ...
+
+
+class NoFeedback:
+    """`board = "none"`: an appliance without lights (a test bench, a headless console)."""
+
+    def show(self, cue: Cue) -> None:
+        del cue
+
+    def set_ambient(self, state: str, online: bool) -> None:
+        del state, online
+
+    def close(self) -> None:
+        return
+
+
+class _Ambient:
+    def __init__(self, state: str, online: bool) -> None:
+        self.state, self.online = state, online
+
+
+_CLOSE: Final = object()
+_BLINK: Final = object()
+_Item: TypeAlias = Cue | _Ambient | object
+
+
+class GpioFeedback:
+    def __init__(self, board: Board) -> None:
+        self._outputs: dict[str, DigitalOutputDevice] = {
+            name: (Buzzer if name == "buzzer" else LED)(pin, active_high=board.active_high, initial_value=False)
+            for name, pin in board.pins.items()
+        }
+        self._inbox: queue.Queue[_Item] = queue.Queue()
+        self._ambient = _Ambient("available", True)
+        self._thread = threading.Thread(target=self._run, name="feedback", daemon=True)
+        self._thread.start()
+
+    def show(self, cue: Cue) -> None:
+        self._inbox.put(cue)
+
+    def set_ambient(self, state: str, online: bool) -> None:
+        self._inbox.put(_Ambient(state, online))
+
+    def close(self) -> None:
+        self._inbox.put(_CLOSE)
+        self._thread.join(2.0)
+        for output in self._outputs.values():
+            output.close()
+
+    def _run(self) -> None:
+        blink_on = False
+        item: _Item | None = None
+        while True:
+            if item is None:
+                item = self._wait()
+            if item is _CLOSE:
+                self._light(frozenset())
+                return
+            if isinstance(item, Cue):
+                item = self._play(item)
+                if item is not None:
+                    continue
+            elif isinstance(item, _Ambient):
+                self._ambient = item
+            elif item is _BLINK:
+                blink_on = not blink_on
+            lit = AMBIENT.get(self._ambient.state, frozenset())
+            if not self._ambient.online:
+                lit = lit | {"amber"} if blink_on else lit - {"amber"}
+            self._light(lit)
+            item = None
+
+    def _wait(self) -> _Item:
+        try:
+            return self._inbox.get(timeout=None if self._ambient.online else OFFLINE_BLINK_S / 2)
+        except queue.Empty:
+            return _BLINK
+
+    def _play(self, cue: Cue) -> _Item | None:
+        """Play the frames; returns whatever arrived meanwhile and cut the cue short."""
+        for frame in PATTERNS[cue]:
+            self._light(frame.on)
+            try:
+                return self._inbox.get(timeout=frame.seconds)
+            except queue.Empty:
+                continue
+        return None
+
+    def _light(self, lit: frozenset[str]) -> None:
+        for name, output in self._outputs.items():
+            if (name in lit) != bool(output.value):
+                output.value = name in lit
+
+
+def open_feedback(board_name: str) -> Feedback:
+    if board_name == "none":
+        return NoFeedback()
+    board = load_board(board_name)
+    try:
+        return GpioFeedback(board)
+    except GPIOZeroError as exc:
+        raise ConfigError(
+            f'feedback.board = "{board_name}" needs GPIO, which is not usable here ({exc}); '
+            'install lgpio on a Pi, or set board = "none"'
+        ) from None
