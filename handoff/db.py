@@ -29,6 +29,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX badges_staff_id ON badges (staff_id);
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    """
+    CREATE TABLE seen_commands (id TEXT PRIMARY KEY, expires REAL NOT NULL);
+    """,
 )
 
 

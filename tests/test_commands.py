@@ -1,0 +1,134 @@
+"""The command channel: every refusal path, signatures, expiry with an injected clock, replay memory."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from handoff import db
+from handoff.commands.handler import CommandHandler
+from handoff.commands.keys import load_command_key
+from handoff.commands.signing import sign_command
+from handoff.core.inputs import Activity, ForceLogoff, SetMaintenance
+from handoff.directory import Badge, Directory
+from handoff.errors import ConfigError
+from handoff.timefmt import rfc3339
+
+NOW = 1_800_000_000.0
+DEVICE = "WOW-3N-07"
+REF = "ab" * 32
+
+
+class Channel:
+    def __init__(self, data_dir: Path, key: Ed25519PrivateKey | None = None) -> None:
+        self.conn = db.connect(data_dir)
+        self.results: list[dict[str, Any]] = []
+        self.key = key
+        self.handler = CommandHandler(self.conn, DEVICE, key.public_key() if key else None, self.results.append)
+
+    def send(
+        self, name: str, fields: dict[str, Any] | None = None, *, now: float = NOW, sign: bool = True, **over: Any
+    ):
+        payload = {"id": str(uuid.uuid4()), "issued_at": rfc3339(NOW - 1), **(fields or {}), **over}
+        if self.key is not None and sign:
+            payload = sign_command(self.key, DEVICE, name, payload)
+        return self.handler.handle(name, json.dumps(payload).encode(), now), self.results[-1]
+
+
+@pytest.fixture
+def channel(tmp_path: Path) -> Channel:
+    return Channel(tmp_path)
+
+
+def test_each_command_becomes_its_input(channel: Channel) -> None:
+    assert channel.send("force_logoff")[0] == [ForceLogoff()]
+    assert channel.send("activity")[0] == [Activity()]
+    inputs, result = channel.send("maintenance", {"on": True})
+    assert inputs == [SetMaintenance(True)] and result["ok"] and result["command"] == "maintenance"
+
+
+def test_directory_replaces_atomically_and_refuses_older(channel: Channel) -> None:
+    badge = {"badge_ref": REF, "staff_id": "ana", "name": "Ana", "role": "RN", "revoked": False}
+    _, result = channel.send("directory", {"version": 5, "badges": [badge]})
+    assert result["ok"], result
+    directory = Directory(channel.conn)
+    assert directory.version() == 5 and directory.lookup(REF) == Badge(REF, "ana", "Ana", "RN")
+    _, stale = channel.send("directory", {"version": 5, "badges": []})
+    assert stale["error"] == "stale_directory" and directory.lookup(REF) is not None
+    _, bad = channel.send("directory", {"version": 6, "badges": [badge, {**badge, "staff_id": ""}]})
+    assert bad["error"] == "invalid" and "badges[1]" in bad["message"] and directory.version() == 5
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "error"),
+    [
+        ("reboot", b"{}", "unknown_command"),
+        ("activity", b"not json", "malformed"),
+        ("activity", b"[1]", "malformed"),
+        ("activity", b'{"id": "nope"}', "invalid"),
+        ("activity", b'{"id": "' + str(uuid.uuid4()).encode() + b'"}', "invalid"),
+        ("activity", b"{" + b" " * 5000 + b"}", "oversized"),
+    ],
+)
+def test_malformed_commands_are_answered_and_change_nothing(
+    channel: Channel, name: str, raw: bytes, error: str
+) -> None:
+    assert channel.handler.handle(name, raw, NOW) == []
+    assert channel.results[-1]["error"] == error and channel.results[-1]["ok"] is False
+
+
+def test_expiry_and_clock_skew(channel: Channel) -> None:
+    assert channel.send("activity", issued_at=rfc3339(NOW - 301))[1]["error"] == "expired"
+    assert channel.send("activity", issued_at=rfc3339(NOW + 120))[1]["error"] == "expired"
+    assert channel.send("activity", expires_at=rfc3339(NOW - 1))[1]["error"] == "expired"
+    assert channel.send("activity", issued_at="yesterday")[1]["error"] == "invalid"
+    assert channel.send("maintenance", {"on": "yes"})[1]["error"] == "invalid"
+
+
+def test_replay_is_refused_even_after_reopening(tmp_path: Path) -> None:
+    channel = Channel(tmp_path)
+    payload = json.dumps({"id": str(uuid.uuid4()), "issued_at": rfc3339(NOW)}).encode()
+    assert channel.handler.handle("force_logoff", payload, NOW) == [ForceLogoff()]
+    reopened = Channel(tmp_path)
+    assert reopened.handler.handle("force_logoff", payload, NOW + 10) == []
+    assert reopened.results[-1]["error"] == "replayed"
+
+
+def test_signed_commands(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    channel = Channel(tmp_path, key)
+    assert channel.send("force_logoff")[0] == [ForceLogoff()]
+    assert channel.send("force_logoff", sign=False)[1]["error"] == "unsigned"
+    other = Ed25519PrivateKey.generate()
+    forged = sign_command(other, DEVICE, "force_logoff", {"id": str(uuid.uuid4()), "issued_at": rfc3339(NOW)})
+    assert channel.handler.handle("force_logoff", json.dumps(forged).encode(), NOW) == []
+    assert channel.results[-1]["error"] == "bad_signature"
+    for device, name in (("WOW-OTHER", "force_logoff"), (DEVICE, "activity")):
+        signed = sign_command(key, device, name, {"id": str(uuid.uuid4()), "issued_at": rfc3339(NOW)})
+        assert channel.handler.handle("force_logoff", json.dumps(signed).encode(), NOW) == []
+        assert channel.results[-1]["error"] == "bad_signature"
+    tampered = sign_command(
+        key, DEVICE, "maintenance", {"id": str(uuid.uuid4()), "issued_at": rfc3339(NOW), "on": False}
+    )
+    tampered["on"] = True
+    assert channel.handler.handle("maintenance", json.dumps(tampered).encode(), NOW) == []
+    assert channel.results[-1]["error"] == "bad_signature"
+
+
+def test_command_key_file(tmp_path: Path) -> None:
+    path = tmp_path / "cmd.pub"
+    path.write_bytes(
+        Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    )
+    load_command_key(path)
+    path.write_text("garbage")
+    with pytest.raises(ConfigError, match=r"appliance\.command_key_file: .* is not a PEM public key"):
+        load_command_key(path)
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_command_key(tmp_path / "absent.pub")
