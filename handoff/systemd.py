@@ -1,0 +1,51 @@
+"""sd_notify for `Type=notify` with a watchdog: READY once serving, WATCHDOG from the state loop.
+
+The watchdog is pinged by the thread that owns the state, so a wedged loop (not just a live
+process) gets the appliance restarted. Outside systemd every call is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Final
+
+MIN_PING_S: Final = 0.5
+
+
+class Notifier:
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        address = env.get("NOTIFY_SOCKET", "")
+        self._address = "\0" + address[1:] if address.startswith("@") else address
+        usec = env.get("WATCHDOG_USEC", "")
+        watchdog_pid = env.get("WATCHDOG_PID", "")
+        for_us = not watchdog_pid or watchdog_pid == str(os.getpid())
+        self.watchdog_interval_s = int(usec) / 1e6 / 2 if usec.isdigit() and for_us else None
+        """systemd asks for a ping at least every WATCHDOG_USEC; pinging at half of it leaves slack."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._address)
+
+    def ready(self, status: str) -> None:
+        self._send(f"READY=1\nSTATUS={status}")
+
+    def status(self, status: str) -> None:
+        self._send(f"STATUS={status}")
+
+    def watchdog(self) -> None:
+        if self.watchdog_interval_s is not None:
+            self._send("WATCHDOG=1")
+
+    def stopping(self) -> None:
+        self._send("STOPPING=1")
+
+    def _send(self, message: str) -> None:
+        if not self._address:
+            return
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.sendto(message.encode(), self._address)
+            except OSError:
+                return

@@ -1,0 +1,45 @@
+"""The firmware files agree with each other and with the code: groups, readers, drivers."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import subprocess
+
+from handoff.doctor.system import NFC_STEALING_MODULES
+from tests.conftest import REPO
+
+FIRMWARE = REPO / "firmware"
+
+
+def unit() -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser(strict=False)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(FIRMWARE / "handoff.service")
+    return parser
+
+
+def test_unit_is_notify_with_watchdog_and_sandbox() -> None:
+    service = unit()["Service"]
+    assert service["Type"] == "notify" and int(service["WatchdogSec"]) > 0
+    assert service["Restart"] == "on-failure" and service["User"] == "handoff"
+    assert service["ProtectSystem"] == "strict" and service["NoNewPrivileges"] == "yes"
+    assert service["CapabilityBoundingSet"] == "" and "handoff run" in service["ExecStart"]
+
+
+def test_udev_rules_grant_the_units_group_every_usb_reader_listed_in_hw() -> None:
+    rules = (FIRMWARE / "60-handoff-nfc.rules").read_text()
+    groups = set(re.findall(r'GROUP="([^"]+)"', rules))
+    assert groups == {unit()["Service"]["Group"]}
+    granted = set(re.findall(r'idVendor}=="(\w{4})", ATTRS{idProduct}=="(\w{4})"', rules))
+    listed = set(re.findall(r"`(\w{4}):(\w{4})`", (REPO / "hw" / "readers.md").read_text()))
+    assert listed and listed == granted
+
+
+def test_blacklist_covers_the_drivers_doctor_looks_for() -> None:
+    text = (FIRMWARE / "blacklist-pn533.conf").read_text()
+    assert {line.split()[1] for line in text.splitlines() if line.startswith("blacklist")} >= set(NFC_STEALING_MODULES)
+
+
+def test_install_script_parses() -> None:
+    subprocess.run(["bash", "-n", str(FIRMWARE / "install.sh")], check=True)
