@@ -11,7 +11,6 @@ import socket
 import subprocess
 import threading
 import time
-
 from dataclasses import dataclass, field
 from pathlib import Path
 

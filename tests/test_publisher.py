@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from handoff import db
@@ -86,7 +87,7 @@ def test_retained_state_status_and_commands(tmp_path: Path) -> None:
             publisher.stop()
             watcher.close()
         after = Collector(broker.port, f"{PREFIX}/status")
-        got = after.wait_for(lambda got: bool(got))
+        got = after.wait_for(bool)
         after.close()
         assert json.loads(got[-1].payload)["status"] == "offline" and got[-1].retain
 
@@ -114,8 +115,6 @@ def test_commands_queued_while_away_arrive(tmp_path: Path) -> None:
 
 
 def _wait(predicate: object, timeout: float = 10.0) -> bool:
-    import time
-
     assert callable(predicate)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
