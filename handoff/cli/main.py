@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from handoff import __version__
-from handoff.cli import badges
+from handoff.cli import badges, outbox, status
 from handoff.errors import HandoffError
 
-COMMAND_GROUPS = (badges,)
+COMMAND_GROUPS = (badges, status, outbox)
 
 
 class _Parser(argparse.ArgumentParser):
