@@ -7,6 +7,7 @@ ACL; the runtime tests reuse this module.
 
 from __future__ import annotations
 
+import getpass
 import socket
 import subprocess
 import threading
@@ -16,6 +17,8 @@ from pathlib import Path
 
 from paho.mqtt.client import Client, MQTTMessage
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 
@@ -39,6 +42,9 @@ class Broker:
             f"persistence_location {workdir}/\n"
             "max_queued_messages 100000\n"
             "log_dest stderr\n"
+            # Started as root, mosquitto drops to user `mosquitto`, which cannot write pytest's
+            # private temporary directory: stay who we are so persistence actually persists.
+            f"user {getpass.getuser()}\n"
             f"{extra}\n"
         )
         self.log = workdir / "mosquitto.log"
@@ -74,7 +80,11 @@ class Broker:
 
 @dataclass
 class Collector:
-    """A persistent-session QoS 1 subscriber that keeps every message it gets, across restarts."""
+    """A persistent-session QoS 1 subscriber that keeps every message it gets, across restarts.
+
+    The session must outlive the connection (session expiry on MQTT 5), or messages published
+    while it reconnects after a broker restart are lost and a test sees a gap that isn't ours.
+    """
 
     port: int
     topic: str
@@ -90,7 +100,9 @@ class Collector:
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self.topic, qos=1)
         self.client.reconnect_delay_set(0.05, 0.2)
-        self.client.connect("127.0.0.1", self.port, clean_start=False)
+        session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        session.SessionExpiryInterval = 3600
+        self.client.connect("127.0.0.1", self.port, clean_start=False, properties=session)
         self.client.loop_start()
 
     def _on_message(self, client: Client, userdata: object, message: MQTTMessage) -> None:
