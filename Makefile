@@ -41,7 +41,8 @@ demo: setup
 	$(PY) demo/demo.py
 
 bench: setup
-	@echo "make bench: no benchmarks yet."
+	$(PY) -m bench.append
+	$(PY) -m bench.drain
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

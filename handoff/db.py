@@ -30,6 +30,29 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
     """
+    CREATE TABLE appliance_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        body TEXT NOT NULL,
+        last_seq INTEGER NOT NULL
+    );
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        topic TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        created REAL NOT NULL,
+        acked REAL
+    );
+    CREATE INDEX outbox_acked ON outbox (acked, seq);
+    CREATE TABLE broker_link (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        connected INTEGER NOT NULL,
+        since REAL NOT NULL,
+        last_error TEXT,
+        readers TEXT NOT NULL DEFAULT '[]'
+    );
+    """,
+    """
     CREATE TABLE seen_commands (id TEXT PRIMARY KEY, expires REAL NOT NULL);
     """,
 )
@@ -55,12 +78,17 @@ def connect(data_dir: Path) -> sqlite3.Connection:
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception.
+
+    SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR); a second ROLLBACK
+    would then hide the real error behind "no transaction is active".
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
 

@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.netutil import free_tcp_port
 from tests.pki_helpers import Ca, write_cert, write_key
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -27,13 +28,6 @@ class TlsBroker:
     ca_file: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextmanager
 def tls_broker(ca: Ca, directory: Path) -> Iterator[TlsBroker]:
     directory.mkdir(parents=True, exist_ok=True)
@@ -42,7 +36,7 @@ def tls_broker(ca: Ca, directory: Path) -> Iterator[TlsBroker]:
     cert = write_cert(ca.sign(name, key.public_key(), server=True), directory / "server.pem")
     key_file = write_key(key, directory / "server.key")
     ca_file = ca.write(directory / "ca.pem")
-    port = _free_port()
+    port = free_tcp_port()
     conf = directory / "mosquitto.conf"
     conf.write_text(
         f"user {getpass.getuser()}\npersistence false\nlog_dest stderr\n"

@@ -1,0 +1,94 @@
+"""Drain: 20,000 events buffered offline, then the broker started, until the last PUBACK is
+recorded; versus a bare paho QoS 1 loop publishing the same payloads to the same broker with
+the same number of messages in flight.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from paho.mqtt.client import Client
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from handoff import db
+from handoff.mqtt.publisher import INFLIGHT, Publisher, PublisherSettings
+from handoff.store import Store
+from tests.broker import Broker
+from tests.outbox_helpers import CONTEXT, PREFIX, checkout, in_use, mqtt_config
+
+EVENTS = 20_000
+
+
+def buffer_offline(data: Path) -> list[bytes]:
+    store = Store(db.connect(data))
+    events = [checkout(f"s{i}") for i in range(100)]
+    payloads: list[bytes] = []
+    for _ in range(EVENTS // len(events)):
+        payloads += [e.payload for e in store.commit(in_use("alice"), events, CONTEXT)]
+    return payloads
+
+
+def drain(broker: Broker, data: Path) -> float:
+    store = Store(db.connect(data))
+    publisher = Publisher(
+        mqtt_config(broker.port),
+        "st-elsewhere",
+        "WOW-3N-07",
+        data,
+        version="bench",
+        settings=PublisherSettings(backoff_base_s=0.01, backoff_cap_s=0.05),
+    )
+    publisher.start()
+    broker.start()
+    start = time.perf_counter()
+    while store.depth():
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - start
+    publisher.stop()
+    return EVENTS / elapsed
+
+
+def bare(broker: Broker, payloads: list[bytes]) -> float:
+    done = threading.Event()
+    acked = 0
+
+    def on_publish(*_: object) -> None:
+        nonlocal acked
+        acked += 1
+        if acked == len(payloads):
+            done.set()
+
+    client = Client(CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=MQTTProtocolVersion.MQTTv5)
+    client.max_inflight_messages_set(INFLIGHT)
+    client.on_publish = on_publish
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    start = time.perf_counter()
+    for payload in payloads:
+        client.publish(f"{PREFIX}/events/checkout", payload, qos=1)
+    done.wait(300)
+    elapsed = time.perf_counter() - start
+    client.loop_stop()
+    client.disconnect()
+    return len(payloads) / elapsed
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        payloads = buffer_offline(data)
+        broker = Broker(Path(tmp) / "broker")
+        try:
+            ours = drain(broker, data)
+            baseline = bare(broker, payloads)
+        finally:
+            broker.stop()
+    print(f"drain of {EVENTS} buffered events: {ours:.0f} events/s; bare paho QoS 1 loop: {baseline:.0f} /s")
+    print(f"drain ratio: {ours / baseline:.2f} (target >= 0.7)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""`handoff status`: what biomed needs at the cart, read from the database the runtime writes."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from handoff.cli.common import add_config_option, config_from, open_database
+from handoff.disk import disk_state
+from handoff.store import Store
+from handoff.timefmt import rfc3339
+
+
+def register(sub: Any) -> None:
+    status = sub.add_parser("status", help="state, holder, outbox depth, broker connectivity, disk, readers")
+    add_config_option(status)
+    status.set_defaults(func=_status)
+
+
+def _status(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    store = Store(open_database(config))
+    now = time.time()
+    retained = store.retained_state()
+    print(f"state: {retained['state'] if retained else 'available (never used)'}")
+    print(f"holder: {(retained or {}).get('staff_id') or '-'}")
+    print(f"last seq: {retained['seq'] if retained else 0}")
+    oldest = store.oldest_unsent_created()
+    age = f", oldest unsent {now - oldest:.0f} s old" if oldest is not None else ""
+    print(f"outbox: {store.depth()} unsent{age}")
+    link = store.link()
+    if link is None:
+        print("broker: never contacted")
+    else:
+        word = "connected" if link.connected else "disconnected"
+        error = f" (last error: {link.last_error})" if link.last_error else ""
+        print(f"broker: {word} since {rfc3339(link.since)}{error}")
+    disk = disk_state(config.appliance.data_dir)
+    print(f"disk: {disk.free_bytes // (1024 * 1024)} MiB free{' (LOW)' if disk.low else ''}")
+    readers = link.readers if link else []
+    if not readers:
+        print("readers: none reported")
+    for reader in readers:
+        print("reader: " + ", ".join(f"{key}={value}" for key, value in reader.items()))
+    return 0

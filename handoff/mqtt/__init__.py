@@ -1,0 +1,1 @@
+"""MQTT delivery: topics, client set-up and the publisher that drains the outbox."""

@@ -1,0 +1,334 @@
+"""The publisher thread: drains the outbox to the broker in strict `seq` order, at least once.
+
+A row is marked acknowledged only after its PUBACK. Each connection starts a fresh paho client
+and resends from the oldest unacknowledged row, so order holds across reconnects and nothing
+paho kept in memory is replayed out of order. Acknowledgements are written in small batches:
+a crash before the batch lands only means a resend with the same `id`, which consumers dedupe.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
+from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from handoff import db
+from handoff.config import MqttConfig
+from handoff.disk import disk_state
+from handoff.mqtt import connection
+from handoff.mqtt.backoff import backoff_delay
+from handoff.mqtt.topics import Topics
+from handoff.store import Store, StoreError
+from handoff.timefmt import rfc3339
+
+log = logging.getLogger(__name__)
+
+WINDOW: Final = 1000
+"""Events handed to paho but not yet acknowledged; paho itself keeps `INFLIGHT` on the wire."""
+INFLIGHT: Final = 100
+ACK_FLUSH_S: Final = 0.05
+IDLE_LOOP_S: Final = 0.05
+STATUS_EVERY_S: Final = 60.0
+PURGE_EVERY_S: Final = 3600.0
+
+
+@dataclass(frozen=True)
+class PublisherSettings:
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 60.0
+    retention_days: float = 30.0
+
+
+class Publisher:
+    def __init__(
+        self,
+        config: MqttConfig,
+        site: str,
+        device_id: str,
+        data_dir: Path,
+        *,
+        version: str,
+        on_command: Callable[[str, bytes], None] = lambda name, payload: None,
+        health_provider: Callable[[], list[dict[str, Any]]] = list,
+        settings: PublisherSettings = PublisherSettings(),
+        clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._config = config
+        self._topics = Topics(config.topic_prefix, site, device_id)
+        self._data_dir = data_dir
+        self._store = Store(db.connect(data_dir))
+        self._version = version
+        self._on_command = on_command
+        self._health = health_provider
+        self._settings = settings
+        self._clock = clock
+        self._rand = rand
+        self._tls = connection.tls_context(config) if config.tls else None
+        self._secret = connection.password(config)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._results: deque[bytes] = deque()
+        self._thread = threading.Thread(target=self._run, name="handoff-publisher", daemon=True)
+        self._flush_timeout = 0.0
+        self._link_up = False
+
+    @property
+    def connected(self) -> bool:
+        """Whether the broker has the appliance now: offline-buffering feedback follows it."""
+        return self._link_up
+
+    @property
+    def topics(self) -> Topics:
+        return self._topics
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Call after each commit: new events and a new retained state are waiting."""
+        self._wake.set()
+
+    def publish_result(self, payload: dict[str, Any]) -> None:
+        self._results.append(json.dumps(payload, separators=(",", ":")).encode())
+        self._wake.set()
+
+    def stop(self, flush_timeout: float = 5.0) -> None:
+        """Deliver what can be delivered within `flush_timeout`, say `offline`, disconnect."""
+        self._flush_timeout = flush_timeout
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        store = self._store
+        attempt = 0
+        while not self._stop.is_set():
+            error = _Session(self, store).run()
+            if self._stop.is_set():
+                break
+            if error is None:
+                attempt = 0
+                continue
+            self._record_link(store, False, error)
+            delay = backoff_delay(attempt, self._settings.backoff_base_s, self._settings.backoff_cap_s, self._rand)
+            log.warning("broker %s:%s: %s; retrying in %.1f s", self._config.host, self._config.port, error, delay)
+            attempt += 1
+            self._stop.wait(delay)
+        self._record_link(store, False, "stopped")
+
+    def _record_link(self, store: Store, connected: bool, error: str | None) -> None:
+        self._link_up = connected
+        try:
+            store.record_link(connected, error, self._health())
+        except StoreError as exc:
+            log.error("%s", exc)
+
+    def _status(self, store: Store) -> bytes:
+        return json.dumps(
+            {
+                "status": "online",
+                "version": self._version,
+                "time": rfc3339(time.time()),
+                "outbox_depth": store.depth(),
+                "readers": self._health(),
+                "disk": disk_state(self._data_dir).as_dict(),
+            },
+            separators=(",", ":"),
+        ).encode()
+
+
+class _Session:
+    """One broker connection, from CONNECT until it drops or the publisher stops."""
+
+    def __init__(self, publisher: Publisher, store: Store) -> None:
+        self._p = publisher
+        self._store = store
+        self._connected = False
+        self._error: str | None = None
+        self._inflight: dict[int, int] = {}
+        self._acked: list[int] = []
+        self._sent_upto = 0
+        self._state_sent: dict[str, Any] | None = None
+        self._stop_deadline: float | None = None
+        self._props = connection.event_properties(publisher._config)
+        self._client: Client = connection.new_client(
+            publisher._config, publisher._topics, publisher._version, publisher._tls, publisher._secret
+        )
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
+        self._client.on_message = self._on_message
+        self._client.max_inflight_messages_set(INFLIGHT)
+        self._client.max_queued_messages_set(0)
+
+    def run(self) -> str | None:
+        """None after a connection that worked and ended; otherwise why it failed."""
+        p = self._p
+        config = p._config
+        try:
+            self._client.connect(
+                config.host,
+                config.port,
+                keepalive=connection.KEEPALIVE_S,
+                clean_start=False,
+                properties=connection.connect_properties(config),
+            )
+        except ssl.SSLError as exc:
+            return f"TLS failed: {exc.reason or exc}"
+        except OSError as exc:
+            return f"cannot connect: {exc.strerror or exc}"
+        deadline = p._clock() + self._client.connect_timeout
+        while not self._connected and self._error is None and p._clock() < deadline:
+            if self._client.loop(IDLE_LOOP_S) != MQTTErrorCode.MQTT_ERR_SUCCESS and not self._connected:
+                return self._error or "connection lost before CONNACK"
+        if not self._connected:
+            self._client.disconnect()
+            return self._error or "no CONNACK in time"
+        p._record_link(self._store, True, None)
+        log.info("connected to %s:%s", config.host, config.port)
+        self._serve()
+        return None if self._error is None else self._error
+
+    def _serve(self) -> None:
+        p = self._p
+        client = self._client
+        client.subscribe(p._topics.commands, qos=1)
+        client.publish(p._topics.status, p._status(self._store), qos=1, retain=True)
+        more = True
+        last_flush = last_status = last_purge = p._clock()
+        purge_due = True
+        while self._connected:
+            if p._stop.is_set() and self._finish():
+                return
+            if p._wake.is_set():
+                p._wake.clear()
+                more = True
+            if more and len(self._inflight) < WINDOW:
+                more = self._hand_over()
+            if not more:
+                self._publish_state_when_caught_up()
+            while p._results:
+                client.publish(p._topics.cmd_result, p._results.popleft(), qos=1)
+            busy = bool(self._inflight) or more
+            if client.loop(0.0 if busy else IDLE_LOOP_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._connected = False
+            now = p._clock()
+            if self._acked and (now - last_flush >= ACK_FLUSH_S or not self._inflight):
+                self._flush_acks()
+                last_flush = now
+            if now - last_status >= STATUS_EVERY_S:
+                client.publish(p._topics.status, p._status(self._store), qos=1, retain=True)
+                last_status = now
+            if purge_due or now - last_purge >= PURGE_EVERY_S:
+                self._purge()
+                purge_due, last_purge = False, now
+        self._flush_acks()
+
+    def _hand_over(self) -> bool:
+        """Give paho the next events in order; True when more may be waiting in the outbox."""
+        limit = WINDOW - len(self._inflight)
+        batch = self._store.unsent(self._sent_upto, limit)
+        for event in batch:
+            info = self._client.publish(
+                self._p._topics.under(event.topic), event.payload, qos=1, properties=self._props
+            )
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._connected = False
+                self._error = f"publish refused by client: {info.rc.name}"
+                return True
+            self._inflight[info.mid] = event.seq
+            self._sent_upto = event.seq
+        return len(batch) == limit
+
+    def _publish_state_when_caught_up(self) -> None:
+        retained = self._store.retained_state()
+        if retained is None or retained == self._state_sent or retained["seq"] > self._sent_upto:
+            if retained is not None and retained["seq"] > self._sent_upto:
+                self._p._wake.set()
+            return
+        payload = json.dumps(retained, separators=(",", ":")).encode()
+        self._client.publish(self._p._topics.state, payload, qos=1, retain=True)
+        self._state_sent = retained
+
+    def _finish(self) -> bool:
+        """On stop: keep draining until the outbox is empty or the flush time is up, then leave."""
+        p = self._p
+        if self._stop_deadline is None:
+            self._stop_deadline = p._clock() + p._flush_timeout
+        if (self._inflight or self._store.depth() > len(self._acked)) and p._clock() < self._stop_deadline:
+            return False
+        self._flush_acks()
+        info = self._client.publish(p._topics.status, connection.offline_payload(p._version), qos=1, retain=True)
+        end = p._clock() + 2.0
+        while not info.is_published() and self._connected and p._clock() < end:
+            self._client.loop(IDLE_LOOP_S)
+        self._client.disconnect()
+        self._client.loop(IDLE_LOOP_S)
+        return True
+
+    def _flush_acks(self) -> None:
+        if not self._acked:
+            return
+        try:
+            self._store.mark_acked(self._acked)
+        except StoreError as exc:
+            log.error("%s", exc)
+            return
+        self._acked = []
+
+    def _purge(self) -> None:
+        try:
+            self._store.purge(self._p._settings.retention_days)
+        except StoreError as exc:
+            log.error("%s", exc)
+
+    def _on_connect(
+        self, client: Client, userdata: Any, flags: ConnectFlags, reason: ReasonCode, properties: Properties | None
+    ) -> None:
+        if reason.is_failure:
+            self._error = f"broker refused the connection: {reason}"
+        else:
+            self._connected = True
+
+    def _on_disconnect(
+        self,
+        client: Client,
+        userdata: Any,
+        flags: DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if self._connected and not self._p._stop.is_set():
+            self._error = f"connection lost: {reason}"
+        self._connected = False
+
+    def _on_publish(
+        self, client: Client, userdata: Any, mid: int, reason: ReasonCode, properties: Properties | None
+    ) -> None:
+        seq = self._inflight.pop(mid, None)
+        if seq is None:
+            return
+        if reason.is_failure:
+            self._error = f"broker refused event seq {seq}: {reason}"
+            self._connected = False
+            client.disconnect()
+            return
+        self._acked.append(seq)
+
+    def _on_message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:
+        name = self._p._topics.command_name(message.topic)
+        if name is not None:
+            self._p._on_command(name, bytes(message.payload))

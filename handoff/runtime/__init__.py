@@ -1,0 +1,1 @@
+"""The imperative shell: one thread owns the state; readers, outbox, MQTT and GPIO sit at the edge."""

@@ -1,0 +1,227 @@
+"""The loop that owns the custody/session state: inputs in through one queue, nothing shared.
+
+Readers, the MQTT client and signal handlers only ever `submit()`; this thread alone steps
+the core, commits to the store, signals the clinician and wakes the publisher, in that order:
+nothing says "accepted" before the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Protocol, TypeAlias
+
+from handoff.badge_ref import BadgeSecret
+from handoff.cloudevents import EventContext
+from handoff.config import Config
+from handoff.core.events import Event
+from handoff.core.inputs import Input, Lift, Restart, Revoked, Tap, Tick
+from handoff.core.machine import Outcome, next_deadline, step
+from handoff.core.state import State, initial_state
+from handoff.directory import Directory
+from handoff.feedback.cues import Cue
+from handoff.readers.base import BadgePresented, BadgeRemoved, BadRead, ReaderEvent
+from handoff.runtime.clock import Clock
+from handoff.runtime.cues import cue_for, describe
+
+log = logging.getLogger("handoff")
+
+DIRECTORY_POLL_S: Final = 1.0
+IDLE_WARNING_MAX_LEAD_S: Final = 30.0
+IDLE_WARNING_SHARE: Final = 0.2
+
+
+class Stop:
+    """Asks the loop to finish what it holds and return."""
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    payload: bytes
+
+
+InboxItem: TypeAlias = ReaderEvent | Input | Command | Stop
+
+
+class Store(Protocol):
+    def load_state(self) -> State | None: ...
+    def commit(self, state: State, events: tuple[Event, ...], context: EventContext) -> object: ...
+
+
+class Feedback(Protocol):
+    def show(self, cue: Cue) -> None: ...
+    def set_ambient(self, state: str, online: bool) -> None: ...
+
+
+class Publisher(Protocol):
+    def wake(self) -> None: ...
+    @property
+    def connected(self) -> bool: ...
+
+
+class Appliance:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        conn: sqlite3.Connection,
+        store: Store,
+        secret: BadgeSecret,
+        feedback: Feedback,
+        publisher: Publisher,
+        clock: Clock,
+        new_id: Callable[[], str],
+        clock_synced: Callable[[], bool],
+        on_command: Callable[[Command], list[Input]],
+        heartbeat: Callable[[], None],
+    ) -> None:
+        self._config = config
+        self._conn = conn
+        self._store = store
+        self._directory = Directory(conn)
+        self._secret = secret
+        self._feedback = feedback
+        self._publisher = publisher
+        self._clock = clock
+        self._new_id = new_id
+        self._clock_synced = clock_synced
+        self._on_command = on_command
+        self._heartbeat = heartbeat
+        self._inbox: queue.Queue[InboxItem] = queue.Queue()
+        self._state = initial_state(clock.time())
+        self._data_version = -1
+        self._next_directory_check = 0.0
+        self._warned_for: float | None = None
+        self._online = False
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    def submit(self, item: InboxItem) -> None:
+        """Thread-safe: the only way anything outside this loop reaches the state."""
+        self._inbox.put(item)
+
+    def run(self) -> None:
+        self._state = self._store.load_state() or self._state
+        self._apply(Restart())
+        self._refresh_ambient(force=True)
+        while True:
+            try:
+                item = self._inbox.get(timeout=self._sleep_for())
+            except queue.Empty:
+                item = Tick()
+            if isinstance(item, Stop):
+                return
+            self._dispatch(item)
+            self._after_each_wake()
+
+    def _dispatch(self, item: InboxItem) -> None:
+        match item:
+            case BadgePresented() | BadgeRemoved() | BadRead():
+                self._reader_event(item)
+            case Command():
+                for event_input in self._on_command(item):
+                    self._apply(event_input)
+                self._data_version = -1
+            case Stop():
+                return
+            case _:
+                self._apply(item)
+
+    def _reader_event(self, event: ReaderEvent) -> None:
+        match event:
+            case BadgePresented(reader=reader, identifier=identifier):
+                ref = self._secret.ref(identifier)
+                badge = self._directory.lookup(ref)
+                staff_id = badge.staff_id if badge else None
+                self._apply(Tap(reader, ref, staff_id, revoked=bool(badge and badge.revoked)))
+            case BadgeRemoved(reader=reader, identifier=identifier):
+                self._apply(Lift(reader, self._secret.ref(identifier)))
+            case BadRead(reader=reader, reason=reason, problem=problem):
+                log.warning("card refused on %s: %s", reader, problem)
+                self._apply(Tap(reader, None, None, rejection=reason))
+
+    def _apply(self, event_input: Input) -> Outcome:
+        now = self._clock.time()
+        outcome = step(self._state, event_input, now, self._config.policy, self._new_id)
+        if outcome.events or outcome.state.mode != self._state.mode:
+            try:
+                self._store.commit(outcome.state, outcome.events, self._context())
+            except Exception as exc:
+                log.error("could not record %s: %s; nothing was accepted", type(event_input).__name__, exc)
+                self._feedback.show(Cue.DEVICE_ERROR)
+                return Outcome(self._state)
+        self._state = outcome.state
+        cue = cue_for(outcome)
+        if cue is not None:
+            self._feedback.show(cue)
+        for event in outcome.events:
+            log.info("%s", describe(event))
+        if outcome.ignored and isinstance(event_input, Tap):
+            log.info("tap ignored on %s: %s", event_input.reader, outcome.ignored)
+        if outcome.events:
+            self._publisher.wake()
+            self._refresh_ambient(force=True)
+        return outcome
+
+    def _context(self) -> EventContext:
+        appliance = self._config.appliance
+        return EventContext(appliance.site, appliance.device_id, appliance.reader_id, self._clock_synced())
+
+    def _after_each_wake(self) -> None:
+        now = self._clock.time()
+        deadline = next_deadline(self._state, self._config.policy)
+        if deadline is not None and deadline <= now:
+            self._apply(Tick())
+        self._warn_before_idle_lock(now)
+        if now >= self._next_directory_check:
+            self._next_directory_check = now + DIRECTORY_POLL_S
+            self._check_revocation()
+        self._refresh_ambient()
+        self._heartbeat()
+
+    def _check_revocation(self) -> None:
+        """Notice a revocation made by another process (CLI) or a directory command."""
+        version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+        if version == self._data_version:
+            return
+        self._data_version = version
+        custody = self._state.custody
+        if custody is not None and not self._directory.is_honoured(custody.staff_id):
+            self._apply(Revoked(custody.staff_id))
+
+    def _warn_before_idle_lock(self, now: float) -> None:
+        custody = self._state.custody
+        if self._state.mode != "in_use" or custody is None:
+            return
+        idle = self._config.policy.idle_timeout_s
+        lock_at = custody.last_activity + idle
+        if lock_at > custody.session_start + self._config.policy.max_session_s:
+            return
+        if self._warned_for != lock_at and now >= lock_at - self._warning_lead():
+            self._warned_for = lock_at
+            self._feedback.show(Cue.IDLE_WARNING)
+
+    def _warning_lead(self) -> float:
+        return min(IDLE_WARNING_MAX_LEAD_S, self._config.policy.idle_timeout_s * IDLE_WARNING_SHARE)
+
+    def _sleep_for(self) -> float:
+        now = self._clock.time()
+        wake_at = [self._next_directory_check]
+        deadline = next_deadline(self._state, self._config.policy)
+        if deadline is not None:
+            wake_at.append(deadline)
+            if self._state.mode == "in_use":
+                wake_at.append(deadline - self._warning_lead())
+        return max(0.0, min(DIRECTORY_POLL_S, *(moment - now for moment in wake_at)))
+
+    def _refresh_ambient(self, *, force: bool = False) -> None:
+        online = self._publisher.connected
+        if force or online != self._online:
+            self._online = online
+            self._feedback.set_ambient(self._state.mode, online)

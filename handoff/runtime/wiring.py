@@ -1,0 +1,99 @@
+"""Builds the running appliance from a validated config: the adapters around the one loop.
+
+Start order puts the publisher and readers after the loop exists, so the first tap already
+has somewhere to go; stop order drains readers first, then lets the publisher flush.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+from handoff import __version__, db
+from handoff.badge_ref import load_secret
+from handoff.clock import clock_synced
+from handoff.commands.handler import CommandHandler
+from handoff.commands.keys import load_command_key
+from handoff.config import Config
+from handoff.feedback.output import Feedback, open_feedback
+from handoff.mqtt.publisher import Publisher, PublisherSettings
+from handoff.readers.registry import ReaderSet, build_readers
+from handoff.runtime.appliance import Appliance, Command
+from handoff.runtime.clock import SystemClock
+from handoff.store import Store
+from handoff.systemd import Notifier
+
+log = logging.getLogger("handoff")
+
+FLUSH_ON_STOP_S: Final = 3.0
+
+
+@dataclass
+class Parts:
+    appliance: Appliance
+    readers: ReaderSet
+    publisher: Publisher
+    feedback: Feedback
+    notifier: Notifier
+
+    def run(self) -> None:
+        self.publisher.start()
+        self.readers.open(self.appliance.submit)
+        self.notifier.ready(f"serving {len(self.readers.readers)} reader(s)")
+        log.info("handoff %s running with %d reader(s)", __version__, len(self.readers.readers))
+        try:
+            self.appliance.run()
+        finally:
+            self.notifier.stopping()
+            self.readers.close()
+            self.publisher.stop(flush_timeout=FLUSH_ON_STOP_S)
+            self.feedback.close()
+            log.info("stopped")
+
+
+def build(config: Config, new_id: Callable[[], str]) -> Parts:
+    appliance_config = config.appliance
+    secret = load_secret(appliance_config.badge_secret_file)
+    key = load_command_key(appliance_config.command_key_file) if appliance_config.command_key_file else None
+    conn = db.connect(appliance_config.data_dir)
+    clock = SystemClock()
+    feedback = open_feedback(config.feedback.board)
+    readers = build_readers(config.readers)
+    notifier = Notifier()
+    owner: list[Appliance] = []
+    """The publisher needs the loop's inbox and the loop needs the publisher: filled in below."""
+
+    def on_command(name: str, payload: bytes) -> None:
+        owner[0].submit(Command(name, payload))
+
+    def health() -> list[dict[str, Any]]:
+        return [asdict(h) for h in readers.health()]
+
+    publisher = Publisher(
+        config.mqtt,
+        appliance_config.site,
+        appliance_config.device_id,
+        appliance_config.data_dir,
+        version=__version__,
+        on_command=on_command,
+        health_provider=health,
+        settings=PublisherSettings(retention_days=config.outbox.retention_days),
+    )
+    commands = CommandHandler(conn, appliance_config.device_id, key, publisher.publish_result)
+    appliance = Appliance(
+        config,
+        conn=conn,
+        store=Store(conn),
+        secret=secret,
+        feedback=feedback,
+        publisher=publisher,
+        clock=clock,
+        new_id=new_id,
+        clock_synced=clock_synced,
+        on_command=lambda command: commands.handle(command.name, command.payload, clock.time()),
+        heartbeat=notifier.watchdog,
+    )
+    owner.append(appliance)
+    return Parts(appliance, readers, publisher, feedback, notifier)

@@ -1,0 +1,155 @@
+"""The durable outbox: a state change and the events it makes land in one SQLite commit.
+
+The runtime waits for `Store.commit` before any LED says "accepted", so an event the user was
+told about is on disk. `seq` comes from `appliance_state.last_seq`, not from the outbox rows,
+so purging acknowledged rows can never make a number come back. Plain sqlite3 with an explicit
+BEGIN IMMEDIATE keeps the transaction exactly as wide as one commit.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+
+from handoff import db
+from handoff.cloudevents import EventContext, envelope, uuid7
+from handoff.core.codec import state_from_dict, state_summary, state_to_dict
+from handoff.core.events import Event
+from handoff.core.state import State
+from handoff.errors import HandoffError
+
+SECONDS_PER_DAY: Final = 86400.0
+
+
+class StoreError(HandoffError):
+    """The database refused a write (disk full, read-only, I/O error); nothing committed is lost."""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as it sits in the outbox: `topic` is the suffix under `P/S/D/`."""
+
+    seq: int
+    id: str
+    topic: str
+    payload: bytes
+    created: float
+
+
+@dataclass(frozen=True)
+class LinkRecord:
+    """Broker connectivity as the publisher last saw it, for `handoff status` in another process."""
+
+    connected: bool
+    since: float
+    last_error: str | None
+    readers: list[dict[str, Any]]
+
+
+@contextmanager
+def _writing(conn: sqlite3.Connection, what: str) -> Iterator[sqlite3.Connection]:
+    try:
+        with db.transaction(conn):
+            yield conn
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot {what} in the database: {exc}") from None
+
+
+class Store:
+    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], float] = time.time) -> None:
+        self._conn = conn
+        self._clock = clock
+
+    def load_state(self) -> State | None:
+        row = self._conn.execute("SELECT body FROM appliance_state WHERE id = 1").fetchone()
+        return state_from_dict(json.loads(row[0])) if row else None
+
+    def commit(self, state: State, events: Sequence[Event], context: EventContext) -> list[StoredEvent]:
+        now = self._clock()
+        body = json.dumps(state_to_dict(state), separators=(",", ":"))
+        stored: list[StoredEvent] = []
+        with _writing(self._conn, "commit events") as conn:
+            row = conn.execute("SELECT last_seq FROM appliance_state WHERE id = 1").fetchone()
+            seq = row[0] if row else 0
+            for event in events:
+                seq += 1
+                event_id = uuid7(event.time)
+                payload = json.dumps(envelope(event, seq, context, event_id), separators=(",", ":")).encode()
+                stored.append(StoredEvent(seq, event_id, f"events/{event.type}", payload, now))
+            conn.executemany(
+                "INSERT INTO outbox (seq, id, topic, payload, created) VALUES (?, ?, ?, ?, ?)",
+                [(e.seq, e.id, e.topic, e.payload, e.created) for e in stored],
+            )
+            conn.execute(
+                "INSERT INTO appliance_state (id, body, last_seq) VALUES (1, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET body = excluded.body, last_seq = excluded.last_seq",
+                (body, seq),
+            )
+        return stored
+
+    def retained_state(self) -> dict[str, Any] | None:
+        """The retained `state` message: the summary plus the `seq` of the last event made."""
+        row = self._conn.execute("SELECT body, last_seq FROM appliance_state WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        return {**state_summary(state_from_dict(json.loads(row[0]))), "seq": row[1]}
+
+    def unsent(self, after_seq: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        rows = self._conn.execute(
+            "SELECT seq, id, topic, payload, created FROM outbox WHERE acked IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        ).fetchall()
+        return [StoredEvent(seq, id_, topic, bytes(payload), created) for seq, id_, topic, payload, created in rows]
+
+    def all_events(self) -> Iterator[tuple[StoredEvent, float | None]]:
+        """Every event still held, sent or not, oldest first, with its acknowledgement time."""
+        rows = self._conn.execute("SELECT seq, id, topic, payload, created, acked FROM outbox ORDER BY seq")
+        for seq, id_, topic, payload, created, acked in rows:
+            yield StoredEvent(seq, id_, topic, bytes(payload), created), acked
+
+    def mark_acked(self, seqs: Sequence[int]) -> None:
+        if not seqs:
+            return
+        now = self._clock()
+        with _writing(self._conn, "record acknowledgements") as conn:
+            conn.executemany("UPDATE outbox SET acked = ? WHERE seq = ? AND acked IS NULL", [(now, s) for s in seqs])
+
+    def depth(self) -> int:
+        row = self._conn.execute("SELECT count(*) FROM outbox WHERE acked IS NULL").fetchone()
+        return int(row[0])
+
+    def oldest_unsent_created(self) -> float | None:
+        row = self._conn.execute("SELECT min(created) FROM outbox WHERE acked IS NULL").fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def purge(self, retention_days: float) -> int:
+        """Drop acknowledged events older than the retention; unsent ones are never touched."""
+        cutoff = self._clock() - retention_days * SECONDS_PER_DAY
+        with _writing(self._conn, "purge acknowledged events") as conn:
+            cursor = conn.execute("DELETE FROM outbox WHERE acked IS NOT NULL AND acked < ?", (cutoff,))
+        return cursor.rowcount
+
+    def record_link(self, connected: bool, last_error: str | None, readers: list[dict[str, Any]]) -> None:
+        """Keep `since` when the connectivity did not change, so status shows how long it has held."""
+        now = self._clock()
+        with _writing(self._conn, "record broker connectivity") as conn:
+            conn.execute(
+                "INSERT INTO broker_link (id, connected, since, last_error, readers) VALUES (1, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET"
+                " since = CASE WHEN connected = excluded.connected THEN since ELSE excluded.since END,"
+                " connected = excluded.connected, last_error = excluded.last_error, readers = excluded.readers",
+                (int(connected), now, last_error, json.dumps(readers)),
+            )
+
+    def link(self) -> LinkRecord | None:
+        row = self._conn.execute(
+            "SELECT connected, since, last_error, readers FROM broker_link WHERE id = 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return LinkRecord(bool(row[0]), float(row[1]), row[2], json.loads(row[3]))

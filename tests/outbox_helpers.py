@@ -1,0 +1,51 @@
+"""Making configs and events for the outbox and publisher tests."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from handoff.cloudevents import EventContext
+from handoff.config import MqttConfig
+from handoff.core.events import Event
+from handoff.core.state import Custody, State
+
+CONTEXT = EventContext(site="st-elsewhere", device_id="WOW-3N-07", reader_id="rdr-0042", clock_synced=True)
+PREFIX = "handoff/v1/st-elsewhere/WOW-3N-07"
+
+
+def mqtt_config(port: int, **changes: object) -> MqttConfig:
+    base: dict[str, object] = {
+        "url": f"mqtt://127.0.0.1:{port}",
+        "host": "127.0.0.1",
+        "port": port,
+        "tls": False,
+        "allow_insecure": True,
+        "client_id": "rdr-0042",
+        "username": "",
+        "password_file": None,
+        "ca_file": None,
+        "cert_file": None,
+        "key_file": None,
+        "topic_prefix": "handoff/v1",
+        "protocol": "5",
+    }
+    base.update(changes)
+    return MqttConfig(**base)  # type: ignore[arg-type]
+
+
+def checkout(staff: str, t: float | None = None) -> Event:
+    return Event(type="checkout", time=t or time.time(), handoff_id="h-" + staff, staff_id=staff, badge_ref="ab" * 32)
+
+
+def in_use(staff: str, t: float = 1_700_000_000.0) -> State:
+    return State(mode="in_use", since=t, custody=Custody(staff, "ab" * 32, t, "sess", t, t, t))
+
+
+def seqs(payloads: list[bytes]) -> list[int]:
+    return [json.loads(p)["data"]["seq"] for p in payloads]
+
+
+def data_dir(tmp: Path) -> Path:
+    return tmp / "data"

@@ -1,0 +1,155 @@
+"""The running appliance end to end, driven only through SPEC's CLI, config and MQTT topics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.broker import Broker
+from tests.conftest import REPO, Appliance, CliRunner
+from tests.netutil import free_udp_port
+from tests.subscriber import Subscriber
+
+SITE, DEVICE = "st-elsewhere", "WOW-3N-07"
+PREFIX = f"handoff/v1/{SITE}/{DEVICE}"
+ANA, BO = "04A1B2C3", "04A1B2C3D4E5F6"
+
+
+class Running:
+    """`handoff run` as a child process, with the badge directory loaded and a subscriber attached."""
+
+    def __init__(self, appliance: Appliance, broker: Broker, cli: CliRunner, policy: str) -> None:
+        self.nfc = f"udp:127.0.0.1:{free_udp_port()}"
+        self.appliance, self.cli = appliance, cli
+        appliance.write_config(
+            f"""[appliance]
+site = "{SITE}"
+device_id = "{DEVICE}"
+reader_id = "rdr-0042"
+data_dir = "{appliance.data_dir}"
+badge_secret_file = "{appliance.secret}"
+
+[policy]
+{policy}
+
+[mqtt]
+url = "mqtt://127.0.0.1:{broker.port}"
+allow_insecure = true
+
+[[readers]]
+kind = "nfc"
+path = "{self.nfc}"
+
+[feedback]
+board = "none"
+"""
+        )
+        csv = appliance.root / "badges.csv"
+        csv.write_text(f"uid,staff_id,name,role\n{ANA},ana,Ana Diaz,RN\n{BO},bo,Bo Chen,MD\n")
+        assert cli("badges", "import", csv, "-c", appliance.config).returncode == 0
+        self.events = Subscriber(broker.port, f"{PREFIX}/#")
+        self.process: subprocess.Popen[str] | None = None
+        self.start()
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "handoff", "run", "-c", str(self.appliance.config)],
+            env=env,
+            text=True,
+            stderr=subprocess.PIPE,
+        )
+        self.events.wait_for(lambda m: m.topic == f"{PREFIX}/status" and m.json().get("status") == "online")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> tuple[int, str]:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=5)
+        log = self.process.stderr.read() if self.process.stderr else ""
+        self.process = None
+        return code, log
+
+    def tap(self, uid: str) -> None:
+        result = self.cli("sim", "tap", uid, "--device", self.nfc, "--hold", "0.2")
+        assert result.returncode == 0, result.stderr
+
+    def event_types(self, count: int) -> list[tuple[str, str | None, str | None]]:
+        events = self.events.wait_for_count(lambda m: "/events/" in m.topic, count)
+        return [(e["type"], e["data"]["staff_id"], e["data"]["reason"]) for e in (m.json() for m in events)]
+
+
+@pytest.fixture
+def running(appliance: Appliance, cli: CliRunner, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Running]:
+    marker = request.node.get_closest_marker("policy")
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    app = Running(appliance, broker, cli, marker.args[0] if marker else "retap_guard_s = 0.5")
+    yield app
+    if app.process is not None:
+        app.stop()
+    app.events.close()
+    broker.stop()
+
+
+def test_checkout_handoff_and_return_reach_the_broker(running: Running) -> None:
+    running.tap(ANA)
+    running.tap(BO)
+    time.sleep(0.6)
+    running.tap(BO)
+    assert running.event_types(5) == [
+        ("org.handoff.checkout", "ana", None),
+        ("org.handoff.forced_logoff", "ana", "handoff"),
+        ("org.handoff.checkin", "ana", "handoff"),
+        ("org.handoff.checkout", "bo", None),
+        ("org.handoff.checkin", "bo", "returned"),
+    ]
+    events = [m.json() for m in running.events.messages if "/events/" in m.topic]
+    assert [e["data"]["seq"] for e in events] == [1, 2, 3, 4, 5]
+    assert len({e["data"]["handoff_id"] for e in events[1:4]}) == 1
+    first = events[0]
+    assert first["specversion"] == "1.0" and first["source"] == f"urn:handoff:{SITE}:rdr-0042"
+    assert first["subject"] == DEVICE and first["datacontenttype"] == "application/json"
+    assert first["data"]["reader"] == f"nfc:{running.nfc}" and len(first["data"]["badge_ref"]) == 64
+    raw = json.dumps(events).upper()
+    assert ANA not in raw and BO not in raw
+    state = running.events.retained(f"{PREFIX}/state")
+    assert state["state"] == "available" and state["seq"] == 5
+
+
+@pytest.mark.policy("idle_timeout_s = 1\nretap_guard_s = 0.5")
+def test_idle_timeout_then_reauth(running: Running) -> None:
+    running.tap(ANA)
+    assert running.event_types(2)[1] == ("org.handoff.forced_logoff", "ana", "idle_timeout")
+    running.tap(ANA)
+    assert running.event_types(3)[2] == ("org.handoff.reauth", "ana", None)
+
+
+def test_revocation_from_another_process_ends_the_session_within_2s(running: Running) -> None:
+    running.tap(ANA)
+    running.event_types(1)
+    revoked_at = time.monotonic()
+    assert running.cli("badges", "revoke", "ana", "-c", running.appliance.config).returncode == 0
+    assert running.event_types(3)[1:] == [
+        ("org.handoff.forced_logoff", "ana", "revoked"),
+        ("org.handoff.checkin", "ana", "revoked"),
+    ]
+    assert time.monotonic() - revoked_at < 2.5
+
+
+def test_sigterm_exits_0_and_restart_forces_logoff(running: Running) -> None:
+    running.tap(ANA)
+    running.event_types(1)
+    stopped_at = time.monotonic()
+    code, log = running.stop()
+    assert code == 0 and time.monotonic() - stopped_at < 5
+    assert "checkout" in log and ANA not in log.upper()
+    running.start()
+    assert running.event_types(2)[1] == ("org.handoff.forced_logoff", "ana", "restart")

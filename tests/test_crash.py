@@ -1,0 +1,84 @@
+"""kill -9 at random points, over many rounds: every committed event still arrives, in order."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from handoff import db
+from tests.broker import Broker, Collector
+from tests.conftest import REPO
+from tests.outbox_helpers import PREFIX
+
+ROUNDS = 14
+
+
+def spawn(port: int, data: Path, commits: int, protocol: str = "5") -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "tests.publisher_child", str(port), str(data), str(commits), protocol]
+    return subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+
+
+def test_kill_nine_at_random_points_loses_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    rng = random.Random(int.from_bytes(os.urandom(4), "big"))
+    with Broker(tmp_path / "broker") as broker:
+        events = Collector(broker.port, f"{PREFIX}/events/#")
+        try:
+            for round_ in range(ROUNDS):
+                offline = round_ % 4 == 1
+                if offline:
+                    broker.stop()
+                child = spawn(broker.port, data, commits=200)
+                time.sleep(rng.uniform(0.2, 0.9))
+                child.send_signal(signal.SIGKILL)
+                child.wait()
+                if offline:
+                    broker.start()
+            final = spawn(broker.port, data, commits=0)
+            _, stderr = final.communicate(timeout=60)
+            assert final.returncode == 0, stderr.decode()
+            conn = db.connect(data)
+            last_seq = conn.execute("SELECT last_seq FROM appliance_state").fetchone()[0]
+            got = events.wait_for(lambda got: len({json.loads(m.payload)["id"] for m in got}) >= last_seq)
+        finally:
+            events.close()
+    assert last_seq > ROUNDS, "the children were killed before committing anything"
+    first_id: dict[int, str] = {}
+    order: list[int] = []
+    for message in got:
+        body = json.loads(message.payload)
+        seq = body["data"]["seq"]
+        assert first_id.setdefault(seq, body["id"]) == body["id"], f"seq {seq} sent under two ids"
+        if seq not in order:
+            order.append(seq)
+    assert sorted(order) == list(range(1, last_seq + 1)), "a committed event never arrived"
+    assert order == sorted(order), "first deliveries out of seq order"
+    unsent = conn.execute("SELECT count(*) FROM outbox WHERE acked IS NULL").fetchone()[0]
+    assert unsent == 0
+
+
+def test_last_will_says_offline_after_kill_nine(tmp_path: Path) -> None:
+    with Broker(tmp_path / "broker") as broker:
+        status = Collector(broker.port, f"{PREFIX}/status")
+        child = spawn(broker.port, tmp_path / "data", commits=10**6)
+        try:
+            got = status.wait_for(lambda got: any(json.loads(m.payload)["status"] == "online" for m in got))
+            assert got, "the child never said online"
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+            got = status.wait_for(lambda got: json.loads(got[-1].payload)["status"] == "offline")
+            assert json.loads(got[-1].payload) == {"status": "offline", "version": "crash-test"}
+        finally:
+            child.kill()
+            status.close()
+        late = Collector(broker.port, f"{PREFIX}/status")
+        retained = late.wait_for(bool)
+        late.close()
+    assert retained[-1].retain and json.loads(retained[-1].payload)["status"] == "offline"

@@ -1,0 +1,124 @@
+"""The publisher against a real mosquitto: order, outages, retained state and status, commands."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from handoff import db
+from handoff.cloudevents import CONTENT_TYPE
+from handoff.mqtt.publisher import Publisher, PublisherSettings
+from handoff.store import Store
+from tests.broker import Broker, Collector
+from tests.outbox_helpers import CONTEXT, PREFIX, checkout, in_use, mqtt_config, seqs
+
+FAST = PublisherSettings(backoff_base_s=0.05, backoff_cap_s=0.3)
+
+
+def make_publisher(port: int, data: Path, **kwargs: object) -> Publisher:
+    return Publisher(mqtt_config(port), "st-elsewhere", "WOW-3N-07", data, version="9.9", settings=FAST, **kwargs)  # type: ignore[arg-type]
+
+
+def test_outage_delivers_everything_in_order(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = Store(db.connect(data))
+    with Broker(tmp_path / "broker") as broker:
+        events = Collector(broker.port, f"{PREFIX}/events/#")
+        publisher = make_publisher(broker.port, data)
+        publisher.start()
+        try:
+            for i in range(20):
+                store.commit(in_use(f"s{i}"), [checkout(f"s{i}")], CONTEXT)
+                publisher.wake()
+            events.wait_for(lambda got: len(got) >= 20)
+            broker.stop()
+            for i in range(20, 150):
+                store.commit(in_use(f"s{i}"), [checkout(f"s{i}")], CONTEXT)
+                publisher.wake()
+            assert store.depth() >= 130
+            broker.start()
+            got = events.wait_for(lambda got: len({m.payload for m in got}) >= 150)
+        finally:
+            publisher.stop()
+            events.close()
+    received = seqs([m.payload for m in got])
+    assert sorted(set(received)) == list(range(1, 151))
+    deduped = list(dict.fromkeys(received))
+    assert deduped == sorted(deduped), "events arrived out of seq order"
+    assert {m.topic for m in got} == {f"{PREFIX}/events/checkout"}
+    assert got[0].properties is not None and got[0].properties.ContentType == CONTENT_TYPE
+    assert store.depth() == 0
+    link = store.link()
+    assert link is not None and link.connected is False and link.last_error == "stopped"
+
+
+def test_retained_state_status_and_commands(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = Store(db.connect(data))
+    commands: list[tuple[str, bytes]] = []
+    with Broker(tmp_path / "broker") as broker:
+        publisher = make_publisher(
+            broker.port,
+            data,
+            on_command=lambda name, payload: commands.append((name, payload)),
+            health_provider=lambda: [{"reader": "nfc0", "ok": True}],
+        )
+        publisher.start()
+        store.commit(in_use("alice"), [checkout("alice")], CONTEXT)
+        publisher.wake()
+        watcher = Collector(broker.port, f"{PREFIX}/#")
+        try:
+            got = watcher.wait_for(lambda got: {m.topic for m in got} >= {f"{PREFIX}/state", f"{PREFIX}/status"})
+            by_topic = {m.topic: m for m in got}
+            state = json.loads(by_topic[f"{PREFIX}/state"].payload)
+            assert (state["state"], state["staff_id"], state["seq"]) == ("in_use", "alice", 1)
+            status = json.loads(by_topic[f"{PREFIX}/status"].payload)
+            assert status["status"] == "online" and status["version"] == "9.9"
+            assert status["readers"] == [{"reader": "nfc0", "ok": True}] and "low" in status["disk"]
+            watcher.client.publish(f"{PREFIX}/cmd/maintenance", b'{"on": true}', qos=1)
+            publisher.publish_result({"command": "maintenance", "ok": True})
+            got = watcher.wait_for(lambda got: any(m.topic.endswith("cmd_result") for m in got))
+            result = next(m for m in got if m.topic == f"{PREFIX}/cmd_result")
+            assert json.loads(result.payload) == {"command": "maintenance", "ok": True}
+            watcher.wait_for(lambda got: bool(commands), timeout=5)
+            assert commands == [("maintenance", b'{"on": true}')]
+        finally:
+            publisher.stop()
+            watcher.close()
+        after = Collector(broker.port, f"{PREFIX}/status")
+        got = after.wait_for(bool)
+        after.close()
+        assert json.loads(got[-1].payload)["status"] == "offline" and got[-1].retain
+
+
+def test_commands_queued_while_away_arrive(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    commands: list[tuple[str, bytes]] = []
+    with Broker(tmp_path / "broker") as broker:
+        store = Store(db.connect(data))
+        publisher = make_publisher(broker.port, data, on_command=lambda n, p: commands.append((n, p)))
+        publisher.start()
+        publisher.wake()
+        assert _wait(lambda: (link := store.link()) is not None and link.connected)
+        publisher.stop()
+        sender = Collector(broker.port, "unused/topic")
+        sender.client.publish(f"{PREFIX}/cmd/force_logoff", b"{}", qos=1).wait_for_publish(5)
+        sender.close()
+        publisher = make_publisher(broker.port, data, on_command=lambda n, p: commands.append((n, p)))
+        publisher.start()
+        try:
+            assert _wait(lambda: bool(commands))
+        finally:
+            publisher.stop()
+    assert commands == [("force_logoff", b"{}")]
+
+
+def _wait(predicate: object, timeout: float = 10.0) -> bool:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False

@@ -1,0 +1,109 @@
+"""The outbox against a real SQLite file: one commit per change, seq never reused."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from handoff import db
+from handoff.cloudevents import EventContext
+from handoff.core.events import Event
+from handoff.core.state import Custody, State, initial_state
+from handoff.store import Store, StoreError
+
+CONTEXT = EventContext(site="st-elsewhere", device_id="WOW-3N-07", reader_id="rdr-0042", clock_synced=True)
+
+
+def checkout(t: float) -> Event:
+    return Event(type="checkout", time=t, handoff_id="h1", staff_id="s1", badge_ref="ab" * 32, session_id="x")
+
+
+def in_use(t: float) -> State:
+    custody = Custody("s1", "ab" * 32, t, "x", t, t, t)
+    return State(mode="in_use", since=t, custody=custody)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_commit_saves_state_and_numbers_events(tmp_path: Path) -> None:
+    store = Store(db.connect(tmp_path))
+    assert store.load_state() is None
+    first = store.commit(in_use(10.0), [checkout(10.0), checkout(11.0)], CONTEXT)
+    second = store.commit(initial_state(12.0), [checkout(12.0)], CONTEXT)
+    assert [e.seq for e in first + second] == [1, 2, 3]
+    assert first[0].topic == "events/checkout"
+    body = json.loads(first[1].payload)
+    assert body["data"]["seq"] == 2 and body["id"] == first[1].id
+    reopened = Store(db.connect(tmp_path))
+    assert reopened.load_state() == initial_state(12.0)
+    retained = reopened.retained_state()
+    assert retained is not None and (retained["state"], retained["staff_id"], retained["seq"]) == ("available", None, 3)
+    assert [e.seq for e in reopened.unsent()] == [1, 2, 3]
+
+
+def test_seq_is_never_reused_after_purge(tmp_path: Path) -> None:
+    clock = Clock()
+    store = Store(db.connect(tmp_path), clock)
+    events = store.commit(in_use(1.0), [checkout(1.0), checkout(2.0)], CONTEXT)
+    store.mark_acked([e.seq for e in events])
+    clock.now += 31 * 86400
+    assert store.purge(30) == 2
+    assert store.commit(in_use(3.0), [checkout(3.0)], CONTEXT)[0].seq == 3
+
+
+def test_purge_keeps_unsent_and_recent(tmp_path: Path) -> None:
+    clock = Clock()
+    store = Store(db.connect(tmp_path), clock)
+    events = store.commit(in_use(1.0), [checkout(1.0), checkout(2.0), checkout(3.0)], CONTEXT)
+    store.mark_acked([events[0].seq])
+    clock.now += 5 * 86400
+    store.mark_acked([events[1].seq])
+    clock.now += 26 * 86400
+    assert store.purge(30) == 1
+    assert [e.seq for e, _ in store.all_events()] == [2, 3]
+    assert store.depth() == 1
+    assert store.oldest_unsent_created() == 1_700_000_000.0
+
+
+def test_read_only_database_raises_store_error_and_keeps_commits(tmp_path: Path) -> None:
+    store = Store(db.connect(tmp_path))
+    store.commit(in_use(1.0), [checkout(1.0)], CONTEXT)
+    read_only = sqlite3.connect(f"file:{tmp_path / db.DB_NAME}?mode=ro", uri=True, isolation_level=None)
+    with pytest.raises(StoreError, match="cannot commit events"):
+        Store(read_only).commit(initial_state(2.0), [checkout(2.0)], CONTEXT)
+    assert [e.seq for e in store.unsent()] == [1]
+
+
+def test_full_disk_raises_store_error(tmp_path: Path) -> None:
+    conn = db.connect(tmp_path)
+    store = Store(conn)
+    store.commit(in_use(1.0), [checkout(1.0)], CONTEXT)
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")
+    big = Event(type="checkout", time=2.0, handoff_id="h" * 100_000)
+    with pytest.raises(StoreError, match="full"):
+        store.commit(initial_state(2.0), [big], CONTEXT)
+    assert [e.seq for e in store.unsent()] == [1]
+    assert store.load_state() == in_use(1.0)
+
+
+def test_link_keeps_since_while_unchanged(tmp_path: Path) -> None:
+    clock = Clock()
+    store = Store(db.connect(tmp_path), clock)
+    store.record_link(False, "refused", [])
+    clock.now += 5
+    store.record_link(False, "timeout", [{"reader": "nfc0", "ok": True}])
+    link = store.link()
+    assert link is not None and link.since == 1_700_000_000.0 and link.last_error == "timeout"
+    clock.now += 5
+    store.record_link(True, None, [])
+    assert store.link() == type(link)(True, 1_700_000_010.0, None, [])
