@@ -30,8 +30,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 lint: setup
-	$(VENV)/bin/ruff check handoff tests bench
-	$(VENV)/bin/ruff format --check handoff tests bench
+	$(VENV)/bin/ruff check handoff tests bench demo
+	$(VENV)/bin/ruff format --check handoff tests bench demo
 	$(VENV)/bin/mypy handoff
 
 test: lint
