@@ -8,11 +8,15 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from paho.mqtt import publish
 
+from handoff.timefmt import rfc3339
+from tests.asyncapi_schemas import validate_event, validator
 from tests.broker import Broker
 from tests.conftest import REPO, Appliance, CliRunner
 from tests.netutil import free_udp_port
@@ -28,6 +32,7 @@ class Running:
 
     def __init__(self, appliance: Appliance, broker: Broker, cli: CliRunner, policy: str) -> None:
         self.nfc = f"udp:127.0.0.1:{free_udp_port()}"
+        self.broker_port = broker.port
         self.appliance, self.cli = appliance, cli
         appliance.write_config(
             f"""[appliance]
@@ -122,6 +127,10 @@ def test_checkout_handoff_and_return_reach_the_broker(running: Running) -> None:
     assert ANA not in raw and BO not in raw
     state = running.events.retained(f"{PREFIX}/state")
     assert state["state"] == "available" and state["seq"] == 5
+    for event in events:
+        validate_event(event)
+    validator("state").validate(state)
+    validator("status").validate(running.events.retained(f"{PREFIX}/status"))
 
 
 @pytest.mark.policy("idle_timeout_s = 1\nretap_guard_s = 0.5")
@@ -153,3 +162,23 @@ def test_sigterm_exits_0_and_restart_forces_logoff(running: Running) -> None:
     assert "checkout" in log and ANA not in log.upper()
     running.start()
     assert running.event_types(2)[1] == ("org.handoff.forced_logoff", "ana", "restart")
+
+
+def test_commands_over_mqtt_are_obeyed_or_answered(running: Running) -> None:
+    broker_port = running.broker_port
+    running.tap(ANA)
+    running.event_types(1)
+    command = {"id": str(uuid.uuid4()), "issued_at": rfc3339(time.time()), "on": True}
+    publish.single(f"{PREFIX}/cmd/maintenance", json.dumps(command), qos=1, hostname="127.0.0.1", port=broker_port)
+    publish.single(f"{PREFIX}/cmd/force_logoff", "not json", qos=1, hostname="127.0.0.1", port=broker_port)
+    assert running.event_types(3)[1:] == [
+        ("org.handoff.forced_logoff", "ana", "maintenance"),
+        ("org.handoff.checkin", "ana", "maintenance"),
+    ]
+    results = running.events.wait_for_count(lambda m: m.topic == f"{PREFIX}/cmd_result", 2)
+    answers = {r.json()["command"]: r.json() for r in results}
+    assert answers["maintenance"]["ok"] and answers["maintenance"]["id"] == command["id"]
+    assert answers["force_logoff"]["error"] == "malformed" and not answers["force_logoff"]["ok"]
+    for answer in answers.values():
+        validator("commandResult").validate(answer)
+    running.events.wait_for(lambda m: m.topic == f"{PREFIX}/state" and m.json()["state"] == "maintenance")

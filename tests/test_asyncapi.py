@@ -1,0 +1,123 @@
+"""docs/asyncapi.yaml describes what the code emits: every event type and reason, state, status."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import jsonschema
+import pytest
+
+from handoff.cloudevents import EventContext, envelope, uuid7
+from handoff.config import PolicyConfig
+from handoff.core.codec import state_summary
+from handoff.core.events import CHECKIN_REASONS, FORCED_LOGOFF_REASONS, REJECTION_REASONS, Event
+from handoff.core.inputs import Activity, ForceLogoff, Input, Lift, Restart, Revoked, SetMaintenance, Tap, Tick
+from handoff.core.machine import step
+from handoff.core.state import initial_state
+from tests.asyncapi_schemas import document, validate_event, validator
+
+POLICY = PolicyConfig(idle_timeout_s=10, max_session_s=25, custody_timeout_s=100, retap_guard_s=1)
+CONTEXT = EventContext("st-elsewhere", "WOW-3N-07", "rdr-0042", clock_synced=True)
+
+
+def tap(staff: str | None, ref: str, **kwargs: Any) -> list[Input]:
+    badge_ref = ref * 64 if ref else None
+    return [Tap("nfc:usb", badge_ref, staff, **kwargs), *([Lift("nfc:usb", badge_ref)] if badge_ref else [])]
+
+
+def scenario_events() -> list[Event]:
+    """A shift that makes every event type with every reason the core knows."""
+    script: list[tuple[float, list[Input]]] = [
+        (0, tap("ana", "a")),
+        (2, tap("ana", "a")),
+        (3, tap("ana", "a")),
+        (1, tap("bo", "b")),
+        (11, [Tick()]),
+        (1, tap("bo", "b")),
+        (9, tap("bo", "b")),
+        (9, tap("bo", "b")),
+        (9, [Tick()]),
+        (100, [Tick()]),
+        (1, tap("ana", "a")),
+        (1, [Restart()]),
+        (1, tap("ana", "a")),
+        (1, [ForceLogoff()]),
+        (1, tap("cy", "c")),
+        (1, [Revoked("cy")]),
+        (1, tap("ana", "a")),
+        (1, [SetMaintenance(True)]),
+        (1, tap("ana", "a")),
+        (1, [SetMaintenance(False)]),
+        (1, tap(None, "d")),
+        (1, tap("eve", "e", revoked=True)),
+        *[(1, [Tap("pcsc:x", None, None, rejection=reason)]) for reason in REJECTION_REASONS[3:]],
+        (1, tap("fay", "f")),
+        *[(8, [Activity()]) for _ in range(3)],
+        (2, [Tick()]),
+        (1, tap("fay", "f")),
+        (1, tap("ana", "a")),
+        (2, [Revoked("ana")]),
+    ]
+    ids = itertools.count()
+    state, now, events = initial_state(0), 1_800_000_000.0, []
+    for delay, inputs in script:
+        now += delay
+        for event_input in inputs:
+            outcome = step(state, event_input, now, POLICY, lambda: uuid7(1_800_000_000 + next(ids)))
+            state = outcome.state
+            events.extend(outcome.events)
+    return events
+
+
+def wire(events: list[Event]) -> list[dict[str, Any]]:
+    return [envelope(event, seq, CONTEXT, uuid7(event.time)) for seq, event in enumerate(events, start=1)]
+
+
+def test_scenario_covers_every_type_and_reason() -> None:
+    seen = {(e.type, e.reason) for e in scenario_events()}
+    assert {r for t, r in seen if t == "checkin"} == set(CHECKIN_REASONS)
+    assert {r for t, r in seen if t == "forced_logoff"} == set(FORCED_LOGOFF_REASONS)
+    assert {r for t, r in seen if t == "tap_rejected"} == set(REJECTION_REASONS)
+    assert {"checkout", "reauth"} <= {t for t, _ in seen}
+
+
+def test_every_emitted_event_matches_its_schema() -> None:
+    for event in wire(scenario_events()):
+        validate_event(event)
+
+
+def test_reason_enums_are_the_cores() -> None:
+    schemas = document()["components"]["schemas"]
+
+    def reasons(name: str) -> set[str]:
+        return set(schemas[name]["allOf"][1]["properties"]["data"]["properties"]["reason"]["enum"])
+
+    assert reasons("checkin") == set(CHECKIN_REASONS)
+    assert reasons("forced_logoff") == set(FORCED_LOGOFF_REASONS)
+    assert reasons("tap_rejected") == set(REJECTION_REASONS)
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda e: e["data"].pop("seq"),
+        lambda e: e["data"].update(handoff_idd=e["data"].pop("handoff_id")),
+        lambda e: e["data"].update(reason="retired"),
+        lambda e: e.update(specversion="0.3"),
+        lambda e: e["data"].update(badge_ref="04A1B2C3"),
+    ],
+)
+def test_schemas_reject_a_spoiled_event(spoil: Any) -> None:
+    event = next(e for e in wire(scenario_events()) if e["type"] == "org.handoff.checkin")
+    spoil(event)
+    with pytest.raises(jsonschema.ValidationError):
+        validate_event(event)
+
+
+def test_state_summary_matches() -> None:
+    events = scenario_events()
+    state = initial_state(0)
+    validator("state").validate({**state_summary(state), "seq": len(events)})
+    with pytest.raises(jsonschema.ValidationError):
+        validator("state").validate({**state_summary(state), "seq": len(events), "holder": "x"})
