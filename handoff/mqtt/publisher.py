@@ -177,7 +177,7 @@ class _Session:
                 config.host,
                 config.port,
                 keepalive=connection.KEEPALIVE_S,
-                clean_start=False,
+                clean_start=connection.clean_start(config),
                 properties=connection.connect_properties(config),
             )
         except ssl.SSLError as exc:
