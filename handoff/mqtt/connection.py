@@ -11,7 +11,7 @@ import ssl
 from pathlib import Path
 from typing import Final
 
-from paho.mqtt.client import Client
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY, CleanStartOption, Client
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -77,6 +77,11 @@ def new_client(
         client.username_pw_set(config.username, secret)
     client.will_set(topics.status, offline_payload(version), qos=1, retain=True)
     return client
+
+
+def clean_start(config: MqttConfig) -> CleanStartOption:
+    """MQTT 5 resumes the session with clean_start False; 3.1.1 has clean_session on the client."""
+    return False if config.protocol == "5" else MQTT_CLEAN_START_FIRST_ONLY
 
 
 def connect_properties(config: MqttConfig) -> Properties | None:

@@ -37,7 +37,8 @@ from handoff.timefmt import rfc3339
 log = logging.getLogger(__name__)
 
 WINDOW: Final = 1000
-"""Events handed to paho but not yet acknowledged; paho itself keeps `INFLIGHT` on the wire."""
+"""Events handed to paho but not yet acknowledged; paho itself keeps `INFLIGHT` on the wire.
+Refilled only when half has drained, so the outbox is read in batches, not one row per PUBACK."""
 INFLIGHT: Final = 100
 ACK_FLUSH_S: Final = 0.05
 IDLE_LOOP_S: Final = 0.05
@@ -183,7 +184,7 @@ class _Session:
                 config.host,
                 config.port,
                 keepalive=connection.KEEPALIVE_S,
-                clean_start=False,
+                clean_start=connection.clean_start(config),
                 properties=connection.connect_properties(config),
             )
         except ssl.SSLError as exc:
@@ -216,7 +217,7 @@ class _Session:
             if p._wake.is_set():
                 p._wake.clear()
                 more = True
-            if more and len(self._inflight) < WINDOW:
+            if more and len(self._inflight) <= WINDOW // 2:
                 more = self._hand_over()
             if not more:
                 self._publish_state_when_caught_up()
