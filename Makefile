@@ -43,6 +43,8 @@ demo: setup
 bench: setup
 	$(PY) -m bench.append
 	$(PY) -m bench.drain
+	$(PY) -m bench.tap_latency
+	$(PY) -m bench.idle_cpu
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

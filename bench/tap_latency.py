@@ -1,0 +1,123 @@
+"""Tap to committed event: from the simulated badge's activation to the event in the outbox.
+
+The whole running path is measured in one process: nfcpy's UDP frontend, the reader thread,
+the appliance loop (directory lookup, core, SQLite commit with synchronous=FULL). The
+baseline, measured in the same run, is the reader alone: activation to the reader's report.
+Target: p99 under 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, ClassVar
+
+from handoff import db
+from handoff.badge_ref import load_secret
+from handoff.config import load_config
+from handoff.directory import Directory, read_csv
+from handoff.readers.base import BadgePresented
+from handoff.runtime import wiring
+from handoff.runtime.appliance import Stop
+from handoff.sim.nfc_badge import NfcBadge
+from handoff.store import Store
+from tests.broker import Broker
+from tests.netutil import free_udp_port
+
+BADGES = ("08A1B2C3", "08D4E5F6")
+"""Random-ID UIDs (0x08): an NXP prefix would add nfcpy's product probing to every tap."""
+
+
+class TimedStore(Store):
+    """The real store, noting when each commit returned."""
+
+    commits: ClassVar[list[float]] = []
+
+    def commit(self, *args: Any, **kwargs: Any) -> Any:
+        result = super().commit(*args, **kwargs)
+        TimedStore.commits.append(time.monotonic())
+        return result
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--taps", type=int, default=200)
+    taps = parser.parse_args().taps
+    work = Path(tempfile.mkdtemp(prefix="handoff-bench-"))
+    broker = Broker(work / "broker")
+    broker.start()
+    port = free_udp_port()
+    secret = work / "badge.key"
+    secret.write_text(os.urandom(32).hex())
+    secret.chmod(0o600)
+    config_path = work / "handoff.toml"
+    config_path.write_text(
+        f'[appliance]\nsite = "bench"\ndevice_id = "cart"\nreader_id = "rdr"\ndata_dir = "{work / "data"}"\n'
+        f'badge_secret_file = "{secret}"\n[policy]\nretap_guard_s = 0\n'
+        f'[mqtt]\nurl = "mqtt://127.0.0.1:{broker.port}"\nallow_insecure = true\n'
+        f'[[readers]]\nkind = "nfc"\npath = "udp:127.0.0.1:{port}"\n[feedback]\nboard = "none"\n'
+    )
+    csv = work / "badges.csv"
+    csv.write_text("uid,staff_id,name,role\n" + "".join(f"{uid},s{i},Staff {i},RN\n" for i, uid in enumerate(BADGES)))
+    config = load_config(config_path)
+    Directory(db.connect(config.appliance.data_dir)).replace(read_csv(csv, load_secret(secret)))
+
+    wiring.Store = TimedStore  # type: ignore[misc]
+    parts = wiring.build(config, new_id=lambda: str(uuid.uuid4()))
+    presented: list[float] = []
+    submit = parts.appliance.submit
+
+    def observe(event: Any) -> None:
+        if isinstance(event, BadgePresented):
+            presented.append(event.at)
+        submit(event)
+
+    parts.appliance.submit = observe  # type: ignore[method-assign]
+    runner = threading.Thread(target=parts.run, daemon=True)
+    runner.start()
+    time.sleep(1.0)
+    to_commit: list[float] = []
+    to_report: list[float] = []
+    for index in range(taps):
+        commits_before, presented_before = len(TimedStore.commits), len(presented)
+        badge = NfcBadge(bytes.fromhex(BADGES[index % 2]), "127.0.0.1", port)
+        activated_at = badge.present(0.05, 5.0).activated_at
+        deadline = time.monotonic() + 5
+        while len(TimedStore.commits) == commits_before and time.monotonic() < deadline:
+            time.sleep(0.001)
+        if activated_at is not None and len(TimedStore.commits) > commits_before:
+            to_commit.append((TimedStore.commits[commits_before] - activated_at) * 1000)
+            to_report.append((presented[presented_before] - activated_at) * 1000)
+        time.sleep(0.5)
+    parts.appliance.submit(Stop())
+    runner.join(10)
+    broker.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    print(
+        f"tap to committed event over {len(to_commit)} taps: p50 {statistics.median(to_commit):.1f} ms, "
+        f"p99 {percentile(to_commit, 0.99):.1f} ms (target p99 < 50 ms)"
+    )
+    print(
+        f"baseline, reader alone (activation to report): p50 {statistics.median(to_report):.1f} ms, "
+        f"p99 {percentile(to_report, 0.99):.1f} ms"
+    )
+    print(f"ratio p50 appliance / reader alone: {statistics.median(to_commit) / statistics.median(to_report):.2f}")
+    if len(to_commit) < taps:
+        print(f"note: {taps - len(to_commit)} taps were not activated or not committed", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
