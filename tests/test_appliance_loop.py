@@ -1,0 +1,122 @@
+"""The owning loop in-process with a hand-moved clock: timers in milliseconds, commit before feedback."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from handoff import db
+from handoff.badge_ref import load_secret
+from handoff.config import load_config
+from handoff.core.inputs import Tick
+from handoff.directory import Directory, read_csv
+from handoff.feedback.cues import Cue
+from handoff.mqtt.publisher import Publisher
+from handoff.readers.base import BadgePresented, BadgeRemoved
+from handoff.runtime.appliance import Appliance, Stop
+from handoff.store import Store
+from tests.conftest import Appliance as Layout
+from tests.netutil import free_tcp_port
+
+UID = bytes.fromhex("04A1B2C3")
+
+
+@dataclass
+class HandClock:
+    now: float = 1_800_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+@dataclass
+class Recorder:
+    """A feedback output that notes each cue with the outbox depth at that moment."""
+
+    store: Store
+    cues: list[tuple[Cue, int]] = field(default_factory=list)
+    shown: threading.Event = field(default_factory=threading.Event)
+
+    def show(self, cue: Cue) -> None:
+        self.cues.append((cue, self.store.depth()))
+        self.shown.set()
+
+    def set_ambient(self, state: str, online: bool) -> None:
+        del state, online
+
+
+class Loop:
+    def __init__(self, layout: Layout) -> None:
+        layout.write_config(
+            layout.config.read_text()
+            .replace("[mqtt]", "[policy]\nidle_timeout_s = 100\n\n[mqtt]")
+            .replace("127.0.0.1:1883", f"127.0.0.1:{free_tcp_port()}")
+        )
+        self.config = load_config(layout.config)
+        csv = layout.root / "badges.csv"
+        csv.write_text("uid,staff_id,name,role\n04A1B2C3,ana,Ana,RN\n")
+        conn = db.connect(self.config.appliance.data_dir)
+        Directory(conn).replace(read_csv(csv, load_secret(layout.secret)))
+        self.store = Store(conn)
+        self.feedback = Recorder(Store(db.connect(self.config.appliance.data_dir)))
+        self.publisher = Publisher(
+            self.config.mqtt, "st-elsewhere", "WOW-3N-07", self.config.appliance.data_dir, version="test"
+        )
+        self.clock = HandClock()
+        ids = iter(range(1_000_000))
+        self.appliance = Appliance(
+            self.config,
+            conn=conn,
+            store=self.store,
+            secret=load_secret(layout.secret),
+            feedback=self.feedback,
+            publisher=self.publisher,
+            clock=self.clock,
+            new_id=lambda: f"id-{next(ids)}",
+            clock_synced=lambda: True,
+            on_command=lambda command: [],
+            heartbeat=lambda: None,
+        )
+        self.thread = threading.Thread(target=self.appliance.run, daemon=True)
+        self.thread.start()
+
+    def cue_after(self, item: object) -> Cue:
+        self.feedback.shown.clear()
+        self.appliance.submit(item)  # type: ignore[arg-type]
+        assert self.feedback.shown.wait(5)
+        return self.feedback.cues[-1][0]
+
+
+@pytest.fixture
+def loop(appliance: Layout) -> Iterator[Loop]:
+    running = Loop(appliance)
+    yield running
+    running.appliance.submit(Stop())
+    running.thread.join(5)
+
+
+def test_accepted_is_shown_only_after_the_commit(loop: Loop) -> None:
+    assert loop.cue_after(BadgePresented("nfc:usb", UID, "iso14443a", time.monotonic())) == Cue.ACCEPTED
+    assert loop.feedback.cues[-1] == (Cue.ACCEPTED, 1), "the event was in the outbox before the light"
+
+
+def test_idle_warning_then_lock_on_a_moved_clock(loop: Loop) -> None:
+    loop.cue_after(BadgePresented("nfc:usb", UID, "iso14443a", time.monotonic()))
+    loop.appliance.submit(BadgeRemoved("nfc:usb", UID, time.monotonic()))
+    loop.clock.now += 81
+    assert loop.cue_after(Tick()) == Cue.IDLE_WARNING
+    loop.clock.now += 20
+    assert loop.cue_after(Tick()) == Cue.LOCKED
+    deadline = time.monotonic() + 5
+    while loop.appliance.state.mode != "locked" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert loop.appliance.state.mode == "locked"
+    assert [e.topic.rsplit("/", 1)[-1] for e in loop.store.unsent()] == ["checkout", "forced_logoff"]
+
+
+def test_unknown_badge_is_rejected(loop: Loop) -> None:
+    assert loop.cue_after(BadgePresented("nfc:usb", b"\x01\x02\x03\x04", "iso14443a", time.monotonic())) == Cue.REJECTED
