@@ -8,8 +8,6 @@ and only after the event is committed.
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from typing import Any, Final
 
@@ -17,38 +15,25 @@ import nfc
 import nfc.clf
 
 from handoff.readers.backoff import reopen_delay
-from handoff.readers.base import BadgePresented, BadgeRemoved, Emit, ReaderHealth
-
-log = logging.getLogger(__name__)
+from handoff.readers.base import BadgePresented, BadgeRemoved, Emit
+from handoff.readers.worker import ReaderWorker
 
 TARGETS: Final = ("106A", "106B", "212F")
 SIMULATED_TARGETS: Final = ("106A",)
 """nfcpy's UDP frontend waits a full second per technology for an answer, and the simulated
 badges are 14443-A: sensing only that keeps a simulated tap as quick as a real one."""
 TECHNOLOGY: Final = {"A": "iso14443a", "B": "iso14443b", "F": "felica"}
-CLOSE_WAIT_S: Final = 1.0
 
 
-class NfcReader:
+class NfcReader(ReaderWorker):
+    kind = "nfc"
+
     def __init__(self, path: str) -> None:
+        super().__init__(f"nfc:{path}")
         self.path = path
-        self.name = f"nfc:{path}"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._health = ReaderHealth(self.name, "nfc", False, "not opened yet")
 
-    def open(self, emit: Emit) -> None:
-        self._thread = threading.Thread(target=self._run, args=(emit,), name=self.name, daemon=True)
-        self._thread.start()
-
-    def health(self) -> ReaderHealth:
-        return self._health
-
-    def close(self) -> None:
-        """Ask the worker to stop; nfcpy finishes its current sense cycle on its own."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(CLOSE_WAIT_S)
+    def _interrupt(self) -> None:
+        """Nothing to cancel: nfcpy checks `terminate` at the end of its current sense cycle."""
 
     def _run(self, emit: Emit) -> None:
         failures = 0
@@ -98,11 +83,6 @@ class NfcReader:
             result = frontend.connect(rdwr=options, terminate=self._stop.is_set)
             if result is False:
                 raise OSError("the reader stopped answering")
-
-    def _set_health(self, ok: bool, detail: str) -> None:
-        if ok != self._health.ok or detail != self._health.detail:
-            (log.info if ok else log.warning)("%s: %s", self.name, detail)
-        self._health = ReaderHealth(self.name, "nfc", ok, detail)
 
 
 def _plain(exc: BaseException) -> str:

@@ -8,8 +8,6 @@ re-establishes it with backoff when pcscd goes away.
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -18,9 +16,8 @@ from smartcard import scard
 
 from handoff.readers.apdu import CardRejected, Transmit, read_uid, split_response
 from handoff.readers.backoff import reopen_delay
-from handoff.readers.base import BadgePresented, BadgeRemoved, BadRead, Emit, ReaderHealth
-
-log = logging.getLogger(__name__)
+from handoff.readers.base import BadgePresented, BadgeRemoved, BadRead, Emit
+from handoff.readers.worker import ReaderWorker
 
 PNP: Final = "\\\\?PnP?\\Notification"
 WAIT_MS: Final = 60_000
@@ -28,31 +25,21 @@ Identify = Callable[[Transmit], bytes]
 """Turns a connected card into its identifier, or raises CardRejected."""
 
 
-class PcscReader:
+class PcscReader(ReaderWorker):
+    kind = "pcsc"
+
     def __init__(self, name_filter: str, identify: Identify = read_uid) -> None:
+        super().__init__(f"pcsc:{name_filter or '*'}")
         self.name_filter = name_filter
-        self.name = f"pcsc:{name_filter or '*'}"
         self._identify = identify
-        self._stop = threading.Event()
         self._context: Any = None
-        self._thread: threading.Thread | None = None
-        self._health = ReaderHealth(self.name, "pcsc", False, "not opened yet")
         self._inserted: dict[str, bytes | None] = {}
 
-    def open(self, emit: Emit) -> None:
-        self._thread = threading.Thread(target=self._run, args=(emit,), name=self.name, daemon=True)
-        self._thread.start()
-
-    def health(self) -> ReaderHealth:
-        return self._health
-
-    def close(self) -> None:
-        self._stop.set()
+    def _interrupt(self) -> None:
+        """SCardGetStatusChange blocks inside pcscd: cancel it so close() is immediate."""
         context = self._context
         if context is not None:
             scard.SCardCancel(context)
-        if self._thread is not None:
-            self._thread.join(1.0)
 
     def _run(self, emit: Emit) -> None:
         failures = 0
@@ -160,11 +147,6 @@ class PcscReader:
     def _no_reader_detail(self) -> str:
         wanted = f"whose name contains {self.name_filter!r}" if self.name_filter else "at all"
         return f"no PC/SC reader {wanted}; plug one in (waiting)"
-
-    def _set_health(self, ok: bool, detail: str) -> None:
-        if ok != self._health.ok or detail != self._health.detail:
-            (log.info if ok else log.warning)("%s: %s", self.name, detail)
-        self._health = ReaderHealth(self.name, "pcsc", ok, detail)
 
 
 class _LinkLost(CardRejected):
