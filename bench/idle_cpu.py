@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from tests import pcscd
+from tests.appliance_kit import write_appliance
 from tests.broker import Broker
 from tests.netutil import free_udp_port
 
@@ -45,15 +46,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="handoff-idle-"))
     broker = Broker(work / "broker")
     broker.start()
-    secret = work / "badge.key"
-    secret.write_text(os.urandom(32).hex())
-    secret.chmod(0o600)
-    config = work / "handoff.toml"
-    config.write_text(
-        f'[appliance]\nsite = "bench"\ndevice_id = "cart"\nreader_id = "rdr"\ndata_dir = "{work / "data"}"\n'
-        f'badge_secret_file = "{secret}"\n[mqtt]\nurl = "mqtt://127.0.0.1:{broker.port}"\nallow_insecure = true\n'
-        f'[[readers]]\nkind = "nfc"\npath = "udp:127.0.0.1:{free_udp_port()}"\n'
-        '[[readers]]\nkind = "pcsc"\nname = "Virtual PCD"\n[feedback]\nboard = "none"\n'
+    config = write_appliance(
+        work,
+        broker.port,
+        readers=f'[[readers]]\nkind = "nfc"\npath = "udp:127.0.0.1:{free_udp_port()}"\n\n'
+        '[[readers]]\nkind = "pcsc"\nname = "Virtual PCD"',
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     appliance = subprocess.Popen(

@@ -9,7 +9,6 @@ Target: p99 under 50 ms.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import sys
@@ -29,6 +28,7 @@ from handoff.runtime import wiring
 from handoff.runtime.appliance import Stop
 from handoff.sim.nfc_badge import NfcBadge
 from handoff.store import Store
+from tests.appliance_kit import write_appliance
 from tests.broker import Broker
 from tests.netutil import free_udp_port
 
@@ -60,20 +60,18 @@ def main() -> None:
     broker = Broker(work / "broker")
     broker.start()
     port = free_udp_port()
-    secret = work / "badge.key"
-    secret.write_text(os.urandom(32).hex())
-    secret.chmod(0o600)
-    config_path = work / "handoff.toml"
-    config_path.write_text(
-        f'[appliance]\nsite = "bench"\ndevice_id = "cart"\nreader_id = "rdr"\ndata_dir = "{work / "data"}"\n'
-        f'badge_secret_file = "{secret}"\n[policy]\nretap_guard_s = 0\n'
-        f'[mqtt]\nurl = "mqtt://127.0.0.1:{broker.port}"\nallow_insecure = true\n'
-        f'[[readers]]\nkind = "nfc"\npath = "udp:127.0.0.1:{port}"\n[feedback]\nboard = "none"\n'
+    config_path = write_appliance(
+        work,
+        broker.port,
+        readers=f'[[readers]]\nkind = "nfc"\npath = "udp:127.0.0.1:{port}"',
+        policy="retap_guard_s = 0",
     )
     csv = work / "badges.csv"
     csv.write_text("uid,staff_id,name,role\n" + "".join(f"{uid},s{i},Staff {i},RN\n" for i, uid in enumerate(BADGES)))
     config = load_config(config_path)
-    Directory(db.connect(config.appliance.data_dir)).replace(read_csv(csv, load_secret(secret)))
+    Directory(db.connect(config.appliance.data_dir)).replace(
+        read_csv(csv, load_secret(config.appliance.badge_secret_file))
+    )
 
     wiring.Store = TimedStore  # type: ignore[misc]
     parts = wiring.build(config, new_id=lambda: str(uuid.uuid4()))

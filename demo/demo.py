@@ -24,6 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.appliance_kit import write_appliance
 from tests.broker import Broker
 from tests.netutil import free_udp_port
 
@@ -82,35 +83,12 @@ def main() -> int:
     broker = Broker(work / "broker")
     broker.start()
     nfc_port = free_udp_port()
-    secret = work / "badge.key"
-    secret.write_text(os.urandom(32).hex())
-    secret.chmod(0o600)
-    config = work / "handoff.toml"
-    config.write_text(
-        f"""[appliance]
-site = "{SITE}"
-device_id = "{DEVICE}"
-reader_id = "rdr-demo"
-data_dir = "{work / "data"}"
-badge_secret_file = "{secret}"
-
-[policy]
-idle_timeout_s = 6
-max_session_s = 120
-custody_timeout_s = 600
-retap_guard_s = 3
-
-[mqtt]
-url = "mqtt://127.0.0.1:{broker.port}"
-allow_insecure = true
-
-[[readers]]
-kind = "nfc"
-path = "udp:127.0.0.1:{nfc_port}"
-
-[feedback]
-board = "none"
-"""
+    config = write_appliance(
+        work,
+        broker.port,
+        readers=f'[[readers]]\nkind = "nfc"\npath = "udp:127.0.0.1:{nfc_port}"',
+        policy="idle_timeout_s = 6\nmax_session_s = 120\ncustody_timeout_s = 600\nretap_guard_s = 3",
+        device=DEVICE,
     )
     env = {**os.environ, "HANDOFF_CONFIG": str(config), "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     csv = work / "badges.csv"
