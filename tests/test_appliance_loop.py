@@ -59,7 +59,7 @@ class Loop:
         self.config = load_config(layout.config)
         csv = layout.root / "badges.csv"
         csv.write_text("uid,staff_id,name,role\n04A1B2C3,ana,Ana,RN\n")
-        conn = db.connect(self.config.appliance.data_dir)
+        self.conn = conn = db.connect(self.config.appliance.data_dir)
         Directory(conn).replace(read_csv(csv, load_secret(layout.secret)))
         self.store = Store(conn)
         self.feedback = Recorder(Store(db.connect(self.config.appliance.data_dir)))
@@ -120,3 +120,16 @@ def test_idle_warning_then_lock_on_a_moved_clock(loop: Loop) -> None:
 
 def test_unknown_badge_is_rejected(loop: Loop) -> None:
     assert loop.cue_after(BadgePresented("nfc:usb", b"\x01\x02\x03\x04", "iso14443a", time.monotonic())) == Cue.REJECTED
+
+
+def test_read_only_database_gives_device_error_and_keeps_what_was_committed(loop: Loop) -> None:
+    loop.cue_after(BadgePresented("nfc:usb", UID, "iso14443a", time.monotonic()))
+    loop.appliance.submit(BadgeRemoved("nfc:usb", UID, time.monotonic()))
+    loop.conn.execute("PRAGMA query_only = 1")
+    loop.clock.now += 5
+    assert loop.cue_after(BadgePresented("nfc:usb", UID, "iso14443a", time.monotonic())) == Cue.DEVICE_ERROR
+    assert loop.appliance.state.mode == "in_use", "nothing that could not be recorded was accepted"
+    assert [e.seq for e in loop.store.unsent()] == [1]
+    loop.conn.execute("PRAGMA query_only = 0")
+    loop.appliance.submit(BadgeRemoved("nfc:usb", UID, time.monotonic()))
+    assert loop.cue_after(BadgePresented("nfc:usb", UID, "iso14443a", time.monotonic())) == Cue.RETURNED

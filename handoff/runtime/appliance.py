@@ -26,6 +26,7 @@ from handoff.feedback.cues import Cue
 from handoff.readers.base import BadgePresented, BadgeRemoved, BadRead, ReaderEvent
 from handoff.runtime.clock import Clock
 from handoff.runtime.cues import cue_for, describe
+from handoff.store import StoreError
 
 log = logging.getLogger("handoff")
 
@@ -152,7 +153,7 @@ class Appliance:
         if outcome.events or outcome.state.mode != self._state.mode:
             try:
                 self._store.commit(outcome.state, outcome.events, self._context())
-            except Exception as exc:
+            except StoreError as exc:
                 log.error("could not record %s: %s; nothing was accepted", type(event_input).__name__, exc)
                 self._feedback.show(Cue.DEVICE_ERROR)
                 return Outcome(self._state)
