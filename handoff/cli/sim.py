@@ -27,7 +27,13 @@ def register(sub: Any) -> None:
     card = kinds.add_parser("card", help="insert a smartcard answering GET UID into the vpcd virtual reader")
     card.add_argument("uid", metavar="UID", help="the card UID in hex: 4, 7 or 10 bytes")
     card.add_argument("--vpcd", default="127.0.0.1:35963", help="HOST:PORT of vpcd (default %(default)s)")
-    card.add_argument("--hold", type=_seconds, default=0.5, metavar="S", help="seconds in the reader (default 0.5)")
+    card.add_argument(
+        "--hold",
+        type=_seconds,
+        default=0.5,
+        metavar="S",
+        help="seconds it stays after the reader's last command (default 0.5)",
+    )
     card.set_defaults(func=_card)
 
 

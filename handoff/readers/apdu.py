@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Final, TypeAlias
 
 GET_UID: Final = bytes.fromhex("FFCA000000")
+
 SW_OK: Final = 0x9000
 IDENTIFIER_LENGTHS: Final = frozenset({4, 7, 8, 10})
 """14443-A single/double/triple UIDs, 14443-B PUPI (4) and FeliCa IDm (8)."""
@@ -46,7 +47,3 @@ def uid_from_get_data(data: bytes, status_word: int) -> bytes:
     if data in (bytes(len(data)), b"\xff" * len(data)):
         raise CardRejected("unreadable", "GET UID answered a blank identifier")
     return data
-
-
-def read_uid(transmit: Transmit) -> bytes:
-    return uid_from_get_data(*transmit(GET_UID))

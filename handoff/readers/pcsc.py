@@ -14,13 +14,16 @@ from typing import Any, Final
 
 from smartcard import scard
 
-from handoff.readers.apdu import CardRejected, Transmit, read_uid, split_response
+from handoff.readers.apdu import CardRejected, Transmit, split_response
 from handoff.readers.backoff import reopen_delay
 from handoff.readers.base import BadgePresented, BadgeRemoved, BadRead, Emit
+from handoff.readers.chuid import read_uid_or_chuid
 from handoff.readers.worker import ReaderWorker
 
 PNP: Final = "\\\\?PnP?\\Notification"
 WAIT_MS: Final = 60_000
+LINK_ATTEMPTS: Final = 3
+LINK_RETRY_S: Final = 0.1
 Identify = Callable[[Transmit], bytes]
 """Turns a connected card into its identifier, or raises CardRejected."""
 
@@ -28,7 +31,7 @@ Identify = Callable[[Transmit], bytes]
 class PcscReader(ReaderWorker):
     kind = "pcsc"
 
-    def __init__(self, name_filter: str, identify: Identify = read_uid) -> None:
+    def __init__(self, name_filter: str, identify: Identify = read_uid_or_chuid) -> None:
         super().__init__(f"pcsc:{name_filter or '*'}")
         self.name_filter = name_filter
         self._identify = identify
@@ -107,13 +110,15 @@ class PcscReader(ReaderWorker):
                 emit(BadgeRemoved(_label(reader), identifier, time.monotonic()))
 
     def _read(self, context: Any, reader: str, emit: Emit) -> bytes | None:
-        """Identify the card; one retry when the link drops, as a card still settling often does."""
-        for attempt in range(2):
+        """Identify the card, retrying a dropped link: a card still settling in the field often drops one."""
+        for attempt in range(1, LINK_ATTEMPTS + 1):
             try:
                 return self._identify_once(context, reader)
             except _LinkLost as lost:
-                if attempt == 1:
+                if attempt == LINK_ATTEMPTS:
                     emit(BadRead(_label(reader), lost.reason, str(lost), time.monotonic()))
+                else:
+                    self._stop.wait(LINK_RETRY_S)
             except CardRejected as rejected:
                 emit(BadRead(_label(reader), rejected.reason, str(rejected), time.monotonic()))
                 return None

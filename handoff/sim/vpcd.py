@@ -37,9 +37,10 @@ class VirtualCard:
         self._responder = responder
         self._atr = atr
         self.used_at: float | None = None
+        """When the last command APDU arrived: the card stays `hold_s` after the reader is done with it."""
 
     def insert(self, host: str, port: int, hold_s: float, use_timeout_s: float) -> bool:
-        """Sit in the reader until `hold_s` after first use, or `use_timeout_s` without; True if used."""
+        """Sit in the reader until `hold_s` after its last command, or `use_timeout_s` unused; True if used."""
         with socket.create_connection((host, port), timeout=use_timeout_s) as sock:
             started = time.monotonic()
             buffer = b""
@@ -62,6 +63,5 @@ class VirtualCard:
     def _answer(self, frame: bytes) -> bytes | None:
         if len(frame) == 1:
             return self._atr if frame[0] == CTRL_GET_ATR else None
-        if self.used_at is None:
-            self.used_at = time.monotonic()
+        self.used_at = time.monotonic()
         return self._responder(frame)
