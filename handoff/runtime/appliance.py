@@ -19,7 +19,7 @@ from handoff.cloudevents import EventContext
 from handoff.config import Config
 from handoff.core.events import Event
 from handoff.core.inputs import Input, Lift, Restart, Revoked, Tap, Tick
-from handoff.core.machine import Outcome, next_deadline, step
+from handoff.core.machine import next_deadline, step
 from handoff.core.state import State, initial_state
 from handoff.directory import Directory
 from handoff.feedback.cues import Cue
@@ -121,16 +121,14 @@ class Appliance:
             self._dispatch(item)
             self._after_each_wake()
 
-    def _dispatch(self, item: InboxItem) -> None:
+    def _dispatch(self, item: ReaderEvent | Input | Command) -> None:
         match item:
             case BadgePresented() | BadgeRemoved() | BadRead():
                 self._reader_event(item)
             case Command():
                 for event_input in self._on_command(item):
                     self._apply(event_input)
-                self._data_version = -1
-            case Stop():
-                return
+                self._data_version, self._next_directory_check = -1, 0.0
             case _:
                 self._apply(item)
 
@@ -147,7 +145,7 @@ class Appliance:
                 log.warning("card refused on %s: %s", reader, problem)
                 self._apply(Tap(reader, None, None, rejection=reason))
 
-    def _apply(self, event_input: Input) -> Outcome:
+    def _apply(self, event_input: Input) -> None:
         now = self._clock.time()
         outcome = step(self._state, event_input, now, self._config.policy, self._new_id)
         if outcome.events or outcome.state.mode != self._state.mode:
@@ -156,7 +154,7 @@ class Appliance:
             except StoreError as exc:
                 log.error("could not record %s: %s; nothing was accepted", type(event_input).__name__, exc)
                 self._feedback.show(Cue.DEVICE_ERROR)
-                return Outcome(self._state)
+                return
         self._state = outcome.state
         cue = cue_for(outcome)
         if cue is not None:
@@ -168,7 +166,6 @@ class Appliance:
         if outcome.events:
             self._publisher.wake()
             self._refresh_ambient(force=True)
-        return outcome
 
     def _context(self) -> EventContext:
         appliance = self._config.appliance
