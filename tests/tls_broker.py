@@ -29,7 +29,7 @@ class TlsBroker:
 
 
 @contextmanager
-def tls_broker(ca: Ca, directory: Path) -> Iterator[TlsBroker]:
+def tls_broker(ca: Ca, directory: Path, extra: str = "") -> Iterator[TlsBroker]:
     directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
@@ -41,7 +41,7 @@ def tls_broker(ca: Ca, directory: Path) -> Iterator[TlsBroker]:
     conf.write_text(
         f"user {getpass.getuser()}\npersistence false\nlog_dest stderr\n"
         f"listener {port} 127.0.0.1\ncafile {ca_file}\ncertfile {cert}\nkeyfile {key_file}\n"
-        "require_certificate true\nallow_anonymous true\n"
+        "require_certificate true\nallow_anonymous true\n" + extra
     )
     proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
