@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any
 
 import jsonschema
 import pytest
 
-from handoff.cloudevents import EventContext, envelope, uuid7
+from handoff.cloudevents import CONTENT_TYPE, EventContext, envelope, uuid7
 from handoff.config import PolicyConfig
 from handoff.core.codec import state_summary
 from handoff.core.events import CHECKIN_REASONS, FORCED_LOGOFF_REASONS, REJECTION_REASONS, Event
@@ -106,6 +107,8 @@ def test_reason_enums_are_the_cores() -> None:
         lambda e: e["data"].update(reason="retired"),
         lambda e: e.update(specversion="0.3"),
         lambda e: e["data"].update(badge_ref="04A1B2C3"),
+        lambda e: e.update(time="last tuesday"),
+        lambda e: e.update(time=e["time"].replace("Z", "+01:00")),
     ],
 )
 def test_schemas_reject_a_spoiled_event(spoil: Any) -> None:
@@ -121,3 +124,43 @@ def test_state_summary_matches() -> None:
     validator("state").validate({**state_summary(state), "seq": len(events)})
     with pytest.raises(jsonschema.ValidationError):
         validator("state").validate({**state_summary(state), "seq": len(events), "holder": "x"})
+    with pytest.raises(jsonschema.ValidationError):
+        validator("state").validate({**state_summary(state), "seq": len(events), "since": "yesterday"})
+
+
+def test_every_reference_resolves_and_every_topic_variable_is_declared() -> None:
+    doc = document()
+
+    def refs(node: Any) -> list[str]:
+        if isinstance(node, dict):
+            own = [node["$ref"]] if "$ref" in node else []
+            return own + [r for value in node.values() for r in refs(value)]
+        return [r for value in node for r in refs(value)] if isinstance(node, list) else []
+
+    for ref in refs(doc):
+        target: Any = doc
+        for part in ref.removeprefix("#/").split("/"):
+            assert part in target, ref
+            target = target[part]
+    for name, channel in doc["channels"].items():
+        assert set(re.findall(r"{(\w+)}", channel["address"])) == set(channel["parameters"]), name
+
+
+def test_bindings_say_what_spec_section_3_says() -> None:
+    doc = document()
+    mqtt = doc["servers"]["hospital"]["bindings"]["mqtt"]
+    assert mqtt["cleanSession"] is False
+    assert mqtt["lastWill"]["topic"] == doc["channels"]["status"]["address"] and mqtt["lastWill"]["retain"] is True
+    retained = {name: op["bindings"]["mqtt"].get("retain", False) for name, op in doc["operations"].items()}
+    assert retained == {
+        "publishEvents": False,
+        "publishState": True,
+        "publishStatus": True,
+        "receiveCommands": False,
+        "answerCommands": False,
+    }
+    assert {op["bindings"]["mqtt"]["qos"] for op in doc["operations"].values()} == {1}
+    messages = doc["components"]["messages"]
+    assert {messages[t]["contentType"] for t in ("checkout", "checkin", "forced_logoff", "reauth", "tap_rejected")} == {
+        CONTENT_TYPE
+    }
