@@ -18,10 +18,10 @@ apt-get install -y -qq --no-install-recommends \
     python3 python3-venv python3-lgpio pcscd libccid libpcsclite1 ca-certificates chrony
 
 id -u handoff >/dev/null 2>&1 || useradd --system --home-dir /var/lib/handoff --shell /usr/sbin/nologin handoff
-for group in gpio plugdev; do
+for group in gpio dialout; do
     getent group "$group" >/dev/null || groupadd --system "$group"
 done
-usermod -a -G gpio,plugdev handoff
+usermod -a -G gpio,dialout handoff
 
 python3 -m venv --system-site-packages "$prefix/venv"
 "$prefix/venv/bin/pip" install -q --upgrade pip

@@ -43,3 +43,14 @@ def test_blacklist_covers_the_drivers_doctor_looks_for() -> None:
 
 def test_install_script_parses() -> None:
     subprocess.run(["bash", "-n", str(FIRMWARE / "install.sh")], check=True)
+
+
+def test_unit_exposure_is_low() -> None:
+    report = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", str(FIRMWARE / "handoff.service")],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    exposure = float(re.search(r"Overall exposure level for handoff.service: ([\d.]+)", report).group(1))  # type: ignore[union-attr]
+    assert exposure < 3.0, report[-2000:]

@@ -42,6 +42,9 @@ Refilled only when half has drained, so the outbox is read in batches, not one r
 INFLIGHT: Final = 100
 ACK_FLUSH_S: Final = 0.05
 IDLE_LOOP_S: Final = 0.05
+BUSY_LOOP_S: Final = 0.005
+"""While events are in flight, wait in select() for the next PUBACK instead of spinning: on a small
+board a spinning publisher takes the CPU the broker connection and the readers need."""
 STATUS_EVERY_S: Final = 60.0
 PURGE_EVERY_S: Final = 3600.0
 
@@ -224,7 +227,7 @@ class _Session:
             while p._results:
                 client.publish(p._topics.cmd_result, p._results.popleft(), qos=1)
             busy = bool(self._inflight) or more
-            if client.loop(0.0 if busy else IDLE_LOOP_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            if client.loop(BUSY_LOOP_S if busy else IDLE_LOOP_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._connected = False
             now = p._clock()
             if self._acked and (now - last_flush >= ACK_FLUSH_S or not self._inflight):
