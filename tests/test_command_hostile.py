@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from handoff import db
 from handoff.directory import Directory
 from handoff.timefmt import rfc3339
+from tests.asyncapi_schemas import validator
 from tests.test_commands import NOW, REF, Channel
 
 NAMES = ("force_logoff", "maintenance", "activity", "directory")
@@ -56,6 +57,7 @@ def test_hostile_payload_is_refused_not_raised(
     assert inputs == []
     assert channel.results[-1]["ok"] is False
     assert channel.results[-1]["error"] == "malformed", what
+    validator("commandResult").validate(channel.results[-1])
     assert directory.version() == 0 and directory.badges() == []
 
 
@@ -67,6 +69,7 @@ def test_a_stale_directory_is_refused_without_burning_its_id(channel: Channel) -
     _, refused = channel.send("directory", {"version": 5, "badges": []})
 
     assert refused["error"] == "stale_directory"
+    validator("commandResult").validate(refused)
     assert channel.conn.execute("SELECT count(*) FROM seen_commands").fetchone()[0] == remembered
     assert Directory(channel.conn).badges()[0].staff_id == "ana"
 
@@ -84,6 +87,7 @@ def test_a_locked_database_is_answered_and_the_command_can_be_resent(tmp_path: P
 
     assert channel.handler.handle(name, payload, NOW) == []
     assert channel.results[-1]["error"] == "unavailable"
+    validator("commandResult").validate(channel.results[-1])
 
     other.execute("ROLLBACK")
     channel.handler.handle(name, payload, NOW)
