@@ -47,10 +47,9 @@ def parse_command(
     limit = MAX_BYTES.get(name, DEFAULT_MAX_BYTES)
     if len(payload) > limit:
         return Refusal("oversized", f"payload of {len(payload)} bytes exceeds {limit} for {name}")
-    try:
-        body = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return Refusal("malformed", "payload is not JSON")
+    body = _decode(payload)
+    if isinstance(body, Refusal):
+        return body
     if not isinstance(body, dict):
         return Refusal("malformed", "payload must be a JSON object")
     command_id = body.get("id")
@@ -68,6 +67,26 @@ def parse_command(
     if isinstance(fields, Refusal):
         return Refusal(fields.error, fields.message, command_id)
     return ParsedCommand(name=name, command_id=command_id, expires=freshness, **fields)
+
+
+def _decode(payload: bytes) -> Any:
+    """JSON as Python reads it, or a refusal; never an exception.
+
+    json.loads raises more than JSONDecodeError on hostile input: RecursionError for deep
+    nesting, ValueError past Python's integer digit limit. And it accepts `\\ud800`, a lone
+    surrogate that no UTF-8 encoder (SQLite's, the signer's) will take later. Any of these
+    escaping would end the appliance's loop, before a signature is even checked.
+    """
+    try:
+        body = json.loads(payload)
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        return Refusal("malformed", "payload is nested too deeply")
+    except UnicodeEncodeError:
+        return Refusal("malformed", "payload holds an escaped lone surrogate, which is not Unicode text")
+    except ValueError:
+        return Refusal("malformed", "payload is not JSON")
+    return body
 
 
 def _fresh_until(body: dict[str, Any], now: float) -> float | Refusal:
