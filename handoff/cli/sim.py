@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any, Final
 
 from handoff.directory import parse_uid
 from handoff.errors import UsageError
 from handoff.sim.nfc_badge import NfcBadge
+from handoff.sim.piv_card import load_applet
 from handoff.sim.vpcd import VirtualCard, uid_responder
 
 ACTIVATION_TIMEOUT_S: Final = 5.0
@@ -34,6 +36,10 @@ def register(sub: Any) -> None:
         metavar="S",
         help="seconds it stays after the reader's last command (default 0.5)",
     )
+    card.add_argument(
+        "--piv-key", type=Path, metavar="KEY", help="PEM private key: the card also answers as a PIV card"
+    )
+    card.add_argument("--piv-cert", type=Path, metavar="CERT", help="PEM card authentication certificate for --piv-key")
     card.set_defaults(func=_card)
 
 
@@ -56,8 +62,11 @@ def _card(args: argparse.Namespace) -> int:
     host, _, port = args.vpcd.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"--vpcd must be HOST:PORT, got {args.vpcd!r}")
+    if (args.piv_key is None) != (args.piv_cert is None):
+        raise UsageError("--piv-key and --piv-cert go together")
+    responder = load_applet(args.piv_key, args.piv_cert, uid).respond if args.piv_key else uid_responder(uid)
     try:
-        used = VirtualCard(uid_responder(uid)).insert(host, int(port), args.hold, ACTIVATION_TIMEOUT_S)
+        used = VirtualCard(responder).insert(host, int(port), args.hold, ACTIVATION_TIMEOUT_S)
     except OSError as exc:
         raise UsageError(f"--vpcd {args.vpcd}: cannot reach vpcd ({exc.strerror or exc}); is pcscd running?") from None
     if not used:

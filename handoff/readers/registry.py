@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from handoff.config import ReaderConfig
+from handoff.piv.cak import cak_identify, load_anchors
 from handoff.readers.base import Emit, Reader, ReaderHealth
 from handoff.readers.nfc import NfcReader
 from handoff.readers.pcsc import PcscReader
@@ -33,4 +35,7 @@ def build_readers(configs: Sequence[ReaderConfig]) -> ReaderSet:
 def _reader(config: ReaderConfig) -> Reader:
     if config.kind == "nfc":
         return NfcReader(config.path)
+    if config.auth == "piv-cak" and config.trust_anchors is not None:
+        anchors = load_anchors(config.trust_anchors)
+        return PcscReader(config.name, identify=cak_identify(anchors, now=lambda: datetime.now(UTC)))
     return PcscReader(config.name)
