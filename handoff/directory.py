@@ -21,6 +21,15 @@ from handoff.db import transaction
 from handoff.errors import UsageError
 
 UID_LENGTHS: Final = (4, 7, 10)
+IDENTIFIER_LENGTHS: Final = {
+    4: "14443 UID",
+    7: "14443 UID",
+    8: "FeliCa IDm",
+    10: "14443 UID",
+    16: "PIV card UUID",
+    25: "PIV FASC-N",
+}
+"""What a reader can report as a badge identifier, and so what a directory row may hold."""
 REQUIRED_COLUMNS: Final = ("uid", "staff_id", "name", "role")
 _TRUE: Final = {"1", "true", "yes", "y", "revoked"}
 _FALSE: Final = {"", "0", "false", "no", "n"}
@@ -100,15 +109,27 @@ class Directory:
 
 
 def parse_uid(text: str) -> bytes:
-    """A badge UID as hex (colons and spaces allowed); 4, 7 or 10 bytes as ISO/IEC 14443-3 allows."""
-    cleaned = text.replace(":", "").replace(" ", "")
-    try:
-        uid = bytes.fromhex(cleaned)
-    except ValueError:
-        raise ValueError("uid is not hexadecimal") from None
+    """A 14443-A badge UID as hex (colons and spaces allowed): 4, 7 or 10 bytes as ISO/IEC 14443-3 allows."""
+    uid = _hex(text)
     if len(uid) not in UID_LENGTHS:
         raise ValueError(f"uid is {len(uid)} bytes; badge UIDs are 4, 7 or 10 bytes")
     return uid
+
+
+def parse_identifier(text: str) -> bytes:
+    """Any identifier a reader reports: a 14443 UID, a FeliCa IDm, a PIV card UUID or FASC-N."""
+    identifier = _hex(text)
+    if len(identifier) not in IDENTIFIER_LENGTHS:
+        kinds = ", ".join(f"{n} ({kind})" for n, kind in IDENTIFIER_LENGTHS.items())
+        raise ValueError(f"uid is {len(identifier)} bytes; badge identifiers are {kinds}")
+    return identifier
+
+
+def _hex(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text.replace(":", "").replace(" ", "").replace("-", ""))
+    except ValueError:
+        raise ValueError("uid is not hexadecimal") from None
 
 
 def read_csv(path: Path, secret: BadgeSecret) -> list[Badge]:
@@ -141,7 +162,7 @@ def _parse_rows(path: Path, rows: Iterable[list[str]], secret: BadgeSecret) -> l
             raise UsageError(f"{path}: line {line}: expected {len(header)} columns, got {len(row)}")
         cells = dict(zip(header, (cell.strip() for cell in row), strict=True))
         try:
-            uid = parse_uid(cells["uid"])
+            uid = parse_identifier(cells["uid"])
         except ValueError as exc:
             raise UsageError(f"{path}: line {line}: {exc}") from None
         for column in ("staff_id", "name", "role"):

@@ -89,3 +89,14 @@ def test_missing_secret_refused(appliance: Appliance, cli: CliRunner) -> None:
     appliance.secret.unlink()
     result = cli("badges", "import", _csv(appliance.root, GOOD), "-c", appliance.config)
     assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_felica_and_piv_identifiers_import(appliance: Appliance, cli: CliRunner) -> None:
+    body = (
+        "uid,staff_id,name,role\n"
+        "0123456789ABCDEF,f3003,Fay Ito,RT\n"
+        "3f2504e0-4f89-41d3-9a0c-0305e82c3301,p4004,Pat Roe,MD\n"
+    )
+    result = cli("badges", "import", _csv(appliance.root, body), "-c", appliance.config)
+    assert result.returncode == 0, result.stderr
+    assert "imported 2 badges" in result.stdout
