@@ -45,6 +45,7 @@ bench: setup
 	$(PY) -m bench.drain
 	$(PY) -m bench.tap_latency
 	$(PY) -m bench.idle_cpu
+	$(PY) -m bench.piv_latency
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -36,6 +36,7 @@ class VirtualCard:
     def __init__(self, responder: Responder, atr: bytes = ATR) -> None:
         self._responder = responder
         self._atr = atr
+        self.first_used_at: float | None = None
         self.used_at: float | None = None
         """When the last command APDU arrived: the card stays `hold_s` after the reader is done with it."""
 
@@ -64,4 +65,5 @@ class VirtualCard:
         if len(frame) == 1:
             return self._atr if frame[0] == CTRL_GET_ATR else None
         self.used_at = time.monotonic()
+        self.first_used_at = self.first_used_at or self.used_at
         return self._responder(frame)
