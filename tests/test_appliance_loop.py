@@ -109,6 +109,8 @@ def test_idle_warning_then_lock_on_a_moved_clock(loop: Loop) -> None:
     loop.appliance.submit(BadgeRemoved("nfc:usb", UID, time.monotonic()))
     loop.clock.now += 81
     assert loop.cue_after(Tick()) == Cue.IDLE_WARNING
+    time.sleep(0.05)
+    assert loop.appliance._sleep_for() > 0, "once warned, the loop must sleep, not spin until the lock"
     loop.clock.now += 20
     assert loop.cue_after(Tick()) == Cue.LOCKED
     deadline = time.monotonic() + 5

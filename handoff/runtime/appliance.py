@@ -148,7 +148,8 @@ class Appliance:
     def _apply(self, event_input: Input) -> None:
         now = self._clock.time()
         outcome = step(self._state, event_input, now, self._config.policy, self._new_id)
-        if outcome.events or outcome.state.mode != self._state.mode:
+        changed = bool(outcome.events) or outcome.state.mode != self._state.mode
+        if changed:
             try:
                 self._store.commit(outcome.state, outcome.events, self._context())
             except StoreError as exc:
@@ -163,7 +164,7 @@ class Appliance:
             log.info("%s", describe(event))
         if outcome.ignored and isinstance(event_input, Tap):
             log.info("tap ignored on %s: %s", event_input.reader, outcome.ignored)
-        if outcome.events:
+        if changed:
             self._publisher.wake()
             self._refresh_ambient(force=True)
 
@@ -194,19 +195,22 @@ class Appliance:
             self._apply(Revoked(custody.staff_id))
 
     def _warn_before_idle_lock(self, now: float) -> None:
-        custody = self._state.custody
-        if self._state.mode != "in_use" or custody is None:
-            return
-        idle = self._config.policy.idle_timeout_s
-        lock_at = custody.last_activity + idle
-        if lock_at > custody.session_start + self._config.policy.max_session_s:
-            return
-        if self._warned_for != lock_at and now >= lock_at - self._warning_lead():
-            self._warned_for = lock_at
+        warning = self._idle_warning()
+        if warning is not None and now >= warning[0]:
+            self._warned_for = warning[1]
             self._feedback.show(Cue.IDLE_WARNING)
 
-    def _warning_lead(self) -> float:
-        return min(IDLE_WARNING_MAX_LEAD_S, self._config.policy.idle_timeout_s * IDLE_WARNING_SHARE)
+    def _idle_warning(self) -> tuple[float, float] | None:
+        """(when to warn, the idle lock it warns of), unless that lock was warned of already."""
+        custody = self._state.custody
+        if self._state.mode != "in_use" or custody is None:
+            return None
+        policy = self._config.policy
+        lock_at = custody.last_activity + policy.idle_timeout_s
+        if lock_at > custody.session_start + policy.max_session_s or self._warned_for == lock_at:
+            return None
+        lead = min(IDLE_WARNING_MAX_LEAD_S, policy.idle_timeout_s * IDLE_WARNING_SHARE)
+        return lock_at - lead, lock_at
 
     def _sleep_for(self) -> float:
         now = self._clock.time()
@@ -214,8 +218,9 @@ class Appliance:
         deadline = next_deadline(self._state, self._config.policy)
         if deadline is not None:
             wake_at.append(deadline)
-            if self._state.mode == "in_use":
-                wake_at.append(deadline - self._warning_lead())
+        warning = self._idle_warning()
+        if warning is not None:
+            wake_at.append(warning[0])
         return max(0.0, min(DIRECTORY_POLL_S, *(moment - now for moment in wake_at)))
 
     def _refresh_ambient(self, *, force: bool = False) -> None:
