@@ -18,6 +18,8 @@ IDENTIFIER_LENGTHS: Final = frozenset({4, 7, 8, 10})
 
 Transmit: TypeAlias = Callable[[bytes], tuple[bytes, int]]
 """Sends a command APDU; returns the response data and the status word."""
+Identify: TypeAlias = Callable[[Transmit], bytes]
+"""Turns a connected card into its identifier, or raises CardRejected."""
 
 
 class CardRejected(Exception):

@@ -9,12 +9,11 @@ re-establishes it with backoff when pcscd goes away.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any, Final
 
 from smartcard import scard
 
-from handoff.readers.apdu import CardRejected, Transmit, split_response
+from handoff.readers.apdu import CardRejected, Identify, split_response
 from handoff.readers.backoff import reopen_delay
 from handoff.readers.base import BadgePresented, BadgeRemoved, BadRead, Emit
 from handoff.readers.chuid import read_uid_or_chuid
@@ -24,8 +23,6 @@ PNP: Final = "\\\\?PnP?\\Notification"
 WAIT_MS: Final = 60_000
 LINK_ATTEMPTS: Final = 3
 LINK_RETRY_S: Final = 0.1
-Identify = Callable[[Transmit], bytes]
-"""Turns a connected card into its identifier, or raises CardRejected."""
 
 
 class PcscReader(ReaderWorker):
