@@ -48,6 +48,9 @@ class Recorder:
     def set_ambient(self, state: str, online: bool) -> None:
         del state, online
 
+    def close(self) -> None:
+        return
+
 
 class Loop:
     def __init__(self, layout: Layout) -> None:

@@ -23,6 +23,7 @@ from handoff.core.machine import next_deadline, step
 from handoff.core.state import State, initial_state
 from handoff.directory import Directory
 from handoff.feedback.cues import Cue
+from handoff.feedback.output import Feedback
 from handoff.readers.base import BadgePresented, BadgeRemoved, BadRead, ReaderEvent
 from handoff.runtime.clock import Clock
 from handoff.runtime.cues import cue_for, describe
@@ -51,11 +52,6 @@ InboxItem: TypeAlias = ReaderEvent | Input | Command | Stop
 class Store(Protocol):
     def load_state(self) -> State | None: ...
     def commit(self, state: State, events: tuple[Event, ...], context: EventContext) -> object: ...
-
-
-class Feedback(Protocol):
-    def show(self, cue: Cue) -> None: ...
-    def set_ambient(self, state: str, online: bool) -> None: ...
 
 
 class Publisher(Protocol):
