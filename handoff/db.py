@@ -55,6 +55,35 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     CREATE TABLE seen_commands (id TEXT PRIMARY KEY, expires REAL NOT NULL);
     """,
+    # Every index on the outbox cost each commit another page in the WAL, so the outbox is down
+    # to its primary key: ids are UUIDv7, unique by construction and never looked up, and since
+    # delivery is in seq order, a watermark below which everything is acknowledged finds the
+    # unsent rows by primary key where an index on `acked` did.
+    """
+    CREATE TABLE outbox_v4 (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        created REAL NOT NULL,
+        acked REAL
+    );
+    INSERT INTO outbox_v4 (seq, id, topic, payload, created, acked)
+        SELECT seq, id, topic, payload, created, acked FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_v4 RENAME TO outbox;
+    CREATE TABLE delivery (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        acked_upto INTEGER NOT NULL
+    );
+    INSERT INTO delivery (id, acked_upto) VALUES (1, coalesce(
+        (SELECT min(seq) - 1 FROM outbox WHERE acked IS NULL),
+        (SELECT last_seq FROM appliance_state WHERE id = 1),
+        0
+    ));
+    CREATE VIEW unsent AS SELECT * FROM outbox
+        WHERE seq > (SELECT acked_upto FROM delivery WHERE id = 1) AND acked IS NULL;
+    """,
 )
 
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
-from handoff import db
+from handoff import compact_json, db
 from handoff.cloudevents import EventContext, envelope, uuid7
 from handoff.core.codec import state_from_dict, state_summary, state_to_dict
 from handoff.core.events import Event
@@ -51,6 +51,24 @@ class LinkRecord:
     readers: list[dict[str, Any]]
 
 
+def _numbered(event: Event, seq: int, context: EventContext, created: float) -> StoredEvent:
+    event_id = uuid7(event.time)
+    payload = compact_json.dumps(envelope(event, seq, context, event_id)).encode()
+    return StoredEvent(seq, event_id, f"events/{event.type}", payload, created)
+
+
+def _runs(seqs: Sequence[int]) -> Iterator[tuple[int, int]]:
+    """(first, last) of each run of consecutive numbers: PUBACKs arrive in order, so usually one."""
+    ordered = sorted(seqs)
+    first = previous = ordered[0]
+    for seq in ordered[1:]:
+        if seq != previous + 1:
+            yield first, previous
+            first = seq
+        previous = seq
+    yield first, previous
+
+
 @contextmanager
 def _writing(conn: sqlite3.Connection, what: str) -> Iterator[sqlite3.Connection]:
     try:
@@ -70,25 +88,27 @@ class Store:
         return state_from_dict(json.loads(row[0])) if row else None
 
     def commit(self, state: State, events: Sequence[Event], context: EventContext) -> list[StoredEvent]:
+        """Save `state` and append `events` numbered after the last seq ever handed out.
+
+        The state row's upsert allocates the numbers and returns the last one, so a commit is two
+        statements however many events it carries.
+        """
         now = self._clock()
-        body = json.dumps(state_to_dict(state), separators=(",", ":"))
-        stored: list[StoredEvent] = []
+        body = compact_json.dumps(state_to_dict(state))
         with _writing(self._conn, "commit events") as conn:
-            row = conn.execute("SELECT last_seq FROM appliance_state WHERE id = 1").fetchone()
-            seq = row[0] if row else 0
-            for event in events:
-                seq += 1
-                event_id = uuid7(event.time)
-                payload = json.dumps(envelope(event, seq, context, event_id), separators=(",", ":")).encode()
-                stored.append(StoredEvent(seq, event_id, f"events/{event.type}", payload, now))
+            (last_seq,) = conn.execute(
+                "INSERT INTO appliance_state (id, body, last_seq) VALUES (1, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET body = excluded.body, last_seq = last_seq + excluded.last_seq"
+                " RETURNING last_seq",
+                (body, len(events)),
+            ).fetchone()
+            stored = [
+                _numbered(event, seq, context, now)
+                for seq, event in enumerate(events, start=last_seq - len(events) + 1)
+            ]
             conn.executemany(
                 "INSERT INTO outbox (seq, id, topic, payload, created) VALUES (?, ?, ?, ?, ?)",
                 [(e.seq, e.id, e.topic, e.payload, e.created) for e in stored],
-            )
-            conn.execute(
-                "INSERT INTO appliance_state (id, body, last_seq) VALUES (1, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET body = excluded.body, last_seq = excluded.last_seq",
-                (body, seq),
             )
         return stored
 
@@ -101,7 +121,7 @@ class Store:
 
     def unsent(self, after_seq: int = 0, limit: int = 1000) -> list[StoredEvent]:
         rows = self._conn.execute(
-            "SELECT seq, id, topic, payload, created FROM outbox WHERE acked IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, id, topic, payload, created FROM unsent WHERE seq > ? ORDER BY seq LIMIT ?",
             (after_seq, limit),
         ).fetchall()
         return [StoredEvent(seq, id_, topic, bytes(payload), created) for seq, id_, topic, payload, created in rows]
@@ -113,25 +133,38 @@ class Store:
             yield StoredEvent(seq, id_, topic, bytes(payload), created), acked
 
     def mark_acked(self, seqs: Sequence[int]) -> None:
+        """Stamp the acknowledged rows, one UPDATE per run of consecutive seqs, and move the
+        watermark up to the first row still waiting."""
         if not seqs:
             return
         now = self._clock()
         with _writing(self._conn, "record acknowledgements") as conn:
-            conn.executemany("UPDATE outbox SET acked = ? WHERE seq = ? AND acked IS NULL", [(now, s) for s in seqs])
+            conn.executemany(
+                "UPDATE outbox SET acked = ? WHERE seq BETWEEN ? AND ? AND acked IS NULL",
+                [(now, first, last) for first, last in _runs(seqs)],
+            )
+            conn.execute(
+                "UPDATE delivery SET acked_upto = coalesce("
+                " (SELECT seq - 1 FROM outbox WHERE seq > delivery.acked_upto AND acked IS NULL ORDER BY seq LIMIT 1),"
+                " (SELECT max(seq) FROM outbox), acked_upto) WHERE id = 1"
+            )
 
     def depth(self) -> int:
-        row = self._conn.execute("SELECT count(*) FROM outbox WHERE acked IS NULL").fetchone()
+        row = self._conn.execute("SELECT count(*) FROM unsent").fetchone()
         return int(row[0])
 
     def oldest_unsent_created(self) -> float | None:
-        row = self._conn.execute("SELECT min(created) FROM outbox WHERE acked IS NULL").fetchone()
+        row = self._conn.execute("SELECT min(created) FROM unsent").fetchone()
         return None if row[0] is None else float(row[0])
 
     def purge(self, retention_days: float) -> int:
         """Drop acknowledged events older than the retention; unsent ones are never touched."""
         cutoff = self._clock() - retention_days * SECONDS_PER_DAY
         with _writing(self._conn, "purge acknowledged events") as conn:
-            cursor = conn.execute("DELETE FROM outbox WHERE acked IS NOT NULL AND acked < ?", (cutoff,))
+            cursor = conn.execute(
+                "DELETE FROM outbox WHERE seq <= (SELECT acked_upto FROM delivery WHERE id = 1) AND acked < ?",
+                (cutoff,),
+            )
         return cursor.rowcount
 
     def record_link(self, connected: bool, last_error: str | None, readers: list[dict[str, Any]]) -> None:
