@@ -7,7 +7,6 @@ unique forever) minted once when the event is made durable, and never again on r
 from __future__ import annotations
 
 import os
-import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -30,11 +29,15 @@ class EventContext:
 
 
 def uuid7(epoch_seconds: float) -> str:
-    """RFC 9562 UUID version 7: 48-bit Unix milliseconds, then 74 random bits."""
+    """RFC 9562 UUID version 7: 48-bit Unix milliseconds, then 74 random bits.
+
+    Formatted by hand: this runs in every commit, and `uuid.UUID` checks what is built right here.
+    """
     millis = int(epoch_seconds * 1000) & ((1 << 48) - 1)
     rand = int.from_bytes(os.urandom(10), "big")
     value = (millis << 80) | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64 | (0b10 << 62) | (rand & ((1 << 62) - 1))
-    return str(uuid.UUID(int=value))
+    digits = f"{value:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def envelope(event: Event, seq: int, context: EventContext, event_id: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from handoff import compact_json
 from handoff.cli.common import add_config_option, config_from, open_database
 from handoff.store import Store
 from handoff.timefmt import rfc3339
@@ -45,5 +46,5 @@ def _export(args: argparse.Namespace) -> int:
             "acked": rfc3339(acked) if acked is not None else None,
             "event": json.loads(event.payload),
         }
-        sys.stdout.write(json.dumps(line, separators=(",", ":")) + "\n")
+        sys.stdout.write(compact_json.dumps(line) + "\n")
     return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any, cast
 
 from handoff.core.state import MODES, Custody, Mode, State
@@ -10,10 +9,23 @@ from handoff.timefmt import rfc3339
 
 
 def state_to_dict(state: State) -> dict[str, Any]:
+    """Spelled out field by field: this runs inside every commit, where `dataclasses.asdict`'s
+    recursive deep copy cost more than the rest of the encoding."""
+    custody = state.custody
     return {
         "mode": state.mode,
         "since": state.since,
-        "custody": asdict(state.custody) if state.custody else None,
+        "custody": None
+        if custody is None
+        else {
+            "staff_id": custody.staff_id,
+            "badge_ref": custody.badge_ref,
+            "since": custody.since,
+            "session_id": custody.session_id,
+            "session_start": custody.session_start,
+            "last_activity": custody.last_activity,
+            "last_accepted_tap": custody.last_accepted_tap,
+        },
         "present": sorted([reader, ref] for reader, ref in state.present),
     }
 
