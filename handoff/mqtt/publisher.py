@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import sqlite3
 import ssl
 import threading
 import time
@@ -20,26 +21,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
+from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage, MQTTMessageInfo
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from handoff import db
+from handoff import compact_json, db
 from handoff.config import MqttConfig
 from handoff.disk import disk_state
 from handoff.mqtt import connection
 from handoff.mqtt.backoff import backoff_delay
 from handoff.mqtt.topics import Topics
-from handoff.store import Store, StoreError
+from handoff.store import Store, StoredEvent, StoreError
 from handoff.timefmt import rfc3339
 
 log = logging.getLogger(__name__)
 
-WINDOW: Final = 1000
-"""Events handed to paho but not yet acknowledged; paho itself keeps `INFLIGHT` on the wire.
-Refilled only when half has drained, so the outbox is read in batches, not one row per PUBACK."""
 INFLIGHT: Final = 100
+"""Most QoS 1 messages unacknowledged at once; fewer when the broker's CONNACK gives a lower
+Receive Maximum (mosquitto's default is 20), since a strict broker disconnects a client that
+sends more."""
+PREFETCH: Final = 500
+"""Outbox rows read at once, so the outbox is read in batches, not one row per PUBACK."""
 ACK_FLUSH_S: Final = 0.05
 IDLE_LOOP_S: Final = 0.05
 BUSY_LOOP_S: Final = 0.005
@@ -107,7 +110,7 @@ class Publisher:
         self._wake.set()
 
     def publish_result(self, payload: dict[str, Any]) -> None:
-        self._results.append(json.dumps(payload, separators=(",", ":")).encode())
+        self._results.append(compact_json.dumps(payload).encode())
         self._wake.set()
 
     def stop(self, flush_timeout: float = 5.0) -> None:
@@ -155,16 +158,29 @@ class Publisher:
 
 
 class _Session:
-    """One broker connection, from CONNECT until it drops or the publisher stops."""
+    """One broker connection, from CONNECT until it drops or the publisher stops.
+
+    The session keeps the in-flight window itself and paho's is off: on every PUBACK paho walks
+    all the messages it holds to find the next queued one, and it ignores the broker's Receive
+    Maximum. Events, retained state and status, and command results share the one window;
+    the small ones go first, events follow in seq order.
+    """
 
     def __init__(self, publisher: Publisher, store: Store) -> None:
         self._p = publisher
         self._store = store
         self._connected = False
         self._error: str | None = None
-        self._inflight: dict[int, int] = {}
-        self._acked: list[int] = []
+        self._window = INFLIGHT
+        self._inflight: dict[int, int | None] = {}
+        """Message id to the event's seq; None for a message that is not an event."""
+        self._waiting: deque[StoredEvent] = deque()
+        """Read from the outbox, not yet handed to paho."""
+        self._outbox_more = True
         self._sent_upto = 0
+        self._control: deque[tuple[str, bytes, bool]] = deque()
+        self._acked: list[int] = []
+        self._state_due = True
         self._state_sent: dict[str, Any] | None = None
         self._stop_deadline: float | None = None
         self._props = connection.event_properties(publisher._config)
@@ -175,7 +191,7 @@ class _Session:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
         self._client.on_message = self._on_message
-        self._client.max_inflight_messages_set(INFLIGHT)
+        self._client.max_inflight_messages_set(0)
         self._client.max_queued_messages_set(0)
 
     def run(self) -> str | None:
@@ -202,16 +218,19 @@ class _Session:
             self._client.disconnect()
             return self._error or "no CONNACK in time"
         p._record_link(self._store, True, None)
-        log.info("connected to %s:%s", config.host, config.port)
-        self._serve()
-        return None if self._error is None else self._error
+        log.info("connected to %s:%s, %d in flight at most", config.host, config.port, self._window)
+        try:
+            self._serve()
+        except sqlite3.Error as exc:
+            self._client.disconnect()
+            return f"cannot read the outbox: {exc}"
+        return self._error
 
     def _serve(self) -> None:
         p = self._p
         client = self._client
         client.subscribe(p._topics.commands, qos=1)
-        client.publish(p._topics.status, p._status(self._store), qos=1, retain=True)
-        more = True
+        self._control.append((p._topics.status, p._status(self._store), True))
         last_flush = last_status = last_purge = p._clock()
         purge_due = True
         while self._connected:
@@ -219,63 +238,81 @@ class _Session:
                 return
             if p._wake.is_set():
                 p._wake.clear()
-                more = True
-            if more and len(self._inflight) <= WINDOW // 2:
-                more = self._hand_over()
-            if not more:
-                self._publish_state_when_caught_up()
-            while p._results:
-                client.publish(p._topics.cmd_result, p._results.popleft(), qos=1)
-            busy = bool(self._inflight) or more
-            if client.loop(BUSY_LOOP_S if busy else IDLE_LOOP_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._outbox_more = self._state_due = True
+            self._queue_state_when_caught_up()
+            self._pump()
+            if client.loop(BUSY_LOOP_S if self._inflight else IDLE_LOOP_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._connected = False
             now = p._clock()
             if self._acked and (now - last_flush >= ACK_FLUSH_S or not self._inflight):
                 self._flush_acks()
                 last_flush = now
             if now - last_status >= STATUS_EVERY_S:
-                client.publish(p._topics.status, p._status(self._store), qos=1, retain=True)
+                self._control.append((p._topics.status, p._status(self._store), True))
                 last_status = now
             if purge_due or now - last_purge >= PURGE_EVERY_S:
                 self._purge()
                 purge_due, last_purge = False, now
         self._flush_acks()
 
-    def _hand_over(self) -> bool:
-        """Give paho the next events in order; True when more may be waiting in the outbox."""
-        limit = WINDOW - len(self._inflight)
-        batch = self._store.unsent(self._sent_upto, limit)
-        for event in batch:
-            info = self._client.publish(
-                self._p._topics.under(event.topic), event.payload, qos=1, properties=self._props
-            )
-            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                self._connected = False
-                self._error = f"publish refused by client: {info.rc.name}"
-                return True
-            self._inflight[info.mid] = event.seq
-            self._sent_upto = event.seq
-        return len(batch) == limit
+    def _pump(self) -> None:
+        """Fill the window: status, state and command results first, then events in seq order."""
+        topics = self._p._topics
+        while self._connected and len(self._inflight) < self._window:
+            if self._control:
+                self._send(*self._control.popleft())
+            elif self._p._results:
+                self._send(topics.cmd_result, self._p._results.popleft())
+            elif event := self._next_event():
+                self._send(topics.under(event.topic), event.payload, seq=event.seq)
+                self._sent_upto = event.seq
+            else:
+                return
 
-    def _publish_state_when_caught_up(self) -> None:
-        retained = self._store.retained_state()
-        if retained is None or retained == self._state_sent or retained["seq"] > self._sent_upto:
-            if retained is not None and retained["seq"] > self._sent_upto:
-                self._p._wake.set()
+    def _next_event(self) -> StoredEvent | None:
+        if not self._waiting and self._outbox_more:
+            batch = self._store.unsent(self._sent_upto, PREFETCH)
+            self._outbox_more = len(batch) == PREFETCH
+            self._waiting.extend(batch)
+        return self._waiting.popleft() if self._waiting else None
+
+    def _send(self, topic: str, payload: bytes, retain: bool = False, seq: int | None = None) -> MQTTMessageInfo:
+        properties = self._props if seq is not None else None
+        info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._inflight[info.mid] = seq
+        else:
+            self._connected = False
+            self._error = f"publish refused by client: {info.rc.name}"
+        return info
+
+    def _queue_state_when_caught_up(self) -> None:
+        """The retained state goes out after the events it covers, and only when it changed.
+
+        Read before looking for unsent events: a commit landing in between is then caught by
+        that look, and its events go first.
+        """
+        if not self._state_due or self._waiting or self._outbox_more:
             return
-        payload = json.dumps(retained, separators=(",", ":")).encode()
-        self._client.publish(self._p._topics.state, payload, qos=1, retain=True)
-        self._state_sent = retained
+        retained = self._store.retained_state()
+        if self._store.unsent(self._sent_upto, 1):
+            self._outbox_more = True
+            return
+        self._state_due = False
+        if retained is not None and retained != self._state_sent:
+            self._control.append((self._p._topics.state, compact_json.dumps(retained).encode(), True))
+            self._state_sent = retained
 
     def _finish(self) -> bool:
         """On stop: keep draining until the outbox is empty or the flush time is up, then leave."""
         p = self._p
         if self._stop_deadline is None:
             self._stop_deadline = p._clock() + p._flush_timeout
-        if (self._inflight or self._store.depth() > len(self._acked)) and p._clock() < self._stop_deadline:
+        drained = not (self._inflight or self._waiting or self._outbox_more or self._control or p._results)
+        if not drained and p._clock() < self._stop_deadline:
             return False
         self._flush_acks()
-        info = self._client.publish(p._topics.status, connection.offline_payload(p._version), qos=1, retain=True)
+        info = self._send(p._topics.status, connection.offline_payload(p._version), retain=True)
         end = p._clock() + 2.0
         while not info.is_published() and self._connected and p._clock() < end:
             self._client.loop(IDLE_LOOP_S)
@@ -304,8 +341,9 @@ class _Session:
     ) -> None:
         if reason.is_failure:
             self._error = f"broker refused the connection: {reason}"
-        else:
-            self._connected = True
+            return
+        self._connected = True
+        self._window = min(INFLIGHT, getattr(properties, "ReceiveMaximum", INFLIGHT))
 
     def _on_disconnect(
         self,
@@ -322,8 +360,12 @@ class _Session:
     def _on_publish(
         self, client: Client, userdata: Any, mid: int, reason: ReasonCode, properties: Properties | None
     ) -> None:
-        seq = self._inflight.pop(mid, None)
+        if mid not in self._inflight:
+            return
+        seq = self._inflight.pop(mid)
         if seq is None:
+            if reason.is_failure:
+                log.warning("broker refused a status, state or command result message: %s", reason)
             return
         if reason.is_failure:
             self._error = f"broker refused event seq {seq}: {reason}"
