@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
+
+import pytest
 
 from handoff import db
 from handoff.cloudevents import CONTENT_TYPE
 from handoff.mqtt.publisher import Publisher, PublisherSettings
-from handoff.store import Store
+from handoff.store import Store, StoredEvent
 from tests.broker import Broker, Collector
+from tests.mqtt_tap import MqttTap
 from tests.outbox_helpers import CONTEXT, PREFIX, checkout, in_use, mqtt_config, seqs
 
 FAST = PublisherSettings(backoff_base_s=0.05, backoff_cap_s=0.3)
@@ -122,3 +126,79 @@ def _wait(predicate: object, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def test_in_flight_stays_within_the_brokers_receive_maximum(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = Store(db.connect(data))
+    for i in range(300):
+        store.commit(in_use(f"s{i}"), [checkout(f"s{i}")], CONTEXT)
+    with Broker(tmp_path / "broker", extra="max_inflight_messages 5") as broker:
+        events = Collector(broker.port, f"{PREFIX}/events/#")
+        tap = MqttTap(broker.port)
+        publisher = make_publisher(tap.port, data)
+        publisher.start()
+        try:
+            got = events.wait_for(lambda got: len({m.payload for m in got}) >= 300)
+        finally:
+            publisher.stop()
+            events.close()
+            tap.close()
+    assert sorted(set(seqs([m.payload for m in got]))) == list(range(1, 301))
+    assert tap.published >= 300
+    assert 2 <= tap.max_unacked <= 5, f"{tap.max_unacked} unacknowledged at once; the broker allows 5"
+
+
+def test_state_is_published_when_every_event_was_acknowledged_before(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = Store(db.connect(data))
+    with Broker(tmp_path / "broker") as broker:
+        store.commit(in_use("alice"), [checkout("alice")], CONTEXT)
+        publisher = make_publisher(broker.port, data)
+        publisher.start()
+        assert _wait(lambda: store.depth() == 0)
+        publisher.stop()
+        cleaner = Collector(broker.port, "unused/topic")
+        cleaner.client.publish(f"{PREFIX}/state", b"", qos=1, retain=True).wait_for_publish(5)
+        cleaner.close()
+        watcher = Collector(broker.port, f"{PREFIX}/state")
+        publisher = make_publisher(broker.port, data)
+        publisher.start()
+        try:
+            got = watcher.wait_for(lambda got: any(m.payload for m in got), timeout=5)
+        finally:
+            publisher.stop()
+            watcher.close()
+    states = [json.loads(m.payload) for m in got if m.payload]
+    assert states and (states[-1]["state"], states[-1]["seq"]) == ("in_use", 1)
+
+
+def test_unreadable_outbox_ends_the_session_and_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "data"
+    store = Store(db.connect(data))
+    for i in range(5):
+        store.commit(in_use(f"s{i}"), [checkout(f"s{i}")], CONTEXT)
+    real_unsent = Store.unsent
+    failures = iter([sqlite3.OperationalError("disk I/O error")])
+
+    def unsent_failing_once(self: Store, after_seq: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        for failure in failures:
+            raise failure
+        return real_unsent(self, after_seq, limit)
+
+    monkeypatch.setattr(Store, "unsent", unsent_failing_once)
+    errors: list[str | None] = []
+    monkeypatch.setattr(
+        Store, "record_link", lambda self, connected, error, readers: errors.append(None if connected else error)
+    )
+    with Broker(tmp_path / "broker") as broker:
+        events = Collector(broker.port, f"{PREFIX}/events/#")
+        publisher = make_publisher(broker.port, data)
+        publisher.start()
+        try:
+            got = events.wait_for(lambda got: len({m.payload for m in got}) >= 5)
+        finally:
+            publisher.stop()
+            events.close()
+    assert sorted(set(seqs([m.payload for m in got]))) == [1, 2, 3, 4, 5]
+    assert "cannot read the outbox: disk I/O error" in errors

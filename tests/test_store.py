@@ -107,3 +107,38 @@ def test_link_keeps_since_while_unchanged(tmp_path: Path) -> None:
     clock.now += 5
     store.record_link(True, None, [])
     assert store.link() == type(link)(True, 1_700_000_010.0, None, [])
+
+
+def test_out_of_order_acknowledgements_hold_the_watermark(tmp_path: Path) -> None:
+    store = Store(db.connect(tmp_path))
+    store.commit(in_use(1.0), [checkout(float(t)) for t in range(1, 7)], CONTEXT)
+    store.mark_acked([2, 3, 5])
+    assert [e.seq for e in store.unsent()] == [1, 4, 6]
+    assert store.depth() == 3
+    assert [e.seq for e in store.unsent(after_seq=1)] == [4, 6]
+    store.mark_acked([1, 4])
+    assert [e.seq for e in store.unsent()] == [6]
+    store.mark_acked([6])
+    assert store.unsent() == [] and store.depth() == 0 and store.oldest_unsent_created() is None
+    store.commit(in_use(8.0), [checkout(8.0)], CONTEXT)
+    assert [e.seq for e in store.unsent()] == [7]
+
+
+def test_an_outbox_from_before_the_watermark_is_migrated_with_its_events(tmp_path: Path) -> None:
+    path = tmp_path / db.DB_NAME
+    old = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(db.MIGRATIONS[:3], start=1):
+        for statement in filter(str.strip, script.split(";")):
+            old.execute(statement)
+        old.execute(f"PRAGMA user_version = {number}")
+    old.execute("INSERT INTO appliance_state (id, body, last_seq) VALUES (1, '{}', 4)")
+    old.executemany(
+        "INSERT INTO outbox (seq, id, topic, payload, created, acked) VALUES (?, ?, 'events/checkout', x'7b7d', ?, ?)",
+        [(2, "id-2", 2.0, 9.0), (3, "id-3", 3.0, None), (4, "id-4", 4.0, None)],
+    )
+    old.close()
+    store = Store(db.connect(tmp_path))
+    assert [(e.seq, e.id) for e in store.unsent()] == [(3, "id-3"), (4, "id-4")]
+    assert [(e.seq, acked) for e, acked in store.all_events()] == [(2, 9.0), (3, None), (4, None)]
+    store.mark_acked([3, 4])
+    assert store.depth() == 0
