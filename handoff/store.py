@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from handoff import compact_json, db
 from handoff.cloudevents import EventContext, envelope, uuid7
@@ -30,9 +30,11 @@ class StoreError(HandoffError):
     """The database refused a write (disk full, read-only, I/O error); nothing committed is lost."""
 
 
-@dataclass(frozen=True)
-class StoredEvent:
-    """An event as it sits in the outbox: `topic` is the suffix under `P/S/D/`."""
+class StoredEvent(NamedTuple):
+    """An event as it sits in the outbox: `topic` is the suffix under `P/S/D/`.
+
+    A tuple in the outbox's column order, so rows go to and come from SQLite as they are.
+    """
 
     seq: int
     id: str
@@ -106,10 +108,7 @@ class Store:
                 _numbered(event, seq, context, now)
                 for seq, event in enumerate(events, start=last_seq - len(events) + 1)
             ]
-            conn.executemany(
-                "INSERT INTO outbox (seq, id, topic, payload, created) VALUES (?, ?, ?, ?, ?)",
-                [(e.seq, e.id, e.topic, e.payload, e.created) for e in stored],
-            )
+            conn.executemany("INSERT INTO outbox (seq, id, topic, payload, created) VALUES (?, ?, ?, ?, ?)", stored)
         return stored
 
     def retained_state(self) -> dict[str, Any] | None:
@@ -124,13 +123,13 @@ class Store:
             "SELECT seq, id, topic, payload, created FROM unsent WHERE seq > ? ORDER BY seq LIMIT ?",
             (after_seq, limit),
         ).fetchall()
-        return [StoredEvent(seq, id_, topic, bytes(payload), created) for seq, id_, topic, payload, created in rows]
+        return [StoredEvent._make(row) for row in rows]
 
     def all_events(self) -> Iterator[tuple[StoredEvent, float | None]]:
         """Every event still held, sent or not, oldest first, with its acknowledgement time."""
         rows = self._conn.execute("SELECT seq, id, topic, payload, created, acked FROM outbox ORDER BY seq")
         for seq, id_, topic, payload, created, acked in rows:
-            yield StoredEvent(seq, id_, topic, bytes(payload), created), acked
+            yield StoredEvent(seq, id_, topic, payload, created), acked
 
     def mark_acked(self, seqs: Sequence[int]) -> None:
         """Stamp the acknowledged rows, one UPDATE per run of consecutive seqs, and move the
