@@ -118,6 +118,27 @@ def test_commands_queued_while_away_arrive(tmp_path: Path) -> None:
     assert commands == [("force_logoff", b"{}")]
 
 
+def _outbox_of(tmp_path: Path, count: int) -> Path:
+    data = tmp_path / "data"
+    store = Store(db.connect(data))
+    for i in range(count):
+        store.commit(in_use(f"s{i}"), [checkout(f"s{i}")], CONTEXT)
+    return data
+
+
+def _deliver(broker_port: int, publisher_port: int, data: Path, count: int) -> list[int]:
+    """Run a publisher on `data` until `count` distinct events reached the broker: their seqs."""
+    events = Collector(broker_port, f"{PREFIX}/events/#")
+    publisher = make_publisher(publisher_port, data)
+    publisher.start()
+    try:
+        got = events.wait_for(lambda got: len({m.payload for m in got}) >= count)
+    finally:
+        publisher.stop()
+        events.close()
+    return seqs([m.payload for m in got])
+
+
 def _wait(predicate: object, timeout: float = 10.0) -> bool:
     assert callable(predicate)
     deadline = time.monotonic() + timeout
@@ -129,22 +150,14 @@ def _wait(predicate: object, timeout: float = 10.0) -> bool:
 
 
 def test_in_flight_stays_within_the_brokers_receive_maximum(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    store = Store(db.connect(data))
-    for i in range(300):
-        store.commit(in_use(f"s{i}"), [checkout(f"s{i}")], CONTEXT)
+    data = _outbox_of(tmp_path, 300)
     with Broker(tmp_path / "broker", extra="max_inflight_messages 5") as broker:
-        events = Collector(broker.port, f"{PREFIX}/events/#")
         tap = MqttTap(broker.port)
-        publisher = make_publisher(tap.port, data)
-        publisher.start()
         try:
-            got = events.wait_for(lambda got: len({m.payload for m in got}) >= 300)
+            delivered = _deliver(broker.port, tap.port, data, 300)
         finally:
-            publisher.stop()
-            events.close()
             tap.close()
-    assert sorted(set(seqs([m.payload for m in got]))) == list(range(1, 301))
+    assert sorted(set(delivered)) == list(range(1, 301))
     assert tap.published >= 300
     assert 2 <= tap.max_unacked <= 5, f"{tap.max_unacked} unacknowledged at once; the broker allows 5"
 
@@ -174,10 +187,7 @@ def test_state_is_published_when_every_event_was_acknowledged_before(tmp_path: P
 
 
 def test_unreadable_outbox_ends_the_session_and_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    data = tmp_path / "data"
-    store = Store(db.connect(data))
-    for i in range(5):
-        store.commit(in_use(f"s{i}"), [checkout(f"s{i}")], CONTEXT)
+    data = _outbox_of(tmp_path, 5)
     real_unsent = Store.unsent
     failures = iter([sqlite3.OperationalError("disk I/O error")])
 
@@ -192,13 +202,6 @@ def test_unreadable_outbox_ends_the_session_and_is_retried(tmp_path: Path, monke
         Store, "record_link", lambda self, connected, error, readers: errors.append(None if connected else error)
     )
     with Broker(tmp_path / "broker") as broker:
-        events = Collector(broker.port, f"{PREFIX}/events/#")
-        publisher = make_publisher(broker.port, data)
-        publisher.start()
-        try:
-            got = events.wait_for(lambda got: len({m.payload for m in got}) >= 5)
-        finally:
-            publisher.stop()
-            events.close()
-    assert sorted(set(seqs([m.payload for m in got]))) == [1, 2, 3, 4, 5]
+        delivered = _deliver(broker.port, broker.port, data, 5)
+    assert sorted(set(delivered)) == [1, 2, 3, 4, 5]
     assert "cannot read the outbox: disk I/O error" in errors

@@ -8,7 +8,6 @@ a crash before the batch lands only means a resend with the same `id`, which con
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import sqlite3
@@ -144,7 +143,7 @@ class Publisher:
             log.error("%s", exc)
 
     def _status(self, store: Store) -> bytes:
-        return json.dumps(
+        return compact_json.dumps(
             {
                 "status": "online",
                 "version": self._version,
@@ -152,8 +151,7 @@ class Publisher:
                 "outbox_depth": store.depth(),
                 "readers": self._health(),
                 "disk": disk_state(self._data_dir).as_dict(),
-            },
-            separators=(",", ":"),
+            }
         ).encode()
 
 
