@@ -1,90 +1,292 @@
-"""The appliance's TOML configuration, validated completely before anything starts.
+"""The appliance's TOML configuration, declared once and validated completely before anything starts.
 
-A cart that boots with a typo in its config must say so at once and name the key, rather
-than run with a silent default and fail a clinician later. So every key is declared here
-with its type and range; unknown keys are refused too.
+A cart that boots with a typo in its config must say so at once and name the key, rather than
+run with a silent default and fail a clinician later. Every key of SPEC section 6 is a field of
+one of the pydantic models below, with its type, default and range; unknown keys are refused.
+The allowed keys, the error messages (`handoff.config_errors`) and `handoff provision`'s flags
+are all derived from these models, so they cannot drift apart.
 """
 
 from __future__ import annotations
 
-import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, ClassVar, Final, Literal
 from urllib.parse import urlsplit
 
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from handoff.config_errors import KeyedValueError, first_error
 from handoff.errors import ConfigError
 
 DEFAULT_CONFIG_PATH: Final = Path("/etc/handoff/handoff.toml")
 CONFIG_ENV: Final = "HANDOFF_CONFIG"
 
-
-@dataclass(frozen=True)
-class ApplianceConfig:
-    site: str
-    device_id: str
-    reader_id: str
-    data_dir: Path
-    badge_secret_file: Path
-    command_key_file: Path | None
+DAY: Final = 86400.0
 
 
-@dataclass(frozen=True)
-class PolicyConfig:
-    idle_timeout_s: float = 300.0
-    max_session_s: float = 43200.0
-    custody_timeout_s: float = 86400.0
-    retap_guard_s: float = 2.0
+def _blank_is_none(value: object) -> object:
+    """An empty string in TOML means "not set" for an optional file."""
+    return None if value == "" else value
 
 
-@dataclass(frozen=True)
-class MqttConfig:
-    url: str
-    host: str
-    port: int
-    tls: bool
-    allow_insecure: bool
-    client_id: str
-    username: str
-    password_file: Path | None
-    ca_file: Path | None
-    cert_file: Path | None
-    key_file: Path | None
-    topic_prefix: str
-    protocol: str
+def _name(value: str) -> str:
+    """A non-empty identifier safe inside an MQTT topic level and a URN."""
+    if not value or any(ch in value for ch in "/+#:\x00 ") or not value.isprintable():
+        raise ValueError(f"must be non-empty without spaces, '/', '+', '#' or ':', got {value!r}")
+    return value
 
 
-@dataclass(frozen=True)
-class OutboxConfig:
-    retention_days: float = 30.0
+def _not_blank(value: object) -> object:
+    if value == "":
+        raise ValueError("must not be empty")
+    return value
 
 
-@dataclass(frozen=True)
-class ReaderConfig:
-    kind: str
-    path: str = "usb"
-    name: str = ""
-    auth: str = "uid"
-    trust_anchors: Path | None = None
+def _seconds(default: float, at_most: float, bound: str, *, zero_ok: bool = False) -> Any:
+    """A timer: positive (or zero where SPEC allows it), finite, and below a sane bound named in the error."""
+    return Field(
+        default,
+        gt=None if zero_ok else 0.0,
+        ge=0.0 if zero_ok else None,
+        le=at_most,
+        json_schema_extra={"bound": bound},
+    )
 
 
-@dataclass(frozen=True)
-class FeedbackConfig:
-    board: str = "pi-cart-v1"
+Name = Annotated[str, AfterValidator(_name)]
+LaxPath = Annotated[Path, Field(strict=False)]
+"""A path from a TOML string (strict pydantic takes only Path objects)."""
+FilePath = Annotated[LaxPath, BeforeValidator(_not_blank)]
+OptionalPath = Annotated[LaxPath | None, BeforeValidator(_blank_is_none)]
 
 
-@dataclass(frozen=True)
-class Config:
-    source: Path
+class Section(BaseModel):
+    """Strict (no "5" for 5, no "yes" for true), frozen, and no key that is not declared."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+    flag_prefix: ClassVar[str] = ""
+    """Prefix of `handoff provision`'s flags for this table's keys, where a bare key would be ambiguous."""
+
+
+class ApplianceConfig(Section):
+    site: Name = Field(json_schema_extra={"prompt": "site (e.g. st-elsewhere)"})
+    device_id: Name = Field(json_schema_extra={"prompt": "device id of the attached device (e.g. WOW-3N-07)"})
+    reader_id: Name
+    """Filled from the Pi's serial or the machine id by `Config` when the file leaves it out."""
+    data_dir: FilePath = Path("/var/lib/handoff")
+    badge_secret_file: FilePath = Field(Path("/etc/handoff/badge.key"), json_schema_extra={"provision": False})
+    command_key_file: OptionalPath = None
+    allow_unsigned_commands: bool = False
+
+
+class PolicyConfig(Section):
+    idle_timeout_s: float = _seconds(300.0, DAY, "1 day")
+    max_session_s: float = _seconds(43200.0, 7 * DAY, "7 days")
+    custody_timeout_s: float = _seconds(86400.0, 30 * DAY, "30 days")
+    retap_guard_s: float = _seconds(2.0, 60.0, "1 minute", zero_ok=True)
+
+
+class MqttConfig(Section):
+    url: str = Field(
+        "mqtts://localhost:8883", json_schema_extra={"flag": "--mqtt-url", "prompt": "broker URL (mqtts://HOST:PORT)"}
+    )
+    allow_insecure: bool = False
+    protocol: Literal["5", "3.1.1"] = "5"
+    client_id: str = ""
+    """Empty in the file means the reader id; `Config` fills it in."""
+    username: str = ""
+    password_file: OptionalPath = None
+    ca_file: OptionalPath = None
+    cert_file: OptionalPath = Field(None, json_schema_extra={"provision": False})
+    key_file: OptionalPath = Field(None, json_schema_extra={"provision": False})
+    topic_prefix: str = "handoff/v1"
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_a_broker(cls, url: str) -> str:
+        _split_broker_url(url)
+        return url
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix_is_topic_levels(cls, prefix: str) -> str:
+        if not prefix or prefix.startswith("/") or prefix.endswith("/") or any(c in prefix for c in "+#\x00"):
+            raise ValueError(f"must be topic levels without '+', '#' or outer '/', got {prefix!r}")
+        return prefix
+
+    @model_validator(mode="after")
+    def _coherent(self) -> MqttConfig:
+        if not self.tls and not self.allow_insecure:
+            raise KeyedValueError(
+                "url", f"is unencrypted ({self.url!r}); use mqtts:// or set mqtt.allow_insecure = true"
+            )
+        if (self.cert_file is None) != (self.key_file is None):
+            raise KeyedValueError("key_file" if self.key_file is None else "cert_file", "must be set with its pair")
+        return self
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+
+def _split_broker_url(url: str) -> None:
+    """Only scheme, host and port: credentials, paths and queries would be silently ignored."""
+    shown = repr(re.sub(r"//[^/?#]*@", "//***@", url))
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise ValueError(f"must not contain spaces or control characters, got {shown}")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ValueError(f"is not a broker URL ({exc}): {shown}") from None
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"has a bad port in {shown}") from None
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(f"must look like mqtts://HOST:PORT, got {shown}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"must not carry credentials ({shown}); set mqtt.username and mqtt.password_file")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in url or "#" in url:
+        raise ValueError(f"must be mqtts://HOST:PORT with no path, query or fragment, got {shown}")
+    if port == 0:
+        raise ValueError(f"has port 0 in {shown}; give the broker's port (1-65535)")
+
+
+class OutboxConfig(Section):
+    retention_days: float = Field(30.0, gt=0.0, le=3650.0, json_schema_extra={"bound": "10 years"})
+
+
+class NfcReaderConfig(Section):
+    kind: Literal["nfc"] = "nfc"
+    path: str = Field("usb", json_schema_extra={"primary": True})
+    """Any nfcpy path: usb, usb:072f:2200, tty:AMA0:pn532, udp:127.0.0.1:54321."""
+
+    @field_validator("path")
+    @classmethod
+    def _path_given(cls, path: str) -> str:
+        if not path:
+            raise ValueError("must be an nfcpy path such as usb or udp:127.0.0.1:54321")
+        return path
+
+
+class PcscReaderConfig(Section):
+    kind: Literal["pcsc"] = "pcsc"
+    name: str = Field("", json_schema_extra={"primary": True})
+    """A substring of the PC/SC reader name; "" for all."""
+    auth: Literal["uid", "piv-cak"] = "uid"
+    trust_anchors: OptionalPath = None
+    lock_on_card_removal: bool = False
+
+    @model_validator(mode="after")
+    def _anchors_for_piv(self) -> PcscReaderConfig:
+        if self.auth == "piv-cak" and self.trust_anchors is None:
+            raise KeyedValueError("trust_anchors", 'is required when auth = "piv-cak"')
+        return self
+
+
+class KeyboardReaderConfig(Section):
+    kind: Literal["keyboard"] = "keyboard"
+    match: Annotated[str, AfterValidator(_not_blank)] = Field(json_schema_extra={"primary": True})
+    """A substring of the input device name, or usb:VID:PID."""
+
+
+class OsdpReaderConfig(Section):
+    kind: Literal["osdp"] = "osdp"
+    port: Annotated[str, AfterValidator(_not_blank)] = Field(json_schema_extra={"primary": True})
+    address: int = Field(0, ge=0, le=126)
+    baud: Literal[9600, 19200, 38400, 57600, 115200] = 9600
+    scbk_file: FilePath
+
+
+ReaderConfig = NfcReaderConfig | PcscReaderConfig | KeyboardReaderConfig | OsdpReaderConfig
+READER_KINDS: Final[Mapping[str, type[ReaderConfig]]] = {
+    "nfc": NfcReaderConfig,
+    "pcsc": PcscReaderConfig,
+    "keyboard": KeyboardReaderConfig,
+    "osdp": OsdpReaderConfig,
+}
+AnyReader = Annotated[ReaderConfig, Field(discriminator="kind")]
+
+
+class FeedbackConfig(Section):
+    board: Name = "pi-cart-v1"
+
+
+class AgentConfig(Section):
+    """Logoff receipts from the attached device (SPEC section 8); absent means no agent."""
+
+    flag_prefix: ClassVar[str] = "agent-"
+    keys_file: FilePath
+    confirm_s: float = _seconds(10.0, 3600.0, "1 hour")
+    require_confirmed: bool = False
+
+
+class AuditConfig(Section):
+    """Signed checkpoints of the event chain (SPEC section 9); absent means the chain is not signed."""
+
+    flag_prefix: ClassVar[str] = "audit-"
+    key_file: FilePath
+    checkpoint_every: int = Field(100, gt=0, le=1_000_000)
+    checkpoint_s: float = _seconds(300.0, DAY, "1 day")
+
+
+class Config(Section):
     appliance: ApplianceConfig
-    policy: PolicyConfig
-    mqtt: MqttConfig
-    outbox: OutboxConfig = field(default_factory=OutboxConfig)
-    readers: tuple[ReaderConfig, ...] = ()
-    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    policy: PolicyConfig = PolicyConfig()
+    mqtt: MqttConfig = MqttConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    readers: Annotated[tuple[AnyReader, ...], Field(strict=False)] = ()
+    feedback: FeedbackConfig = FeedbackConfig()
+    agent: AgentConfig | None = None
+    audit: AuditConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_identity(cls, raw: Any) -> Any:
+        """reader_id defaults to this Pi's own id, and mqtt.client_id to the reader id."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("appliance"), dict):
+            return raw
+        appliance = dict(raw["appliance"])
+        if not appliance.get("reader_id"):
+            appliance["reader_id"] = default_reader_id()
+        filled = {**raw, "appliance": appliance}
+        mqtt = raw.get("mqtt", {})
+        if isinstance(mqtt, dict) and not mqtt.get("client_id") and isinstance(appliance["reader_id"], str):
+            filled["mqtt"] = {**mqtt, "client_id": appliance["reader_id"]}
+        return filled
+
+
+SECTIONS: Final[Mapping[str, type[Section]]] = {
+    "appliance": ApplianceConfig,
+    "policy": PolicyConfig,
+    "mqtt": MqttConfig,
+    "outbox": OutboxConfig,
+    "feedback": FeedbackConfig,
+    "agent": AgentConfig,
+    "audit": AuditConfig,
+}
+"""The plain tables of the file, by name; `[[readers]]` are `READER_KINDS`."""
 
 
 def resolve_config_path(given: str | None) -> Path:
@@ -101,25 +303,19 @@ def load_config(path: Path) -> Config:
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} cannot be read: {_reason(exc)}") from None
+        raise ConfigError(f"config file {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     return parse_config(raw, path)
 
 
 def parse_config(raw: Mapping[str, Any], source: Path) -> Config:
-    doc = _Doc(source)
-    doc.only_keys(raw, "", {"appliance", "policy", "mqtt", "outbox", "readers", "feedback"})
-    appliance = _appliance(doc, doc.table(raw, "appliance", required=True))
-    return Config(
-        source=source,
-        appliance=appliance,
-        policy=_policy(doc, doc.table(raw, "policy")),
-        mqtt=_mqtt(doc, doc.table(raw, "mqtt"), appliance.reader_id),
-        outbox=_outbox(doc, doc.table(raw, "outbox")),
-        readers=_readers(doc, raw.get("readers", [])),
-        feedback=_feedback(doc, doc.table(raw, "feedback")),
-    )
+    """The whole file checked against the schema; the first problem becomes a `ConfigError` naming its key."""
+    try:
+        return Config.model_validate(dict(raw))
+    except ValidationError as exc:
+        key, problem = first_error(exc, Config, READER_KINDS)
+        raise ConfigError.at(source, key, problem) from None
 
 
 def default_reader_id() -> str:
@@ -137,212 +333,6 @@ def default_reader_id() -> str:
     return f"rdr-{machine_id[:8]}" if machine_id else "rdr-unknown"
 
 
-class _Doc:
-    """Reads typed values out of the parsed TOML, naming file and key in every refusal."""
-
-    def __init__(self, source: Path) -> None:
-        self.source = source
-
-    def fail(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"config {self.source}: {key} {problem}")
-
-    def only_keys(self, table: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:
-        for key in table:
-            if key not in allowed:
-                where = f"{prefix}.{key}" if prefix else key
-                known = ", ".join(sorted(allowed))
-                raise self.fail(where, f"is not a known key (known here: {known})")
-
-    def table(self, raw: Mapping[str, Any], name: str, *, required: bool = False) -> Mapping[str, Any]:
-        if name not in raw:
-            if required:
-                raise self.fail(f"[{name}]", "is required")
-            return {}
-        value = raw[name]
-        if not isinstance(value, dict):
-            raise self.fail(name, "must be a table")
-        return value
-
-    def string(self, table: Mapping[str, Any], prefix: str, key: str, default: str | None = None) -> str:
-        if key not in table:
-            if default is None:
-                raise self.fail(f"{prefix}.{key}", "is required")
-            return default
-        value = table[key]
-        if not isinstance(value, str):
-            raise self.fail(f"{prefix}.{key}", f"must be a string, got {_show(value)}")
-        return value
-
-    def name(self, table: Mapping[str, Any], prefix: str, key: str, default: str | None = None) -> str:
-        """A non-empty identifier safe inside an MQTT topic level and a URN."""
-        value = self.string(table, prefix, key, default)
-        if not value or any(ch in value for ch in "/+#:\x00 ") or not value.isprintable():
-            raise self.fail(f"{prefix}.{key}", f"must be non-empty without spaces, '/', '+', '#' or ':', got {value!r}")
-        return value
-
-    def path(self, table: Mapping[str, Any], prefix: str, key: str, default: str = "") -> Path | None:
-        value = self.string(table, prefix, key, default)
-        return Path(value) if value else None
-
-    def boolean(self, table: Mapping[str, Any], prefix: str, key: str, default: bool) -> bool:
-        value = table.get(key, default)
-        if not isinstance(value, bool):
-            raise self.fail(f"{prefix}.{key}", f"must be true or false, got {_show(value)}")
-        return value
-
-    def seconds(
-        self, table: Mapping[str, Any], prefix: str, key: str, default: float, *, zero_ok: bool = False
-    ) -> float:
-        value = table.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise self.fail(f"{prefix}.{key}", f"must be a number of seconds, got {_show(value)}")
-        if value < 0 or (value == 0 and not zero_ok):
-            bound = "zero or more" if zero_ok else "greater than zero"
-            raise self.fail(f"{prefix}.{key}", f"must be {bound}, got {value}")
-        return float(value)
-
-    def choice(self, table: Mapping[str, Any], prefix: str, key: str, default: str, allowed: tuple[str, ...]) -> str:
-        value = self.string(table, prefix, key, default)
-        if value not in allowed:
-            raise self.fail(f"{prefix}.{key}", f"must be one of {', '.join(allowed)}, got {value!r}")
-        return value
-
-
-def _appliance(doc: _Doc, table: Mapping[str, Any]) -> ApplianceConfig:
-    p = "appliance"
-    doc.only_keys(table, p, {"site", "device_id", "reader_id", "data_dir", "badge_secret_file", "command_key_file"})
-    reader_id = doc.name(table, p, "reader_id", "") if table.get("reader_id") else default_reader_id()
-    data_dir = doc.path(table, p, "data_dir", "/var/lib/handoff")
-    secret = doc.path(table, p, "badge_secret_file", "/etc/handoff/badge.key")
-    if data_dir is None:
-        raise doc.fail("appliance.data_dir", "must not be empty")
-    if secret is None:
-        raise doc.fail("appliance.badge_secret_file", "must not be empty")
-    return ApplianceConfig(
-        site=doc.name(table, p, "site"),
-        device_id=doc.name(table, p, "device_id"),
-        reader_id=reader_id,
-        data_dir=data_dir,
-        badge_secret_file=secret,
-        command_key_file=doc.path(table, p, "command_key_file"),
-    )
-
-
-def _policy(doc: _Doc, table: Mapping[str, Any]) -> PolicyConfig:
-    p = "policy"
-    d = PolicyConfig()
-    doc.only_keys(table, p, {"idle_timeout_s", "max_session_s", "custody_timeout_s", "retap_guard_s"})
-    return PolicyConfig(
-        idle_timeout_s=doc.seconds(table, p, "idle_timeout_s", d.idle_timeout_s),
-        max_session_s=doc.seconds(table, p, "max_session_s", d.max_session_s),
-        custody_timeout_s=doc.seconds(table, p, "custody_timeout_s", d.custody_timeout_s),
-        retap_guard_s=doc.seconds(table, p, "retap_guard_s", d.retap_guard_s, zero_ok=True),
-    )
-
-
-def _mqtt(doc: _Doc, table: Mapping[str, Any], reader_id: str) -> MqttConfig:
-    p = "mqtt"
-    doc.only_keys(
-        table,
-        p,
-        {
-            "url",
-            "allow_insecure",
-            "client_id",
-            "username",
-            "password_file",
-            "ca_file",
-            "cert_file",
-            "key_file",
-            "topic_prefix",
-            "protocol",
-        },
-    )
-    url = doc.string(table, p, "url", "mqtts://localhost:8883")
-    allow_insecure = doc.boolean(table, p, "allow_insecure", False)
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise doc.fail("mqtt.url", f"must look like mqtts://HOST:PORT, got {url!r}")
-    try:
-        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-    except ValueError:
-        raise doc.fail("mqtt.url", f"has a bad port in {url!r}") from None
-    if parts.scheme == "mqtt" and not allow_insecure:
-        raise doc.fail("mqtt.url", f"is unencrypted ({url!r}); use mqtts:// or set mqtt.allow_insecure = true")
-    cert_file = doc.path(table, p, "cert_file")
-    key_file = doc.path(table, p, "key_file")
-    if (cert_file is None) != (key_file is None):
-        raise doc.fail("mqtt.key_file" if key_file is None else "mqtt.cert_file", "must be set with its pair")
-    prefix = doc.string(table, p, "topic_prefix", "handoff/v1")
-    if not prefix or prefix.startswith("/") or prefix.endswith("/") or any(c in prefix for c in "+#\x00"):
-        raise doc.fail("mqtt.topic_prefix", f"must be topic levels without '+', '#' or outer '/', got {prefix!r}")
-    return MqttConfig(
-        url=url,
-        host=parts.hostname,
-        port=port,
-        tls=parts.scheme == "mqtts",
-        allow_insecure=allow_insecure,
-        client_id=doc.string(table, p, "client_id", "") or reader_id,
-        username=doc.string(table, p, "username", ""),
-        password_file=doc.path(table, p, "password_file"),
-        ca_file=doc.path(table, p, "ca_file"),
-        cert_file=cert_file,
-        key_file=key_file,
-        topic_prefix=prefix,
-        protocol=doc.choice(table, p, "protocol", "5", ("5", "3.1.1")),
-    )
-
-
-def _outbox(doc: _Doc, table: Mapping[str, Any]) -> OutboxConfig:
-    doc.only_keys(table, "outbox", {"retention_days"})
-    value = table.get("retention_days", OutboxConfig.retention_days)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise doc.fail("outbox.retention_days", f"must be a number of days greater than zero, got {_show(value)}")
-    return OutboxConfig(retention_days=float(value))
-
-
-def _readers(doc: _Doc, raw: Any) -> tuple[ReaderConfig, ...]:
-    if not isinstance(raw, list):
-        raise doc.fail("readers", "must be an array of tables ([[readers]])")
-    readers = []
-    for index, table in enumerate(raw):
-        p = f"readers[{index}]"
-        if not isinstance(table, dict):
-            raise doc.fail(p, "must be a table")
-        kind = doc.choice(table, p, "kind", "", ("nfc", "pcsc")) if "kind" in table else None
-        if kind is None:
-            raise doc.fail(f"{p}.kind", "is required (nfc or pcsc)")
-        if kind == "nfc":
-            doc.only_keys(table, p, {"kind", "path"})
-            path = doc.string(table, p, "path", "usb")
-            if not path:
-                raise doc.fail(f"{p}.path", "must be an nfcpy path such as usb or udp:127.0.0.1:54321")
-            readers.append(ReaderConfig(kind=kind, path=path))
-            continue
-        doc.only_keys(table, p, {"kind", "name", "auth", "trust_anchors"})
-        auth = doc.choice(table, p, "auth", "uid", ("uid", "piv-cak"))
-        anchors = doc.path(table, p, "trust_anchors")
-        if auth == "piv-cak" and anchors is None:
-            raise doc.fail(f"{p}.trust_anchors", 'is required when auth = "piv-cak"')
-        readers.append(ReaderConfig(kind=kind, name=doc.string(table, p, "name", ""), auth=auth, trust_anchors=anchors))
-    return tuple(readers)
-
-
-def _feedback(doc: _Doc, table: Mapping[str, Any]) -> FeedbackConfig:
-    doc.only_keys(table, "feedback", {"board"})
-    return FeedbackConfig(board=doc.name(table, "feedback", "board", "pi-cart-v1"))
-
-
-def _show(value: object) -> str:
-    kinds: dict[type, str] = {str: "a string", bool: "a boolean", int: "an integer", float: "a number"}
-    described = kinds.get(type(value), type(value).__name__)
-    return f"{described} ({value!r})" if isinstance(value, str | bool | int | float) else described
-
-
-def _reason(exc: BaseException) -> str:
-    return getattr(exc, "strerror", None) or str(exc)
-
-
 def _read_quietly(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8", errors="replace")
@@ -351,11 +341,19 @@ def _read_quietly(path: Path) -> str:
 
 
 __all__: list[str] = [
+    "READER_KINDS",
+    "SECTIONS",
+    "AgentConfig",
     "ApplianceConfig",
+    "AuditConfig",
     "Config",
     "FeedbackConfig",
+    "KeyboardReaderConfig",
     "MqttConfig",
+    "NfcReaderConfig",
+    "OsdpReaderConfig",
     "OutboxConfig",
+    "PcscReaderConfig",
     "PolicyConfig",
     "ReaderConfig",
     "load_config",

@@ -16,23 +16,8 @@ PREFIX = "handoff/v1/st-elsewhere/WOW-3N-07"
 
 
 def mqtt_config(port: int, **changes: object) -> MqttConfig:
-    base: dict[str, object] = {
-        "url": f"mqtt://127.0.0.1:{port}",
-        "host": "127.0.0.1",
-        "port": port,
-        "tls": False,
-        "allow_insecure": True,
-        "client_id": "rdr-0042",
-        "username": "",
-        "password_file": None,
-        "ca_file": None,
-        "cert_file": None,
-        "key_file": None,
-        "topic_prefix": "handoff/v1",
-        "protocol": "5",
-    }
-    base.update(changes)
-    return MqttConfig(**base)  # type: ignore[arg-type]
+    base: dict[str, object] = {"url": f"mqtt://127.0.0.1:{port}", "allow_insecure": True, "client_id": "rdr-0042"}
+    return MqttConfig.model_validate({**base, **changes})
 
 
 def checkout(staff: str, t: float | None = None) -> Event:

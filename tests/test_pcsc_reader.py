@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handoff.config import ReaderConfig
+from handoff.config import NfcReaderConfig, PcscReaderConfig
 from handoff.readers.apdu import CardRejected, split_response, uid_from_get_data
 from handoff.readers.base import BadgePresented, BadgeRemoved, BadRead, ReaderEvent
 from handoff.readers.pcsc import PcscReader
@@ -129,7 +129,7 @@ def test_both_reader_kinds_merge_into_one_stream(cli: CliRunner) -> None:
     pcscd.ensure_running()
     nfc_path = f"udp:127.0.0.1:{free_udp_port()}"
     events: queue.Queue[ReaderEvent] = queue.Queue()
-    readers = build_readers([ReaderConfig(kind="nfc", path=nfc_path), ReaderConfig(kind="pcsc", name="PCD 00 00")])
+    readers = build_readers([NfcReaderConfig(path=nfc_path), PcscReaderConfig(name="PCD 00 00")])
     readers.open(events.put)
     try:
         assert cli("sim", "card", "04A1B2C3D4E5F6", "--hold", "0.3").returncode == 0

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handoff.config import ReaderConfig
+from handoff.config import PcscReaderConfig
 from handoff.errors import ConfigError
 from handoff.piv.cak import cak_identify, load_anchors
 from handoff.readers.apdu import CardRejected
@@ -143,7 +143,7 @@ def test_piv_reader_from_config_through_pcscd_and_vpcd(tmp_path: Path, cli: CliR
     other_key, _, _ = ca.card()
     events: queue.Queue[ReaderEvent] = queue.Queue()
     anchors = ca.write(tmp_path / "anchors.pem")
-    reader = build_readers([ReaderConfig("pcsc", name="Virtual PCD 00 00", auth="piv-cak", trust_anchors=anchors)])
+    reader = build_readers([PcscReaderConfig(name="Virtual PCD 00 00", auth="piv-cak", trust_anchors=anchors)])
     reader.open(events.put)
     try:
         good = tmp_path / "good"

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from handoff.badge_ref import load_secret
-from handoff.config import load_config
+from handoff.cli.provision import FLAGS
+from handoff.config import READER_KINDS, SECTIONS, PcscReaderConfig, load_config
 from tests.conftest import REPO
 from tests.pki_helpers import make_ca, write_cert
 from tests.tls_broker import tls_broker
@@ -164,3 +165,65 @@ def test_a_terminal_is_prompted_for_what_is_missing(tmp_path: Path) -> None:
     config = load_config(tmp_path / "etc" / "handoff.toml")
     assert (config.appliance.site, config.appliance.device_id) == ("st-elsewhere", "WOW-3N-07")
     load_secret(tmp_path / "etc" / "badge.key")
+
+
+def test_provision_makes_a_piv_cart_with_card_pull_lock(tmp_path: Path) -> None:
+    anchors = tmp_path / "piv-cas.pem"
+    anchors.write_text("anchors\n")
+    extra = ["--pcsc", "Virtual PCD", "--pcsc-auth", "piv-cak", "--pcsc-trust-anchors", str(anchors)]
+    extra += ["--pcsc-lock-on-card-removal", "--generate-secret", "--no-broker-check"]
+    done = handoff(*base_flags(tmp_path, *extra))
+    assert done.returncode == 0, done.stderr
+    readers = load_config(tmp_path / "etc" / "handoff.toml").readers
+    assert [r.kind for r in readers] == ["nfc", "pcsc"]
+    pcsc = readers[1]
+    assert isinstance(pcsc, PcscReaderConfig)
+    assert (pcsc.name, pcsc.auth, pcsc.trust_anchors, pcsc.lock_on_card_removal) == (
+        "Virtual PCD",
+        "piv-cak",
+        anchors,
+        True,
+    )
+
+
+def test_reader_and_new_table_errors_name_the_flag(tmp_path: Path) -> None:
+    cases = {
+        "--pcsc-trust-anchors": ["--pcsc", "", "--pcsc-auth", "piv-cak"],
+        "--pcsc-auth": ["--pcsc", "", "--pcsc-auth", "pin"],
+        "--osdp-scbk-file": ["--osdp", "/dev/ttyUSB0"],
+        "--agent-confirm-s": ["--agent-keys-file", "/etc/handoff/agents.pem", "--agent-confirm-s", "1e9"],
+        "--idle-timeout-s": ["--idle-timeout-s", "1e308"],
+    }
+    for flag, extra in cases.items():
+        done = handoff(*base_flags(tmp_path, *extra, "--generate-secret", "--no-broker-check"))
+        assert done.returncode == 2, (flag, done.stderr)
+        assert done.stderr.startswith(f"handoff: {flag}: "), done.stderr
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    orphan = handoff(*base_flags(tmp_path, "--osdp-baud", "9600", "--generate-secret", "--no-broker-check"))
+    assert orphan.returncode == 2 and "--osdp-baud must follow a --osdp" in orphan.stderr
+
+
+def test_every_config_key_has_one_flag_unless_provision_writes_it() -> None:
+    by_key = {(f.section, f.key): f.flag for f in FLAGS}
+    assert len(set(by_key.values())) == len(by_key)
+    for section, model in SECTIONS.items():
+        for key in model.model_fields:
+            written_by_provision = (section, key) in {
+                ("appliance", "badge_secret_file"),
+                ("mqtt", "cert_file"),
+                ("mqtt", "key_file"),
+            }
+            assert ((section, key) in by_key) != written_by_provision, (section, key)
+    for kind, reader in READER_KINDS.items():
+        assert {key for (section, key) in by_key if section == kind} == set(reader.model_fields) - {"kind"}
+
+
+def test_a_corrupt_reader_key_is_one_line(tmp_path: Path) -> None:
+    flags = base_flags(tmp_path, "--generate-secret", "--no-broker-check")
+    assert handoff(*flags).returncode == 0
+    key = tmp_path / "etc" / "reader.key"
+    key.write_bytes(b"-----BEGIN PRIVATE KEY-----\nnot base64 at all\n-----END PRIVATE KEY-----\n")
+    again = handoff(*flags, "--force")
+    assert again.returncode == 2
+    assert again.stderr.count("\n") == 1 and "Traceback" not in again.stderr
+    assert str(key) in again.stderr and "move it aside" in again.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -66,10 +65,9 @@ class TlsWatcher:
 
 
 def tls_config(port: int, ca_file: Path, cert: tuple[Path, Path]) -> MqttConfig:
-    return replace(
-        mqtt_config(port),
+    return mqtt_config(
+        port,
         url=f"mqtts://127.0.0.1:{port}",
-        tls=True,
         allow_insecure=False,
         ca_file=ca_file,
         cert_file=cert[0],

@@ -7,20 +7,27 @@ without one fails at once naming the missing flag instead of hanging.
 from __future__ import annotations
 
 import argparse
+import re
 import secrets
 import sys
 import tomllib
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
-from handoff.config import Config, default_reader_id, parse_config
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic.fields import FieldInfo
+
+from handoff.config import READER_KINDS, SECTIONS, Config, default_reader_id, parse_config
 from handoff.doctor.broker import check_broker
 from handoff.doctor.result import Status
 from handoff.errors import ConfigError, UsageError
 from handoff.provision.files import write_file
 from handoff.provision.pki import build_csr, generate_key, key_pem, load_key
-from handoff.provision.render import Table, Value, render_toml
+from handoff.provision.render import Value, render_toml
 
 DEFAULT_OUTPUT_DIR: Final = Path("/etc/handoff")
 CONFIG_NAME: Final = "handoff.toml"
@@ -33,14 +40,17 @@ SECRET_BYTES: Final = 32
 
 @dataclass(frozen=True)
 class Flag:
-    """One command-line flag and the config key it fills."""
+    """One command-line flag, derived from a config key of the schema."""
 
     flag: str
     section: str
+    """A table of the file (`mqtt`), or a reader kind (`pcsc`) for `[[readers]]` keys."""
     key: str
     kind: type
     prompt: str = ""
     """Asked on a terminal, required otherwise; empty for optional flags."""
+    starts_reader: bool = False
+    """`--nfc PATH`, `--pcsc NAME`...: adds a reader; the kind's other flags then set its keys."""
 
     @property
     def dest(self) -> str:
@@ -48,41 +58,89 @@ class Flag:
 
     @property
     def config_key(self) -> str:
-        return f"{self.section}.{self.key}"
+        return (
+            f"readers[].{self.key} ({self.section})" if self.section in READER_KINDS else f"{self.section}.{self.key}"
+        )
 
 
-FLAGS: Final = (
-    Flag("--site", "appliance", "site", str, "site (e.g. st-elsewhere)"),
-    Flag("--device-id", "appliance", "device_id", str, "device id of the attached device (e.g. WOW-3N-07)"),
-    Flag("--reader-id", "appliance", "reader_id", str),
-    Flag("--data-dir", "appliance", "data_dir", Path),
-    Flag("--command-key-file", "appliance", "command_key_file", Path),
-    Flag("--idle-timeout-s", "policy", "idle_timeout_s", float),
-    Flag("--max-session-s", "policy", "max_session_s", float),
-    Flag("--custody-timeout-s", "policy", "custody_timeout_s", float),
-    Flag("--retap-guard-s", "policy", "retap_guard_s", float),
-    Flag("--mqtt-url", "mqtt", "url", str, "broker URL (mqtts://HOST:PORT)"),
-    Flag("--allow-insecure", "mqtt", "allow_insecure", bool),
-    Flag("--client-id", "mqtt", "client_id", str),
-    Flag("--username", "mqtt", "username", str),
-    Flag("--password-file", "mqtt", "password_file", Path),
-    Flag("--ca-file", "mqtt", "ca_file", Path),
-    Flag("--topic-prefix", "mqtt", "topic_prefix", str),
-    Flag("--protocol", "mqtt", "protocol", str),
-    Flag("--retention-days", "outbox", "retention_days", float),
-    Flag("--board", "feedback", "board", str),
-)
+def _extra(field: FieldInfo) -> dict[str, object]:
+    return dict(field.json_schema_extra) if isinstance(field.json_schema_extra, dict) else {}
 
 
-def register(sub: Any) -> None:
-    parser = sub.add_parser("provision", help="write this cart's config, TLS key and CSR, and site secret")
-    for flag in FLAGS:
+def _value_type(annotation: object) -> type:
+    """The Python type argparse converts a flag's text to, from the field's annotation."""
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin is Literal:
+        return type(args[0])
+    if origin is not None and args:
+        return _value_type(args[0])
+    return annotation if isinstance(annotation, type) else str
+
+
+def _derive_flags() -> tuple[Flag, ...]:
+    """Every key of every table that provision does not fill itself, and every key of every reader kind."""
+    flags = []
+    for section, model in SECTIONS.items():
+        for key, field in model.model_fields.items():
+            extra = _extra(field)
+            if extra.get("provision") is False:
+                continue
+            name = str(extra.get("flag") or f"--{model.flag_prefix}{key}".replace("_", "-"))
+            flags.append(Flag(name, section, key, _value_type(field.annotation), str(extra.get("prompt", ""))))
+    for kind, reader in READER_KINDS.items():
+        for key, field in reader.model_fields.items():
+            if key == "kind":
+                continue
+            primary = _extra(field).get("primary") is True
+            name = f"--{kind}" if primary else f"--{kind}-{key}".replace("_", "-")
+            flags.append(Flag(name, kind, key, _value_type(field.annotation), starts_reader=primary))
+    return tuple(flags)
+
+
+FLAGS: Final = _derive_flags()
+
+
+class _ReaderFlag(argparse.Action):
+    """Builds `args.readers` in command-line order: a kind's flag starts a reader, its other flags set keys on it."""
+
+    def __init__(self, *args: Any, spec: Flag, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spec = spec
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option: str | None = None) -> None:
+        readers = [dict(reader) for reader in namespace.readers]
+        namespace.readers = readers
+        value = True if self.spec.kind is bool else _toml_value(values)
+        if self.spec.starts_reader:
+            readers.append({"kind": self.spec.section, self.spec.key: value})
+            return
+        own = [r for r in readers if r["kind"] == self.spec.section]
+        if not own:
+            parser.error(f"{self.spec.flag} must follow a --{self.spec.section} that it applies to")
+        own[-1][self.spec.key] = value
+
+
+def _add_flag(parser: argparse.ArgumentParser, flag: Flag) -> None:
+    if flag.section not in READER_KINDS:
         if flag.kind is bool:
             parser.add_argument(flag.flag, action="store_true", default=None, help=f"sets {flag.config_key}")
         else:
             parser.add_argument(flag.flag, type=flag.kind, metavar="VALUE", help=f"sets {flag.config_key}")
-    parser.add_argument("--nfc", action="append", default=[], metavar="PATH", help="an nfcpy reader path (repeatable)")
-    parser.add_argument("--pcsc", action="append", default=[], metavar="NAME", help="a PC/SC reader name (repeatable)")
+        return
+    kind = flag.section
+    what = f"adds a reader of kind {kind}" if flag.starts_reader else f"sets {flag.key} of the last --{kind}"
+    if flag.kind is bool:
+        parser.add_argument(flag.flag, action=_ReaderFlag, spec=flag, nargs=0, help=what)
+    else:
+        parser.add_argument(flag.flag, action=_ReaderFlag, spec=flag, type=flag.kind, metavar="VALUE", help=what)
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("provision", help="write this cart's config, TLS key and CSR, and site secret")
+    parser.set_defaults(readers=())
+    for flag in FLAGS:
+        _add_flag(parser, flag)
     secret = parser.add_mutually_exclusive_group()
     secret.add_argument("--secret-file", type=Path, metavar="FILE", help="install the site's badge secret from FILE")
     secret.add_argument("--generate-secret", action="store_true", help="generate a new site secret (first cart only)")
@@ -111,7 +169,7 @@ def _provision(args: argparse.Namespace) -> int:
     if secret is not None:
         write_file(out / SECRET_NAME, secret, 0o600)
     key_path = out / KEY_NAME
-    key = load_key(key_path.read_bytes()) if key_path.exists() else generate_key()
+    key = _existing_key(key_path) if key_path.exists() else generate_key()
     write_file(key_path, key_pem(key), 0o600)
     app = config.appliance
     write_file(out / CSR_NAME, build_csr(key, app.reader_id, app.site, app.device_id), 0o644)
@@ -133,6 +191,19 @@ def _ask(flag: Flag, interactive: bool) -> str:
     if not answer:
         raise UsageError(f"{flag.flag} is required ({flag.config_key})")
     return answer
+
+
+def _existing_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    """The cart's TLS key is kept across re-provisioning (its certificate stays valid); a broken one is named."""
+    try:
+        return load_key(path.read_bytes())
+    except OSError as exc:
+        raise UsageError(f"{path} cannot be read: {exc.strerror}") from None
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise UsageError(
+            f"{path} is not a usable EC private key (PEM); move it aside and run provision again "
+            "to make a new key, then have the new CSR signed"
+        ) from None
 
 
 def _secret_bytes(args: argparse.Namespace, installed: Path, interactive: bool) -> bytes | None:
@@ -157,25 +228,28 @@ def _secret_bytes(args: argparse.Namespace, installed: Path, interactive: bool) 
 
 
 def _tables(args: argparse.Namespace, out: Path) -> dict[str, dict[str, Value]]:
-    tables: dict[str, dict[str, Value]] = {s: {} for s in ("appliance", "policy", "mqtt", "outbox", "feedback")}
+    tables: dict[str, dict[str, Value]] = {section: {} for section in SECTIONS}
     tables["appliance"]["badge_secret_file"] = str(out / SECRET_NAME)
-    for flag in FLAGS:
+    for flag in (f for f in FLAGS if f.section in SECTIONS):
         value = getattr(args, flag.dest)
-        if isinstance(value, Path):
-            value = str(value.resolve())
         if value is not None:
-            tables[flag.section][flag.key] = value
+            tables[flag.section][flag.key] = _toml_value(value)
     tables["mqtt"]["cert_file"] = str(out / CERT_NAME)
     tables["mqtt"]["key_file"] = str(out / KEY_NAME)
     return tables
 
 
-def _readers(args: argparse.Namespace) -> list[Table]:
-    return [{"kind": "nfc", "path": p} for p in args.nfc] + [{"kind": "pcsc", "name": n} for n in args.pcsc]
+def _toml_value(value: object) -> Value:
+    """Paths are written absolute, so the config works whatever directory `handoff run` starts in."""
+    if isinstance(value, Path):
+        return str(value.resolve())
+    if isinstance(value, str | bool | int | float):
+        return value
+    raise TypeError(f"no TOML form for {type(value).__name__}")
 
 
 def _toml(args: argparse.Namespace, config_path: Path) -> str:
-    return render_toml(_tables(args, config_path.parent), {"readers": _readers(args)})
+    return render_toml(_tables(args, config_path.parent), {"readers": args.readers})
 
 
 def _config(args: argparse.Namespace, config_path: Path) -> Config:
@@ -184,8 +258,20 @@ def _config(args: argparse.Namespace, config_path: Path) -> Config:
     try:
         return parse_config(raw, config_path)
     except ConfigError as exc:
-        problem = str(exc).removeprefix(f"config {config_path}: ")
-        for flag in FLAGS:
-            if problem.startswith(flag.config_key):
-                raise UsageError(f"{flag.flag}: {problem}") from None
-        raise UsageError(problem) from None
+        flag = _flag_for(exc.key, args.readers)
+        raise UsageError(f"{flag}: {exc.problem}" if flag else f"{exc.key} {exc.problem}") from None
+
+
+def _flag_for(key: str | None, readers: Sequence[Mapping[str, Value]]) -> str | None:
+    """The flag that set a dotted config key, e.g. `readers[1].trust_anchors` -> `--pcsc-trust-anchors`."""
+    if key is None:
+        return None
+    found = re.fullmatch(r"readers\[(\d+)\]\.(\w+)", key)
+    if found:
+        index, name = int(found[1]), found[2]
+        kind = readers[index]["kind"] if index < len(readers) else None
+        matches = [f for f in FLAGS if f.section == kind and f.key == name]
+    else:
+        section, _, name = key.partition(".")
+        matches = [f for f in FLAGS if f.section == section and f.key == name]
+    return matches[0].flag if matches else None

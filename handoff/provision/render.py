@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-Value = str | bool | float
+Value = str | bool | int | float
 Table = Mapping[str, Value]
 
 
@@ -27,6 +27,6 @@ def _pairs(table: Table) -> list[str]:
 def _value(value: Value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float):
+    if isinstance(value, int | float):
         return repr(value)
     return json.dumps(value, ensure_ascii=False)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from handoff.config import ReaderConfig
+from handoff.config import NfcReaderConfig, PcscReaderConfig, ReaderConfig
+from handoff.errors import ConfigError
 from handoff.piv.cak import cak_identify, load_anchors
 from handoff.readers.base import Emit, Reader, ReaderHealth
 from handoff.readers.nfc import NfcReader
@@ -33,8 +34,10 @@ def build_readers(configs: Sequence[ReaderConfig]) -> ReaderSet:
 
 
 def _reader(config: ReaderConfig) -> Reader:
-    if config.kind == "nfc":
+    if isinstance(config, NfcReaderConfig):
         return NfcReader(config.path)
+    if not isinstance(config, PcscReaderConfig):
+        raise ConfigError(f"readers: kind {config.kind!r} is accepted by the config but has no driver in this build")
     if config.auth == "piv-cak" and config.trust_anchors is not None:
         anchors = load_anchors(config.trust_anchors)
         return PcscReader(config.name, identify=cak_identify(anchors, now=lambda: datetime.now(UTC)))
