@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from pathlib import Path
@@ -132,3 +133,24 @@ def test_command_key_file(tmp_path: Path) -> None:
         load_command_key(path)
     with pytest.raises(ConfigError, match="cannot be read"):
         load_command_key(tmp_path / "absent.pub")
+
+
+def test_signature_covers_rfc8785_canonical_json(tmp_path: Path) -> None:
+    """A signer in another language signs JCS bytes: keys in UTF-16 order, 1.0 written as 1.
+
+    The expected bytes are written out by hand from RFC 8785 sections 3.2.2.3 and 3.2.3, not
+    made by the code under test: a JSON encoder with sorted keys puts U+E000 before U+1F600
+    (code points) and keeps `1.0`, and its signature would not verify.
+    """
+    key = Ed25519PrivateKey.generate()
+    handler_results: list[dict[str, Any]] = []
+    conn = db.connect(tmp_path)
+    handler = CommandHandler(conn, DEVICE, key.public_key(), handler_results.append)
+    command_id = str(uuid.uuid4())
+    issued = rfc3339(NOW - 1)
+    canonical = f'{{"id":"{command_id}","issued_at":"{issued}","on":true,"x":{{"\U0001f600":1,"\ue000":2}}}}'
+    message = f"handoff-cmd-v1\n{DEVICE}\nmaintenance\n{canonical}".encode()
+    signature = base64.b64encode(key.sign(message)).decode()
+    wire = f'{{"x":{{"\ue000":2.0,"\U0001f600":1.0}},"on":true,"issued_at":"{issued}","id":"{command_id}",'
+    wire += f'"signature":"{signature}"}}'
+    assert handler.handle("maintenance", wire.encode(), NOW) == [SetMaintenance(True)], handler_results[-1]

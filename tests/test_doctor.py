@@ -174,11 +174,21 @@ def test_clock_and_gpio_without_hardware(tmp_path: Path, ca: Ca) -> None:
 
 
 def test_doctor_command_prints_one_line_per_check_and_exits_non_zero_on_failure(tmp_path: Path, ca: Ca) -> None:
+    config = tmp_path / "handoff.toml"
     config_for(tmp_path, ca)
     modules = tmp_path / "modules"
     modules.write_text("port100 1 0 - Live 0x0\n")
     done = subprocess.run(
-        [sys.executable, "-m", "handoff", "doctor", "-c", str(tmp_path / "handoff.toml"), "--proc-modules", str(modules)],
+        [
+            sys.executable,
+            "-m",
+            "handoff",
+            "doctor",
+            "-c",
+            str(config),
+            "--proc-modules",
+            str(modules),
+        ],
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
