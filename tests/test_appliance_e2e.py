@@ -13,8 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from paho.mqtt import publish
 
+from handoff.commands.signing import sign_command
 from handoff.timefmt import rfc3339
 from tests.asyncapi_schemas import validate_event, validator
 from tests.broker import Broker
@@ -34,6 +37,9 @@ class Running:
         self.nfc = f"udp:127.0.0.1:{free_udp_port()}"
         self.broker_port = broker.port
         self.appliance, self.cli = appliance, cli
+        self.command_key = Ed25519PrivateKey.generate()
+        public = appliance.root / "commands.pem"
+        public.write_bytes(self.command_key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
         appliance.write_config(
             f"""[appliance]
 site = "{SITE}"
@@ -41,6 +47,7 @@ device_id = "{DEVICE}"
 reader_id = "rdr-0042"
 data_dir = "{appliance.data_dir}"
 badge_secret_file = "{appliance.secret}"
+command_key_file = "{public}"
 
 [policy]
 {policy}
@@ -168,15 +175,19 @@ def test_commands_over_mqtt_are_obeyed_or_answered(running: Running) -> None:
     broker_port = running.broker_port
     running.tap(ANA)
     running.event_types(1)
-    command = {"id": str(uuid.uuid4()), "issued_at": rfc3339(time.time()), "on": True}
+    unsigned = {"id": str(uuid.uuid4()), "issued_at": rfc3339(time.time())}
+    publish.single(f"{PREFIX}/cmd/activity", json.dumps(unsigned), qos=1, hostname="127.0.0.1", port=broker_port)
+    fields = {"id": str(uuid.uuid4()), "issued_at": rfc3339(time.time()), "on": True}
+    command = sign_command(running.command_key, DEVICE, "maintenance", fields)
     publish.single(f"{PREFIX}/cmd/maintenance", json.dumps(command), qos=1, hostname="127.0.0.1", port=broker_port)
     publish.single(f"{PREFIX}/cmd/force_logoff", "not json", qos=1, hostname="127.0.0.1", port=broker_port)
     assert running.event_types(3)[1:] == [
         ("org.handoff.forced_logoff", "ana", "maintenance"),
         ("org.handoff.checkin", "ana", "maintenance"),
     ]
-    results = running.events.wait_for_count(lambda m: m.topic == f"{PREFIX}/cmd_result", 2)
+    results = running.events.wait_for_count(lambda m: m.topic == f"{PREFIX}/cmd_result", 3)
     answers = {r.json()["command"]: r.json() for r in results}
+    assert answers["activity"]["error"] == "unsigned" and answers["activity"]["id"] == unsigned["id"]
     assert answers["maintenance"]["ok"] and answers["maintenance"]["id"] == command["id"]
     assert answers["force_logoff"]["error"] == "malformed" and not answers["force_logoff"]["ok"]
     for answer in answers.values():

@@ -43,7 +43,7 @@ HOSTILE = [
 
 @pytest.fixture
 def channel(tmp_path: Path) -> Channel:
-    return Channel(tmp_path)
+    return Channel(tmp_path, allow_unsigned=True)
 
 
 @pytest.mark.parametrize("signed", [False, True], ids=["no key", "key configured"])
@@ -78,7 +78,7 @@ def test_a_stale_directory_is_refused_without_burning_its_id(channel: Channel) -
 def test_a_locked_database_is_answered_and_the_command_can_be_resent(tmp_path: Path, name: str) -> None:
     """`handoff badges import` in another process holds the write lock: the command is
     answered `unavailable`, and the very same payload is obeyed once the lock is gone."""
-    channel = Channel(tmp_path)
+    channel = Channel(tmp_path, allow_unsigned=True)
     channel.conn.execute("PRAGMA busy_timeout = 0")
     fields = {"version": 3, "badges": []} if name == "directory" else {}
     payload = json.dumps({"id": str(uuid.uuid4()), "issued_at": rfc3339(NOW - 1), **fields}).encode()

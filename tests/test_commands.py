@@ -27,11 +27,12 @@ REF = "ab" * 32
 
 
 class Channel:
-    def __init__(self, data_dir: Path, key: Ed25519PrivateKey | None = None) -> None:
+    def __init__(self, data_dir: Path, key: Ed25519PrivateKey | None = None, *, allow_unsigned: bool = False) -> None:
         self.conn = db.connect(data_dir)
         self.results: list[dict[str, Any]] = []
         self.key = key
-        self.handler = CommandHandler(self.conn, DEVICE, key.public_key() if key else None, self.results.append)
+        public = key.public_key() if key else None
+        self.handler = CommandHandler(self.conn, DEVICE, public, self.results.append, allow_unsigned=allow_unsigned)
 
     def send(
         self, name: str, fields: dict[str, Any] | None = None, *, now: float = NOW, sign: bool = True, **over: Any
@@ -44,7 +45,8 @@ class Channel:
 
 @pytest.fixture
 def channel(tmp_path: Path) -> Channel:
-    return Channel(tmp_path)
+    """A lab bench: no command key, `allow_unsigned_commands = true`."""
+    return Channel(tmp_path, allow_unsigned=True)
 
 
 def test_each_command_becomes_its_input(channel: Channel) -> None:
@@ -93,10 +95,10 @@ def test_expiry_and_clock_skew(channel: Channel) -> None:
 
 
 def test_replay_is_refused_even_after_reopening(tmp_path: Path) -> None:
-    channel = Channel(tmp_path)
+    channel = Channel(tmp_path, allow_unsigned=True)
     payload = json.dumps({"id": str(uuid.uuid4()), "issued_at": rfc3339(NOW)}).encode()
     assert channel.handler.handle("force_logoff", payload, NOW) == [ForceLogoff()]
-    reopened = Channel(tmp_path)
+    reopened = Channel(tmp_path, allow_unsigned=True)
     assert reopened.handler.handle("force_logoff", payload, NOW + 10) == []
     assert reopened.results[-1]["error"] == "replayed"
 
@@ -120,6 +122,40 @@ def test_signed_commands(tmp_path: Path) -> None:
     tampered["on"] = True
     assert channel.handler.handle("maintenance", json.dumps(tampered).encode(), NOW) == []
     assert channel.results[-1]["error"] == "bad_signature"
+
+
+@pytest.mark.parametrize("name", ["force_logoff", "maintenance", "activity", "directory"])
+def test_unsigned_commands_are_refused_unless_allowed(tmp_path: Path, name: str) -> None:
+    """No command key and no `allow_unsigned_commands`: nothing unsigned is obeyed, nothing changes."""
+    fields = {"on": True} if name == "maintenance" else {"version": 9, "badges": []} if name == "directory" else {}
+    badge = Badge(REF, "ana", "Ana", "RN")
+    channel = Channel(tmp_path)
+    Directory(channel.conn).replace([badge], 3)
+    inputs, result = channel.send(name, fields)
+    assert inputs == [] and result["error"] == "unsigned" and "appliance.command_key_file" in result["message"]
+    assert Directory(channel.conn).version() == 3 and Directory(channel.conn).lookup(REF) == badge
+    assert channel.conn.execute("SELECT count(*) FROM seen_commands").fetchone()[0] == 0
+
+
+def test_allow_unsigned_with_a_key_still_checks_signatures(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    channel = Channel(tmp_path, key, allow_unsigned=True)
+    assert channel.send("activity", sign=False)[0] == [Activity()]
+    forged = sign_command(
+        Ed25519PrivateKey.generate(), DEVICE, "activity", {"id": str(uuid.uuid4()), "issued_at": rfc3339(NOW)}
+    )
+    assert channel.handler.handle("activity", json.dumps(forged).encode(), NOW) == []
+    assert channel.results[-1]["error"] == "bad_signature"
+
+
+def test_directory_version_is_capped(channel: Channel) -> None:
+    """A huge version would make every later push stale; one past 2^53 - 1 is refused."""
+    _, huge = channel.send("directory", {"version": 10**30, "badges": []})
+    assert huge["error"] == "invalid" and "2^53 - 1" in huge["message"]
+    assert channel.send("directory", {"version": 2**53, "badges": []})[1]["error"] == "invalid"
+    assert Directory(channel.conn).version() == 0
+    assert channel.send("directory", {"version": 6, "badges": []})[1]["ok"]
+    assert channel.send("directory", {"version": 2**53 - 1, "badges": []})[1]["ok"]
 
 
 def test_command_key_file(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 from handoff.clock import STA_UNSYNC, TIME_ERROR, synced_from_timex
 from handoff.config import Config, load_config
 from handoff.doctor.broker import check_broker, check_client_cert
-from handoff.doctor.local import check_config, check_database, check_secret
+from handoff.doctor.local import check_commands, check_config, check_database, check_secret
 from handoff.doctor.readers import check_nfc_readers
 from handoff.doctor.result import Status
 from handoff.doctor.system import check_clock, check_gpio, check_nfc_kernel_modules
@@ -234,3 +234,18 @@ def test_pcscd_out_of_reach_fails_with_the_command_to_start_it(tmp_path: Path, c
         line.startswith("FAIL  pcscd: not reachable") and "systemctl enable --now pcscd" in line
         for line in done.stdout.splitlines()
     ), done.stdout
+
+
+def test_commands_check_warns_when_unsigned_commands_are_allowed(tmp_path: Path, ca: Ca) -> None:
+    config = config_for(tmp_path, ca)
+    refused = check_commands(config)
+    assert refused.status is Status.PASS and "every command is refused" in refused.detail
+    path = tmp_path / "handoff.toml"
+    path.write_text(path.read_text().replace("[mqtt]", "allow_unsigned_commands = true\n\n[mqtt]"))
+    allowed = check_commands(load_config(path))
+    assert allowed.status is Status.WARN and "appliance.allow_unsigned_commands = true" in allowed.detail
+    bad_key = tmp_path / "commands.pem"
+    bad_key.write_text("not a key\n")
+    path.write_text(path.read_text().replace("allow_unsigned_commands = true", f'command_key_file = "{bad_key}"'))
+    broken = check_commands(load_config(path))
+    assert broken.status is Status.FAIL and "appliance.command_key_file" in broken.detail

@@ -25,10 +25,13 @@ class CommandHandler:
         device_id: str,
         key: Ed25519PublicKey | None,
         publish_result: PublishResult,
+        *,
+        allow_unsigned: bool = False,
     ) -> None:
         self._conn = conn
         self._device_id = device_id
         self._key = key
+        self._allow_unsigned = allow_unsigned
         self._publish_result = publish_result
 
     def handle(self, name: str, payload: bytes, now: float) -> list[Input]:
@@ -36,7 +39,7 @@ class CommandHandler:
 
         Never raises: the caller is the appliance's owning loop, which an exception would end.
         """
-        parsed = parse_command(name, payload, now, self._device_id, self._key)
+        parsed = parse_command(name, payload, now, self._device_id, self._key, allow_unsigned=self._allow_unsigned)
         if isinstance(parsed, Refusal):
             return self._refuse(name, now, parsed)
         try:

@@ -19,6 +19,8 @@ DEFAULT_MAX_BYTES: Final = 4096
 MAX_AGE_S: Final = 300.0
 MAX_SKEW_S: Final = 60.0
 BADGE_KEYS: Final = {"badge_ref", "staff_id", "name", "role", "revoked"}
+MAX_DIRECTORY_VERSION: Final = 2**53 - 1
+"""The largest integer every JSON reader holds exactly; a bigger one would also freeze the directory."""
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,9 @@ class ParsedCommand:
 
 
 def parse_command(
-    name: str, payload: bytes, now: float, device_id: str, key: Ed25519PublicKey | None
+    name: str, payload: bytes, now: float, device_id: str, key: Ed25519PublicKey | None, *, allow_unsigned: bool
 ) -> ParsedCommand | Refusal:
+    """Every command changes something, so each must be signed unless `allow_unsigned` (a lab bench) says not."""
     if name not in NAMES:
         return Refusal("unknown_command", f"no command named {name!r}; known: {', '.join(NAMES)}")
     limit = MAX_BYTES.get(name, DEFAULT_MAX_BYTES)
@@ -58,11 +61,12 @@ def parse_command(
     freshness = _fresh_until(body, now)
     if isinstance(freshness, Refusal):
         return Refusal(freshness.error, freshness.message, command_id)
-    if key is not None:
-        if "signature" not in body:
-            return Refusal("unsigned", "commands must be signed with the site command key", command_id)
+    if key is not None and "signature" in body:
         if not verify_signature(key, device_id, name, body):
             return Refusal("bad_signature", "signature does not verify for this device and command", command_id)
+    elif not allow_unsigned:
+        where = "" if key is not None else " (this appliance has no appliance.command_key_file: it obeys none)"
+        return Refusal("unsigned", f"commands must be signed with the site command key{where}", command_id)
     fields = _fields(name, body)
     if isinstance(fields, Refusal):
         return Refusal(fields.error, fields.message, command_id)
@@ -114,8 +118,8 @@ def _fields(name: str, body: dict[str, Any]) -> dict[str, Any] | Refusal:
     if name != "directory":
         return {}
     version, badges = body.get("version"), body.get("badges")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        return Refusal("invalid", "directory needs a positive integer version")
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_DIRECTORY_VERSION:
+        return Refusal("invalid", f"directory needs an integer version from 1 to {MAX_DIRECTORY_VERSION} (2^53 - 1)")
     if not isinstance(badges, list):
         return Refusal("invalid", "directory needs a list of badges")
     parsed = []

@@ -8,6 +8,7 @@ from typing import Final
 
 from handoff import db
 from handoff.badge_ref import load_secret
+from handoff.commands.keys import load_command_key
 from handoff.config import Config, load_config
 from handoff.doctor.result import CheckResult, failed, passed, warned
 from handoff.errors import HandoffError
@@ -33,6 +34,25 @@ def check_secret(config: Config) -> CheckResult:
             "badge secret", f"{exc}; copy the site's secret there (mode 600) with handoff provision --secret-file"
         )
     return passed("badge secret", f"{path} is present, private and long enough")
+
+
+def check_commands(config: Config) -> CheckResult:
+    """Who may command this cart: signed senders only, nobody, or (on a lab bench) anybody."""
+    app = config.appliance
+    if app.command_key_file is not None:
+        try:
+            load_command_key(app.command_key_file)
+        except HandoffError as exc:
+            return failed("commands", f"{exc}; install the site's Ed25519 command public key (PEM)")
+    if app.allow_unsigned_commands:
+        return warned(
+            "commands",
+            "appliance.allow_unsigned_commands = true: any client that can publish on cmd/ may end sessions "
+            "or replace the badge directory; for a lab bench only, remove it on a cart in service",
+        )
+    if app.command_key_file is None:
+        return passed("commands", "no appliance.command_key_file: every command is refused until one is set")
+    return passed("commands", f"only commands signed under {app.command_key_file} are obeyed")
 
 
 def check_database(config: Config) -> CheckResult:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from handoff.doctor.broker import check_broker, check_client_cert, utc_now
-from handoff.doctor.local import check_config, check_database, check_disk, check_secret
+from handoff.doctor.local import check_commands, check_config, check_database, check_disk, check_secret
 from handoff.doctor.readers import check_nfc_readers, check_pcsc_readers
 from handoff.doctor.result import CheckResult, skipped
 from handoff.doctor.system import PROC_MODULES, check_clock, check_gpio, check_nfc_kernel_modules
@@ -22,6 +22,7 @@ def run_checks(
         yield skipped("other checks", "they need a valid config")
         return
     yield check_secret(config)
+    yield check_commands(config)
     yield check_database(config)
     yield check_disk(config)
     yield check_nfc_kernel_modules(config, proc_modules)

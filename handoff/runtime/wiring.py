@@ -81,7 +81,13 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
         health_provider=health,
         settings=PublisherSettings(retention_days=config.outbox.retention_days),
     )
-    commands = CommandHandler(conn, appliance_config.device_id, key, publisher.publish_result)
+    commands = CommandHandler(
+        conn,
+        appliance_config.device_id,
+        key,
+        publisher.publish_result,
+        allow_unsigned=appliance_config.allow_unsigned_commands,
+    )
     appliance = Appliance(
         config,
         conn=conn,
