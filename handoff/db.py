@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
+from handoff.data_dir import ensure_data_dir
 from handoff.errors import HandoffError
 
 DB_NAME: Final = "handoff.db"
@@ -93,15 +94,59 @@ def connect(data_dir: Path) -> sqlite3.Connection:
     Autocommit mode: writers open their own `transaction()`, so nothing is ever left
     half-committed by an implicit transaction the code did not ask for.
     """
+    ensure_data_dir(data_dir)
     try:
-        data_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
         conn = sqlite3.connect(data_dir / DB_NAME, isolation_level=None, timeout=10.0, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         _migrate(conn)
+    except sqlite3.DatabaseError as exc:
+        if exc.sqlite_errorcode in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            raise CorruptDatabase(data_dir / DB_NAME, str(exc)) from None
+        raise HandoffError(f"database in {data_dir} cannot be opened: {exc}") from None
     except (OSError, sqlite3.Error) as exc:
         raise HandoffError(f"database in {data_dir} cannot be opened: {exc}") from None
+    return conn
+
+
+class CorruptDatabase(HandoffError):
+    """The database file is damaged: say which, and what to do, rather than fail on every read.
+
+    Nothing here repairs it: a repair may drop pages holding events not yet delivered, and only
+    a person can decide whether a backup is better than what can still be read.
+    """
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(
+            f"database {path} is corrupt ({problem}): restore it from a backup, or stop handoff, move "
+            f"{path.name}* aside (keep the copy: `sqlite3 {path.name} .recover` still reads its events) "
+            "and start again, then import the badge directory"
+        )
+        self.path = path
+
+
+def check_integrity(conn: sqlite3.Connection, data_dir: Path) -> None:
+    """PRAGMA quick_check (every page and index, not row contents): raises `CorruptDatabase` if it fails."""
+    path = data_dir / DB_NAME
+    try:
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise CorruptDatabase(path, str(exc)) from None
+    problems = [line.strip() for row in rows for line in str(row[0]).splitlines() if line.strip() not in ("", "ok")]
+    if problems:
+        more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+        raise CorruptDatabase(path, f"{problems[0]}{more}")
+
+
+def connect_checked(data_dir: Path) -> sqlite3.Connection:
+    """`connect`, then `check_integrity`: how every command opens the database at its start."""
+    conn = connect(data_dir)
+    try:
+        check_integrity(conn, data_dir)
+    except CorruptDatabase:
+        conn.close()
+        raise
     return conn
 
 

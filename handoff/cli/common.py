@@ -20,4 +20,5 @@ def config_from(args: argparse.Namespace) -> Config:
 
 
 def open_database(config: Config) -> sqlite3.Connection:
-    return db.connect(config.appliance.data_dir)
+    """The database, checked for corruption first, so a damaged file is one line rather than a traceback."""
+    return db.connect_checked(config.appliance.data_dir)

@@ -12,6 +12,7 @@ from types import FrameType
 from typing import Any
 
 from handoff.cli.common import add_config_option, config_from
+from handoff.instance_lock import hold_instance_lock
 from handoff.runtime.appliance import Stop
 from handoff.runtime.wiring import build
 
@@ -25,6 +26,7 @@ def register(sub: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     config = config_from(args)
     _configure_logging()
+    lock = hold_instance_lock(config.appliance.data_dir)
     parts = build(config, new_id=lambda: str(uuid.uuid4()))
 
     def stop(signum: int, _frame: FrameType | None) -> None:
@@ -33,7 +35,8 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    parts.run()
+    with lock:
+        parts.run()
     return 0
 
 

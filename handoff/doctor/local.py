@@ -58,13 +58,15 @@ def check_commands(config: Config) -> CheckResult:
 def check_database(config: Config) -> CheckResult:
     data_dir = config.appliance.data_dir
     try:
-        conn = db.connect(data_dir)
+        conn = db.connect_checked(data_dir)
         try:
             conn.execute("CREATE TEMP TABLE doctor_probe (x)")
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("ROLLBACK")
         finally:
             conn.close()
+    except db.CorruptDatabase as exc:
+        return failed("database", str(exc))
     except HandoffError as exc:
         return failed("data dir", f"{exc}; make {data_dir} a writable directory for the handoff user")
     except Exception as exc:

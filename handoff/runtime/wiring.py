@@ -57,7 +57,7 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
     appliance_config = config.appliance
     secret = load_secret(appliance_config.badge_secret_file)
     key = load_command_key(appliance_config.command_key_file) if appliance_config.command_key_file else None
-    conn = db.connect(appliance_config.data_dir)
+    conn = db.connect_checked(appliance_config.data_dir)
     clock = SystemClock()
     feedback = open_feedback(config.feedback.board)
     readers = build_readers(config.readers)
