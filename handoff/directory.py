@@ -132,6 +132,20 @@ def _hex(text: str) -> bytes:
         raise ValueError("uid is not hexadecimal") from None
 
 
+def text_problem(text: str) -> str | None:
+    """Why a staff id, name or role is refused, or None.
+
+    They are printed by `badges list`, logged and published: an ANSI escape, a NUL, a newline or
+    a bidi override in one would rewrite a terminal or a log line, so only printable text passes.
+    """
+    if not text:
+        return "is empty"
+    bad = next((ch for ch in text if not ch.isprintable()), None)
+    if bad is not None:
+        return f"holds a control or invisible character (U+{ord(bad):04X}); only printable text is allowed"
+    return None
+
+
 def read_csv(path: Path, secret: BadgeSecret) -> list[Badge]:
     """Parse a directory CSV completely; any bad row refuses the whole file, naming its line."""
     try:
@@ -166,8 +180,9 @@ def _parse_rows(path: Path, rows: Iterable[list[str]], secret: BadgeSecret) -> l
         except ValueError as exc:
             raise UsageError(f"{path}: line {line}: {exc}") from None
         for column in ("staff_id", "name", "role"):
-            if not cells[column]:
-                raise UsageError(f"{path}: line {line}: {column} is empty")
+            problem = text_problem(cells[column])
+            if problem:
+                raise UsageError(f"{path}: line {line}: {column} {problem}")
         revoked_text = cells.get("revoked", "").lower()
         if revoked_text not in _TRUE | _FALSE:
             raise UsageError(f"{path}: line {line}: revoked must be true or false, got {cells['revoked']!r}")

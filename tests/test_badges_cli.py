@@ -100,3 +100,28 @@ def test_felica_and_piv_identifiers_import(appliance: Appliance, cli: CliRunner)
     result = cli("badges", "import", _csv(appliance.root, body), "-c", appliance.config)
     assert result.returncode == 0, result.stderr
     assert "imported 2 badges" in result.stdout
+
+
+@pytest.mark.parametrize("body", ["uid,staff_id,name,role\n", "uid,staff_id,name,role\n\n,,,\n"])
+def test_header_only_csv_is_refused_unless_allow_empty(appliance: Appliance, cli: CliRunner, body: str) -> None:
+    assert cli("badges", "import", _csv(appliance.root, GOOD), "-c", appliance.config).returncode == 0
+    empty = _csv(appliance.root, body, "empty.csv")
+    refused = cli("badges", "import", empty, "-c", appliance.config)
+    assert refused.returncode == 2 and "--allow-empty" in refused.stderr and str(empty) in refused.stderr
+    assert "Traceback" not in refused.stderr and refused.stderr.count("\n") == 1
+    assert "2 badges" in cli("badges", "list", "-c", appliance.config).stdout
+    allowed = cli("badges", "import", empty, "--allow-empty", "-c", appliance.config)
+    assert allowed.returncode == 0, allowed.stderr
+    assert "0 badges" in cli("badges", "list", "-c", appliance.config).stdout
+
+
+@pytest.mark.parametrize(
+    ("cell", "code"),
+    [("Ana\x1b[2J", "U+001B"), ("Ana\x00", "U+0000"), ('"Ana\nDiaz"', "U+000A"), ("Ana\u202eziD", "U+202E")],
+)
+def test_control_characters_in_names_are_refused(appliance: Appliance, cli: CliRunner, cell: str, code: str) -> None:
+    bad = _csv(appliance.root, f"uid,staff_id,name,role\n04A1B2C3,n1001,{cell},RN\n", "bad.csv")
+    result = cli("badges", "import", bad, "-c", appliance.config)
+    assert result.returncode == 2 and f"line 2: name holds a control or invisible character ({code})" in result.stderr
+    assert "\x1b" not in result.stderr and "Traceback" not in result.stderr
+    assert "0 badges" in cli("badges", "list", "-c", appliance.config).stdout

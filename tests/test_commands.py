@@ -190,3 +190,11 @@ def test_signature_covers_rfc8785_canonical_json(tmp_path: Path) -> None:
     wire = f'{{"x":{{"\ue000":2.0,"\U0001f600":1.0}},"on":true,"issued_at":"{issued}","id":"{command_id}",'
     wire += f'"signature":"{signature}"}}'
     assert handler.handle("maintenance", wire.encode(), NOW) == [SetMaintenance(True)], handler_results[-1]
+
+
+@pytest.mark.parametrize("name", ["Ana\x1b[31m", "Ana\nDiaz", "Ana\x00", "Ana\u202e"])
+def test_directory_names_with_control_characters_are_refused(channel: Channel, name: str) -> None:
+    badge = {"badge_ref": REF, "staff_id": "ana", "name": name, "role": "RN", "revoked": False}
+    _, result = channel.send("directory", {"version": 2, "badges": [badge]})
+    assert result["error"] == "invalid" and "printable" in result["message"]
+    assert Directory(channel.conn).version() == 0

@@ -9,6 +9,7 @@ from typing import Any
 from handoff.badge_ref import load_secret
 from handoff.cli.common import add_config_option, config_from, open_database
 from handoff.directory import Directory, read_csv
+from handoff.errors import UsageError
 
 
 def register(sub: Any) -> None:
@@ -17,6 +18,9 @@ def register(sub: Any) -> None:
 
     importer = actions.add_parser("import", help="replace the directory with a CSV (uid,staff_id,name,role[,revoked])")
     importer.add_argument("csv", metavar="FILE.csv", type=Path)
+    importer.add_argument(
+        "--allow-empty", action="store_true", help="accept a CSV with no badges: empties the directory"
+    )
     add_config_option(importer)
     importer.set_defaults(func=_import)
 
@@ -34,6 +38,11 @@ def _import(args: argparse.Namespace) -> int:
     config = config_from(args)
     secret = load_secret(config.appliance.badge_secret_file)
     badges = read_csv(args.csv, secret)
+    if not badges and not args.allow_empty:
+        raise UsageError(
+            f"{args.csv}: holds no badges, so importing it would empty the whole directory; "
+            "pass --allow-empty to do that on purpose"
+        )
     version = Directory(open_database(config)).replace(badges)
     revoked = sum(b.revoked for b in badges)
     print(f"imported {len(badges)} badges ({revoked} revoked) from {args.csv}; directory version {version}")

@@ -11,7 +11,7 @@ from typing import Any, Final
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from handoff.commands.signing import verify_signature
-from handoff.directory import Badge
+from handoff.directory import Badge, text_problem
 
 NAMES: Final = ("force_logoff", "maintenance", "activity", "directory")
 MAX_BYTES: Final = {"directory": 8 * 1024 * 1024}
@@ -126,7 +126,9 @@ def _fields(name: str, body: dict[str, Any]) -> dict[str, Any] | Refusal:
     for index, entry in enumerate(badges):
         badge = _badge(entry)
         if badge is None:
-            return Refusal("invalid", f"badges[{index}] needs badge_ref (64 hex), staff_id, name, role, revoked")
+            return Refusal(
+                "invalid", f"badges[{index}] needs badge_ref (64 hex), staff_id, name, role (printable text), revoked"
+            )
         parsed.append(badge)
     if len({b.badge_ref for b in parsed}) != len(parsed):
         return Refusal("invalid", "a badge_ref appears twice")
@@ -141,7 +143,7 @@ def _badge(entry: Any) -> Badge | None:
     revoked = entry.get("revoked", False)
     if not isinstance(ref, str) or len(ref) != 64 or any(c not in "0123456789abcdef" for c in ref):
         return None
-    if not all(isinstance(t, str) and t for t in texts) or not isinstance(revoked, bool):
+    if not all(isinstance(t, str) and text_problem(t) is None for t in texts) or not isinstance(revoked, bool):
         return None
     staff_id, badge_name, role = (str(t) for t in texts)
     return Badge(ref, staff_id, badge_name, role, revoked)
