@@ -18,7 +18,7 @@ from handoff.mqtt.connection import event_properties
 from handoff.mqtt.publisher import INFLIGHT, Publisher, PublisherSettings
 from handoff.store import Store
 from tests.broker import Broker
-from tests.outbox_helpers import CONTEXT, PREFIX, checkout, in_use, mqtt_config
+from tests.outbox_helpers import CONTEXT, PREFIX, SOURCE, checkout, in_use, mqtt_config
 
 EVENTS = 20_000
 
@@ -39,6 +39,7 @@ def drain(broker: Broker, data: Path) -> float:
         "st-elsewhere",
         "WOW-3N-07",
         data,
+        source=SOURCE,
         version="bench",
         settings=PublisherSettings(backoff_base_s=0.01, backoff_cap_s=0.05),
     )

@@ -6,12 +6,13 @@ import json
 import time
 from pathlib import Path
 
-from handoff.cloudevents import EventContext
+from handoff.cloudevents import EventContext, source
 from handoff.config import MqttConfig
 from handoff.core.events import Event
 from handoff.core.state import Custody, State
 
 CONTEXT = EventContext(site="st-elsewhere", device_id="WOW-3N-07", reader_id="rdr-0042", clock_synced=True)
+SOURCE = source(CONTEXT.site, CONTEXT.reader_id)
 PREFIX = "handoff/v1/st-elsewhere/WOW-3N-07"
 
 

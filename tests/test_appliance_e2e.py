@@ -227,3 +227,25 @@ def test_a_flood_of_oversized_commands_leaves_memory_flat(running: Running) -> N
     assert grown_kib < 8 * 1024, f"peak RSS grew by {grown_kib} KiB under oversized commands"
     refused = [m for m in running.events.messages if m.topic == f"{PREFIX}/cmd_result" and not m.json()["ok"]]
     assert refused == [], "the broker should never have delivered an oversized command"
+
+
+def test_a_lost_database_never_publishes_a_seq_twice(running: Running, cli: CliRunner) -> None:
+    """An emptied database starts counting at 1 again; the broker's retained state remembers more."""
+    running.tap(ANA)
+    running.tap(BO)
+    running.events.wait_for(lambda m: m.topic == f"{PREFIX}/state" and m.json()["seq"] == 4)
+    assert running.stop()[0] == 0
+    for leftover in running.appliance.data_dir.glob("handoff.db*"):
+        leftover.unlink()
+    csv = running.appliance.root / "badges.csv"
+    assert cli("badges", "import", csv, "-c", running.appliance.config).returncode == 0
+    running.start()
+    running.tap(ANA)
+    events = [m.json() for m in running.events.wait_for_count(lambda m: "/events/" in m.topic, 5)]
+    assert [e["data"]["seq"] for e in events] == [1, 2, 3, 4, 5]
+    assert len({e["id"] for e in events}) == 5
+    running.events.wait_for(lambda m: m.topic == f"{PREFIX}/state" and m.json()["seq"] == 5)
+    status = cli("status", "-c", running.appliance.config)
+    assert "WARNING seq rewind: the broker had seen seq 4 but this database only knew 0" in status.stdout
+    doctor = cli("doctor", "-c", running.appliance.config, timeout=90)
+    assert "seq history" in doctor.stdout and "seq rewind" in doctor.stdout

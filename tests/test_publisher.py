@@ -15,13 +15,15 @@ from handoff.mqtt.publisher import Publisher, PublisherSettings
 from handoff.store import Store, StoredEvent
 from tests.broker import Broker, Collector
 from tests.mqtt_tap import MqttTap
-from tests.outbox_helpers import CONTEXT, PREFIX, checkout, in_use, mqtt_config, seqs
+from tests.outbox_helpers import CONTEXT, PREFIX, SOURCE, checkout, in_use, mqtt_config, seqs
 
 FAST = PublisherSettings(backoff_base_s=0.05, backoff_cap_s=0.3)
 
 
 def make_publisher(port: int, data: Path, **kwargs: object) -> Publisher:
-    return Publisher(mqtt_config(port), "st-elsewhere", "WOW-3N-07", data, version="9.9", settings=FAST, **kwargs)  # type: ignore[arg-type]
+    return Publisher(
+        mqtt_config(port), "st-elsewhere", "WOW-3N-07", data, source=SOURCE, version="9.9", settings=FAST, **kwargs
+    )  # type: ignore[arg-type]
 
 
 def test_outage_delivers_everything_in_order(tmp_path: Path) -> None:
