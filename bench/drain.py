@@ -19,7 +19,7 @@ from handoff.mqtt.publisher import INFLIGHT, Publisher, PublisherSettings
 from handoff.store import Store
 from tests.kit.broker import Broker
 from tests.kit.config import PREFIX
-from tests.kit.outbox import CONTEXT, checkout, in_use, mqtt_config
+from tests.kit.outbox import CONTEXT, SOURCE, checkout, in_use, mqtt_config
 
 EVENTS = 20_000
 
@@ -40,6 +40,7 @@ def drain(broker: Broker, data: Path) -> float:
         "st-elsewhere",
         "WOW-3N-07",
         data,
+        source=SOURCE,
         version="bench",
         settings=PublisherSettings(backoff_base_s=0.01, backoff_cap_s=0.05),
     )

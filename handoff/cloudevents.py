@@ -28,6 +28,11 @@ class EventContext:
     clock_synced: bool
 
 
+def source(site: str, reader_id: str) -> str:
+    """The CloudEvents `source` of one appliance: consumers key `seq` by it."""
+    return f"urn:handoff:{site}:{reader_id}"
+
+
 def uuid7(epoch_seconds: float) -> str:
     """RFC 9562 UUID version 7: 48-bit Unix milliseconds, then 74 random bits.
 
@@ -59,7 +64,7 @@ def envelope(event: Event, seq: int, context: EventContext, event_id: str) -> di
     return {
         "specversion": SPECVERSION,
         "id": event_id,
-        "source": f"urn:handoff:{context.site}:{context.reader_id}",
+        "source": source(context.site, context.reader_id),
         "type": TYPE_PREFIX + event.type,
         "subject": context.device_id,
         "time": rfc3339(event.time),

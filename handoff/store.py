@@ -13,14 +13,14 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Final, NamedTuple
 
 from handoff import compact_json, db
 from handoff.cloudevents import EventContext, envelope, uuid7
 from handoff.core.codec import state_from_dict, state_summary, state_to_dict
 from handoff.core.events import Event
-from handoff.core.state import State
+from handoff.core.state import State, initial_state
 from handoff.errors import HandoffError
 
 SECONDS_PER_DAY: Final = 86400.0
@@ -44,6 +44,23 @@ class StoredEvent(NamedTuple):
 
 
 @dataclass(frozen=True)
+class Rewind:
+    """The broker had seen a higher `seq` than this database remembers: the database lost events
+    (a deleted WAL, a restored copy, an emptied file). Kept in the database for status and doctor."""
+
+    broker_seq: int
+    local_seq: int
+    renumbered: int
+    at: float
+
+    def describe(self) -> str:
+        return (
+            f"seq rewind: the broker had seen seq {self.broker_seq} but this database only knew "
+            f"{self.local_seq}; {self.renumbered} unsent event(s) renumbered from {self.broker_seq + 1}"
+        )
+
+
+@dataclass(frozen=True)
 class LinkRecord:
     """Broker connectivity as the publisher last saw it, for `handoff status` in another process."""
 
@@ -57,6 +74,12 @@ def _numbered(event: Event, seq: int, context: EventContext, created: float) -> 
     event_id = uuid7(event.time)
     payload = compact_json.dumps(envelope(event, seq, context, event_id)).encode()
     return StoredEvent(seq, event_id, f"events/{event.type}", payload, created)
+
+
+def _renumbered(event: StoredEvent, seq: int) -> StoredEvent:
+    body = json.loads(event.payload)
+    body["data"]["seq"] = seq
+    return event._replace(seq=seq, payload=compact_json.dumps(body).encode())
 
 
 def _runs(seqs: Sequence[int]) -> Iterator[tuple[int, int]]:
@@ -112,11 +135,18 @@ class Store:
         return stored
 
     def retained_state(self) -> dict[str, Any] | None:
-        """The retained `state` message: the summary plus the `seq` of the last event made."""
-        row = self._conn.execute("SELECT body, last_seq FROM appliance_state WHERE id = 1").fetchone()
+        """The retained `state` message: the summary plus the `seq` and `event_id` of the last event made.
+
+        The id lets the publisher tell, on its next connect, whether the broker saw this
+        database's event under that `seq` or another's.
+        """
+        row = self._conn.execute(
+            "SELECT body, last_seq, outbox.id FROM appliance_state LEFT JOIN outbox ON outbox.seq = last_seq"
+            " WHERE appliance_state.id = 1"
+        ).fetchone()
         if row is None:
             return None
-        return {**state_summary(state_from_dict(json.loads(row[0]))), "seq": row[1]}
+        return {**state_summary(state_from_dict(json.loads(row[0]))), "seq": row[1], "event_id": row[2]}
 
     def unsent(self, after_seq: int = 0, limit: int = 1000) -> list[StoredEvent]:
         rows = self._conn.execute(
@@ -147,6 +177,49 @@ class Store:
                 " (SELECT seq - 1 FROM outbox WHERE seq > delivery.acked_upto AND acked IS NULL ORDER BY seq LIMIT 1),"
                 " (SELECT max(seq) FROM outbox), acked_upto) WHERE id = 1"
             )
+
+    def rebase_above(self, broker_seq: int, broker_event_id: str | None) -> Rewind | None:
+        """Number the unacknowledged events above `broker_seq` if this database lost what the broker saw.
+
+        It lost events when the broker's `seq` is past the last one handed out here, or when this
+        database holds that `seq` under another id (it lost events and has since made as many).
+        A `seq` the broker has seen must never be published again under another id, so the
+        unacknowledged events (made after the loss: the publisher checks before it publishes)
+        move up, keeping their ids and order, and later commits continue above them.
+        """
+        now = self._clock()
+        with _writing(self._conn, "renumber events above the broker's seq") as conn:
+            state = conn.execute("SELECT last_seq FROM appliance_state WHERE id = 1").fetchone()
+            local_seq = state[0] if state else 0
+            if broker_seq <= local_seq:
+                here = conn.execute("SELECT id FROM outbox WHERE seq = ?", (broker_seq,)).fetchone()
+                if broker_event_id is None or here is None or here[0] == broker_event_id:
+                    return None
+            (acked_upto,) = conn.execute("SELECT acked_upto FROM delivery WHERE id = 1").fetchone()
+            rows = conn.execute(
+                "SELECT seq, id, topic, payload, created FROM outbox WHERE seq > ? ORDER BY seq", (acked_upto,)
+            ).fetchall()
+            moved = [_renumbered(StoredEvent._make(row), seq) for seq, row in enumerate(rows, start=broker_seq + 1)]
+            conn.execute("DELETE FROM outbox WHERE seq > ?", (acked_upto,))
+            conn.executemany("INSERT INTO outbox (seq, id, topic, payload, created) VALUES (?, ?, ?, ?, ?)", moved)
+            conn.execute(
+                "INSERT INTO appliance_state (id, body, last_seq) VALUES (1, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq",
+                (compact_json.dumps(state_to_dict(initial_state(now))), broker_seq + len(moved)),
+            )
+            conn.execute("UPDATE delivery SET acked_upto = ? WHERE id = 1", (broker_seq,))
+            rewind = Rewind(broker_seq, local_seq, len(moved), now)
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('seq_rewind', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (json.dumps(asdict(rewind)),),
+            )
+        return rewind
+
+    def rewind(self) -> Rewind | None:
+        """The last seq rewind this database recovered from, if any."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'seq_rewind'").fetchone()
+        return Rewind(**json.loads(row[0])) if row else None
 
     def depth(self) -> int:
         row = self._conn.execute("SELECT count(*) FROM unsent").fetchone()

@@ -14,7 +14,7 @@ from pathlib import Path
 from handoff import db
 from handoff.mqtt.publisher import Publisher, PublisherSettings
 from handoff.store import Store
-from tests.kit.outbox import CONTEXT, checkout, in_use, mqtt_config
+from tests.kit.outbox import CONTEXT, SOURCE, checkout, in_use, mqtt_config
 
 
 def main(port: int, data: Path, commits: int, protocol: str) -> int:
@@ -24,6 +24,7 @@ def main(port: int, data: Path, commits: int, protocol: str) -> int:
         "st-elsewhere",
         "WOW-3N-07",
         data,
+        source=SOURCE,
         version="crash-test",
         settings=PublisherSettings(backoff_base_s=0.02, backoff_cap_s=0.1),
     )

@@ -173,3 +173,59 @@ def test_commands_over_mqtt_are_obeyed_or_answered(running: Running) -> None:
     for answer in answers.values():
         validator("commandResult").validate(answer)
     running.events.wait_for(lambda m: m.topic == f"{PREFIX}/state" and m.json()["state"] == "maintenance")
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmHWM for pid {pid}")
+
+
+def test_a_flood_of_oversized_commands_leaves_memory_flat(running: Running) -> None:
+    """The CONNECT's Maximum Packet Size makes the broker drop what paho would read whole."""
+    assert running.process is not None
+    port = running.broker_port
+
+    def maintenance(on: bool) -> str:
+        fields = {"id": str(uuid.uuid4()), "issued_at": rfc3339(time.time()), "on": on}
+        command = sign_command(running.command_key, DEVICE, "maintenance", fields)
+        publish.single(f"{PREFIX}/cmd/maintenance", json.dumps(command), qos=1, hostname="127.0.0.1", port=port)
+        return str(command["id"])
+
+    def answered(command_id: str) -> None:
+        running.events.wait_for(lambda m: m.topic == f"{PREFIX}/cmd_result" and m.json()["id"] == command_id)
+
+    answered(maintenance(True))
+    before = _peak_rss_kib(running.process.pid)
+    huge = b"x" * (16 * 1024 * 1024)
+    for _ in range(3):
+        publish.single(f"{PREFIX}/cmd/force_logoff", huge, qos=1, hostname="127.0.0.1", port=port)
+        publish.single(f"{PREFIX}/cmd/directory", huge + huge, qos=1, hostname="127.0.0.1", port=port)
+    answered(maintenance(False))
+    grown_kib = _peak_rss_kib(running.process.pid) - before
+    assert grown_kib < 8 * 1024, f"peak RSS grew by {grown_kib} KiB under oversized commands"
+    refused = [m for m in running.events.messages if m.topic == f"{PREFIX}/cmd_result" and not m.json()["ok"]]
+    assert refused == [], "the broker should never have delivered an oversized command"
+
+
+def test_a_lost_database_never_publishes_a_seq_twice(running: Running, cli: CliRunner) -> None:
+    """An emptied database starts counting at 1 again; the broker's retained state remembers more."""
+    running.tap(ANA)
+    running.tap(BO)
+    running.events.wait_for(lambda m: m.topic == f"{PREFIX}/state" and m.json()["seq"] == 4)
+    assert running.stop()[0] == 0
+    for leftover in running.appliance.data_dir.glob("handoff.db*"):
+        leftover.unlink()
+    csv = running.appliance.root / "badges.csv"
+    assert cli("badges", "import", csv, "-c", running.appliance.config).returncode == 0
+    running.start()
+    running.tap(ANA)
+    events = [m.json() for m in running.events.wait_for_count(lambda m: "/events/" in m.topic, 5)]
+    assert [e["data"]["seq"] for e in events] == [1, 2, 3, 4, 5]
+    assert len({e["id"] for e in events}) == 5
+    running.events.wait_for(lambda m: m.topic == f"{PREFIX}/state" and m.json()["seq"] == 5)
+    status = cli("status", "-c", running.appliance.config)
+    assert "WARNING seq rewind: the broker had seen seq 4 but this database only knew 0" in status.stdout
+    doctor = cli("doctor", "-c", running.appliance.config, timeout=90)
+    assert "seq history" in doctor.stdout and "seq rewind" in doctor.stdout

@@ -21,6 +21,7 @@ from handoff.runtime.appliance import Appliance, Stop
 from handoff.store import Store
 from tests.kit.config import Layout
 from tests.kit.net import free_tcp_port
+from tests.kit.outbox import SOURCE
 
 UID = bytes.fromhex("04A1B2C3")
 
@@ -63,7 +64,12 @@ class Loop:
         self.store = Store(conn)
         self.feedback = Recorder(Store(db.connect(self.config.appliance.data_dir)))
         self.publisher = Publisher(
-            self.config.mqtt, "st-elsewhere", "WOW-3N-07", self.config.appliance.data_dir, version="test"
+            self.config.mqtt,
+            "st-elsewhere",
+            "WOW-3N-07",
+            self.config.appliance.data_dir,
+            source=SOURCE,
+            version="test",
         )
         self.clock = HandClock()
         ids = iter(range(1_000_000))

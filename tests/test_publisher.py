@@ -17,13 +17,15 @@ from tests.kit.broker import Broker
 from tests.kit.collector import Collector
 from tests.kit.config import PREFIX
 from tests.kit.mqtt_tap import MqttTap
-from tests.kit.outbox import CONTEXT, checkout, in_use, mqtt_config, seqs
+from tests.kit.outbox import CONTEXT, SOURCE, checkout, in_use, mqtt_config, seqs
 
 FAST = PublisherSettings(backoff_base_s=0.05, backoff_cap_s=0.3)
 
 
 def make_publisher(port: int, data: Path, **kwargs: object) -> Publisher:
-    return Publisher(mqtt_config(port), "st-elsewhere", "WOW-3N-07", data, version="9.9", settings=FAST, **kwargs)  # type: ignore[arg-type]
+    return Publisher(
+        mqtt_config(port), "st-elsewhere", "WOW-3N-07", data, source=SOURCE, version="9.9", settings=FAST, **kwargs
+    )  # type: ignore[arg-type]
 
 
 def test_outage_delivers_everything_in_order(tmp_path: Path) -> None:

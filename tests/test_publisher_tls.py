@@ -17,7 +17,7 @@ from handoff.config import MqttConfig
 from handoff.mqtt.publisher import Publisher, PublisherSettings
 from handoff.store import Store
 from tests.kit.config import PREFIX
-from tests.kit.outbox import CONTEXT, checkout, in_use, mqtt_config
+from tests.kit.outbox import CONTEXT, SOURCE, checkout, in_use, mqtt_config
 from tests.kit.pki import Ca, make_ca, write_cert, write_key
 from tests.kit.tls_broker import tls_broker
 
@@ -28,6 +28,7 @@ acl_file {acl}
 RULES = f"""user rdr-0042
 topic write {PREFIX}/#
 topic read {PREFIX}/cmd/#
+topic read {PREFIX}/state
 
 user watcher
 topic read handoff/v1/#
@@ -85,7 +86,7 @@ def commit_events(data: Path, count: int) -> Store:
 
 def publisher(config: MqttConfig, data: Path) -> Publisher:
     settings = PublisherSettings(backoff_base_s=0.05, backoff_cap_s=0.2)
-    return Publisher(config, "st-elsewhere", "WOW-3N-07", data, version="test", settings=settings)
+    return Publisher(config, "st-elsewhere", "WOW-3N-07", data, source=SOURCE, version="test", settings=settings)
 
 
 def test_mutual_tls_with_an_acl_confining_the_appliance_to_its_topics(tmp_path: Path) -> None:

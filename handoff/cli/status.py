@@ -29,6 +29,9 @@ def _status(args: argparse.Namespace) -> int:
     oldest = store.oldest_unsent_created()
     age = f", oldest unsent {now - oldest:.0f} s old" if oldest is not None else ""
     print(f"outbox: {store.depth()} unsent{age}")
+    rewind = store.rewind()
+    if rewind is not None:
+        print(f"WARNING {rewind.describe()} at {rfc3339(rewind.at)}; see docs/integration.md")
     link = store.link()
     if link is None:
         print("broker: never contacted")

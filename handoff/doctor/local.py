@@ -10,8 +10,10 @@ from handoff import db
 from handoff.badge_ref import load_secret
 from handoff.commands.keys import load_command_key
 from handoff.config import Config, load_config
-from handoff.doctor.result import CheckResult, failed, passed, warned
+from handoff.doctor.result import CheckResult, failed, passed, skipped, warned
 from handoff.errors import HandoffError
+from handoff.store import Store
+from handoff.timefmt import rfc3339
 
 DISK_FAIL_BYTES: Final = 50 * 1024 * 1024
 DISK_WARN_BYTES: Final = 500 * 1024 * 1024
@@ -72,6 +74,25 @@ def check_database(config: Config) -> CheckResult:
     except Exception as exc:
         return failed("data dir", f"database in {data_dir} cannot be written: {exc}")
     return passed("data dir", f"{data_dir} is writable and the database opens")
+
+
+def check_seq_history(config: Config) -> CheckResult:
+    """A database that lost events once is worth a biomed's look even after it recovered."""
+    try:
+        conn = db.connect_checked(config.appliance.data_dir)
+    except HandoffError:
+        return skipped("seq history", "the database does not open (see above)")
+    try:
+        rewind = Store(conn).rewind()
+    finally:
+        conn.close()
+    if rewind is None:
+        return passed("seq history", "no seq was ever rewound")
+    return warned(
+        "seq history",
+        f"{rewind.describe()} at {rfc3339(rewind.at)}: this database lost events (deleted WAL, restored or "
+        "emptied file); find out why, and tell the consumers' owners that those ids are gone",
+    )
 
 
 def check_disk(config: Config) -> CheckResult:

@@ -6,7 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from handoff.doctor.broker import check_broker, check_client_cert, utc_now
-from handoff.doctor.local import check_commands, check_config, check_database, check_disk, check_secret
+from handoff.doctor.local import (
+    check_commands,
+    check_config,
+    check_database,
+    check_disk,
+    check_secret,
+    check_seq_history,
+)
 from handoff.doctor.readers import check_nfc_readers, check_pcsc_readers
 from handoff.doctor.result import CheckResult, skipped
 from handoff.doctor.system import PROC_MODULES, check_clock, check_gpio, check_nfc_kernel_modules
@@ -24,6 +31,7 @@ def run_checks(
     yield check_secret(config)
     yield check_commands(config)
     yield check_database(config)
+    yield check_seq_history(config)
     yield check_disk(config)
     yield check_nfc_kernel_modules(config, proc_modules)
     yield from check_nfc_readers(config)

@@ -17,6 +17,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from handoff.cloudevents import CONTENT_TYPE
+from handoff.commands.parse import LARGEST_COMMAND_BYTES
 from handoff.config import MqttConfig
 from handoff.errors import ConfigError
 from handoff.mqtt.topics import Topics
@@ -24,6 +25,11 @@ from handoff.mqtt.topics import Topics
 SESSION_EXPIRY_S: Final = 7 * 86400
 """How long the broker keeps our session (and commands queued for us) while we are away."""
 KEEPALIVE_S: Final = 30
+MAX_PACKET_BYTES: Final = LARGEST_COMMAND_BYTES + 64 * 1024
+"""Announced in CONNECT (MQTT 5) so the broker drops, instead of sending, a command larger than
+any the appliance accepts: paho reads a packet whole before anyone can look at it, so a 255 MiB
+publish to `cmd/directory` would otherwise cost a 1 GB Pi its memory. The margin covers topic
+and properties."""
 
 
 def tls_context(config: MqttConfig) -> ssl.SSLContext:
@@ -89,6 +95,7 @@ def connect_properties(config: MqttConfig) -> Properties | None:
         return None
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.SessionExpiryInterval = SESSION_EXPIRY_S
+    properties.MaximumPacketSize = MAX_PACKET_BYTES
     return properties
 
 

@@ -8,6 +8,7 @@ a crash before the batch lands only means a resend with the same `id`, which con
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import sqlite3
@@ -66,6 +67,7 @@ class Publisher:
         device_id: str,
         data_dir: Path,
         *,
+        source: str,
         version: str,
         on_command: Callable[[str, bytes], None] = lambda name, payload: None,
         health_provider: Callable[[], list[dict[str, Any]]] = list,
@@ -75,6 +77,7 @@ class Publisher:
     ) -> None:
         self._config = config
         self._topics = Topics(config.topic_prefix, site, device_id)
+        self._source = source
         self._data_dir = data_dir
         self._store = Store(db.connect(data_dir))
         self._version = version
@@ -100,6 +103,11 @@ class Publisher:
     @property
     def topics(self) -> Topics:
         return self._topics
+
+    @property
+    def source(self) -> str:
+        """Whose `seq` the retained state carries, so a replacement appliance is not taken for a rewind."""
+        return self._source
 
     def start(self) -> None:
         self._thread.start()
@@ -181,6 +189,12 @@ class _Session:
         self._state_due = True
         self._state_sent: dict[str, Any] | None = None
         self._stop_deadline: float | None = None
+        self._state_mid: int | None = None
+        self._history_mid: int | None = None
+        self._history_read = False
+        """Set once the retained state (if any) has arrived: the second SUBACK follows it."""
+        self._history_checked = False
+        self._broker_state: dict[str, Any] | None = None
         self._props = connection.event_properties(publisher._config)
         self._client: Client = connection.new_client(
             publisher._config, publisher._topics, publisher._version, publisher._tls, publisher._secret
@@ -189,6 +203,7 @@ class _Session:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
         self._client.max_inflight_messages_set(0)
         self._client.max_queued_messages_set(0)
 
@@ -227,7 +242,8 @@ class _Session:
     def _serve(self) -> None:
         p = self._p
         client = self._client
-        client.subscribe(p._topics.commands, qos=1)
+        _, self._state_mid = client.subscribe(p._topics.state, qos=1)
+        _, self._history_mid = client.subscribe(p._topics.commands, qos=1)
         self._control.append((p._topics.status, p._status(self._store), True))
         last_flush = last_status = last_purge = p._clock()
         purge_due = True
@@ -237,6 +253,8 @@ class _Session:
             if p._wake.is_set():
                 p._wake.clear()
                 self._outbox_more = self._state_due = True
+            if self._history_read and not self._history_checked:
+                self._check_history()
             self._queue_state_when_caught_up()
             self._pump()
             if client.loop(BUSY_LOOP_S if self._inflight else IDLE_LOOP_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -256,7 +274,7 @@ class _Session:
     def _pump(self) -> None:
         """Fill the window: status, state and command results first, then events in seq order."""
         topics = self._p._topics
-        while self._connected and len(self._inflight) < self._window:
+        while self._history_checked and self._connected and len(self._inflight) < self._window:
             if self._control:
                 self._send(*self._control.popleft())
             elif self._p._results:
@@ -297,9 +315,33 @@ class _Session:
             self._outbox_more = True
             return
         self._state_due = False
+        if retained is not None:
+            retained["source"] = self._p.source
         if retained is not None and retained != self._state_sent:
             self._control.append((self._p._topics.state, compact_json.dumps(retained).encode(), True))
             self._state_sent = retained
+
+    def _check_history(self) -> None:
+        """Before anything is published: has the broker seen a higher `seq` from us than we remember?
+
+        It has when the database lost events (a deleted WAL, an emptied or restored file). Then the
+        unsent events move above the broker's number, so no `seq` is ever published twice.
+        """
+        self._history_checked = True
+        self._client.unsubscribe(self._p._topics.state)
+        seen = self._broker_state or {}
+        broker_seq = seen.get("seq")
+        if seen.get("source") != self._p.source or isinstance(broker_seq, bool) or not isinstance(broker_seq, int):
+            return
+        try:
+            rewind = self._store.rebase_above(broker_seq, _text_or_none(seen.get("event_id")))
+        except StoreError as exc:
+            self._error = str(exc)
+            self._connected = False
+            self._client.disconnect()
+            return
+        if rewind is not None:
+            log.error("%s: events were lost from the database; consumers will see a jump in seq", rewind.describe())
 
     def _finish(self) -> bool:
         """On stop: keep draining until the outbox is empty or the flush time is up, then leave."""
@@ -372,7 +414,34 @@ class _Session:
             return
         self._acked.append(seq)
 
+    def _on_subscribe(
+        self, client: Client, userdata: Any, mid: int, reasons: list[ReasonCode], properties: Properties | None
+    ) -> None:
+        if mid == self._state_mid and any(reason.is_failure for reason in reasons):
+            log.warning(
+                "broker refused to let us read back our retained state (%s): a lost database would go unnoticed",
+                reasons[0],
+            )
+        if mid == self._history_mid:
+            self._history_read = True
+
     def _on_message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:
+        if message.topic == self._p._topics.state:
+            if not self._history_checked:
+                self._broker_state = _json_object(bytes(message.payload))
+            return
         name = self._p._topics.command_name(message.topic)
         if name is not None:
             self._p._on_command(name, bytes(message.payload))
+
+
+def _json_object(payload: bytes) -> dict[str, Any] | None:
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None

@@ -14,6 +14,7 @@ from typing import Any, Final
 from handoff import __version__, db
 from handoff.badge_ref import load_secret
 from handoff.clock import clock_synced
+from handoff.cloudevents import source
 from handoff.commands.handler import CommandHandler
 from handoff.commands.keys import load_command_key
 from handoff.config import Config
@@ -76,6 +77,7 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
         appliance_config.site,
         appliance_config.device_id,
         appliance_config.data_dir,
+        source=source(appliance_config.site, appliance_config.reader_id),
         version=__version__,
         on_command=on_command,
         health_provider=health,

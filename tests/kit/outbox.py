@@ -6,13 +6,14 @@ import json
 import time
 from pathlib import Path
 
-from handoff.cloudevents import EventContext
+from handoff.cloudevents import EventContext, source
 from handoff.config import MqttConfig
 from handoff.core.events import Event
 from handoff.core.state import Custody, State
 from tests.kit.config import DEVICE, READER, SITE
 
 CONTEXT = EventContext(site=SITE, device_id=DEVICE, reader_id=READER, clock_synced=True)
+SOURCE = source(CONTEXT.site, CONTEXT.reader_id)
 
 
 def mqtt_config(port: int, **changes: object) -> MqttConfig:
