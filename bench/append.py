@@ -27,7 +27,7 @@ from pathlib import Path
 from handoff import compact_json, db
 from handoff.core.codec import state_to_dict
 from handoff.store import Store
-from tests.outbox_helpers import CONTEXT, checkout, in_use
+from tests.kit.outbox import CONTEXT, checkout, in_use
 
 ROUNDS = 20
 BLOCK = 100

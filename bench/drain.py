@@ -17,8 +17,9 @@ from handoff import db
 from handoff.mqtt.connection import event_properties
 from handoff.mqtt.publisher import INFLIGHT, Publisher, PublisherSettings
 from handoff.store import Store
-from tests.broker import Broker
-from tests.outbox_helpers import CONTEXT, PREFIX, SOURCE, checkout, in_use, mqtt_config
+from tests.kit.broker import Broker
+from tests.kit.config import PREFIX
+from tests.kit.outbox import CONTEXT, SOURCE, checkout, in_use, mqtt_config
 
 EVENTS = 20_000
 

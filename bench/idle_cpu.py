@@ -17,10 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests import pcscd
-from tests.appliance_kit import write_appliance
-from tests.broker import Broker
-from tests.netutil import free_udp_port
+from tests.kit import pcscd
+from tests.kit.broker import Broker
+from tests.kit.cli import handoff_env
+from tests.kit.config import Layout
+from tests.kit.net import free_udp_port
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -46,15 +47,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="handoff-idle-"))
     broker = Broker(work / "broker")
     broker.start()
-    config = write_appliance(
-        work,
-        broker.port,
-        readers=f'[[readers]]\nkind = "nfc"\npath = "udp:127.0.0.1:{free_udp_port()}"\n\n'
-        '[[readers]]\nkind = "pcsc"\nname = "Virtual PCD"',
-    )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    readers = [{"kind": "nfc", "path": f"udp:127.0.0.1:{free_udp_port()}"}, {"kind": "pcsc", "name": "Virtual PCD"}]
+    config = Layout.create(work).configure(port=broker.port, readers=readers)
     appliance = subprocess.Popen(
-        [sys.executable, "-m", "handoff", "run", "-c", str(config)], env=env, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "handoff", "run", "-c", str(config)], env=handoff_env(), stderr=subprocess.DEVNULL
     )
     baseline = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({window + 10})"])
     try:

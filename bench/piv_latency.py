@@ -28,10 +28,10 @@ from handoff.runtime import wiring
 from handoff.runtime.appliance import Stop
 from handoff.sim.piv_card import PivApplet
 from handoff.sim.vpcd import VirtualCard, uid_responder
-from tests import pcscd
-from tests.appliance_kit import write_appliance
-from tests.broker import Broker
-from tests.piv_cards import PivCa
+from tests.kit import pcscd
+from tests.kit.broker import Broker
+from tests.kit.config import Layout
+from tests.kit.piv_cards import PivCa
 
 UID = bytes.fromhex("08A1B2C3")
 
@@ -39,11 +39,12 @@ UID = bytes.fromhex("08A1B2C3")
 def run(work: Path, broker: Broker, auth: str, taps: int) -> list[float]:
     ca = PivCa()
     anchors = ca.write(work / f"anchors-{auth}.pem")
-    readers = f'[[readers]]\nkind = "pcsc"\nname = "Virtual PCD 00 00"\nauth = "{auth}"\n'
+    reader = {"kind": "pcsc", "name": "Virtual PCD 00 00", "auth": auth}
     if auth == "piv-cak":
-        readers += f'trust_anchors = "{anchors}"\n'
-    (work / auth).mkdir()
-    config = load_config(write_appliance(work / auth, broker.port, readers=readers, policy="retap_guard_s = 0"))
+        reader["trust_anchors"] = str(anchors)
+    layout = Layout.create(work / auth)
+    layout.configure(port=broker.port, readers=[reader], policy={"retap_guard_s": 0})
+    config = load_config(layout.config)
     key, cert, card_uuid = ca.card()
     piv = auth == "piv-cak"
     responder = PivApplet(key, cert.public_bytes(Encoding.DER)).respond if piv else uid_responder(UID)

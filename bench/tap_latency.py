@@ -28,9 +28,9 @@ from handoff.runtime import wiring
 from handoff.runtime.appliance import Stop
 from handoff.sim.nfc_badge import NfcBadge
 from handoff.store import Store
-from tests.appliance_kit import write_appliance
-from tests.broker import Broker
-from tests.netutil import free_udp_port
+from tests.kit.broker import Broker
+from tests.kit.config import Layout
+from tests.kit.net import free_udp_port
 
 BADGES = ("08A1B2C3", "08D4E5F6")
 """Random-ID UIDs (0x08): an NXP prefix would add nfcpy's product probing to every tap."""
@@ -60,11 +60,8 @@ def main() -> None:
     broker = Broker(work / "broker")
     broker.start()
     port = free_udp_port()
-    config_path = write_appliance(
-        work,
-        broker.port,
-        readers=f'[[readers]]\nkind = "nfc"\npath = "udp:127.0.0.1:{port}"',
-        policy="retap_guard_s = 0",
+    config_path = Layout.create(work).configure(
+        port=broker.port, readers=[{"kind": "nfc", "path": f"udp:127.0.0.1:{port}"}], policy={"retap_guard_s": 0}
     )
     csv = work / "badges.csv"
     csv.write_text("uid,staff_id,name,role\n" + "".join(f"{uid},s{i},Staff {i},RN\n" for i, uid in enumerate(BADGES)))

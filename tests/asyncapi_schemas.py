@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
-from tests.conftest import REPO
+from tests.kit.cli import REPO
 
 
 @cache

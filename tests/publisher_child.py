@@ -14,7 +14,7 @@ from pathlib import Path
 from handoff import db
 from handoff.mqtt.publisher import Publisher, PublisherSettings
 from handoff.store import Store
-from tests.outbox_helpers import CONTEXT, SOURCE, checkout, in_use, mqtt_config
+from tests.kit.outbox import CONTEXT, SOURCE, checkout, in_use, mqtt_config
 
 
 def main(port: int, data: Path, commits: int, protocol: str) -> int:

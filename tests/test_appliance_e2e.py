@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,64 +17,45 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from paho.mqtt import publish
 
 from handoff.commands.signing import sign_command
+from handoff.provision.render import Table
 from handoff.timefmt import rfc3339
 from tests.asyncapi_schemas import validate_event, validator
-from tests.broker import Broker
-from tests.conftest import REPO, Appliance, CliRunner
-from tests.netutil import free_udp_port
-from tests.subscriber import Subscriber
+from tests.kit.broker import Broker
+from tests.kit.cli import CliRunner, handoff_env
+from tests.kit.collector import Collector
+from tests.kit.config import DEVICE, PREFIX, SITE, Layout
+from tests.kit.net import free_udp_port
 
-SITE, DEVICE = "st-elsewhere", "WOW-3N-07"
-PREFIX = f"handoff/v1/{SITE}/{DEVICE}"
 ANA, BO = "04A1B2C3", "04A1B2C3D4E5F6"
 
 
 class Running:
     """`handoff run` as a child process, with the badge directory loaded and a subscriber attached."""
 
-    def __init__(self, appliance: Appliance, broker: Broker, cli: CliRunner, policy: str) -> None:
+    def __init__(self, appliance: Layout, broker: Broker, cli: CliRunner, policy: Table) -> None:
         self.nfc = f"udp:127.0.0.1:{free_udp_port()}"
         self.broker_port = broker.port
         self.appliance, self.cli = appliance, cli
         self.command_key = Ed25519PrivateKey.generate()
         public = appliance.root / "commands.pem"
         public.write_bytes(self.command_key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
-        appliance.write_config(
-            f"""[appliance]
-site = "{SITE}"
-device_id = "{DEVICE}"
-reader_id = "rdr-0042"
-data_dir = "{appliance.data_dir}"
-badge_secret_file = "{appliance.secret}"
-command_key_file = "{public}"
-
-[policy]
-{policy}
-
-[mqtt]
-url = "mqtt://127.0.0.1:{broker.port}"
-allow_insecure = true
-
-[[readers]]
-kind = "nfc"
-path = "{self.nfc}"
-
-[feedback]
-board = "none"
-"""
+        appliance.configure(
+            port=broker.port,
+            appliance={"command_key_file": str(public)},
+            policy=policy,
+            readers=[{"kind": "nfc", "path": self.nfc}],
         )
         csv = appliance.root / "badges.csv"
         csv.write_text(f"uid,staff_id,name,role\n{ANA},ana,Ana Diaz,RN\n{BO},bo,Bo Chen,MD\n")
         assert cli("badges", "import", csv, "-c", appliance.config).returncode == 0
-        self.events = Subscriber(broker.port, f"{PREFIX}/#")
+        self.events = Collector(broker.port, f"{PREFIX}/#")
         self.process: subprocess.Popen[str] | None = None
         self.start()
 
     def start(self) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "handoff", "run", "-c", str(self.appliance.config)],
-            env=env,
+            env=handoff_env(),
             text=True,
             stderr=subprocess.PIPE,
         )
@@ -99,11 +79,11 @@ board = "none"
 
 
 @pytest.fixture
-def running(appliance: Appliance, cli: CliRunner, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Running]:
+def running(appliance: Layout, cli: CliRunner, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Running]:
     marker = request.node.get_closest_marker("policy")
     broker = Broker(tmp_path / "broker")
     broker.start()
-    app = Running(appliance, broker, cli, marker.args[0] if marker else "retap_guard_s = 0.5")
+    app = Running(appliance, broker, cli, marker.args[0] if marker else {"retap_guard_s": 0.5})
     yield app
     if app.process is not None:
         app.stop()
@@ -140,7 +120,7 @@ def test_checkout_handoff_and_return_reach_the_broker(running: Running) -> None:
     validator("status").validate(running.events.retained(f"{PREFIX}/status"))
 
 
-@pytest.mark.policy("idle_timeout_s = 1\nretap_guard_s = 0.5")
+@pytest.mark.policy({"idle_timeout_s": 1, "retap_guard_s": 0.5})
 def test_idle_timeout_then_reauth(running: Running) -> None:
     running.tap(ANA)
     assert running.event_types(2)[1] == ("org.handoff.forced_logoff", "ana", "idle_timeout")

@@ -19,9 +19,9 @@ from handoff.mqtt.publisher import Publisher
 from handoff.readers.base import BadgePresented, BadgeRemoved
 from handoff.runtime.appliance import Appliance, Stop
 from handoff.store import Store
-from tests.conftest import Appliance as Layout
-from tests.netutil import free_tcp_port
-from tests.outbox_helpers import SOURCE
+from tests.kit.config import Layout
+from tests.kit.net import free_tcp_port
+from tests.kit.outbox import SOURCE
 
 UID = bytes.fromhex("04A1B2C3")
 
@@ -55,11 +55,7 @@ class Recorder:
 
 class Loop:
     def __init__(self, layout: Layout) -> None:
-        layout.write_config(
-            layout.config.read_text()
-            .replace("[mqtt]", "[policy]\nidle_timeout_s = 100\n\n[mqtt]")
-            .replace("127.0.0.1:1883", f"127.0.0.1:{free_tcp_port()}")
-        )
+        layout.configure(port=free_tcp_port(), policy={"idle_timeout_s": 100})
         self.config = load_config(layout.config)
         csv = layout.root / "badges.csv"
         csv.write_text("uid,staff_id,name,role\n04A1B2C3,ana,Ana,RN\n")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Appliance, CliRunner
+from tests.kit.cli import CliRunner
+from tests.kit.config import Layout
 
 GOOD = "uid,staff_id,name,role,revoked\n04A1B2C3,n1001,Ana Diaz,RN,\n04a1b2c3d4e5f6,d2002,Bo Chen,MD,false\n"
 
@@ -17,7 +18,7 @@ def _csv(tmp_path: Path, body: str, name: str = "badges.csv") -> Path:
     return path
 
 
-def test_import_list_revoke_never_show_uid(appliance: Appliance, cli: CliRunner) -> None:
+def test_import_list_revoke_never_show_uid(appliance: Layout, cli: CliRunner) -> None:
     imported = cli("badges", "import", _csv(appliance.root, GOOD), "-c", appliance.config)
     assert imported.returncode == 0, imported.stderr
     assert "imported 2 badges" in imported.stdout
@@ -38,7 +39,7 @@ def test_import_list_revoke_never_show_uid(appliance: Appliance, cli: CliRunner)
     assert bytes.fromhex("04A1B2C3") not in database
 
 
-def test_config_from_environment(appliance: Appliance, cli: CliRunner) -> None:
+def test_config_from_environment(appliance: Layout, cli: CliRunner) -> None:
     result = cli("badges", "list", env={"HANDOFF_CONFIG": str(appliance.config)})
     assert result.returncode == 0, result.stderr
 
@@ -56,7 +57,7 @@ def test_config_from_environment(appliance: Appliance, cli: CliRunner) -> None:
     ],
 )
 def test_bad_csv_refused_whole_and_old_directory_kept(
-    appliance: Appliance, cli: CliRunner, body: str, culprit: str
+    appliance: Layout, cli: CliRunner, body: str, culprit: str
 ) -> None:
     assert cli("badges", "import", _csv(appliance.root, GOOD), "-c", appliance.config).returncode == 0
     bad = _csv(appliance.root, body, "bad.csv")
@@ -68,7 +69,7 @@ def test_bad_csv_refused_whole_and_old_directory_kept(
     assert "n1001" in listed.stdout and "d2002" in listed.stdout
 
 
-def test_revoke_unknown_staff(appliance: Appliance, cli: CliRunner) -> None:
+def test_revoke_unknown_staff(appliance: Layout, cli: CliRunner) -> None:
     result = cli("badges", "revoke", "nobody", "-c", appliance.config)
     assert result.returncode == 2 and "nobody" in result.stderr
 
@@ -77,7 +78,7 @@ def test_revoke_unknown_staff(appliance: Appliance, cli: CliRunner) -> None:
     ("mode", "content", "culprit"),
     [(0o644, "0123456789abcdef0123", "readable or writable by others"), (0o600, "\n", "is empty")],
 )
-def test_bad_secret_refused(appliance: Appliance, cli: CliRunner, mode: int, content: str, culprit: str) -> None:
+def test_bad_secret_refused(appliance: Layout, cli: CliRunner, mode: int, content: str, culprit: str) -> None:
     appliance.secret.write_text(content)
     appliance.secret.chmod(mode)
     result = cli("badges", "import", _csv(appliance.root, GOOD), "-c", appliance.config)
@@ -85,13 +86,13 @@ def test_bad_secret_refused(appliance: Appliance, cli: CliRunner, mode: int, con
     assert "badge_secret_file" in result.stderr and culprit in result.stderr
 
 
-def test_missing_secret_refused(appliance: Appliance, cli: CliRunner) -> None:
+def test_missing_secret_refused(appliance: Layout, cli: CliRunner) -> None:
     appliance.secret.unlink()
     result = cli("badges", "import", _csv(appliance.root, GOOD), "-c", appliance.config)
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
-def test_felica_and_piv_identifiers_import(appliance: Appliance, cli: CliRunner) -> None:
+def test_felica_and_piv_identifiers_import(appliance: Layout, cli: CliRunner) -> None:
     body = (
         "uid,staff_id,name,role\n"
         "0123456789ABCDEF,f3003,Fay Ito,RT\n"
@@ -103,7 +104,7 @@ def test_felica_and_piv_identifiers_import(appliance: Appliance, cli: CliRunner)
 
 
 @pytest.mark.parametrize("body", ["uid,staff_id,name,role\n", "uid,staff_id,name,role\n\n,,,\n"])
-def test_header_only_csv_is_refused_unless_allow_empty(appliance: Appliance, cli: CliRunner, body: str) -> None:
+def test_header_only_csv_is_refused_unless_allow_empty(appliance: Layout, cli: CliRunner, body: str) -> None:
     assert cli("badges", "import", _csv(appliance.root, GOOD), "-c", appliance.config).returncode == 0
     empty = _csv(appliance.root, body, "empty.csv")
     refused = cli("badges", "import", empty, "-c", appliance.config)
@@ -119,7 +120,7 @@ def test_header_only_csv_is_refused_unless_allow_empty(appliance: Appliance, cli
     ("cell", "code"),
     [("Ana\x1b[2J", "U+001B"), ("Ana\x00", "U+0000"), ('"Ana\nDiaz"', "U+000A"), ("Ana\u202eziD", "U+202E")],
 )
-def test_control_characters_in_names_are_refused(appliance: Appliance, cli: CliRunner, cell: str, code: str) -> None:
+def test_control_characters_in_names_are_refused(appliance: Layout, cli: CliRunner, cell: str, code: str) -> None:
     bad = _csv(appliance.root, f"uid,staff_id,name,role\n04A1B2C3,n1001,{cell},RN\n", "bad.csv")
     result = cli("badges", "import", bad, "-c", appliance.config)
     assert result.returncode == 2 and f"line 2: name holds a control or invisible character ({code})" in result.stderr

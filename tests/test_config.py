@@ -16,7 +16,8 @@ from handoff.config import (
     resolve_config_path,
 )
 from handoff.errors import ConfigError
-from tests.conftest import Appliance, CliRunner
+from tests.kit.cli import CliRunner
+from tests.kit.config import Layout
 
 GOOD = """
 [appliance]
@@ -131,8 +132,8 @@ def test_config_path_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     assert str(resolve_config_path("/x.toml")) == "/x.toml"
 
 
-def test_cli_reports_config_error_in_one_line(appliance: Appliance, cli: CliRunner) -> None:
-    appliance.write_config(appliance.config.read_text() + "\n[policy]\nidle_timeout_s = -3\n")
+def test_cli_reports_config_error_in_one_line(appliance: Layout, cli: CliRunner) -> None:
+    appliance.configure(policy={"idle_timeout_s": -3})
     result = cli("badges", "list", "-c", appliance.config)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "policy.idle_timeout_s" in result.stderr

@@ -16,13 +16,14 @@ import pytest
 from handoff.config import load_config
 from handoff.doctor.local import check_database
 from handoff.doctor.result import Status
-from tests.conftest import Appliance, CliRunner
+from tests.kit.cli import CliRunner
+from tests.kit.config import Layout
 
 PAGE = 4096
 
 
 @pytest.fixture
-def corrupt(appliance: Appliance, cli: CliRunner) -> Path:
+def corrupt(appliance: Layout, cli: CliRunner) -> Path:
     rows = random.Random(7)
     csv = appliance.root / "badges.csv"
     lines = [f"{rows.randbytes(7).hex()},s{n},Staff {n},RN" for n in range(3000)]
@@ -46,7 +47,7 @@ def digest(path: Path) -> str:
 
 @pytest.mark.parametrize("command", [["status"], ["badges", "list"], ["outbox", "export"], ["run"]], ids=" ".join)
 def test_each_command_says_corrupt_in_one_line_and_leaves_the_file(
-    appliance: Appliance, cli: CliRunner, corrupt: Path, command: list[str]
+    appliance: Layout, cli: CliRunner, corrupt: Path, command: list[str]
 ) -> None:
     before = digest(corrupt)
     done = cli(*command, "-c", appliance.config, timeout=30)
@@ -58,13 +59,13 @@ def test_each_command_says_corrupt_in_one_line_and_leaves_the_file(
     assert digest(corrupt) == before
 
 
-def test_doctor_says_the_same(appliance: Appliance, corrupt: Path) -> None:
+def test_doctor_says_the_same(appliance: Layout, corrupt: Path) -> None:
     result = check_database(load_config(appliance.config))
     assert result.status is Status.FAIL and result.check == "database"
     assert f"database {corrupt} is corrupt" in result.detail and "restore it from a backup" in result.detail
 
 
-def test_a_file_that_is_not_a_database_is_named_too(appliance: Appliance, cli: CliRunner) -> None:
+def test_a_file_that_is_not_a_database_is_named_too(appliance: Layout, cli: CliRunner) -> None:
     appliance.data_dir.mkdir()
     database = appliance.data_dir / "handoff.db"
     database.write_bytes(os.urandom(8 * PAGE))

@@ -12,15 +12,16 @@ import time
 from pathlib import Path
 
 from handoff import db
-from tests.broker import Broker, Collector
-from tests.conftest import REPO
-from tests.outbox_helpers import PREFIX
+from tests.kit.broker import Broker
+from tests.kit.cli import handoff_env
+from tests.kit.collector import Collector
+from tests.kit.config import PREFIX
 
 ROUNDS = 14
 
 
 def spawn(port: int, data: Path, commits: int, protocol: str = "5") -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = handoff_env()
     command = [sys.executable, "-m", "tests.publisher_child", str(port), str(data), str(commits), protocol]
     return subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
 
@@ -46,7 +47,7 @@ def test_kill_nine_at_random_points_loses_nothing(tmp_path: Path) -> None:
             assert final.returncode == 0, stderr.decode()
             conn = db.connect(data)
             last_seq = conn.execute("SELECT last_seq FROM appliance_state").fetchone()[0]
-            got = events.wait_for(lambda got: len({json.loads(m.payload)["id"] for m in got}) >= last_seq)
+            got = events.wait_until(lambda got: len({json.loads(m.payload)["id"] for m in got}) >= last_seq)
         finally:
             events.close()
     assert last_seq > ROUNDS, "the children were killed before committing anything"
@@ -69,16 +70,16 @@ def test_last_will_says_offline_after_kill_nine(tmp_path: Path) -> None:
         status = Collector(broker.port, f"{PREFIX}/status")
         child = spawn(broker.port, tmp_path / "data", commits=10**6)
         try:
-            got = status.wait_for(lambda got: any(json.loads(m.payload)["status"] == "online" for m in got))
+            got = status.wait_until(lambda got: any(json.loads(m.payload)["status"] == "online" for m in got))
             assert got, "the child never said online"
             child.send_signal(signal.SIGKILL)
             child.wait()
-            got = status.wait_for(lambda got: json.loads(got[-1].payload)["status"] == "offline")
+            got = status.wait_until(lambda got: json.loads(got[-1].payload)["status"] == "offline")
             assert json.loads(got[-1].payload) == {"status": "offline", "version": "crash-test"}
         finally:
             child.kill()
             status.close()
         late = Collector(broker.port, f"{PREFIX}/status")
-        retained = late.wait_for(bool)
+        retained = late.wait_until(bool)
         late.close()
     assert retained[-1].retain and json.loads(retained[-1].payload)["status"] == "offline"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,31 +20,11 @@ from handoff.doctor.local import check_commands, check_config, check_database, c
 from handoff.doctor.readers import check_nfc_readers
 from handoff.doctor.result import Status
 from handoff.doctor.system import check_clock, check_gpio, check_nfc_kernel_modules
-from tests.conftest import REPO
-from tests.pki_helpers import Ca, make_ca, write_cert, write_key
-from tests.tls_broker import tls_broker
-
-CONFIG = """
-[appliance]
-site = "st-elsewhere"
-device_id = "WOW-3N-07"
-reader_id = "rdr-0042"
-data_dir = "{data_dir}"
-badge_secret_file = "{secret}"
-
-[mqtt]
-url = "mqtts://127.0.0.1:{port}"
-ca_file = "{ca}"
-cert_file = "{cert}"
-key_file = "{key}"
-
-[[readers]]
-kind = "nfc"
-path = "usb"
-
-[feedback]
-board = "none"
-"""
+from handoff.provision.render import Table
+from tests.kit.cli import handoff_env
+from tests.kit.config import SECRET, config_text
+from tests.kit.pki import Ca, make_ca, write_cert, write_key
+from tests.kit.tls_broker import tls_broker
 
 
 def client_files(ca: Ca, where: Path, not_after: datetime | None = None) -> tuple[Path, Path]:
@@ -56,15 +36,23 @@ def client_files(ca: Ca, where: Path, not_after: datetime | None = None) -> tupl
 
 
 def write_config(
-    tmp_path: Path, *, port: int = 1, ca: Path, cert: Path, key: Path, data_dir: Path | None = None
+    tmp_path: Path,
+    *,
+    port: int = 1,
+    ca: Path,
+    cert: Path,
+    key: Path,
+    data_dir: Path | None = None,
+    appliance: Table | None = None,
+    readers: Sequence[Table] = ({"kind": "nfc", "path": "usb"},),
 ) -> Path:
     secret = tmp_path / "badge.key"
     if not secret.exists():
-        secret.write_text("0123456789abcdef0123456789abcdef\n")
+        secret.write_text(SECRET)
         secret.chmod(0o600)
     path = tmp_path / "handoff.toml"
-    body = CONFIG.format(data_dir=data_dir or tmp_path / "data", secret=secret, port=port, ca=ca, cert=cert, key=key)
-    path.write_text(body)
+    mqtt = {"url": f"mqtts://127.0.0.1:{port}", "ca_file": str(ca), "cert_file": str(cert), "key_file": str(key)}
+    path.write_text(config_text(data_dir or tmp_path / "data", secret, appliance=appliance, mqtt=mqtt, readers=readers))
     return path
 
 
@@ -192,7 +180,7 @@ def test_doctor_command_prints_one_line_per_check_and_exits_non_zero_on_failure(
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=handoff_env(),
         timeout=60,
         check=False,
     )
@@ -205,11 +193,9 @@ def test_doctor_command_prints_one_line_per_check_and_exits_non_zero_on_failure(
 
 
 def test_nfc_reader_paths_are_opened_with_nfcpy(tmp_path: Path, ca: Ca) -> None:
-    path = write_config(tmp_path, ca=tmp_path / "ca.pem", cert=tmp_path / "c.pem", key=tmp_path / "k.pem")
-    path.write_text(
-        path.read_text().replace(
-            'path = "usb"', 'path = "udp:127.0.0.1:54399"\n\n[[readers]]\nkind = "nfc"\npath = "tty:NOPE:pn532"'
-        )
+    readers = ({"kind": "nfc", "path": "udp:127.0.0.1:54399"}, {"kind": "nfc", "path": "tty:NOPE:pn532"})
+    path = write_config(
+        tmp_path, ca=tmp_path / "ca.pem", cert=tmp_path / "c.pem", key=tmp_path / "k.pem", readers=readers
     )
     results = check_nfc_readers(load_config(path))
     assert [r.status for r in results] == [Status.PASS, Status.FAIL], [r.line() for r in results]
@@ -218,14 +204,16 @@ def test_nfc_reader_paths_are_opened_with_nfcpy(tmp_path: Path, ca: Ca) -> None:
 
 def test_pcscd_out_of_reach_fails_with_the_command_to_start_it(tmp_path: Path, ca: Ca) -> None:
     """A socket path nobody serves stands for a stopped pcscd, whatever runs on this machine."""
-    path = write_config(tmp_path, ca=tmp_path / "ca.pem", cert=tmp_path / "c.pem", key=tmp_path / "k.pem")
-    path.write_text(path.read_text() + '\n[[readers]]\nkind = "pcsc"\nname = "Virtual PCD"\n')
+    readers = ({"kind": "nfc", "path": "usb"}, {"kind": "pcsc", "name": "Virtual PCD"})
+    path = write_config(
+        tmp_path, ca=tmp_path / "ca.pem", cert=tmp_path / "c.pem", key=tmp_path / "k.pem", readers=readers
+    )
     done = subprocess.run(
         [sys.executable, "-m", "handoff", "doctor", "-c", str(path)],
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(REPO), "PCSCLITE_CSOCK_NAME": str(tmp_path / "no-pcscd.comm")},
+        env=handoff_env({"PCSCLITE_CSOCK_NAME": str(tmp_path / "no-pcscd.comm")}),
         timeout=60,
         check=False,
     )
@@ -237,15 +225,14 @@ def test_pcscd_out_of_reach_fails_with_the_command_to_start_it(tmp_path: Path, c
 
 
 def test_commands_check_warns_when_unsigned_commands_are_allowed(tmp_path: Path, ca: Ca) -> None:
-    config = config_for(tmp_path, ca)
-    refused = check_commands(config)
+    files = {"ca": tmp_path / "ca.pem", "cert": tmp_path / "c.pem", "key": tmp_path / "k.pem"}
+    refused = check_commands(load_config(write_config(tmp_path, **files)))
     assert refused.status is Status.PASS and "every command is refused" in refused.detail
-    path = tmp_path / "handoff.toml"
-    path.write_text(path.read_text().replace("[mqtt]", "allow_unsigned_commands = true\n\n[mqtt]"))
+    path = write_config(tmp_path, **files, appliance={"allow_unsigned_commands": True})
     allowed = check_commands(load_config(path))
     assert allowed.status is Status.WARN and "appliance.allow_unsigned_commands = true" in allowed.detail
     bad_key = tmp_path / "commands.pem"
     bad_key.write_text("not a key\n")
-    path.write_text(path.read_text().replace("allow_unsigned_commands = true", f'command_key_file = "{bad_key}"'))
+    path = write_config(tmp_path, **files, appliance={"command_key_file": str(bad_key)})
     broken = check_commands(load_config(path))
     assert broken.status is Status.FAIL and "appliance.command_key_file" in broken.detail

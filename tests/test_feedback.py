@@ -14,18 +14,17 @@ from handoff.errors import ConfigError
 from handoff.feedback.board import Board, load_board, parse_board
 from handoff.feedback.cues import PATTERNS, Cue
 from handoff.feedback.output import GpioFeedback, NoFeedback, open_feedback
+from tests.kit.gpio import mock_pins
 
 BOARD = load_board("pi-cart-v1")
 
 
 @pytest.fixture
 def feedback() -> Iterator[tuple[GpioFeedback, MockFactory]]:
-    factory = MockFactory()
-    Device.pin_factory = factory
-    output = GpioFeedback(BOARD)
-    yield output, factory
-    output.close()
-    factory.reset()
+    with mock_pins() as factory:
+        output = GpioFeedback(BOARD)
+        yield output, factory
+        output.close()
 
 
 def pin_history(factory: MockFactory, output: str) -> list[bool]:
@@ -136,7 +135,7 @@ def test_shipped_board_is_complete() -> None:
     assert isinstance(BOARD, Board) and set(BOARD.pins) == {"green", "red", "amber", "buzzer"}
 
 
-def test_real_board_without_gpio_is_one_clear_line() -> None:
-    Device.pin_factory = None
+def test_real_board_without_gpio_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Device, "pin_factory", None)
     with pytest.raises(ConfigError, match='set board = "none"'):
         open_feedback("pi-cart-v1")

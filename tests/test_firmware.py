@@ -7,7 +7,7 @@ import re
 import subprocess
 
 from handoff.doctor.system import NFC_STEALING_MODULES
-from tests.conftest import REPO
+from tests.kit.cli import REPO
 
 FIRMWARE = REPO / "firmware"
 

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
 
-from tests.conftest import REPO, Appliance, CliRunner
+from tests.kit.cli import CliRunner, handoff_env
+from tests.kit.config import Layout
 
 
-def start(appliance: Appliance) -> subprocess.Popen[str]:
+def start(appliance: Layout) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "handoff", "run", "-c", str(appliance.config)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=handoff_env(),
     )
 
 
-def wait_for_holder(appliance: Appliance, pid: int) -> None:
+def wait_for_holder(appliance: Layout, pid: int) -> None:
     lock = appliance.data_dir / "handoff.lock"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -36,7 +36,7 @@ def stop(process: subprocess.Popen[str]) -> int:
     return process.wait(timeout=30)
 
 
-def test_second_run_on_one_data_dir_exits_2_naming_lock_and_pid(appliance: Appliance, cli: CliRunner) -> None:
+def test_second_run_on_one_data_dir_exits_2_naming_lock_and_pid(appliance: Layout, cli: CliRunner) -> None:
     first = start(appliance)
     try:
         wait_for_holder(appliance, first.pid)
@@ -55,7 +55,7 @@ def test_second_run_on_one_data_dir_exits_2_naming_lock_and_pid(appliance: Appli
         assert stop(third) == 0
 
 
-def test_lock_is_released_when_the_holder_is_killed(appliance: Appliance) -> None:
+def test_lock_is_released_when_the_holder_is_killed(appliance: Layout) -> None:
     first = start(appliance)
     try:
         wait_for_holder(appliance, first.pid)
@@ -69,7 +69,7 @@ def test_lock_is_released_when_the_holder_is_killed(appliance: Appliance) -> Non
         assert stop(second) == 0
 
 
-def test_a_data_dir_that_is_a_file_names_the_key(appliance: Appliance, cli: CliRunner) -> None:
+def test_a_data_dir_that_is_a_file_names_the_key(appliance: Layout, cli: CliRunner) -> None:
     appliance.data_dir.write_text("not a directory\n")
     for command in (["run"], ["status"], ["badges", "list"]):
         done = cli(*command, "-c", appliance.config, timeout=30)

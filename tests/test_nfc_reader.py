@@ -11,8 +11,8 @@ import pytest
 from handoff.readers.base import BadgePresented, BadgeRemoved, ReaderEvent
 from handoff.readers.nfc import NfcReader
 from handoff.sim.nfc_badge import cascade_levels
-from tests.conftest import CliRunner
-from tests.netutil import free_udp_port
+from tests.kit.cli import CliRunner
+from tests.kit.net import free_udp_port
 
 WAIT_S = 10.0
 

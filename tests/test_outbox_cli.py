@@ -6,17 +6,18 @@ import json
 
 from handoff import db
 from handoff.store import Store
-from tests.conftest import Appliance, CliRunner
-from tests.outbox_helpers import CONTEXT, checkout, in_use
+from tests.kit.cli import CliRunner
+from tests.kit.config import Layout
+from tests.kit.outbox import CONTEXT, checkout, in_use
 
 
-def test_status_of_a_fresh_appliance(appliance: Appliance, cli: CliRunner) -> None:
+def test_status_of_a_fresh_appliance(appliance: Layout, cli: CliRunner) -> None:
     result = cli("status", "-c", appliance.config)
     assert result.returncode == 0, result.stderr
     assert "outbox: 0 unsent" in result.stdout and "broker: never contacted" in result.stdout
 
 
-def test_status_and_outbox_after_events(appliance: Appliance, cli: CliRunner) -> None:
+def test_status_and_outbox_after_events(appliance: Layout, cli: CliRunner) -> None:
     store = Store(db.connect(appliance.data_dir))
     store.commit(in_use("alice"), [checkout("alice"), checkout("alice")], CONTEXT)
     store.mark_acked([1])
@@ -35,7 +36,7 @@ def test_status_and_outbox_after_events(appliance: Appliance, cli: CliRunner) ->
     ]
 
 
-def test_status_with_bad_config_is_one_line(appliance: Appliance, cli: CliRunner) -> None:
+def test_status_with_bad_config_is_one_line(appliance: Layout, cli: CliRunner) -> None:
     appliance.write_config("[appliance]\nsite = 3\n")
     result = cli("status", "-c", appliance.config)
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1

@@ -16,9 +16,9 @@ from handoff.readers.base import BadgePresented, BadgeRemoved, BadRead, ReaderEv
 from handoff.readers.pcsc import PcscReader
 from handoff.readers.registry import build_readers
 from handoff.sim.vpcd import VirtualCard
-from tests import pcscd
-from tests.conftest import CliRunner
-from tests.netutil import free_udp_port
+from tests.kit import pcscd
+from tests.kit.cli import CliRunner
+from tests.kit.net import free_udp_port
 
 WAIT_S = 15.0
 

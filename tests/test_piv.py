@@ -19,9 +19,9 @@ from handoff.readers.apdu import CardRejected
 from handoff.readers.base import BadgePresented, BadRead, ReaderEvent
 from handoff.readers.registry import build_readers
 from handoff.sim.piv_card import PivApplet
-from tests import pcscd
-from tests.conftest import CliRunner
-from tests.piv_cards import NOW, PivCa, applet, write_card
+from tests.kit import pcscd
+from tests.kit.cli import CliRunner
+from tests.kit.piv_cards import NOW, PivCa, applet, write_card
 
 Transmit = Callable[[bytes], tuple[bytes, int]]
 

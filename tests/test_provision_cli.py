@@ -17,22 +17,11 @@ from cryptography.x509.oid import NameOID
 from handoff.badge_ref import load_secret
 from handoff.cli.provision import FLAGS
 from handoff.config import READER_KINDS, SECTIONS, PcscReaderConfig, load_config
-from tests.conftest import REPO
-from tests.pki_helpers import make_ca, write_cert
-from tests.tls_broker import tls_broker
+from tests.kit.cli import handoff_env, run_handoff
+from tests.kit.pki import make_ca, write_cert
+from tests.kit.tls_broker import tls_broker
 
-
-def handoff(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """stdin is /dev/null, so provision must never prompt and hang."""
-    return subprocess.run(
-        [sys.executable, "-m", "handoff", *map(str, args)],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        timeout=60,
-        check=False,
-    )
+handoff = run_handoff
 
 
 def base_flags(tmp_path: Path, *extra: str) -> list[str | Path]:
@@ -153,7 +142,7 @@ def test_a_terminal_is_prompted_for_what_is_missing(tmp_path: Path) -> None:
         stdin=child,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=handoff_env(),
     )
     os.close(child)
     os.write(parent, b"st-elsewhere\nWOW-3N-07\nmqtts://127.0.0.1:8883\n\n")

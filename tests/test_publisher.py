@@ -13,9 +13,11 @@ from handoff import db
 from handoff.cloudevents import CONTENT_TYPE
 from handoff.mqtt.publisher import Publisher, PublisherSettings
 from handoff.store import Store, StoredEvent
-from tests.broker import Broker, Collector
-from tests.mqtt_tap import MqttTap
-from tests.outbox_helpers import CONTEXT, PREFIX, SOURCE, checkout, in_use, mqtt_config, seqs
+from tests.kit.broker import Broker
+from tests.kit.collector import Collector
+from tests.kit.config import PREFIX
+from tests.kit.mqtt_tap import MqttTap
+from tests.kit.outbox import CONTEXT, SOURCE, checkout, in_use, mqtt_config, seqs
 
 FAST = PublisherSettings(backoff_base_s=0.05, backoff_cap_s=0.3)
 
@@ -37,14 +39,14 @@ def test_outage_delivers_everything_in_order(tmp_path: Path) -> None:
             for i in range(20):
                 store.commit(in_use(f"s{i}"), [checkout(f"s{i}")], CONTEXT)
                 publisher.wake()
-            events.wait_for(lambda got: len(got) >= 20)
+            events.wait_until(lambda got: len(got) >= 20)
             broker.stop()
             for i in range(20, 150):
                 store.commit(in_use(f"s{i}"), [checkout(f"s{i}")], CONTEXT)
                 publisher.wake()
             assert store.depth() >= 130
             broker.start()
-            got = events.wait_for(lambda got: len({m.payload for m in got}) >= 150)
+            got = events.wait_until(lambda got: len({m.payload for m in got}) >= 150)
         finally:
             publisher.stop()
             events.close()
@@ -75,7 +77,7 @@ def test_retained_state_status_and_commands(tmp_path: Path) -> None:
         publisher.wake()
         watcher = Collector(broker.port, f"{PREFIX}/#")
         try:
-            got = watcher.wait_for(lambda got: {m.topic for m in got} >= {f"{PREFIX}/state", f"{PREFIX}/status"})
+            got = watcher.wait_until(lambda got: {m.topic for m in got} >= {f"{PREFIX}/state", f"{PREFIX}/status"})
             by_topic = {m.topic: m for m in got}
             state = json.loads(by_topic[f"{PREFIX}/state"].payload)
             assert (state["state"], state["staff_id"], state["seq"]) == ("in_use", "alice", 1)
@@ -84,16 +86,16 @@ def test_retained_state_status_and_commands(tmp_path: Path) -> None:
             assert status["readers"] == [{"reader": "nfc0", "ok": True}] and "low" in status["disk"]
             watcher.client.publish(f"{PREFIX}/cmd/maintenance", b'{"on": true}', qos=1)
             publisher.publish_result({"command": "maintenance", "ok": True})
-            got = watcher.wait_for(lambda got: any(m.topic.endswith("cmd_result") for m in got))
+            got = watcher.wait_until(lambda got: any(m.topic.endswith("cmd_result") for m in got))
             result = next(m for m in got if m.topic == f"{PREFIX}/cmd_result")
             assert json.loads(result.payload) == {"command": "maintenance", "ok": True}
-            watcher.wait_for(lambda got: bool(commands), timeout=5)
+            watcher.wait_until(lambda got: bool(commands), timeout=5)
             assert commands == [("maintenance", b'{"on": true}')]
         finally:
             publisher.stop()
             watcher.close()
         after = Collector(broker.port, f"{PREFIX}/status")
-        got = after.wait_for(bool)
+        got = after.wait_until(bool)
         after.close()
         assert json.loads(got[-1].payload)["status"] == "offline" and got[-1].retain
 
@@ -134,7 +136,7 @@ def _deliver(broker_port: int, publisher_port: int, data: Path, count: int) -> l
     publisher = make_publisher(publisher_port, data)
     publisher.start()
     try:
-        got = events.wait_for(lambda got: len({m.payload for m in got}) >= count)
+        got = events.wait_until(lambda got: len({m.payload for m in got}) >= count)
     finally:
         publisher.stop()
         events.close()
@@ -180,7 +182,7 @@ def test_state_is_published_when_every_event_was_acknowledged_before(tmp_path: P
         publisher = make_publisher(broker.port, data)
         publisher.start()
         try:
-            got = watcher.wait_for(lambda got: any(m.payload for m in got), timeout=5)
+            got = watcher.wait_until(lambda got: any(m.payload for m in got), timeout=5)
         finally:
             publisher.stop()
             watcher.close()

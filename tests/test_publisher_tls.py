@@ -16,9 +16,10 @@ from handoff import db
 from handoff.config import MqttConfig
 from handoff.mqtt.publisher import Publisher, PublisherSettings
 from handoff.store import Store
-from tests.outbox_helpers import CONTEXT, PREFIX, SOURCE, checkout, in_use, mqtt_config
-from tests.pki_helpers import Ca, make_ca, write_cert, write_key
-from tests.tls_broker import tls_broker
+from tests.kit.config import PREFIX
+from tests.kit.outbox import CONTEXT, SOURCE, checkout, in_use, mqtt_config
+from tests.kit.pki import Ca, make_ca, write_cert, write_key
+from tests.kit.tls_broker import tls_broker
 
 OTHER_DEVICE = "handoff/v1/st-elsewhere/WOW-OTHER/events/checkout"
 ACL = """use_identity_as_username true

@@ -8,7 +8,7 @@ import pytest
 
 from handoff.errors import ConfigError
 from handoff.mqtt.connection import tls_context
-from tests.outbox_helpers import mqtt_config
+from tests.kit.outbox import mqtt_config
 
 
 def test_unusable_ca_file_names_the_key_and_file(tmp_path: Path) -> None:

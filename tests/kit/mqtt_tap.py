@@ -11,7 +11,7 @@ import socket
 import threading
 from collections.abc import Callable
 
-from tests.netutil import free_tcp_port
+from tests.kit.net import free_tcp_port
 
 PUBLISH = 3
 PUBACK = 4

@@ -10,14 +10,14 @@ from handoff.cloudevents import EventContext, source
 from handoff.config import MqttConfig
 from handoff.core.events import Event
 from handoff.core.state import Custody, State
+from tests.kit.config import DEVICE, READER, SITE
 
-CONTEXT = EventContext(site="st-elsewhere", device_id="WOW-3N-07", reader_id="rdr-0042", clock_synced=True)
+CONTEXT = EventContext(site=SITE, device_id=DEVICE, reader_id=READER, clock_synced=True)
 SOURCE = source(CONTEXT.site, CONTEXT.reader_id)
-PREFIX = "handoff/v1/st-elsewhere/WOW-3N-07"
 
 
 def mqtt_config(port: int, **changes: object) -> MqttConfig:
-    base: dict[str, object] = {"url": f"mqtt://127.0.0.1:{port}", "allow_insecure": True, "client_id": "rdr-0042"}
+    base: dict[str, object] = {"url": f"mqtt://127.0.0.1:{port}", "allow_insecure": True, "client_id": READER}
     return MqttConfig.model_validate({**base, **changes})
 
 

@@ -1,0 +1,5 @@
+"""The one test kit: real brokers, pcscd, subscribers, configs and CLI runs for tests, bench and demo.
+
+Everything that starts a real part or writes an appliance's files lives here once, so the
+tests, `bench/` and `demo/` exercise the appliance the same way and cannot drift apart.
+"""
