@@ -232,7 +232,7 @@ def test_a_lost_database_never_publishes_a_seq_twice(running: Running, cli: CliR
 
 
 @pytest.fixture
-def small_disk(appliance: Appliance) -> Iterator[Path]:
+def small_disk(appliance: Layout) -> Iterator[Path]:
     """A real 4 MiB filesystem under the data dir, so a commit meets a genuinely full disk."""
     appliance.data_dir.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(appliance.data_dir)], check=False)
@@ -255,11 +255,11 @@ def _fill(directory: Path) -> Path:
 
 
 def test_a_restart_on_a_full_disk_is_recorded_before_any_tap(
-    small_disk: Path, appliance: Appliance, cli: CliRunner, tmp_path: Path
+    small_disk: Path, appliance: Layout, cli: CliRunner, tmp_path: Path
 ) -> None:
     """The restart logoff must land before a tap is judged, or the next handoff gives the wrong reason."""
     with Broker(tmp_path / "broker") as broker:
-        app = Running(appliance, broker, cli, "retap_guard_s = 0.5")
+        app = Running(appliance, broker, cli, {"retap_guard_s": 0.5})
         try:
             app.tap(ANA)
             app.event_types(1)
