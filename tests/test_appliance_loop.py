@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import pytest
 
@@ -14,16 +15,20 @@ from handoff.badge_ref import load_secret
 from handoff.config import load_config
 from handoff.core.inputs import Tick
 from handoff.directory import Directory, read_csv
-from handoff.feedback.cues import Cue
+from handoff.feedback.board import load_board
+from handoff.feedback.cues import PATTERNS, Cue
+from handoff.feedback.output import Feedback, GpioFeedback
 from handoff.mqtt.publisher import Publisher
 from handoff.readers.base import BadgePresented, BadgeRemoved
 from handoff.runtime.appliance import Appliance, Stop
 from handoff.store import Store
 from tests.kit.config import Layout
+from tests.kit.gpio import mock_pins
 from tests.kit.net import free_tcp_port
 from tests.kit.outbox import SOURCE
 
 UID = bytes.fromhex("04A1B2C3")
+OTHER_UID = bytes.fromhex("04A1B2C3D4E5F6")
 
 
 @dataclass
@@ -54,11 +59,11 @@ class Recorder:
 
 
 class Loop:
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, feedback: Feedback | None = None) -> None:
         layout.configure(port=free_tcp_port(), policy={"idle_timeout_s": 100})
         self.config = load_config(layout.config)
         csv = layout.root / "badges.csv"
-        csv.write_text("uid,staff_id,name,role\n04A1B2C3,ana,Ana,RN\n")
+        csv.write_text(f"uid,staff_id,name,role\n{UID.hex()},ana,Ana,RN\n{OTHER_UID.hex()},bo,Bo,MD\n")
         self.conn = conn = db.connect(self.config.appliance.data_dir)
         Directory(conn).replace(read_csv(csv, load_secret(layout.secret)))
         self.store = Store(conn)
@@ -78,7 +83,7 @@ class Loop:
             conn=conn,
             store=self.store,
             secret=load_secret(layout.secret),
-            feedback=self.feedback,
+            feedback=feedback or self.feedback,
             publisher=self.publisher,
             clock=self.clock,
             new_id=lambda: f"id-{next(ids)}",
@@ -140,3 +145,50 @@ def test_read_only_database_gives_device_error_and_keeps_what_was_committed(loop
     loop.conn.execute("PRAGMA query_only = 0")
     loop.appliance.submit(BadgeRemoved("nfc:usb", UID, time.monotonic()))
     assert loop.cue_after(BadgePresented("nfc:usb", UID, "iso14443a", time.monotonic())) == Cue.RETURNED
+
+
+def _beeps(states: list[tuple[float, bool]]) -> list[float]:
+    """How long the buzzer sounded each time, from MockPin's (seconds since last change, state) log."""
+    return [after[0] for before, after in pairwise(states) if before[1] and not after[1]]
+
+
+def _frame_beeps(cue: Cue) -> list[float]:
+    return [frame.seconds for frame in PATTERNS[cue] if "buzzer" in frame.on]
+
+
+def test_every_outcome_beeps_whole_through_the_real_loop(appliance: Layout) -> None:
+    """Each commit is followed by an ambient change; it must wait for the cue, not silence it."""
+    board = load_board("pi-cart-v1")
+    with mock_pins() as factory:
+        output = GpioFeedback(board)
+        loop = Loop(appliance, output)
+        buzzer = factory.pin(board.pins["buzzer"])
+        unknown = bytes.fromhex("01020304")
+        steps: list[tuple[str, float, object, Cue | None]] = [
+            ("tap", 0.0, UID, Cue.ACCEPTED),
+            ("re-tap in the guard", 0.5, UID, None),
+            ("handoff", 0.0, OTHER_UID, Cue.HANDOFF),
+            ("return", 3.0, OTHER_UID, Cue.RETURNED),
+            ("unknown badge", 0.0, unknown, Cue.REJECTED),
+            ("tap", 0.0, UID, Cue.ACCEPTED),
+            ("idle lock", 101.0, None, Cue.LOCKED),
+        ]
+        try:
+            for what, advance, uid, cue in steps:
+                start = len(buzzer.states)
+                loop.clock.now += advance
+                if isinstance(uid, bytes):
+                    loop.appliance.submit(BadgePresented("nfc:usb", uid, "iso14443a", time.monotonic()))
+                    loop.appliance.submit(BadgeRemoved("nfc:usb", uid, time.monotonic()))
+                else:
+                    loop.appliance.submit(Tick())
+                time.sleep(1.0)
+                heard = _beeps([(state.timestamp, bool(state.state)) for state in buzzer.states[start - 1 :]])
+                expected = _frame_beeps(cue) if cue else []
+                assert len(heard) == len(expected), f"{what}: heard {heard}, expected {expected}"
+                for got, want in zip(heard, expected, strict=True):
+                    assert got >= want * 0.9, f"{what}: a {want} s beep lasted {got:.3f} s"
+        finally:
+            loop.appliance.submit(Stop())
+            loop.thread.join(5)
+            output.close()
