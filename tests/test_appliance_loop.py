@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +22,9 @@ from handoff.feedback.output import Feedback, GpioFeedback
 from handoff.mqtt.publisher import Publisher
 from handoff.readers.base import BadgePresented, BadgeRemoved
 from handoff.runtime.appliance import Appliance, Stop
+from handoff.runtime.clock import Clock, SystemClock
 from handoff.store import Store
+from handoff.timefmt import rfc3339
 from tests.kit.config import Layout
 from tests.kit.gpio import mock_pins
 from tests.kit.net import free_tcp_port
@@ -36,6 +39,9 @@ class HandClock:
     now: float = 1_800_000_000.0
 
     def time(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
         return self.now
 
 
@@ -59,7 +65,7 @@ class Recorder:
 
 
 class Loop:
-    def __init__(self, layout: Layout, feedback: Feedback | None = None) -> None:
+    def __init__(self, layout: Layout, feedback: Feedback | None = None, clock: Clock | None = None) -> None:
         layout.configure(port=free_tcp_port(), policy={"idle_timeout_s": 100})
         self.config = load_config(layout.config)
         csv = layout.root / "badges.csv"
@@ -85,7 +91,7 @@ class Loop:
             secret=load_secret(layout.secret),
             feedback=feedback or self.feedback,
             publisher=self.publisher,
-            clock=self.clock,
+            clock=clock or self.clock,
             new_id=lambda: f"id-{next(ids)}",
             clock_synced=lambda: True,
             on_command=lambda command: [],
@@ -192,3 +198,32 @@ def test_every_outcome_beeps_whole_through_the_real_loop(appliance: Layout) -> N
             loop.appliance.submit(Stop())
             loop.thread.join(5)
             output.close()
+
+
+def test_wall_clock_steps_of_three_days_neither_fire_nor_hold_back_timers(appliance: Layout) -> None:
+    """NTP steps a Pi's clock by days after boot: only the monotonic clock may time a session."""
+    wall, monotonic = [1_800_000_000.0], [5_000.0]
+    loop = Loop(appliance, clock=SystemClock(wall=lambda: wall[0], monotonic=lambda: monotonic[0]))
+    try:
+        assert loop.cue_after(BadgePresented("nfc:usb", UID, "iso14443a", time.monotonic())) == Cue.ACCEPTED
+        loop.appliance.submit(BadgeRemoved("nfc:usb", UID, time.monotonic()))
+        wall[0] += 3 * 86400
+        monotonic[0] += 50
+        loop.appliance.submit(Tick())
+        wall[0] -= 6 * 86400
+        monotonic[0] += 49
+        loop.appliance.submit(Tick())
+        time.sleep(0.3)
+        assert [e.topic for e in loop.store.unsent()] == ["events/checkout"], "a wall-clock step fired a timer"
+        monotonic[0] += 1.5
+        assert loop.cue_after(Tick()) == Cue.LOCKED, (
+            "the idle lock must come 100 s after the tap, by the monotonic clock"
+        )
+        checkout, logoff = (json.loads(e.payload) for e in loop.store.unsent())
+        assert checkout["time"] == rfc3339(1_800_000_000.0)
+        assert logoff["data"]["reason"] == "idle_timeout" and logoff["time"] == rfc3339(wall[0])
+        saved = loop.store.load_state()
+        assert saved is not None and saved.since == wall[0], "state is saved in wall-clock time"
+    finally:
+        loop.appliance.submit(Stop())
+        loop.thread.join(5)

@@ -12,7 +12,7 @@ import queue
 import sqlite3
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Protocol, TypeAlias
 
 from handoff.badge_ref import BadgeSecret
@@ -21,7 +21,7 @@ from handoff.config import Config
 from handoff.core.events import Event
 from handoff.core.inputs import Input, Lift, Restart, Revoked, Tap, Tick
 from handoff.core.machine import next_deadline, step
-from handoff.core.state import State, initial_state
+from handoff.core.state import State, initial_state, shifted
 from handoff.directory import Directory
 from handoff.feedback.cues import Cue
 from handoff.feedback.output import Feedback
@@ -112,7 +112,9 @@ class Appliance:
         self._inbox.put(item)
 
     def run(self) -> None:
-        self._state = self._store.load_state() or self._state
+        saved = self._store.load_state()
+        if saved is not None:
+            self._state = shifted(saved, self._clock.time() - self._clock.wall())
         self._record_restart()
         self._refresh_ambient(force=True)
         while True:
@@ -194,7 +196,9 @@ class Appliance:
         outcome = step(self._state, event_input, now, self._config.policy, self._new_id)
         changed = bool(outcome.events) or outcome.state.mode != self._state.mode
         if changed:
-            self._store.commit(outcome.state, outcome.events, self._context())
+            to_wall = self._clock.wall() - now
+            stamped = tuple(replace(event, time=event.time + to_wall) for event in outcome.events)
+            self._store.commit(shifted(outcome.state, to_wall), stamped, self._context())
         self._state = outcome.state
         cue = cue_for(outcome)
         if cue is not None:
