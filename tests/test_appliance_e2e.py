@@ -327,3 +327,15 @@ def test_no_process_is_spawned_on_the_tap_path(appliance: Layout, cli: CliRunner
             app.events.close()
     after_first_tap = log[log.index("INFO checkout") :]
     assert after_first_tap.count("INFO check") == 3 and "spawned:" not in after_first_tap, after_first_tap
+
+
+def test_a_storm_of_stop_signals_stops_once_and_cleanly(running: Running) -> None:
+    """The handler only puts a Stop on the loop's SimpleQueue: no logging, no lock, no traceback."""
+    process = running.process
+    assert process is not None
+    for index in range(30):
+        process.send_signal(signal.SIGINT if index % 2 else signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+    log = process.stderr.read() if process.stderr else ""
+    running.process = None
+    assert log.count("stopping") == 1 and "Traceback" not in log, log

@@ -38,8 +38,11 @@ IDLE_WARNING_MAX_LEAD_S: Final = 30.0
 IDLE_WARNING_SHARE: Final = 0.2
 
 
+@dataclass(frozen=True)
 class Stop:
-    """Asks the loop to finish what it holds and return."""
+    """Asks the loop to finish what it holds and return; `why` is logged by the loop."""
+
+    why: str = "asked to stop"
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,8 @@ class Appliance:
         self._clock_synced = clock_synced
         self._on_command = on_command
         self._heartbeat = heartbeat
-        self._inbox: queue.Queue[InboxItem] = queue.Queue()
+        self._inbox: queue.SimpleQueue[InboxItem] = queue.SimpleQueue()
+        """SimpleQueue: its put() is reentrant, so a signal handler may submit a Stop."""
         self._state = initial_state(clock.time())
         self._data_version = -1
         self._next_directory_check = 0.0
@@ -108,7 +112,7 @@ class Appliance:
         return self._state
 
     def submit(self, item: InboxItem) -> None:
-        """Thread-safe: the only way anything outside this loop reaches the state."""
+        """Thread-safe and signal-safe: the only way anything outside this loop reaches the state."""
         self._inbox.put(item)
 
     def run(self) -> None:
@@ -123,6 +127,7 @@ class Appliance:
             except queue.Empty:
                 item = Tick()
             if isinstance(item, Stop):
+                log.info("%s: stopping", item.why)
                 return
             if self._restart_pending:
                 self._record_restart()
