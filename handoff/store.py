@@ -221,6 +221,10 @@ class Store:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'seq_rewind'").fetchone()
         return Rewind(**json.loads(row[0])) if row else None
 
+    def has_unsent(self) -> bool:
+        """Cheaper than `depth()` during a backlog: one primary-key probe above the watermark."""
+        return self._conn.execute("SELECT 1 FROM unsent LIMIT 1").fetchone() is not None
+
     def depth(self) -> int:
         row = self._conn.execute("SELECT count(*) FROM unsent").fetchone()
         return int(row[0])

@@ -49,6 +49,9 @@ BUSY_LOOP_S: Final = 0.005
 """While events are in flight, wait in select() for the next PUBACK instead of spinning: on a small
 board a spinning publisher takes the CPU the broker connection and the readers need."""
 STATUS_EVERY_S: Final = 60.0
+STATUS_CHECK_S: Final = 1.0
+"""How often reader health and the outbox's emptiness are compared with what status last said:
+a change is saved (for `handoff status`) and published within this, and never more often."""
 PURGE_EVERY_S: Final = 3600.0
 
 
@@ -94,6 +97,8 @@ class Publisher:
         self._thread = threading.Thread(target=self._run, name="handoff-publisher", daemon=True)
         self._flush_timeout = 0.0
         self._link_up = False
+        self._status_said: str | None = None
+        """What the last saved or published status said, as `_status_key` spells it."""
 
     @property
     def connected(self) -> bool:
@@ -140,8 +145,29 @@ class Publisher:
             delay = backoff_delay(attempt, self._settings.backoff_base_s, self._settings.backoff_cap_s, self._rand)
             log.warning("broker %s:%s: %s; retrying in %.1f s", self._config.host, self._config.port, error, delay)
             attempt += 1
-            self._stop.wait(delay)
+            self._wait_offline(store, error, delay)
         self._record_link(store, False, "stopped")
+
+    def _wait_offline(self, store: Store, error: str, delay: float) -> None:
+        """Sleep out the backoff, still saving a change of reader health or outbox for `handoff status`."""
+        end = self._clock() + delay
+        while (left := end - self._clock()) > 0 and not self._stop.is_set():
+            self._stop.wait(min(left, STATUS_CHECK_S))
+            if self._status_changed(store):
+                self._record_link(store, False, error)
+
+    def _status_key(self, store: Store) -> str:
+        return compact_json.dumps([self._health(), store.has_unsent()])
+
+    def _status_changed(self, store: Store) -> bool:
+        """Whether status has news since it was last said; it counts as said from here on."""
+        try:
+            key = self._status_key(store)
+        except sqlite3.Error as exc:
+            log.error("cannot read the outbox for status: %s", exc)
+            return False
+        changed, self._status_said = key != self._status_said, key
+        return changed
 
     def _record_link(self, store: Store, connected: bool, error: str | None) -> None:
         self._link_up = connected
@@ -244,8 +270,9 @@ class _Session:
         client = self._client
         _, self._state_mid = client.subscribe(p._topics.state, qos=1)
         _, self._history_mid = client.subscribe(p._topics.commands, qos=1)
+        p._status_changed(self._store)
         self._control.append((p._topics.status, p._status(self._store), True))
-        last_flush = last_status = last_purge = p._clock()
+        last_flush = last_status = last_purge = last_check = p._clock()
         purge_due = True
         while self._connected:
             if p._stop.is_set() and self._finish():
@@ -263,6 +290,12 @@ class _Session:
             if self._acked and (now - last_flush >= ACK_FLUSH_S or not self._inflight):
                 self._flush_acks()
                 last_flush = now
+            if now - last_check >= STATUS_CHECK_S:
+                last_check = now
+                if p._status_changed(self._store):
+                    p._record_link(self._store, True, None)
+                    self._control.append((p._topics.status, p._status(self._store), True))
+                    last_status = now
             if now - last_status >= STATUS_EVERY_S:
                 self._control.append((p._topics.status, p._status(self._store), True))
                 last_status = now
