@@ -227,3 +227,19 @@ def test_wall_clock_steps_of_three_days_neither_fire_nor_hold_back_timers(applia
     finally:
         loop.appliance.submit(Stop())
         loop.thread.join(5)
+
+
+def test_a_database_that_fails_reads_mid_run_gives_device_error_and_the_loop_serves_on(loop: Loop) -> None:
+    """A read error (here: the badge table gone from under the loop) once ended the loop thread."""
+    assert loop.cue_after(BadgePresented("nfc:usb", UID, "iso14443a", time.monotonic())) == Cue.ACCEPTED
+    loop.appliance.submit(BadgeRemoved("nfc:usb", UID, time.monotonic()))
+    saboteur = db.connect(loop.config.appliance.data_dir)
+    saboteur.execute("ALTER TABLE badges RENAME TO badges_gone")
+    loop.clock.now += 5
+    assert loop.cue_after(BadgePresented("nfc:usb", OTHER_UID, "iso14443a", time.monotonic())) == Cue.DEVICE_ERROR
+    assert loop.thread.is_alive() and loop.appliance.store_fault is not None
+    assert "no such table: badges" in loop.appliance.store_fault
+    saboteur.execute("ALTER TABLE badges_gone RENAME TO badges")
+    loop.appliance.submit(BadgeRemoved("nfc:usb", OTHER_UID, time.monotonic()))
+    assert loop.cue_after(BadgePresented("nfc:usb", OTHER_UID, "iso14443a", time.monotonic())) == Cue.HANDOFF
+    assert loop.appliance.store_fault is None

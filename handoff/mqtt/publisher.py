@@ -74,6 +74,7 @@ class Publisher:
         version: str,
         on_command: Callable[[str, bytes], None] = lambda name, payload: None,
         health_provider: Callable[[], list[dict[str, Any]]] = list,
+        store_fault: Callable[[], str | None] = lambda: None,
         settings: PublisherSettings = PublisherSettings(),
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
@@ -86,6 +87,7 @@ class Publisher:
         self._version = version
         self._on_command = on_command
         self._health = health_provider
+        self._store_fault = store_fault
         self._settings = settings
         self._clock = clock
         self._rand = rand
@@ -157,7 +159,7 @@ class Publisher:
                 self._record_link(store, False, error)
 
     def _status_key(self, store: Store) -> str:
-        return compact_json.dumps([self._health(), store.has_unsent()])
+        return compact_json.dumps([self._health(), store.has_unsent(), self._store_fault()])
 
     def _status_changed(self, store: Store) -> bool:
         """Whether status has news since it was last said; it counts as said from here on."""
@@ -184,6 +186,7 @@ class Publisher:
                 "time": rfc3339(time.time()),
                 "outbox_depth": store.depth(),
                 "readers": self._health(),
+                "database": self._store_fault() or "ok",
                 "disk": disk_state(self._data_dir).as_dict(),
             }
         ).encode()

@@ -23,6 +23,7 @@ from handoff.core.inputs import Input, Lift, Restart, Revoked, Tap, Tick
 from handoff.core.machine import next_deadline, step
 from handoff.core.state import State, initial_state, shifted
 from handoff.directory import Directory
+from handoff.errors import HandoffError
 from handoff.feedback.cues import Cue
 from handoff.feedback.output import Feedback
 from handoff.readers.base import BadgePresented, BadgeRemoved, BadRead, ReaderEvent
@@ -36,6 +37,12 @@ DIRECTORY_POLL_S: Final = 1.0
 RESTART_RETRY_S: Final = 1.0
 IDLE_WARNING_MAX_LEAD_S: Final = 30.0
 IDLE_WARNING_SHARE: Final = 0.2
+
+
+class StoreUnavailable(HandoffError):
+    """The state cannot be read at start: exit non-zero so systemd restarts the appliance."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,7 @@ class Appliance:
         survive: judging a tap against it would log the holder off for the wrong reason."""
         self._restart_refused = False
         self._deferred: deque[ReaderEvent | Input | Command] = deque()
+        self._store_fault: str | None = None
         """What arrived while the Restart could not be recorded, replayed once it is."""
 
     @property
@@ -116,7 +124,10 @@ class Appliance:
         self._inbox.put(item)
 
     def run(self) -> None:
-        saved = self._store.load_state()
+        try:
+            saved = self._store.load_state()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot read the appliance state from the database: {exc}") from None
         if saved is not None:
             self._state = shifted(saved, self._clock.time() - self._clock.wall())
         self._record_restart()
@@ -129,6 +140,21 @@ class Appliance:
             if isinstance(item, Stop):
                 log.info("%s: stopping", item.why)
                 return
+            self._serve(item)
+
+    @property
+    def store_fault(self) -> str | None:
+        """The database failure the loop last met and is riding out, for the retained status."""
+        return self._store_fault
+
+    def _serve(self, item: ReaderEvent | Input | Command) -> None:
+        """Every database failure of a wake lands here, whichever read or write met it.
+
+        A write the store refused was already answered where it happened (nothing accepted);
+        a failed read (directory lookup, revocation check) must not end the loop either: the
+        cart keeps serving what it can, says so once, and tries again on the next wake.
+        """
+        try:
             if self._restart_pending:
                 self._record_restart()
             if self._restart_pending:
@@ -138,6 +164,21 @@ class Appliance:
                     self._dispatch(self._deferred.popleft())
                 self._dispatch(item)
             self._after_each_wake()
+        except sqlite3.Error as exc:
+            self._store_failed(exc, noticed=not isinstance(item, Tick))
+            return
+        if self._store_fault is not None:
+            log.info("the database answers again")
+            self._store_fault = None
+
+    def _store_failed(self, exc: sqlite3.Error, *, noticed: bool) -> None:
+        """One log line per distinct failure; the device-error cue whenever someone is waiting."""
+        fault = f"database read failed: {exc}"
+        if fault != self._store_fault:
+            log.error("%s; the appliance keeps serving and will retry", fault)
+        if noticed or self._store_fault is None:
+            self._feedback.show(Cue.DEVICE_ERROR)
+        self._store_fault = fault
 
     def _record_restart(self) -> None:
         """Retried on every wake, at least every RESTART_RETRY_S, until the store takes it."""

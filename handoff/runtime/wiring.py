@@ -81,6 +81,7 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
         version=__version__,
         on_command=on_command,
         health_provider=health,
+        store_fault=lambda: owner[0].store_fault if owner else None,
         settings=PublisherSettings(retention_days=config.outbox.retention_days),
     )
     commands = CommandHandler(
