@@ -215,6 +215,12 @@ class _Session:
         self._sent_upto = 0
         self._control: deque[tuple[str, bytes, bool]] = deque()
         self._acked: list[int] = []
+        self._checkpoint_mids: dict[int, int] = {}
+        """Message id to the seq of the checkpoint it carries."""
+        self._checkpoints: deque[tuple[int, bytes]] = deque()
+        self._checkpoints_stale = True
+        self._checkpoints_sent_upto = 0
+        self._acked_checkpoints: list[int] = []
         self._state_due = True
         self._state_sent: dict[str, Any] | None = None
         self._stop_deadline: float | None = None
@@ -282,7 +288,7 @@ class _Session:
                 return
             if p._wake.is_set():
                 p._wake.clear()
-                self._outbox_more = self._state_due = True
+                self._outbox_more = self._state_due = self._checkpoints_stale = True
             if self._history_read and not self._history_checked:
                 self._check_history()
             self._queue_state_when_caught_up()
@@ -290,7 +296,7 @@ class _Session:
             if client.loop(BUSY_LOOP_S if self._inflight else IDLE_LOOP_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._connected = False
             now = p._clock()
-            if self._acked and (now - last_flush >= ACK_FLUSH_S or not self._inflight):
+            if (self._acked or self._acked_checkpoints) and (now - last_flush >= ACK_FLUSH_S or not self._inflight):
                 self._flush_acks()
                 last_flush = now
             if now - last_check >= STATUS_CHECK_S:
@@ -318,8 +324,25 @@ class _Session:
             elif event := self._next_event():
                 self._send(topics.under(event.topic), event.payload, seq=event.seq)
                 self._sent_upto = event.seq
-            else:
+            elif not self._send_checkpoint():
                 return
+
+    def _send_checkpoint(self) -> bool:
+        """The next signed checkpoint, retained, once the events it covers have gone out.
+
+        The outbox is read again only after a wake (a commit or a stop may have signed one).
+        """
+        if self._checkpoints_stale:
+            self._checkpoints_stale = False
+            held = self._store.unsent_checkpoints()
+            self._checkpoints = deque((seq, payload) for seq, payload in held if seq > self._checkpoints_sent_upto)
+        if not self._checkpoints or self._checkpoints[0][0] > self._sent_upto:
+            return False
+        seq, payload = self._checkpoints.popleft()
+        info = self._send(self._p._topics.checkpoint, payload, retain=True)
+        self._checkpoint_mids[info.mid] = seq
+        self._checkpoints_sent_upto = seq
+        return True
 
     def _next_event(self) -> StoredEvent | None:
         if not self._waiting and self._outbox_more:
@@ -370,7 +393,9 @@ class _Session:
         if seen.get("source") != self._p.source or isinstance(broker_seq, bool) or not isinstance(broker_seq, int):
             return
         try:
-            rewind = self._store.rebase_above(broker_seq, _text_or_none(seen.get("event_id")))
+            rewind = self._store.rebase_above(
+                broker_seq, _text_or_none(seen.get("event_id")), _text_or_none(seen.get("chain"))
+            )
         except StoreError as exc:
             self._error = str(exc)
             self._connected = False
@@ -384,7 +409,15 @@ class _Session:
         p = self._p
         if self._stop_deadline is None:
             self._stop_deadline = p._clock() + p._flush_timeout
-        drained = not (self._inflight or self._waiting or self._outbox_more or self._control or p._results)
+        drained = not (
+            self._inflight
+            or self._waiting
+            or self._outbox_more
+            or self._control
+            or p._results
+            or self._checkpoints_stale
+            or any(seq <= self._sent_upto for seq, _ in self._checkpoints)
+        )
         if not drained and p._clock() < self._stop_deadline:
             return False
         self._flush_acks()
@@ -397,14 +430,15 @@ class _Session:
         return True
 
     def _flush_acks(self) -> None:
-        if not self._acked:
-            return
         try:
-            self._store.mark_acked(self._acked)
+            while self._acked_checkpoints:
+                self._store.mark_checkpoint_acked(self._acked_checkpoints[-1])
+                self._acked_checkpoints.pop()
+            if self._acked:
+                self._store.mark_acked(self._acked)
+                self._acked = []
         except StoreError as exc:
             log.error("%s", exc)
-            return
-        self._acked = []
 
     def _purge(self) -> None:
         try:
@@ -439,6 +473,9 @@ class _Session:
         if mid not in self._inflight:
             return
         seq = self._inflight.pop(mid)
+        checkpoint = self._checkpoint_mids.pop(mid, None)
+        if checkpoint is not None and not reason.is_failure:
+            self._acked_checkpoints.append(checkpoint)
         if seq is None:
             if reason.is_failure:
                 log.warning("broker refused a status, state or command result message: %s", reason)

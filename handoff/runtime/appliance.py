@@ -64,6 +64,7 @@ InboxItem: TypeAlias = ReaderEvent | Input | Command | Stop
 class Store(Protocol):
     def load_state(self) -> State | None: ...
     def commit(self, state: State, events: tuple[Event, ...], context: EventContext) -> object: ...
+    def checkpoint(self, context: EventContext, *, force: bool = False) -> bool: ...
 
 
 class Publisher(Protocol):
@@ -139,8 +140,19 @@ class Appliance:
                 item = Tick()
             if isinstance(item, Stop):
                 log.info("%s: stopping", item.why)
+                self._sign_checkpoint(force=True)
                 return
             self._serve(item)
+
+    def _sign_checkpoint(self, *, force: bool = False) -> None:
+        """A checkpoint when one is due even without a commit, and on every clean stop."""
+        try:
+            signed = self._store.checkpoint(self._context(), force=force)
+        except (StoreError, sqlite3.Error) as exc:
+            log.error("could not sign a checkpoint: %s", exc)
+            return
+        if signed:
+            self._publisher.wake()
 
     @property
     def store_fault(self) -> str | None:
@@ -274,6 +286,7 @@ class Appliance:
         if now >= self._next_directory_check:
             self._next_directory_check = now + DIRECTORY_POLL_S
             self._check_revocation()
+        self._sign_checkpoint()
         self._refresh_ambient()
         self._heartbeat()
 

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 from handoff import __version__, db
+from handoff.audit.checkpoint import CheckpointPolicy
+from handoff.audit.keys import load_signing_key
 from handoff.badge_ref import load_secret
 from handoff.clock import clock_synced
 from handoff.cloudevents import source
@@ -54,6 +56,14 @@ class Parts:
             log.info("stopped")
 
 
+def _checkpoint_policy(config: Config) -> CheckpointPolicy | None:
+    """With [audit] the appliance signs its chain; `handoff provision` always writes one."""
+    audit = config.audit
+    if audit is None:
+        return None
+    return CheckpointPolicy(load_signing_key(audit.key_file), audit.checkpoint_every, audit.checkpoint_s)
+
+
 def build(config: Config, new_id: Callable[[], str]) -> Parts:
     appliance_config = config.appliance
     secret = load_secret(appliance_config.badge_secret_file)
@@ -94,7 +104,7 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
     appliance = Appliance(
         config,
         conn=conn,
-        store=Store(conn),
+        store=Store(conn, checkpoints=_checkpoint_policy(config)),
         secret=secret,
         feedback=feedback,
         publisher=publisher,
