@@ -34,7 +34,9 @@ class Running:
 
     interpreter: tuple[str, ...] = (sys.executable, "-m", "handoff")
 
-    def __init__(self, appliance: Layout, broker: Broker, cli: CliRunner, policy: Table) -> None:
+    def __init__(
+        self, appliance: Layout, broker: Broker, cli: CliRunner, policy: Table, audit: Table | None = None
+    ) -> None:
         self.nfc = f"udp:127.0.0.1:{free_udp_port()}"
         self.broker_port = broker.port
         self.appliance, self.cli = appliance, cli
@@ -46,6 +48,7 @@ class Running:
             appliance={"command_key_file": str(public)},
             policy=policy,
             readers=[{"kind": "nfc", "path": self.nfc}],
+            audit=audit,
         )
         csv = appliance.root / "badges.csv"
         csv.write_text(f"uid,staff_id,name,role\n{ANA},ana,Ana Diaz,RN\n{BO},bo,Bo Chen,MD\n")

@@ -7,7 +7,13 @@ named with the right reason at the right `seq`; the untouched trail must verify.
 from __future__ import annotations
 
 import json
+import os
+import random
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,11 +24,14 @@ from hypothesis import strategies as st
 from handoff import compact_json, db
 from handoff.audit.chain import digest, genesis, link
 from handoff.audit.checkpoint import CheckpointPolicy, make_checkpoint
-from handoff.audit.keys import public_pem
+from handoff.audit.keys import private_pem, public_pem
 from handoff.audit.verify import Finding, Summary, verify_lines
 from handoff.store import Store
-from tests.kit.cli import CliRunner
+from tests.kit.broker import Broker
+from tests.kit.cli import CliRunner, handoff_env
+from tests.kit.config import PREFIX, Layout
 from tests.kit.outbox import CONTEXT, SOURCE, checkout, in_use
+from tests.test_appliance_e2e import ANA, BO, Running
 
 KEY = Ed25519PrivateKey.generate()
 
@@ -219,3 +228,72 @@ def test_an_export_whose_oldest_events_were_purged_is_anchored_by_the_checkpoint
     cut_elsewhere = [r for r in purged if r["type"] == "org.handoff.checkpoint" or r["data"]["seq"] > 6]  # type: ignore[index]
     result = verdict(cut_elsewhere)
     assert isinstance(result, Finding) and (result.reason, result.seq) == ("missing", 1), result
+
+
+def test_a_real_appliance_trail_captured_from_the_broker_verifies(
+    appliance: Layout, cli: CliRunner, tmp_path: Path
+) -> None:
+    """Taps through a real `handoff run` and mosquitto; the capture and the outbox export both verify."""
+    key = tmp_path / "audit.key"
+    key.write_bytes(private_pem(KEY))
+    public = tmp_path / "audit.pub"
+    public.write_bytes(public_pem(KEY))
+    with Broker(tmp_path / "broker") as broker:
+        app = Running(
+            appliance, broker, cli, {"retap_guard_s": 0.0}, audit={"key_file": str(key), "checkpoint_every": 3}
+        )
+        try:
+            for uid in (ANA, BO, BO, ANA):
+                app.tap(uid)
+            app.event_types(6)
+            assert app.stop()[0] == 0
+            app.events.wait_for(lambda m: m.topic == f"{PREFIX}/checkpoint" and m.json()["data"]["seq"] == 6)
+        finally:
+            if app.process is not None:
+                app.stop()
+            app.events.close()
+    captured = tmp_path / "captured.jsonl"
+    wanted = [m for m in app.events.messages if "/events/" in m.topic or m.topic.endswith("/checkpoint")]
+    captured.write_bytes(b"".join(m.payload + b"\n" for m in wanted))
+    result = cli("audit", "verify", captured, "--key", public)
+    assert result.returncode == 0 and "6 events" in result.stdout and " 0 trailing" in result.stdout, result.stdout
+    export = cli("outbox", "export", "-c", appliance.config)
+    exported = tmp_path / "export.jsonl"
+    exported.write_text(export.stdout)
+    assert cli("audit", "verify", exported, "--key", public).returncode == 0
+
+
+KILLED_WRITER = """
+import sys
+from pathlib import Path
+
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from handoff import db
+from handoff.audit.checkpoint import CheckpointPolicy
+from handoff.store import Store
+from tests.kit.outbox import CONTEXT, checkout, in_use
+
+key = load_pem_private_key(Path(sys.argv[2]).read_bytes(), password=None)
+store = Store(db.connect(Path(sys.argv[1])), checkpoints=CheckpointPolicy(key, 7, 3600.0))
+for index in range(int(sys.argv[3])):
+    store.commit(in_use(f"s{index}"), [checkout(f"s{index}")] * (1 + index % 3), CONTEXT)
+store.checkpoint(CONTEXT, force=True)
+"""
+
+
+def test_kill_nine_during_commits_leaves_the_chain_whole(tmp_path: Path) -> None:
+    data, key = tmp_path / "data", tmp_path / "audit.key"
+    key.write_bytes(private_pem(KEY))
+    command = [sys.executable, "-c", KILLED_WRITER, str(data), str(key)]
+    rng = random.Random(int.from_bytes(os.urandom(4), "big"))
+    for _ in range(6):
+        child = subprocess.Popen([*command, "400"], env=handoff_env())
+        time.sleep(rng.uniform(0.3, 0.8))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    subprocess.run([*command, "1"], env=handoff_env(), check=True)
+    trail = trail_of(Store(db.connect(data)))
+    result = verdict(trail)
+    assert isinstance(result, Summary) and result.unsigned == 0, result
+    assert result.events > 20, "the children were killed before committing much"
