@@ -19,6 +19,7 @@ import sqlite_utils
 from handoff.badge_ref import BadgeSecret
 from handoff.db import transaction
 from handoff.errors import UsageError
+from handoff.readers.pacs import LAYOUTS, MAX_TEXT, parse_credential, text_badge_bytes
 
 UID_LENGTHS: Final = (4, 7, 10)
 IDENTIFIER_LENGTHS: Final = {
@@ -117,7 +118,17 @@ def parse_uid(text: str) -> bytes:
 
 
 def parse_identifier(text: str) -> bytes:
-    """Any identifier a reader reports: a 14443 UID, a FeliCa IDm, a PIV card UUID or FASC-N."""
+    """Any identifier a reader reports (SPEC section 7): a PACS credential `<format>:<facility>:<number>`,
+    what a keyboard-wedge reader types as `text:<characters>`, or hex: a 14443 UID, a FeliCa
+    IDm, a PIV card UUID or FASC-N."""
+    name = text.partition(":")[0].lower()
+    if name in LAYOUTS:
+        return parse_credential(text.lower()).badge_bytes
+    if name == "text":
+        characters = text[len("text:") :]
+        if not characters or len(characters) > MAX_TEXT or not characters.isprintable():
+            raise ValueError(f"uid text: takes 1 to {MAX_TEXT} printable characters")
+        return text_badge_bytes(characters)
     identifier = _hex(text)
     if len(identifier) not in IDENTIFIER_LENGTHS:
         kinds = ", ".join(f"{n} ({kind})" for n, kind in IDENTIFIER_LENGTHS.items())

@@ -126,3 +126,21 @@ def test_control_characters_in_names_are_refused(appliance: Layout, cli: CliRunn
     assert result.returncode == 2 and f"line 2: name holds a control or invisible character ({code})" in result.stderr
     assert "\x1b" not in result.stderr and "Traceback" not in result.stderr
     assert "0 badges" in cli("badges", "list", "-c", appliance.config).stdout
+
+
+def test_import_takes_pacs_and_wedge_identifiers_and_keeps_none_of_them(appliance: Layout, cli: CliRunner) -> None:
+    rows = "uid,staff_id,name,role\nh10301:12:3456,ana,Ana,RN\nc1k35:4001:99821,ana,Ana,RN\ntext:0012345,bo,Bo,MD\n"
+    imported = cli("badges", "import", _csv(appliance.root, rows), "-c", appliance.config)
+    assert imported.returncode == 0, imported.stderr
+    assert "imported 3 badges" in imported.stdout
+    stored = b"".join(path.read_bytes() for path in appliance.data_dir.glob("handoff.db*"))
+    for raw in (b"h10301", b"c1k35", b"0012345"):
+        assert raw not in stored
+    refused = cli(
+        "badges",
+        "import",
+        _csv(appliance.root, "uid,staff_id,name,role\nh10301:300:1,x,X,RN\n"),
+        "-c",
+        appliance.config,
+    )
+    assert refused.returncode == 2 and "line 2" in refused.stderr and "facility 300" in refused.stderr
