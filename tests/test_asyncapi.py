@@ -66,6 +66,7 @@ def scenario_events() -> list[Event]:
         (1, tap("fay", "f")),
         (1, tap("ana", "a")),
         (2, [Revoked("ana")]),
+        (1, [Tap("pcsc:contact", "0" * 64, "gus"), Lift("pcsc:contact", "0" * 64, card_pulled=True)]),
     ]
     ids = itertools.count()
     state, now, events = initial_state(0), 1_800_000_000.0, []

@@ -243,3 +243,21 @@ def test_reader_level_rejection_keeps_its_reason() -> None:
     rejected = Tap(reader="pcsc:x", badge_ref=None, staff_id=None, rejection="piv_signature")
     assert kinds(cart.feed(rejected).events) == [("tap_rejected", None, "piv_signature")]
     assert cart.state.mode == "in_use"
+
+
+def test_holders_card_pulled_from_a_locking_reader_locks_and_reinserting_reauths() -> None:
+    cart = Cart()
+    card = tap("A", reader="pcsc:contact")
+    cart.feed(card)
+    assert kinds(cart.feed(Lift("pcsc:contact", "ref-A", card_pulled=True), after=5).events) == [
+        ("forced_logoff", "A", "card_removed")
+    ]
+    assert cart.state.mode == "locked"
+    assert kinds(cart.feed(tap("A", reader="pcsc:contact"), after=1).events) == [("reauth", "A", None)]
+
+
+def test_only_the_holders_card_pulled_from_a_locking_reader_locks() -> None:
+    cart = checked_out()
+    other = tap("B", reader="pcsc:contact", ref="ref-B2")
+    assert cart.feed(Lift(other.reader, "ref-B2", card_pulled=True)).events == ()
+    assert cart.feed(Lift("nfc:usb", "ref-A")).events == () and cart.state.mode == "in_use"

@@ -140,3 +140,22 @@ def test_both_reader_kinds_merge_into_one_stream(cli: CliRunner) -> None:
         assert [h.ok for h in readers.health()] == [True, True]
     finally:
         readers.close()
+
+
+@pytest.mark.parametrize("lock", [True, False])
+def test_a_contact_card_pulled_from_a_locking_reader_says_so(cli: CliRunner, lock: bool) -> None:
+    """`lock_on_card_removal` from the config reaches the removal the appliance turns into card_removed."""
+    pcscd.ensure_running()
+    events: queue.Queue[ReaderEvent] = queue.Queue()
+    readers = build_readers([PcscReaderConfig(name="PCD 00 00", lock_on_card_removal=lock)])
+    readers.open(events.put)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not all(h.ok for h in readers.health()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cli("sim", "card", "04A1B2C3", "--hold", "0.3").returncode == 0
+        inserted, removed = events.get(timeout=WAIT_S), events.get(timeout=WAIT_S)
+        assert isinstance(inserted, BadgePresented) and isinstance(removed, BadgeRemoved)
+        assert removed.card_pulled is lock
+    finally:
+        readers.close()

@@ -13,7 +13,16 @@ EventType: TypeAlias = Literal["checkout", "checkin", "forced_logoff", "reauth",
 EVENT_TYPES: Final[tuple[EventType, ...]] = ("checkout", "checkin", "forced_logoff", "reauth", "tap_rejected")
 
 CHECKIN_REASONS: Final = ("returned", "handoff", "abandoned", "revoked", "maintenance")
-FORCED_LOGOFF_REASONS: Final = ("handoff", "idle_timeout", "max_session", "restart", "revoked", "remote", "maintenance")
+FORCED_LOGOFF_REASONS: Final = (
+    "handoff",
+    "idle_timeout",
+    "max_session",
+    "restart",
+    "revoked",
+    "remote",
+    "maintenance",
+    "card_removed",
+)
 REJECTION_REASONS: Final = (
     "unknown_badge",
     "revoked",

@@ -27,10 +27,15 @@ class Tap:
 
 @dataclass(frozen=True)
 class Lift:
-    """The badge left the field, so its next arrival counts as a new tap."""
+    """The badge left the field, so its next arrival counts as a new tap.
+
+    `card_pulled`: it was a contact card pulled from a reader set to lock on card removal, so
+    the holder's live session ends (SPEC section 2).
+    """
 
     reader: str
     badge_ref: str
+    card_pulled: bool = False
 
 
 @dataclass(frozen=True)

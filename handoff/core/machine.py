@@ -89,8 +89,13 @@ def _handle(state: State, event_input: Input, now: float, policy: PolicyConfig, 
     match event_input:
         case Tap():
             return _tap(state, event_input, now, policy, new_id)
-        case Lift(reader=reader, badge_ref=badge_ref):
-            return Outcome(replace(state, present=state.present - {(reader, badge_ref)}))
+        case Lift(reader=reader, badge_ref=badge_ref, card_pulled=card_pulled):
+            state = replace(state, present=state.present - {(reader, badge_ref)})
+            custody = state.custody
+            if card_pulled and state.mode == "in_use" and custody is not None and custody.badge_ref == badge_ref:
+                event = _event("forced_logoff", custody, now, new_id(), reason="card_removed")
+                return Outcome(replace(state, mode="locked", since=now), (event,))
+            return Outcome(state)
         case Activity():
             if state.mode == "in_use" and state.custody:
                 return Outcome(replace(state, custody=replace(state.custody, last_activity=now)))

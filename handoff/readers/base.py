@@ -26,6 +26,8 @@ class BadgeRemoved:
     reader: str
     identifier: bytes = field(repr=False)
     at: float
+    card_pulled: bool = False
+    """A contact card left a reader set to `lock_on_card_removal`: the holder's session locks."""
 
 
 @dataclass(frozen=True)

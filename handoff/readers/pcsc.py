@@ -28,10 +28,14 @@ LINK_RETRY_S: Final = 0.1
 class PcscReader(ReaderWorker):
     kind = "pcsc"
 
-    def __init__(self, name_filter: str, identify: Identify = read_uid_or_chuid) -> None:
+    def __init__(
+        self, name_filter: str, identify: Identify = read_uid_or_chuid, *, lock_on_card_removal: bool = False
+    ) -> None:
         super().__init__(f"pcsc:{name_filter or '*'}")
         self.name_filter = name_filter
         self._identify = identify
+        self._lock_on_card_removal = lock_on_card_removal
+        """Only a card taken out of a reader locks; a reader unplugged or pcscd restarting does not."""
         self._context: Any = None
         self._inserted: dict[str, bytes | None] = {}
 
@@ -104,7 +108,7 @@ class PcscReader(ReaderWorker):
         elif not present and reader in self._inserted:
             identifier = self._inserted.pop(reader)
             if identifier is not None:
-                emit(BadgeRemoved(_label(reader), identifier, time.monotonic()))
+                emit(BadgeRemoved(_label(reader), identifier, time.monotonic(), self._lock_on_card_removal))
 
     def _read(self, context: Any, reader: str, emit: Emit) -> bytes | None:
         """Identify the card, retrying a dropped link: a card still settling in the field often drops one."""

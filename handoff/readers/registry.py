@@ -40,5 +40,9 @@ def _reader(config: ReaderConfig) -> Reader:
         raise ConfigError(f"readers: kind {config.kind!r} is accepted by the config but has no driver in this build")
     if config.auth == "piv-cak" and config.trust_anchors is not None:
         anchors = load_anchors(config.trust_anchors)
-        return PcscReader(config.name, identify=cak_identify(anchors, now=lambda: datetime.now(UTC)))
-    return PcscReader(config.name)
+        return PcscReader(
+            config.name,
+            identify=cak_identify(anchors, now=lambda: datetime.now(UTC)),
+            lock_on_card_removal=config.lock_on_card_removal,
+        )
+    return PcscReader(config.name, lock_on_card_removal=config.lock_on_card_removal)

@@ -235,8 +235,8 @@ class Appliance:
                 badge = self._directory.lookup(ref)
                 staff_id = badge.staff_id if badge else None
                 self._apply(Tap(reader, ref, staff_id, revoked=bool(badge and badge.revoked)))
-            case BadgeRemoved(reader=reader, identifier=identifier):
-                self._apply(Lift(reader, self._secret.ref(identifier)))
+            case BadgeRemoved(reader=reader, identifier=identifier, card_pulled=card_pulled):
+                self._apply(Lift(reader, self._secret.ref(identifier), card_pulled))
             case BadRead(reader=reader, reason=reason, problem=problem):
                 log.warning("card refused on %s: %s", reader, problem)
                 self._apply(Tap(reader, None, None, rejection=reason))
