@@ -11,6 +11,7 @@ from handoff.doctor.local import (
     check_config,
     check_database,
     check_disk,
+    check_outbox,
     check_secret,
     check_seq_history,
 )
@@ -32,6 +33,7 @@ def run_checks(
     yield check_commands(config)
     yield check_database(config)
     yield check_seq_history(config)
+    yield check_outbox(config)
     yield check_disk(config)
     yield check_nfc_kernel_modules(config, proc_modules)
     yield from check_nfc_readers(config)

@@ -58,6 +58,8 @@ class Publisher(Protocol):
     def wake(self) -> None: ...
     @property
     def connected(self) -> bool: ...
+    @property
+    def blocked(self) -> object | None: ...
 
 
 class Appliance:
@@ -94,6 +96,7 @@ class Appliance:
         self._next_directory_check = 0.0
         self._warned_for: float | None = None
         self._online = False
+        self._fault = False
 
     @property
     def state(self) -> State:
@@ -221,6 +224,7 @@ class Appliance:
 
     def _refresh_ambient(self, *, force: bool = False) -> None:
         online = self._publisher.connected
-        if force or online != self._online:
-            self._online = online
-            self._feedback.set_ambient(self._state.mode, online)
+        fault = self._publisher.blocked is not None
+        if force or (online, fault) != (self._online, self._fault):
+            self._online, self._fault = online, fault
+            self._feedback.set_ambient(self._state.mode, online, fault)
