@@ -229,3 +229,58 @@ def test_a_lost_database_never_publishes_a_seq_twice(running: Running, cli: CliR
     assert "WARNING seq rewind: the broker had seen seq 4 but this database only knew 0" in status.stdout
     doctor = cli("doctor", "-c", running.appliance.config, timeout=90)
     assert "seq history" in doctor.stdout and "seq rewind" in doctor.stdout
+
+
+@pytest.fixture
+def small_disk(appliance: Layout) -> Iterator[Path]:
+    """A real 4 MiB filesystem under the data dir, so a commit meets a genuinely full disk."""
+    appliance.data_dir.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(appliance.data_dir)], check=False)
+    if mounted.returncode != 0:
+        pytest.skip("mounting a tmpfs needs root with CAP_SYS_ADMIN (CI and the dev machines have it)")
+    yield appliance.data_dir
+    subprocess.run(["umount", "-l", str(appliance.data_dir)], check=True)
+
+
+def _fill(directory: Path) -> Path:
+    filler = directory / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_restart_on_a_full_disk_is_recorded_before_any_tap(
+    small_disk: Path, appliance: Layout, cli: CliRunner, tmp_path: Path
+) -> None:
+    """The restart logoff must land before a tap is judged, or the next handoff gives the wrong reason."""
+    with Broker(tmp_path / "broker") as broker:
+        app = Running(appliance, broker, cli, {"retap_guard_s": 0.5})
+        try:
+            app.tap(ANA)
+            app.event_types(1)
+            app.stop(signal.SIGKILL)
+            filler = _fill(small_disk)
+            app.start()
+            app.tap(BO)
+            time.sleep(1.0)
+            assert app.event_types(1) == [("org.handoff.checkout", "ana", None)]
+            filler.unlink()
+            app.events.wait_for_count(lambda m: "/events/" in m.topic, 2)
+            app.tap(BO)
+            assert app.event_types(4) == [
+                ("org.handoff.checkout", "ana", None),
+                ("org.handoff.forced_logoff", "ana", "restart"),
+                ("org.handoff.checkin", "ana", "handoff"),
+                ("org.handoff.checkout", "bo", None),
+            ]
+            _, log = app.stop()
+            assert "no tap is accepted until it is" in log and "not accepted: the restart is not recorded yet" in log
+        finally:
+            if app.process is not None:
+                app.stop(signal.SIGKILL)
+            app.events.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Protocol, TypeAlias
@@ -32,6 +33,7 @@ from handoff.store import StoreError
 log = logging.getLogger("handoff")
 
 DIRECTORY_POLL_S: Final = 1.0
+RESTART_RETRY_S: Final = 1.0
 IDLE_WARNING_MAX_LEAD_S: Final = 30.0
 IDLE_WARNING_SHARE: Final = 0.2
 
@@ -97,6 +99,12 @@ class Appliance:
         self._warned_for: float | None = None
         self._online = False
         self._fault = False
+        self._restart_pending = True
+        """Until the Restart is recorded, the state on disk still shows a session that did not
+        survive: judging a tap against it would log the holder off for the wrong reason."""
+        self._restart_refused = False
+        self._deferred: deque[ReaderEvent | Input | Command] = deque()
+        """What arrived while the Restart could not be recorded, replayed once it is."""
 
     @property
     def state(self) -> State:
@@ -108,7 +116,7 @@ class Appliance:
 
     def run(self) -> None:
         self._state = self._store.load_state() or self._state
-        self._apply(Restart())
+        self._record_restart()
         self._refresh_ambient(force=True)
         while True:
             try:
@@ -117,8 +125,40 @@ class Appliance:
                 item = Tick()
             if isinstance(item, Stop):
                 return
-            self._dispatch(item)
+            if self._restart_pending:
+                self._record_restart()
+            if self._restart_pending:
+                self._hold(item)
+            else:
+                while self._deferred:
+                    self._dispatch(self._deferred.popleft())
+                self._dispatch(item)
             self._after_each_wake()
+
+    def _record_restart(self) -> None:
+        """Retried on every wake, at least every RESTART_RETRY_S, until the store takes it."""
+        try:
+            self._step_and_commit(Restart())
+        except StoreError as exc:
+            if not self._restart_refused:
+                log.error("could not record the restart: %s; no tap is accepted until it is", exc)
+                self._feedback.show(Cue.DEVICE_ERROR)
+            self._restart_refused = True
+            return
+        self._restart_pending = False
+        if self._restart_refused:
+            log.info("restart recorded; taps are accepted again")
+
+    def _hold(self, item: ReaderEvent | Input | Command) -> None:
+        """While the Restart waits: a tap is refused at once, the rest waits for its turn."""
+        match item:
+            case BadgePresented(reader=reader) | BadRead(reader=reader):
+                log.warning("tap on %s not accepted: the restart is not recorded yet", reader)
+                self._feedback.show(Cue.DEVICE_ERROR)
+            case Tick():
+                pass
+            case _:
+                self._deferred.append(item)
 
     def _dispatch(self, item: ReaderEvent | Input | Command) -> None:
         match item:
@@ -145,16 +185,19 @@ class Appliance:
                 self._apply(Tap(reader, None, None, rejection=reason))
 
     def _apply(self, event_input: Input) -> None:
+        try:
+            self._step_and_commit(event_input)
+        except StoreError as exc:
+            log.error("could not record %s: %s; nothing was accepted", type(event_input).__name__, exc)
+            self._feedback.show(Cue.DEVICE_ERROR)
+
+    def _step_and_commit(self, event_input: Input) -> None:
+        """Raises StoreError, having changed nothing, when the store refuses the commit."""
         now = self._clock.time()
         outcome = step(self._state, event_input, now, self._config.policy, self._new_id)
         changed = bool(outcome.events) or outcome.state.mode != self._state.mode
         if changed:
-            try:
-                self._store.commit(outcome.state, outcome.events, self._context())
-            except StoreError as exc:
-                log.error("could not record %s: %s; nothing was accepted", type(event_input).__name__, exc)
-                self._feedback.show(Cue.DEVICE_ERROR)
-                return
+            self._store.commit(outcome.state, outcome.events, self._context())
         self._state = outcome.state
         cue = cue_for(outcome)
         if cue is not None:
@@ -172,6 +215,10 @@ class Appliance:
         return EventContext(appliance.site, appliance.device_id, appliance.reader_id, self._clock_synced())
 
     def _after_each_wake(self) -> None:
+        if self._restart_pending:
+            self._refresh_ambient()
+            self._heartbeat()
+            return
         now = self._clock.time()
         deadline = next_deadline(self._state, self._config.policy)
         if deadline is not None and deadline <= now:
@@ -212,6 +259,8 @@ class Appliance:
         return lock_at - lead, lock_at
 
     def _sleep_for(self) -> float:
+        if self._restart_pending:
+            return RESTART_RETRY_S
         now = self._clock.time()
         wake_at = [self._next_directory_check]
         deadline = next_deadline(self._state, self._config.policy)
