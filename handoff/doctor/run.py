@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from handoff.doctor.broker import check_broker, check_client_cert, utc_now
+from handoff.doctor.broker import check_broker, check_client_cert, check_protocol, utc_now
 from handoff.doctor.local import (
     check_commands,
     check_config,
@@ -16,7 +16,7 @@ from handoff.doctor.local import (
     check_seq_history,
 )
 from handoff.doctor.readers import check_nfc_readers, check_pcsc_readers
-from handoff.doctor.result import CheckResult, skipped
+from handoff.doctor.result import CheckResult, Status, skipped
 from handoff.doctor.system import PROC_MODULES, check_clock, check_gpio, check_nfc_kernel_modules
 
 
@@ -38,7 +38,12 @@ def run_checks(
     yield check_nfc_kernel_modules(config, proc_modules)
     yield from check_nfc_readers(config)
     yield from check_pcsc_readers(config)
-    yield check_broker(config.mqtt, broker_timeout)
+    broker = check_broker(config.mqtt, broker_timeout)
+    yield broker
+    if broker.status is Status.FAIL:
+        yield skipped("broker protocol", "the broker cannot be reached (see above)")
+    else:
+        yield check_protocol(config.mqtt, broker_timeout)
     yield check_client_cert(config.mqtt, utc_now())
     yield check_clock()
     yield check_gpio(config)

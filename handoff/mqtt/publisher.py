@@ -52,6 +52,9 @@ ACK_FLUSH_S: Final = 0.05
 IDLE_WAIT_S: Final = 1.0
 """Longest wait in select() with nothing due: paho's keepalive is checked at least this often."""
 STATUS_EVERY_S: Final = 60.0
+UNSUPPORTED_PROTOCOL_VERSION: Final = 0x84
+"""CONNACK's answer (MQTT 5 code; paho maps 3.1.1's return code 1 to it) from a broker that does
+not speak the version `mqtt.protocol` names."""
 PURGE_EVERY_S: Final = 3600.0
 
 
@@ -353,10 +356,10 @@ class _Session:
         deadline = self._clock() + self._client.connect_timeout
         while not self._connected and self._error is None and (left := deadline - self._clock()) > 0:
             if not self._wait(left) and not self._connected:
-                return self._error or "connection lost before CONNACK"
+                return self._error or self._without_connack("connection lost before CONNACK")
         if not self._connected:
             self._client.disconnect()
-            return self._error or "no CONNACK in time"
+            return self._error or self._without_connack("no CONNACK in time")
         self._on_link(True, None)
         log.info("connected to %s:%s, %d in flight at most", config.host, config.port, self._window)
         try:
@@ -365,6 +368,14 @@ class _Session:
             self._client.disconnect()
             return f"cannot read the outbox: {exc}"
         return self._error
+
+    def _without_connack(self, what: str) -> str:
+        """A broker that does not speak `mqtt.protocol` may refuse, hang up, or never answer."""
+        protocol = self._link.config.protocol
+        return (
+            f'{what}; if the broker does not speak MQTT {protocol} (mqtt.protocol = "{protocol}"), '
+            "`handoff doctor` says which to set"
+        )
 
     def _serve(self) -> None:
         client = self._client
@@ -535,6 +546,8 @@ class _Session:
     ) -> None:
         if reason.is_failure:
             self._error = f"broker refused the connection: {reason}"
+            if reason.value == UNSUPPORTED_PROTOCOL_VERSION:
+                self._error = self._without_connack(self._error)
             return
         self._connected = True
         self._window = min(INFLIGHT, getattr(properties, "ReceiveMaximum", INFLIGHT))
