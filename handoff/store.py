@@ -225,7 +225,7 @@ class Store:
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('seq_rewind', ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (json.dumps(asdict(rewind)),),
+                (compact_json.dumps(asdict(rewind)),),
             )
         return rewind
 
@@ -261,7 +261,7 @@ class Store:
                 " ON CONFLICT (id) DO UPDATE SET"
                 " since = CASE WHEN connected = excluded.connected THEN since ELSE excluded.since END,"
                 " connected = excluded.connected, last_error = excluded.last_error, readers = excluded.readers",
-                (int(connected), now, last_error, json.dumps(readers)),
+                (int(connected), now, last_error, compact_json.dumps(readers)),
             )
 
     def link(self) -> LinkRecord | None:
