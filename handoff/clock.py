@@ -1,13 +1,15 @@
 """Is the system clock disciplined by NTP? Events carry wall-clock times auditors rely on.
 
 Decision: ask the kernel with adjtimex(2) rather than run `timedatectl`: timedated derives
-NTPSynchronized from the same call, and this works without systemd or a subprocess.
+NTPSynchronized from the same call, and this works without systemd or a subprocess. It runs
+on every commit, before the "accepted" cue, so libc is the process's own (dlopen(NULL)), found
+once: `ctypes.util.find_library` would run `ldconfig -p` each time.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 from typing import Final
 
 TIME_ERROR: Final = 5
@@ -34,7 +36,11 @@ def synced_from_timex(state: int, status: int) -> bool:
 
 def clock_synced() -> bool:
     """True when the kernel says NTP keeps the clock in sync; False when it cannot tell."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     timex = _Timex()
-    state = int(libc.adjtimex(ctypes.byref(timex)))
+    state = int(_libc().adjtimex(ctypes.byref(timex)))
     return state >= 0 and synced_from_timex(state, int(timex.status))
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)

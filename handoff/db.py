@@ -85,6 +85,21 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE VIEW unsent AS SELECT * FROM outbox
         WHERE seq > (SELECT acked_upto FROM delivery WHERE id = 1) AND acked IS NULL;
     """,
+    # The tamper-evident trail (docs/audit.md): the chain head moves in the same transaction
+    # that hands out seq, and signed checkpoints wait in their own outbox, keyed by the seq
+    # they cover, so a checkpoint never takes a number from the events.
+    """
+    ALTER TABLE appliance_state ADD COLUMN last_chain TEXT;
+    ALTER TABLE appliance_state ADD COLUMN checkpoint_seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE appliance_state ADD COLUMN checkpoint_at REAL NOT NULL DEFAULT 0;
+    CREATE TABLE checkpoints (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        created REAL NOT NULL,
+        acked REAL
+    );
+    """,
 )
 
 

@@ -17,7 +17,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final, NamedTuple
 
 from handoff import compact_json, db
-from handoff.cloudevents import EventContext, envelope, uuid7
+from handoff.audit.chain import digest, genesis, link
+from handoff.audit.checkpoint import CheckpointPolicy, make_checkpoint
+from handoff.cloudevents import EventContext, envelope, source, uuid7
 from handoff.core.codec import state_from_dict, state_summary, state_to_dict
 from handoff.core.events import Event
 from handoff.core.state import State, initial_state
@@ -83,15 +85,21 @@ class LinkRecord:
     readers: list[dict[str, Any]]
 
 
-def _numbered(event: Event, seq: int, context: EventContext, created: float) -> StoredEvent:
+def _numbered(event: Event, seq: int, context: EventContext, created: float, previous: str) -> StoredEvent:
     event_id = uuid7(event.time)
-    payload = compact_json.dumps(envelope(event, seq, context, event_id)).encode()
-    return StoredEvent(seq, event_id, f"events/{event.type}", payload, created)
+    body = envelope(event, seq, context, event_id)
+    body["data"]["chain"] = link(previous, digest(body))
+    return StoredEvent(seq, event_id, f"events/{event.type}", compact_json.dumps(body).encode(), created)
 
 
-def _renumbered(event: StoredEvent, seq: int) -> StoredEvent:
+def _chain_of(event: StoredEvent) -> str:
+    return str(json.loads(event.payload)["data"]["chain"])
+
+
+def _renumbered(event: StoredEvent, seq: int, previous: str) -> StoredEvent:
     body = json.loads(event.payload)
     body["data"]["seq"] = seq
+    body["data"]["chain"] = link(previous, digest(body))
     return event._replace(seq=seq, payload=compact_json.dumps(body).encode())
 
 
@@ -117,9 +125,15 @@ def _writing(conn: sqlite3.Connection, what: str) -> Iterator[sqlite3.Connection
 
 
 class Store:
-    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        clock: Callable[[], float] = time.time,
+        checkpoints: CheckpointPolicy | None = None,
+    ) -> None:
         self._conn = conn
         self._clock = clock
+        self._checkpoints = checkpoints
 
     def load_state(self) -> State | None:
         row = self._conn.execute("SELECT body FROM appliance_state WHERE id = 1").fetchone()
@@ -128,24 +142,80 @@ class Store:
     def commit(self, state: State, events: Sequence[Event], context: EventContext) -> list[StoredEvent]:
         """Save `state` and append `events` numbered after the last seq ever handed out.
 
-        The state row's upsert allocates the numbers and returns the last one, so a commit is two
-        statements however many events it carries.
+        The state row's upsert allocates the numbers and returns the last one with the chain
+        head, so each event is linked to the one before in the same transaction that numbers
+        it: a crash cannot leave a hole in the chain. A checkpoint is signed here when one is due.
         """
         now = self._clock()
         body = compact_json.dumps(state_to_dict(state))
         with _writing(self._conn, "commit events") as conn:
-            (last_seq,) = conn.execute(
+            last_seq, chain, checkpoint_seq, checkpoint_at = conn.execute(
                 "INSERT INTO appliance_state (id, body, last_seq) VALUES (1, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET body = excluded.body, last_seq = last_seq + excluded.last_seq"
-                " RETURNING last_seq",
+                " RETURNING last_seq, last_chain, checkpoint_seq, checkpoint_at",
                 (body, len(events)),
             ).fetchone()
-            stored = [
-                _numbered(event, seq, context, now)
-                for seq, event in enumerate(events, start=last_seq - len(events) + 1)
-            ]
+            if not events:
+                return []
+            chain = chain or genesis(source(context.site, context.reader_id))
+            stored: list[StoredEvent] = []
+            for seq, event in enumerate(events, start=last_seq - len(events) + 1):
+                stored.append(_numbered(event, seq, context, now, chain))
+                chain = _chain_of(stored[-1])
             conn.executemany("INSERT INTO outbox (seq, id, topic, payload, created) VALUES (?, ?, ?, ?, ?)", stored)
+            conn.execute(
+                "UPDATE appliance_state SET last_chain = ?,"
+                " checkpoint_at = CASE WHEN checkpoint_at = 0 THEN ? ELSE checkpoint_at END WHERE id = 1",
+                (chain, now),
+            )
+            since_signed = now - checkpoint_at if checkpoint_at else 0.0
+            if self._checkpoints and self._checkpoints.due(last_seq - checkpoint_seq, since_signed):
+                self._sign(conn, last_seq, chain, now, context)
         return stored
+
+    def checkpoint(self, context: EventContext, *, force: bool = False) -> bool:
+        """Sign the chain head when a checkpoint is due, or at once with `force` (a clean stop),
+        provided events wait for one. Read first: most calls find nothing to do and write nothing."""
+        if self._checkpoints is None:
+            return False
+        now = self._clock()
+        head = self._conn.execute(
+            "SELECT last_seq, last_chain, checkpoint_seq, checkpoint_at FROM appliance_state WHERE id = 1"
+        ).fetchone()
+        if head is None or head[1] is None:
+            return False
+        last_seq, chain, checkpoint_seq, checkpoint_at = head
+        unsigned = last_seq - checkpoint_seq
+        if unsigned <= 0 or not (force or self._checkpoints.due(unsigned, now - checkpoint_at)):
+            return False
+        with _writing(self._conn, "sign a checkpoint") as conn:
+            self._sign(conn, last_seq, chain, now, context)
+        return True
+
+    def _sign(self, conn: sqlite3.Connection, seq: int, chain: str, now: float, context: EventContext) -> None:
+        assert self._checkpoints is not None
+        origin = source(context.site, context.reader_id)
+        body = make_checkpoint(self._checkpoints.key, origin, context.device_id, seq, chain, now)
+        conn.execute(
+            "INSERT OR REPLACE INTO checkpoints (seq, id, payload, created) VALUES (?, ?, ?, ?)",
+            (seq, body["id"], compact_json.dumps(body).encode(), now),
+        )
+        conn.execute("UPDATE appliance_state SET checkpoint_seq = ?, checkpoint_at = ? WHERE id = 1", (seq, now))
+
+    def unsent_checkpoints(self) -> list[tuple[int, bytes]]:
+        """(seq, payload) of the checkpoints the broker has not acknowledged, oldest first."""
+        rows = self._conn.execute("SELECT seq, payload FROM checkpoints WHERE acked IS NULL ORDER BY seq").fetchall()
+        return [(int(seq), bytes(payload)) for seq, payload in rows]
+
+    def mark_checkpoint_acked(self, seq: int) -> None:
+        with _writing(self._conn, "record a checkpoint's acknowledgement") as conn:
+            conn.execute("UPDATE checkpoints SET acked = ? WHERE seq = ?", (self._clock(), seq))
+
+    def all_checkpoints(self) -> Iterator[tuple[int, bytes, float, float | None]]:
+        """(seq, payload, created, acked) of every checkpoint still held, oldest first."""
+        rows = self._conn.execute("SELECT seq, payload, created, acked FROM checkpoints ORDER BY seq")
+        for seq, payload, created, acked in rows:
+            yield int(seq), bytes(payload), float(created), acked
 
     def retained_state(self) -> dict[str, Any] | None:
         """The retained `state` message: the summary plus the `seq` and `event_id` of the last event made.
@@ -154,12 +224,13 @@ class Store:
         database's event under that `seq` or another's.
         """
         row = self._conn.execute(
-            "SELECT body, last_seq, outbox.id FROM appliance_state LEFT JOIN outbox ON outbox.seq = last_seq"
-            " WHERE appliance_state.id = 1"
+            "SELECT body, last_seq, outbox.id, last_chain FROM appliance_state"
+            " LEFT JOIN outbox ON outbox.seq = last_seq WHERE appliance_state.id = 1"
         ).fetchone()
         if row is None:
             return None
-        return {**state_summary(state_from_dict(json.loads(row[0]))), "seq": row[1], "event_id": row[2]}
+        summary = state_summary(state_from_dict(json.loads(row[0])))
+        return {**summary, "seq": row[1], "event_id": row[2], "chain": row[3]}
 
     def unsent(self, after_seq: int = 0, limit: int = 1000) -> list[StoredEvent]:
         rows = self._conn.execute(
@@ -191,14 +262,15 @@ class Store:
                 " (SELECT max(seq) FROM outbox), acked_upto) WHERE id = 1"
             )
 
-    def rebase_above(self, broker_seq: int, broker_event_id: str | None) -> Rewind | None:
+    def rebase_above(self, broker_seq: int, broker_event_id: str | None, broker_chain: str | None) -> Rewind | None:
         """Number the unacknowledged events above `broker_seq` if this database lost what the broker saw.
 
         It lost events when the broker's `seq` is past the last one handed out here, or when this
         database holds that `seq` under another id (it lost events and has since made as many).
         A `seq` the broker has seen must never be published again under another id, so the
         unacknowledged events (made after the loss: the publisher checks before it publishes)
-        move up, keeping their ids and order, and later commits continue above them.
+        move up, keeping their ids and order, and later commits continue above them. Their links
+        are made again from the broker's chain head, so the chain runs on across the incident.
         """
         now = self._clock()
         with _writing(self._conn, "renumber events above the broker's seq") as conn:
@@ -212,13 +284,18 @@ class Store:
             rows = conn.execute(
                 "SELECT seq, id, topic, payload, created FROM outbox WHERE seq > ? ORDER BY seq", (acked_upto,)
             ).fetchall()
-            moved = [_renumbered(StoredEvent._make(row), seq) for seq, row in enumerate(rows, start=broker_seq + 1)]
+            chain = broker_chain or genesis(json.loads(rows[0][3])["source"]) if rows else broker_chain
+            moved: list[StoredEvent] = []
+            for seq, row in enumerate(rows, start=broker_seq + 1):
+                moved.append(_renumbered(StoredEvent._make(row), seq, str(chain)))
+                chain = _chain_of(moved[-1])
             conn.execute("DELETE FROM outbox WHERE seq > ?", (acked_upto,))
             conn.executemany("INSERT INTO outbox (seq, id, topic, payload, created) VALUES (?, ?, ?, ?, ?)", moved)
             conn.execute(
-                "INSERT INTO appliance_state (id, body, last_seq) VALUES (1, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq",
-                (compact_json.dumps(state_to_dict(initial_state(now))), broker_seq + len(moved)),
+                "INSERT INTO appliance_state (id, body, last_seq, last_chain, checkpoint_seq) VALUES (1, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq, last_chain = excluded.last_chain,"
+                " checkpoint_seq = excluded.checkpoint_seq",
+                (compact_json.dumps(state_to_dict(initial_state(now))), broker_seq + len(moved), chain, broker_seq),
             )
             conn.execute("UPDATE delivery SET acked_upto = ? WHERE id = 1", (broker_seq,))
             rewind = Rewind(broker_seq, local_seq, len(moved), now)
@@ -234,6 +311,10 @@ class Store:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'seq_rewind'").fetchone()
         return Rewind(**json.loads(row[0])) if row else None
 
+    def has_unsent(self) -> bool:
+        """Cheaper than `depth()` during a backlog: one primary-key probe above the watermark."""
+        return self._conn.execute("SELECT 1 FROM unsent LIMIT 1").fetchone() is not None
+
     def depth(self) -> int:
         row = self._conn.execute("SELECT count(*) FROM unsent").fetchone()
         return int(row[0])
@@ -243,12 +324,18 @@ class Store:
         return None if row[0] is None else float(row[0])
 
     def purge(self, retention_days: float) -> int:
-        """Drop acknowledged events older than the retention; unsent ones are never touched."""
+        """Drop acknowledged events older than the retention; unsent ones are never touched.
+
+        The checkpoint just below the oldest event kept stays: it anchors an export's first link.
+        """
         cutoff = self._clock() - retention_days * SECONDS_PER_DAY
         with _writing(self._conn, "purge acknowledged events") as conn:
             cursor = conn.execute(
                 "DELETE FROM outbox WHERE seq <= (SELECT acked_upto FROM delivery WHERE id = 1) AND acked < ?",
                 (cutoff,),
+            )
+            conn.execute(
+                "DELETE FROM checkpoints WHERE acked < ? AND seq < (SELECT min(seq) FROM outbox) - 1", (cutoff,)
             )
         return cursor.rowcount
 

@@ -32,7 +32,11 @@ ANA, BO = "04A1B2C3", "04A1B2C3D4E5F6"
 class Running:
     """`handoff run` as a child process, with the badge directory loaded and a subscriber attached."""
 
-    def __init__(self, appliance: Layout, broker: Broker, cli: CliRunner, policy: Table) -> None:
+    interpreter: tuple[str, ...] = (sys.executable, "-m", "handoff")
+
+    def __init__(
+        self, appliance: Layout, broker: Broker, cli: CliRunner, policy: Table, audit: Table | None = None
+    ) -> None:
         self.nfc = f"udp:127.0.0.1:{free_udp_port()}"
         self.broker_port = broker.port
         self.appliance, self.cli = appliance, cli
@@ -44,6 +48,7 @@ class Running:
             appliance={"command_key_file": str(public)},
             policy=policy,
             readers=[{"kind": "nfc", "path": self.nfc}],
+            audit=audit,
         )
         csv = appliance.root / "badges.csv"
         csv.write_text(f"uid,staff_id,name,role\n{ANA},ana,Ana Diaz,RN\n{BO},bo,Bo Chen,MD\n")
@@ -54,7 +59,7 @@ class Running:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "handoff", "run", "-c", str(self.appliance.config)],
+            [*self.interpreter, "run", "-c", str(self.appliance.config)],
             env=handoff_env(),
             text=True,
             stderr=subprocess.PIPE,
@@ -284,3 +289,56 @@ def test_a_restart_on_a_full_disk_is_recorded_before_any_tap(
             if app.process is not None:
                 app.stop(signal.SIGKILL)
             app.events.close()
+
+
+SPAWN_AUDIT = """
+import sys
+
+SPAWNS = {"subprocess.Popen", "os.posix_spawn", "os.fork", "os.forkpty", "os.exec", "os.spawn", "os.system"}
+
+
+def hook(event, args):
+    if event in SPAWNS:
+        sys.stderr.write(f"spawned: {event} {args[0]!r}\\n")
+
+
+sys.addaudithook(hook)
+from handoff.cli.main import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+class AuditedRunning(Running):
+    """`handoff run` under a Python audit hook that writes every process it spawns to stderr."""
+
+    interpreter = (sys.executable, "-c", SPAWN_AUDIT)
+
+
+def test_no_process_is_spawned_on_the_tap_path(appliance: Layout, cli: CliRunner, tmp_path: Path) -> None:
+    """clock_synced() runs on every commit, before "accepted": it once ran `ldconfig -p` each time."""
+    with Broker(tmp_path / "broker") as broker:
+        app = AuditedRunning(appliance, broker, cli, {"retap_guard_s": 0.0})
+        try:
+            for _ in range(3):
+                app.tap(ANA)
+            app.event_types(3)
+            _, log = app.stop()
+        finally:
+            if app.process is not None:
+                app.stop(signal.SIGKILL)
+            app.events.close()
+    after_first_tap = log[log.index("INFO checkout") :]
+    assert after_first_tap.count("INFO check") == 3 and "spawned:" not in after_first_tap, after_first_tap
+
+
+def test_a_storm_of_stop_signals_stops_once_and_cleanly(running: Running) -> None:
+    """The handler only puts a Stop on the loop's SimpleQueue: no logging, no lock, no traceback."""
+    process = running.process
+    assert process is not None
+    for index in range(30):
+        process.send_signal(signal.SIGINT if index % 2 else signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+    log = process.stderr.read() if process.stderr else ""
+    running.process = None
+    assert log.count("stopping") == 1 and "Traceback" not in log, log

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import pytest
 
@@ -14,16 +16,22 @@ from handoff.badge_ref import load_secret
 from handoff.config import load_config
 from handoff.core.inputs import Tick
 from handoff.directory import Directory, read_csv
-from handoff.feedback.cues import Cue
+from handoff.feedback.board import load_board
+from handoff.feedback.cues import PATTERNS, Cue
+from handoff.feedback.output import Feedback, GpioFeedback
 from handoff.readers.base import BadgePresented, BadgeRemoved
 from handoff.runtime.appliance import Appliance, Stop
+from handoff.runtime.clock import Clock, SystemClock
 from handoff.store import Store
+from handoff.timefmt import rfc3339
 from tests.kit.broker import Broker
 from tests.kit.config import PREFIX, Layout
+from tests.kit.gpio import mock_pins
 from tests.kit.net import free_tcp_port
 from tests.kit.outbox import publisher
 
 UID = bytes.fromhex("04A1B2C3")
+OTHER_UID = bytes.fromhex("04A1B2C3D4E5F6")
 
 
 @dataclass
@@ -31,6 +39,9 @@ class HandClock:
     now: float = 1_800_000_000.0
 
     def time(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
         return self.now
 
 
@@ -55,11 +66,17 @@ class Recorder:
 
 
 class Loop:
-    def __init__(self, layout: Layout, broker_port: int | None = None) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        feedback: Feedback | None = None,
+        clock: Clock | None = None,
+        broker_port: int | None = None,
+    ) -> None:
         layout.configure(port=broker_port or free_tcp_port(), policy={"idle_timeout_s": 100})
         self.config = load_config(layout.config)
         csv = layout.root / "badges.csv"
-        csv.write_text("uid,staff_id,name,role\n04A1B2C3,ana,Ana,RN\n")
+        csv.write_text(f"uid,staff_id,name,role\n{UID.hex()},ana,Ana,RN\n{OTHER_UID.hex()},bo,Bo,MD\n")
         self.conn = conn = db.connect(self.config.appliance.data_dir)
         Directory(conn).replace(read_csv(csv, load_secret(layout.secret)))
         self.store = Store(conn)
@@ -72,9 +89,9 @@ class Loop:
             conn=conn,
             store=self.store,
             secret=load_secret(layout.secret),
-            feedback=self.feedback,
+            feedback=feedback or self.feedback,
             publisher=self.publisher,
-            clock=self.clock,
+            clock=clock or self.clock,
             new_id=lambda: f"id-{next(ids)}",
             clock_synced=lambda: True,
             on_command=lambda command: [],
@@ -142,7 +159,7 @@ def test_an_outbox_the_broker_refuses_lights_the_fault(appliance: Layout) -> Non
     rules = (("readwrite", "state"), ("readwrite", "status"), ("read", "cmd/#"), ("read", "events/#"))
     acl.write_text("".join(f"topic {access} {PREFIX}/{topic}\n" for access, topic in rules))
     with Broker(appliance.root / "broker", extra=f"acl_file {acl}") as broker:
-        running = Loop(appliance, broker.port)
+        running = Loop(appliance, broker_port=broker.port)
         running.publisher.start()
         try:
             assert running.cue_after(BadgePresented("nfc:usb", UID, "iso14443a", time.monotonic())) == Cue.ACCEPTED
@@ -154,3 +171,95 @@ def test_an_outbox_the_broker_refuses_lights_the_fault(appliance: Layout) -> Non
             running.appliance.submit(Stop())
             running.thread.join(5)
             running.publisher.stop(flush_timeout=0)
+
+
+def _beeps(states: list[tuple[float, bool]]) -> list[float]:
+    """How long the buzzer sounded each time, from MockPin's (seconds since last change, state) log."""
+    return [after[0] for before, after in pairwise(states) if before[1] and not after[1]]
+
+
+def _frame_beeps(cue: Cue) -> list[float]:
+    return [frame.seconds for frame in PATTERNS[cue] if "buzzer" in frame.on]
+
+
+def test_every_outcome_beeps_whole_through_the_real_loop(appliance: Layout) -> None:
+    """Each commit is followed by an ambient change; it must wait for the cue, not silence it."""
+    board = load_board("pi-cart-v1")
+    with mock_pins() as factory:
+        output = GpioFeedback(board)
+        loop = Loop(appliance, output)
+        buzzer = factory.pin(board.pins["buzzer"])
+        unknown = bytes.fromhex("01020304")
+        steps: list[tuple[str, float, object, Cue | None]] = [
+            ("tap", 0.0, UID, Cue.ACCEPTED),
+            ("re-tap in the guard", 0.5, UID, None),
+            ("handoff", 0.0, OTHER_UID, Cue.HANDOFF),
+            ("return", 3.0, OTHER_UID, Cue.RETURNED),
+            ("unknown badge", 0.0, unknown, Cue.REJECTED),
+            ("tap", 0.0, UID, Cue.ACCEPTED),
+            ("idle lock", 101.0, None, Cue.LOCKED),
+        ]
+        try:
+            for what, advance, uid, cue in steps:
+                start = len(buzzer.states)
+                loop.clock.now += advance
+                if isinstance(uid, bytes):
+                    loop.appliance.submit(BadgePresented("nfc:usb", uid, "iso14443a", time.monotonic()))
+                    loop.appliance.submit(BadgeRemoved("nfc:usb", uid, time.monotonic()))
+                else:
+                    loop.appliance.submit(Tick())
+                time.sleep(1.0)
+                heard = _beeps([(state.timestamp, bool(state.state)) for state in buzzer.states[start - 1 :]])
+                expected = _frame_beeps(cue) if cue else []
+                assert len(heard) == len(expected), f"{what}: heard {heard}, expected {expected}"
+                for got, want in zip(heard, expected, strict=True):
+                    assert got >= want * 0.9, f"{what}: a {want} s beep lasted {got:.3f} s"
+        finally:
+            loop.appliance.submit(Stop())
+            loop.thread.join(5)
+            output.close()
+
+
+def test_wall_clock_steps_of_three_days_neither_fire_nor_hold_back_timers(appliance: Layout) -> None:
+    """NTP steps a Pi's clock by days after boot: only the monotonic clock may time a session."""
+    wall, monotonic = [1_800_000_000.0], [5_000.0]
+    loop = Loop(appliance, clock=SystemClock(wall=lambda: wall[0], monotonic=lambda: monotonic[0]))
+    try:
+        assert loop.cue_after(BadgePresented("nfc:usb", UID, "iso14443a", time.monotonic())) == Cue.ACCEPTED
+        loop.appliance.submit(BadgeRemoved("nfc:usb", UID, time.monotonic()))
+        wall[0] += 3 * 86400
+        monotonic[0] += 50
+        loop.appliance.submit(Tick())
+        wall[0] -= 6 * 86400
+        monotonic[0] += 49
+        loop.appliance.submit(Tick())
+        time.sleep(0.3)
+        assert [e.topic for e in loop.store.unsent()] == ["events/checkout"], "a wall-clock step fired a timer"
+        monotonic[0] += 1.5
+        assert loop.cue_after(Tick()) == Cue.LOCKED, (
+            "the idle lock must come 100 s after the tap, by the monotonic clock"
+        )
+        checkout, logoff = (json.loads(e.payload) for e in loop.store.unsent())
+        assert checkout["time"] == rfc3339(1_800_000_000.0)
+        assert logoff["data"]["reason"] == "idle_timeout" and logoff["time"] == rfc3339(wall[0])
+        saved = loop.store.load_state()
+        assert saved is not None and saved.since == wall[0], "state is saved in wall-clock time"
+    finally:
+        loop.appliance.submit(Stop())
+        loop.thread.join(5)
+
+
+def test_a_database_that_fails_reads_mid_run_gives_device_error_and_the_loop_serves_on(loop: Loop) -> None:
+    """A read error (here: the badge table gone from under the loop) once ended the loop thread."""
+    assert loop.cue_after(BadgePresented("nfc:usb", UID, "iso14443a", time.monotonic())) == Cue.ACCEPTED
+    loop.appliance.submit(BadgeRemoved("nfc:usb", UID, time.monotonic()))
+    saboteur = db.connect(loop.config.appliance.data_dir)
+    saboteur.execute("ALTER TABLE badges RENAME TO badges_gone")
+    loop.clock.now += 5
+    assert loop.cue_after(BadgePresented("nfc:usb", OTHER_UID, "iso14443a", time.monotonic())) == Cue.DEVICE_ERROR
+    assert loop.thread.is_alive() and loop.appliance.store_fault is not None
+    assert "no such table: badges" in loop.appliance.store_fault
+    saboteur.execute("ALTER TABLE badges_gone RENAME TO badges")
+    loop.appliance.submit(BadgeRemoved("nfc:usb", OTHER_UID, time.monotonic()))
+    assert loop.cue_after(BadgePresented("nfc:usb", OTHER_UID, "iso14443a", time.monotonic())) == Cue.HANDOFF
+    assert loop.appliance.store_fault is None

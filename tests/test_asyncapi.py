@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from handoff.cloudevents import CONTENT_TYPE, EventContext, envelope, uuid7
+from handoff import db
+from handoff.audit.checkpoint import make_checkpoint
+from handoff.cloudevents import CONTENT_TYPE, EventContext, source, uuid7
 from handoff.config import PolicyConfig
 from handoff.core.codec import state_summary
 from handoff.core.events import CHECKIN_REASONS, FORCED_LOGOFF_REASONS, REJECTION_REASONS, Event
 from handoff.core.inputs import Activity, ForceLogoff, Input, Lift, Restart, Revoked, SetMaintenance, Tap, Tick
 from handoff.core.machine import step
 from handoff.core.state import initial_state
+from handoff.store import Store
 from tests.asyncapi_schemas import document, validate_event, validator
 
 POLICY = PolicyConfig(idle_timeout_s=10, max_session_s=25, custody_timeout_s=100, retap_guard_s=1)
@@ -72,7 +79,23 @@ def scenario_events() -> list[Event]:
 
 
 def wire(events: list[Event]) -> list[dict[str, Any]]:
-    return [envelope(event, seq, CONTEXT, uuid7(event.time)) for seq, event in enumerate(events, start=1)]
+    """The events as the store numbers, chains and stores them for publishing."""
+    with tempfile.TemporaryDirectory() as where:
+        store = Store(db.connect(Path(where)))
+        return [json.loads(stored.payload) for stored in store.commit(initial_state(0.0), events, CONTEXT)]
+
+
+def test_a_checkpoint_matches_its_schema() -> None:
+    events = wire(scenario_events())
+    checkpoint = make_checkpoint(
+        Ed25519PrivateKey.generate(),
+        source("st-elsewhere", "rdr-0042"),
+        "WOW-3N-07",
+        3,
+        events[2]["data"]["chain"],
+        0.0,
+    )
+    validator("checkpoint").validate(checkpoint)
 
 
 def test_scenario_covers_every_type_and_reason() -> None:
@@ -156,6 +179,7 @@ def test_bindings_say_what_spec_section_3_says() -> None:
         "publishEvents": False,
         "publishState": True,
         "publishStatus": True,
+        "publishCheckpoints": True,
         "receiveCommands": False,
         "answerCommands": False,
     }

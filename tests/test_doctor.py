@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
+from handoff.audit.keys import private_pem
 from handoff.clock import STA_UNSYNC, TIME_ERROR, synced_from_timex
 from handoff.config import Config, load_config
 from handoff.doctor.broker import check_broker, check_client_cert
-from handoff.doctor.local import check_commands, check_config, check_database, check_secret
+from handoff.doctor.local import check_audit, check_commands, check_config, check_database, check_secret
 from handoff.doctor.readers import check_nfc_readers
 from handoff.doctor.result import Status
 from handoff.doctor.system import check_clock, check_gpio, check_nfc_kernel_modules
@@ -236,3 +238,20 @@ def test_commands_check_warns_when_unsigned_commands_are_allowed(tmp_path: Path,
     path = write_config(tmp_path, **files, appliance={"command_key_file": str(bad_key)})
     broken = check_commands(load_config(path))
     assert broken.status is Status.FAIL and "appliance.command_key_file" in broken.detail
+
+
+def test_audit_check_says_whether_checkpoints_are_signed(tmp_path: Path) -> None:
+    secret = tmp_path / "badge.key"
+    secret.write_text(SECRET)
+    secret.chmod(0o600)
+    config = tmp_path / "handoff.toml"
+    config.write_text(config_text(tmp_path / "data", secret))
+    unsigned = check_audit(load_config(config))
+    assert unsigned.status is Status.WARN and "provision" in unsigned.detail
+    key = tmp_path / "audit.key"
+    key.write_bytes(private_pem(Ed25519PrivateKey.generate()))
+    config.write_text(config_text(tmp_path / "data", secret, audit={"key_file": str(key)}))
+    assert check_audit(load_config(config)).status is Status.PASS
+    key.write_text("not a key")
+    broken = check_audit(load_config(config))
+    assert broken.status is Status.FAIL and str(key) in broken.detail

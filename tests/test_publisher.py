@@ -240,3 +240,38 @@ def test_idle_publisher_sleeps_and_a_wake_sends_at_once(tmp_path: Path, monkeypa
         finally:
             running.stop()
             events.close()
+
+
+def test_status_follows_reader_health_and_the_outbox_within_seconds(tmp_path: Path) -> None:
+    """Saved and published on change, not only when the link changes or once a minute."""
+    data = tmp_path / "data"
+    store = Store(db.connect(data))
+    health = [{"reader": "nfc0", "ok": False, "detail": "not opened yet"}]
+    with Broker(tmp_path / "broker") as broker:
+        publisher = make_publisher(broker.port, data, health_provider=lambda: [dict(h) for h in health])
+        watcher = Collector(broker.port, f"{PREFIX}/status")
+        publisher.start()
+        try:
+            watcher.wait_for(lambda m: m.json()["readers"][0]["ok"] is False)
+            health[0] = {"reader": "nfc0", "ok": True, "detail": "open"}
+            watcher.wait_for(lambda m: m.json()["readers"][0]["ok"] is True, timeout=5)
+            link = store.link()
+            assert link is not None and link.readers == health, "handoff status must see the reader is fine"
+            broker.stop()
+            store.commit(in_use("alice"), [checkout("alice")], CONTEXT)
+            health[0] = {"reader": "nfc0", "ok": False, "detail": "unplugged"}
+            deadline = time.monotonic() + 5
+            while (link := store.link()) is not None and link.readers != health and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert link is not None and link.readers == health and not link.connected, "saved while offline too"
+            seen = len(watcher.snapshot())
+            broker.start()
+            watcher.wait_until(
+                lambda got: (
+                    [m.json()["outbox_depth"] for m in got[seen:] if m.json()["status"] == "online"][-1:] == [0]
+                ),
+                timeout=10,
+            )
+        finally:
+            publisher.stop()
+            watcher.close()

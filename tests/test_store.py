@@ -147,9 +147,9 @@ def test_an_outbox_from_before_the_watermark_is_migrated_with_its_events(tmp_pat
 def test_a_broker_ahead_of_the_database_moves_unsent_events_above_its_seq(tmp_path: Path) -> None:
     store = Store(db.connect(tmp_path / "data"))
     made = store.commit(in_use(1.0), [checkout(1.0), checkout(2.0)], CONTEXT)
-    assert store.rebase_above(2, made[1].id) is None
-    assert store.rebase_above(1, None) is None
-    rewind = store.rebase_above(40, "another-id")
+    assert store.rebase_above(2, made[1].id, None) is None
+    assert store.rebase_above(1, None, None) is None
+    rewind = store.rebase_above(40, "another-id", None)
     assert rewind is not None and (rewind.broker_seq, rewind.local_seq, rewind.renumbered) == (40, 2, 2)
     moved = store.unsent()
     assert [e.seq for e in moved] == [41, 42]
@@ -161,21 +161,21 @@ def test_a_broker_ahead_of_the_database_moves_unsent_events_above_its_seq(tmp_pa
     retained = store.retained_state()
     assert retained is not None and (retained["seq"], retained["event_id"]) == (43, later[0].id)
     store.mark_acked([41, 42, 43])
-    assert store.rebase_above(43, later[0].id) is None
+    assert store.rebase_above(43, later[0].id, None) is None
 
 
 def test_a_seq_held_here_under_another_id_means_the_database_lost_events(tmp_path: Path) -> None:
     """The database was emptied, then made more events offline than the broker had seen."""
     store = Store(db.connect(tmp_path / "data"))
     made = store.commit(in_use(1.0), [checkout(float(t)) for t in range(5)], CONTEXT)
-    rewind = store.rebase_above(3, "id-the-broker-saw")
+    rewind = store.rebase_above(3, "id-the-broker-saw", None)
     assert rewind is not None and (rewind.local_seq, rewind.renumbered) == (5, 5)
     assert [(e.seq, e.id) for e in store.unsent()] == [(4 + i, e.id) for i, e in enumerate(made)]
 
 
 def test_an_empty_database_behind_the_broker_numbers_its_first_event_above_it(tmp_path: Path) -> None:
     store = Store(db.connect(tmp_path / "data"))
-    rewind = store.rebase_above(7, None)
+    rewind = store.rebase_above(7, None, None)
     assert rewind is not None and (rewind.local_seq, rewind.renumbered) == (0, 0)
     assert store.load_state() == initial_state(rewind.at)
     assert store.commit(in_use(1.0), [checkout(1.0)], CONTEXT)[0].seq == 8

@@ -37,14 +37,21 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    """Events first, then the checkpoints that sign them: `handoff audit verify` reads both."""
     store = Store(open_database(config_from(args)))
     for event, acked in store.all_events():
-        line = {
-            "seq": event.seq,
-            "topic": event.topic,
-            "created": rfc3339(event.created),
-            "acked": rfc3339(acked) if acked is not None else None,
-            "event": json.loads(event.payload),
-        }
-        sys.stdout.write(compact_json.dumps(line) + "\n")
+        _write_line(event.seq, event.topic, event.created, acked, event.payload)
+    for seq, payload, created, acked in store.all_checkpoints():
+        _write_line(seq, "checkpoint", created, acked, payload)
     return 0
+
+
+def _write_line(seq: int, topic: str, created: float, acked: float | None, payload: bytes) -> None:
+    line = {
+        "seq": seq,
+        "topic": topic,
+        "created": rfc3339(created),
+        "acked": rfc3339(acked) if acked is not None else None,
+        "event": json.loads(payload),
+    }
+    sys.stdout.write(compact_json.dumps(line) + "\n")

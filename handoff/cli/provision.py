@@ -19,8 +19,10 @@ from typing import Any, Final, Literal
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic.fields import FieldInfo
 
+from handoff.audit.keys import load_signing_key, private_pem, public_pem
 from handoff.config import READER_KINDS, SECTIONS, Config, default_reader_id, parse_config
 from handoff.doctor.broker import check_broker
 from handoff.doctor.result import Status
@@ -34,6 +36,8 @@ CONFIG_NAME: Final = "handoff.toml"
 SECRET_NAME: Final = "badge.key"  # noqa: S105 - a file name
 KEY_NAME: Final = "reader.key"
 CSR_NAME: Final = "reader.csr"
+AUDIT_KEY_NAME: Final = "audit.key"
+AUDIT_PUB_NAME: Final = "audit.pub"
 CERT_NAME: Final = "reader.crt"
 SECRET_BYTES: Final = 32
 
@@ -173,6 +177,11 @@ def _provision(args: argparse.Namespace) -> int:
     write_file(key_path, key_pem(key), 0o600)
     app = config.appliance
     write_file(out / CSR_NAME, build_csr(key, app.reader_id, app.site, app.device_id), 0o644)
+    if config.audit is not None and config.audit.key_file == out / AUDIT_KEY_NAME:
+        audit_key = _audit_key(config.audit.key_file)
+        write_file(out / AUDIT_KEY_NAME, private_pem(audit_key), 0o600)
+        write_file(out / AUDIT_PUB_NAME, public_pem(audit_key), 0o644)
+        print(f"checkpoints are signed with {out / AUDIT_KEY_NAME}; give {out / AUDIT_PUB_NAME} to the auditors")
     write_file(config_path, _toml(args, config_path).encode(), 0o644)
     print(f"wrote {config_path}, {key_path} and {out / CSR_NAME} (reader {app.reader_id})")
     if not (out / CERT_NAME).exists():
@@ -182,6 +191,16 @@ def _provision(args: argparse.Namespace) -> int:
     result = check_broker(config.mqtt, args.timeout)
     print(result.line())
     return 1 if result.status is Status.FAIL else 0
+
+
+def _audit_key(path: Path) -> Ed25519PrivateKey:
+    """Kept across re-provisioning: the auditors already trust its public key."""
+    if not path.exists():
+        return Ed25519PrivateKey.generate()
+    try:
+        return load_signing_key(path)
+    except ConfigError as exc:
+        raise UsageError(f"{exc}; move it aside and run provision again to make a new one") from None
 
 
 def _ask(flag: Flag, interactive: bool) -> str:
@@ -236,6 +255,7 @@ def _tables(args: argparse.Namespace, out: Path) -> dict[str, dict[str, Value]]:
             tables[flag.section][flag.key] = _toml_value(value)
     tables["mqtt"]["cert_file"] = str(out / CERT_NAME)
     tables["mqtt"]["key_file"] = str(out / KEY_NAME)
+    tables["audit"].setdefault("key_file", str(out / AUDIT_KEY_NAME))
     return tables
 
 

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import uuid
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -24,20 +25,43 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    stops = _StopSignals()
     config = config_from(args)
     _configure_logging()
     lock = hold_instance_lock(config.appliance.data_dir)
     parts = build(config, new_id=lambda: str(uuid.uuid4()))
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        logging.getLogger("handoff").info("%s received: stopping", signal.Signals(signum).name)
-        parts.appliance.submit(Stop())
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stops.deliver_to(parts.appliance.submit)
     with lock:
         parts.run()
     return 0
+
+
+class _StopSignals:
+    """SIGTERM and SIGINT become a `Stop` in the loop's inbox, from the first line of `run` on.
+
+    A handler may interrupt the main thread anywhere, even inside a lock or a write to stderr,
+    so it only puts on the loop's SimpleQueue (reentrant) or appends to a list, and logs
+    nothing: the loop logs the Stop. A signal that comes while the appliance is still being
+    built waits in `early` and is delivered as soon as there is an inbox.
+    """
+
+    def __init__(self) -> None:
+        self._early: list[Stop] = []
+        self._submit: Callable[[Stop], None] | None = None
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def deliver_to(self, submit: Callable[[Stop], None]) -> None:
+        self._submit = submit
+        while self._early:
+            submit(self._early.pop(0))
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        stop = Stop(f"{signal.Signals(signum).name} received")
+        if self._submit is None:
+            self._early.append(stop)
+        else:
+            self._submit(stop)
 
 
 def _configure_logging() -> None:

@@ -1,5 +1,9 @@
 """The transition function of SPEC section 2: `step(state, input, now) -> (state, events)`.
 
+`now` is the runtime's timeline, not the wall clock: epoch seconds when the appliance started,
+then monotonic (CLOCK_BOOTTIME), so a clock step by NTP neither fires a timer early nor holds
+one back. The shell stamps events and saves state in wall-clock time (`runtime/clock.py`).
+
 Timers are not threads: every step first lets whatever deadline has passed fire, and
 `next_deadline` tells the shell when to come back with a `Tick`. Ids come from an injected
 `new_id` so that tests are deterministic and the core stays free of entropy and clocks.

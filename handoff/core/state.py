@@ -7,7 +7,7 @@ reader counts once however long it stays.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal, TypeAlias, get_args
 
 Mode: TypeAlias = Literal["available", "in_use", "locked", "maintenance"]
@@ -41,3 +41,18 @@ class State:
 
 def initial_state(now: float) -> State:
     return State(mode="available", since=now)
+
+
+def shifted(state: State, seconds: float) -> State:
+    """The same state with every instant moved by `seconds`: from the runtime's timeline to the
+    wall clock when it is saved, and back when it is loaded."""
+    custody = state.custody
+    if custody is not None:
+        custody = replace(
+            custody,
+            since=custody.since + seconds,
+            session_start=custody.session_start + seconds,
+            last_activity=custody.last_activity + seconds,
+            last_accepted_tap=custody.last_accepted_tap + seconds,
+        )
+    return replace(state, since=state.since + seconds, custody=custody)

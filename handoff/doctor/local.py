@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 from typing import Final
 
 from handoff import db
+from handoff.audit.keys import load_signing_key
 from handoff.badge_ref import load_secret
 from handoff.commands.keys import load_command_key
 from handoff.config import Config, load_config
@@ -55,6 +57,22 @@ def check_commands(config: Config) -> CheckResult:
     if app.command_key_file is None:
         return passed("commands", "no appliance.command_key_file: every command is refused until one is set")
     return passed("commands", f"only commands signed under {app.command_key_file} are obeyed")
+
+
+def check_audit(config: Config) -> CheckResult:
+    """Whether checkpoints are signed, and with which key an auditor should expect."""
+    if config.audit is None:
+        return warned(
+            "audit",
+            "no [audit] table: events are chained but no checkpoint is signed, so a rewritten trail "
+            "cannot be told from the real one; run handoff provision to make the audit key",
+        )
+    try:
+        key = load_signing_key(config.audit.key_file)
+    except HandoffError as exc:
+        return failed("audit", f"{exc}; run handoff provision to make a new audit key and give auditors its .pub")
+    fingerprint = hashlib.sha256(key.public_key().public_bytes_raw()).hexdigest()[:16]
+    return passed("audit", f"checkpoints are signed with {config.audit.key_file} (public key {fingerprint})")
 
 
 def check_database(config: Config) -> CheckResult:

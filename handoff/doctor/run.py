@@ -7,6 +7,7 @@ from pathlib import Path
 
 from handoff.doctor.broker import check_broker, check_client_cert, check_protocol, utc_now
 from handoff.doctor.local import (
+    check_audit,
     check_commands,
     check_config,
     check_database,
@@ -31,6 +32,7 @@ def run_checks(
         return
     yield check_secret(config)
     yield check_commands(config)
+    yield check_audit(config)
     yield check_database(config)
     yield check_seq_history(config)
     yield check_outbox(config)

@@ -1,14 +1,16 @@
 """Drives the outputs: one worker thread owns the pins; callers only ever enqueue.
 
-`show()` never blocks the core: it drops the cue into a queue and returns. A new cue
-pre-empts one still playing, because the newest tap is the one the clinician is watching.
-Between cues the ambient state is lit, with a slow amber blink while offline.
+`show()` never blocks the core: it drops the cue into a queue and returns. A cue plays whole:
+only a newer cue cuts it short, because the newest tap is the one the clinician is watching.
+An ambient change that arrives meanwhile (the loop sends one after every commit) waits until
+the cue is over. Between cues the ambient state is lit, with a slow amber blink while offline.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Final, Protocol, TypeAlias
 
 from gpiozero import LED, Buzzer, DigitalOutputDevice, GPIOZeroError
@@ -100,13 +102,18 @@ class GpioFeedback:
             return _BLINK
 
     def _play(self, cue: Cue) -> _Item | None:
-        """Play the frames; returns whatever arrived meanwhile and cut the cue short."""
+        """Play every frame for its full time; returns a newer cue (or close) that cut it short."""
         for frame in PATTERNS[cue]:
             self._light(frame.on)
-            try:
-                return self._inbox.get(timeout=frame.seconds)
-            except queue.Empty:
-                continue
+            end = time.monotonic() + frame.seconds
+            while (left := end - time.monotonic()) > 0:
+                try:
+                    item = self._inbox.get(timeout=left)
+                except queue.Empty:
+                    break
+                if not isinstance(item, _Ambient):
+                    return item
+                self._ambient = item
         return None
 
     def _light(self, lit: frozenset[str]) -> None:

@@ -52,6 +52,9 @@ ACK_FLUSH_S: Final = 0.05
 IDLE_WAIT_S: Final = 1.0
 """Longest wait in select() with nothing due: paho's keepalive is checked at least this often."""
 STATUS_EVERY_S: Final = 60.0
+STATUS_CHECK_S: Final = 1.0
+"""How often reader health and the outbox's emptiness are compared with what status last said:
+a change is saved (for `handoff status`) and published within this, and never more often."""
 UNSUPPORTED_PROTOCOL_VERSION: Final = 0x84
 """CONNACK's answer (MQTT 5 code; paho maps 3.1.1's return code 1 to it) from a broker that does
 not speak the version `mqtt.protocol` names."""
@@ -151,6 +154,7 @@ class Publisher:
         disk: Callable[[], dict[str, Any]],
         on_command: Callable[[str, bytes], None] = lambda name, payload: None,
         health_provider: Callable[[], list[dict[str, Any]]] = list,
+        store_fault: Callable[[], str | None] = lambda: None,
         settings: PublisherSettings = PublisherSettings(),
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
@@ -161,6 +165,7 @@ class Publisher:
         self._disk = disk
         self._on_command = on_command
         self._health = health_provider
+        self._store_fault = store_fault
         self._settings = settings
         self._clock = clock
         self._rand = rand
@@ -168,6 +173,8 @@ class Publisher:
         self._thread = threading.Thread(target=self._run, name="handoff-publisher", daemon=True)
         self._link_up = False
         self._blocked = store.blocked()
+        self._status_said: str | None = None
+        """What the last saved or published status said, as `_status_key` spells it."""
 
     @property
     def connected(self) -> bool:
@@ -212,6 +219,7 @@ class Publisher:
                 self._inbox,
                 status=self._status,
                 on_link=self._record_link,
+                status_changed=self._status_changed,
                 on_outcome=self._record_outcome,
                 on_command=self._on_command,
                 retention_days=self._settings.retention_days,
@@ -228,8 +236,29 @@ class Publisher:
             config = self._link.config
             log.warning("broker %s:%s: %s; retrying in %.1f s", config.host, config.port, error, delay)
             attempt += 1
-            self._inbox.wait_for_stop(delay)
+            self._wait_offline(error, delay)
         self._record_link(False, "stopped")
+
+    def _wait_offline(self, error: str, delay: float) -> None:
+        """Sleep out the backoff, still saving a change of reader health or outbox for `handoff status`."""
+        end = self._clock() + delay
+        while (left := end - self._clock()) > 0 and not self._inbox.stopping():
+            self._inbox.wait_for_stop(min(left, STATUS_CHECK_S))
+            if self._status_changed():
+                self._record_link(False, error)
+
+    def _status_key(self) -> str:
+        return compact_json.dumps([self._health(), self._store.has_unsent(), self._store_fault()])
+
+    def _status_changed(self) -> bool:
+        """Whether status has news since it was last said; it counts as said from here on."""
+        try:
+            key = self._status_key()
+        except sqlite3.Error as exc:
+            log.error("cannot read the outbox for status: %s", exc)
+            return False
+        changed, self._status_said = key != self._status_said, key
+        return changed
 
     def _record_link(self, connected: bool, error: str | None) -> None:
         self._link_up = connected
@@ -269,6 +298,7 @@ class Publisher:
             "time": rfc3339(time.time()),
             "outbox_depth": self._store.depth(),
             "readers": self._health(),
+            "database": self._store_fault() or "ok",
             "disk": self._disk(),
         }
         if self._blocked is not None:
@@ -293,6 +323,7 @@ class _Session:
         *,
         status: Callable[[], bytes],
         on_link: Callable[[bool, str | None], None],
+        status_changed: Callable[[], bool],
         on_outcome: Callable[[tuple[int, str] | None, list[int]], bool],
         on_command: Callable[[str, bytes], None],
         retention_days: float,
@@ -304,6 +335,7 @@ class _Session:
         self._inbox = inbox
         self._status = status
         self._on_link = on_link
+        self._status_changed = status_changed
         self._on_outcome = on_outcome
         self._on_command = on_command
         self._retention_days = retention_days
@@ -319,6 +351,12 @@ class _Session:
         self._sent_upto = 0
         self._control: deque[tuple[str, bytes, bool]] = deque()
         self._acked: list[int] = []
+        self._checkpoint_mids: dict[int, int] = {}
+        """Message id to the seq of the checkpoint it carries."""
+        self._checkpoints: deque[tuple[int, bytes]] = deque()
+        self._checkpoints_stale = True
+        self._checkpoints_sent_upto = 0
+        self._acked_checkpoints: list[int] = []
         self._state_due = True
         self._state_sent: dict[str, Any] | None = None
         self._stop_deadline: float | None = None
@@ -381,8 +419,9 @@ class _Session:
         client = self._client
         _, self._state_mid = client.subscribe(self._topics.state, qos=1)
         _, self._history_mid = client.subscribe(self._topics.commands, qos=1)
+        self._status_changed()
         self._control.append((self._topics.status, self._status(), True))
-        last_flush = last_status = last_purge = self._clock()
+        last_flush = last_status = last_purge = last_check = self._clock()
         purge_due = True
         while self._connected:
             if self._inbox.stopping() and self._finish():
@@ -392,17 +431,24 @@ class _Session:
             self._queue_state_when_caught_up()
             self._pump()
             now = self._clock()
-            due = [last_status + STATUS_EVERY_S, last_purge + PURGE_EVERY_S, now + IDLE_WAIT_S]
-            if self._acked:
+            due = [last_check + STATUS_CHECK_S, last_status + STATUS_EVERY_S, last_purge + PURGE_EVERY_S]
+            due.append(now + IDLE_WAIT_S)
+            if self._acked or self._acked_checkpoints:
                 due.append(last_flush + ACK_FLUSH_S)
             if self._inbox.stopping():
                 due.append(now + ACK_FLUSH_S)
             if not self._wait(max(0.0, min(due) - now)):
                 self._connected = False
             now = self._clock()
-            if self._acked and (now - last_flush >= ACK_FLUSH_S or not self._inflight):
+            if (self._acked or self._acked_checkpoints) and (now - last_flush >= ACK_FLUSH_S or not self._inflight):
                 self._flush_acks()
                 last_flush = now
+            if now - last_check >= STATUS_CHECK_S:
+                last_check = now
+                if self._status_changed():
+                    self._on_link(True, None)
+                    self._control.append((self._topics.status, self._status(), True))
+                    last_status = now
             if now - last_status >= STATUS_EVERY_S:
                 self._control.append((self._topics.status, self._status(), True))
                 last_status = now
@@ -425,7 +471,7 @@ class _Session:
         writing = [broker] if client.want_write() else []
         readable, writable, _ = select.select([broker, inbox], writing, [], 0.0 if pending else timeout)
         if inbox in readable and self._inbox.take_wake():
-            self._outbox_more = self._state_due = True
+            self._outbox_more = self._state_due = self._checkpoints_stale = True
         rc = MQTTErrorCode.MQTT_ERR_SUCCESS
         if broker in readable or pending:
             rc = client.loop_read()
@@ -446,8 +492,25 @@ class _Session:
             elif event := self._next_event():
                 self._send(topics.under(event.topic), event.payload, seq=event.seq)
                 self._sent_upto = event.seq
-            else:
+            elif not self._send_checkpoint():
                 return
+
+    def _send_checkpoint(self) -> bool:
+        """The next signed checkpoint, retained, once the events it covers have gone out.
+
+        The outbox is read again only after a wake (a commit or a stop may have signed one).
+        """
+        if self._checkpoints_stale:
+            self._checkpoints_stale = False
+            held = self._store.unsent_checkpoints()
+            self._checkpoints = deque((seq, payload) for seq, payload in held if seq > self._checkpoints_sent_upto)
+        if not self._checkpoints or self._checkpoints[0][0] > self._sent_upto:
+            return False
+        seq, payload = self._checkpoints.popleft()
+        info = self._send(self._topics.checkpoint, payload, retain=True)
+        self._checkpoint_mids[info.mid] = seq
+        self._checkpoints_sent_upto = seq
+        return True
 
     def _next_event(self) -> StoredEvent | None:
         if not self._waiting and self._outbox_more:
@@ -498,7 +561,9 @@ class _Session:
         if seen.get("source") != self._link.source or isinstance(broker_seq, bool) or not isinstance(broker_seq, int):
             return
         try:
-            rewind = self._store.rebase_above(broker_seq, _text_or_none(seen.get("event_id")))
+            rewind = self._store.rebase_above(
+                broker_seq, _text_or_none(seen.get("event_id")), _text_or_none(seen.get("chain"))
+            )
         except StoreError as exc:
             self._error = str(exc)
             self._connected = False
@@ -511,7 +576,15 @@ class _Session:
         """On stop: keep draining until the outbox is empty or the flush time is up, then leave."""
         if self._stop_deadline is None:
             self._stop_deadline = self._clock() + self._inbox.flush_timeout
-        drained = not (self._inflight or self._waiting or self._outbox_more or self._control or self._inbox.has_results)
+        drained = not (
+            self._inflight
+            or self._waiting
+            or self._outbox_more
+            or self._control
+            or self._inbox.has_results
+            or self._checkpoints_stale
+            or any(seq <= self._sent_upto for seq, _ in self._checkpoints)
+        )
         if not drained and self._clock() < self._stop_deadline:
             return False
         self._flush_acks()
@@ -524,16 +597,17 @@ class _Session:
         return True
 
     def _flush_acks(self) -> None:
-        if not self._acked:
-            return
         try:
-            self._store.mark_acked(self._acked)
+            while self._acked_checkpoints:
+                self._store.mark_checkpoint_acked(self._acked_checkpoints[-1])
+                self._acked_checkpoints.pop()
+            if self._acked:
+                self._store.mark_acked(self._acked)
+                if self._on_outcome(None, self._acked):
+                    self._control.append((self._topics.status, self._status(), True))
+                self._acked = []
         except StoreError as exc:
             log.error("%s", exc)
-            return
-        if self._on_outcome(None, self._acked):
-            self._control.append((self._topics.status, self._status(), True))
-        self._acked = []
 
     def _purge(self) -> None:
         try:
@@ -570,6 +644,9 @@ class _Session:
         if mid not in self._inflight:
             return
         seq = self._inflight.pop(mid)
+        checkpoint = self._checkpoint_mids.pop(mid, None)
+        if checkpoint is not None and not reason.is_failure:
+            self._acked_checkpoints.append(checkpoint)
         if seq is None:
             if reason.is_failure:
                 log.warning("broker refused a status, state or command result message: %s", reason)

@@ -24,6 +24,10 @@ class Topics:
         return self.under("state")
 
     @property
+    def checkpoint(self) -> str:
+        return self.under("checkpoint")
+
+    @property
     def status(self) -> str:
         return self.under("status")
 

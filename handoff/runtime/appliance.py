@@ -12,7 +12,7 @@ import queue
 import sqlite3
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Protocol, TypeAlias
 
 from handoff.badge_ref import BadgeSecret
@@ -21,8 +21,9 @@ from handoff.config import Config
 from handoff.core.events import Event
 from handoff.core.inputs import Input, Lift, Restart, Revoked, Tap, Tick
 from handoff.core.machine import next_deadline, step
-from handoff.core.state import State, initial_state
+from handoff.core.state import State, initial_state, shifted
 from handoff.directory import Directory
+from handoff.errors import HandoffError
 from handoff.feedback.cues import Cue
 from handoff.feedback.output import Feedback
 from handoff.readers.base import BadgePresented, BadgeRemoved, BadRead, ReaderEvent
@@ -38,8 +39,17 @@ IDLE_WARNING_MAX_LEAD_S: Final = 30.0
 IDLE_WARNING_SHARE: Final = 0.2
 
 
+class StoreUnavailable(HandoffError):
+    """The state cannot be read at start: exit non-zero so systemd restarts the appliance."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
 class Stop:
-    """Asks the loop to finish what it holds and return."""
+    """Asks the loop to finish what it holds and return; `why` is logged by the loop."""
+
+    why: str = "asked to stop"
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ InboxItem: TypeAlias = ReaderEvent | Input | Command | Stop
 class Store(Protocol):
     def load_state(self) -> State | None: ...
     def commit(self, state: State, events: tuple[Event, ...], context: EventContext) -> object: ...
+    def checkpoint(self, context: EventContext, *, force: bool = False) -> bool: ...
 
 
 class Publisher(Protocol):
@@ -92,18 +103,20 @@ class Appliance:
         self._clock_synced = clock_synced
         self._on_command = on_command
         self._heartbeat = heartbeat
-        self._inbox: queue.Queue[InboxItem] = queue.Queue()
+        self._inbox: queue.SimpleQueue[InboxItem] = queue.SimpleQueue()
+        """SimpleQueue: its put() is reentrant, so a signal handler may submit a Stop."""
         self._state = initial_state(clock.time())
         self._data_version = -1
         self._next_directory_check = 0.0
         self._warned_for: float | None = None
         self._online = False
-        self._fault = False
+        self._outbox_blocked = False
         self._restart_pending = True
         """Until the Restart is recorded, the state on disk still shows a session that did not
         survive: judging a tap against it would log the holder off for the wrong reason."""
         self._restart_refused = False
         self._deferred: deque[ReaderEvent | Input | Command] = deque()
+        self._store_fault: str | None = None
         """What arrived while the Restart could not be recorded, replayed once it is."""
 
     @property
@@ -111,11 +124,16 @@ class Appliance:
         return self._state
 
     def submit(self, item: InboxItem) -> None:
-        """Thread-safe: the only way anything outside this loop reaches the state."""
+        """Thread-safe and signal-safe: the only way anything outside this loop reaches the state."""
         self._inbox.put(item)
 
     def run(self) -> None:
-        self._state = self._store.load_state() or self._state
+        try:
+            saved = self._store.load_state()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot read the appliance state from the database: {exc}") from None
+        if saved is not None:
+            self._state = shifted(saved, self._clock.time() - self._clock.wall())
         self._record_restart()
         self._refresh_ambient(force=True)
         while True:
@@ -124,7 +142,34 @@ class Appliance:
             except queue.Empty:
                 item = Tick()
             if isinstance(item, Stop):
+                log.info("%s: stopping", item.why)
+                self._sign_checkpoint(force=True)
                 return
+            self._serve(item)
+
+    def _sign_checkpoint(self, *, force: bool = False) -> None:
+        """A checkpoint when one is due even without a commit, and on every clean stop."""
+        try:
+            signed = self._store.checkpoint(self._context(), force=force)
+        except (StoreError, sqlite3.Error) as exc:
+            log.error("could not sign a checkpoint: %s", exc)
+            return
+        if signed:
+            self._publisher.wake()
+
+    @property
+    def store_fault(self) -> str | None:
+        """The database failure the loop last met and is riding out, for the retained status."""
+        return self._store_fault
+
+    def _serve(self, item: ReaderEvent | Input | Command) -> None:
+        """Every database failure of a wake lands here, whichever read or write met it.
+
+        A write the store refused was already answered where it happened (nothing accepted);
+        a failed read (directory lookup, revocation check) must not end the loop either: the
+        cart keeps serving what it can, says so once, and tries again on the next wake.
+        """
+        try:
             if self._restart_pending:
                 self._record_restart()
             if self._restart_pending:
@@ -134,6 +179,21 @@ class Appliance:
                     self._dispatch(self._deferred.popleft())
                 self._dispatch(item)
             self._after_each_wake()
+        except sqlite3.Error as exc:
+            self._store_failed(exc, noticed=not isinstance(item, Tick))
+            return
+        if self._store_fault is not None:
+            log.info("the database answers again")
+            self._store_fault = None
+
+    def _store_failed(self, exc: sqlite3.Error, *, noticed: bool) -> None:
+        """One log line per distinct failure; the device-error cue whenever someone is waiting."""
+        fault = f"database read failed: {exc}"
+        if fault != self._store_fault:
+            log.error("%s; the appliance keeps serving and will retry", fault)
+        if noticed or self._store_fault is None:
+            self._feedback.show(Cue.DEVICE_ERROR)
+        self._store_fault = fault
 
     def _record_restart(self) -> None:
         """Retried on every wake, at least every RESTART_RETRY_S, until the store takes it."""
@@ -197,7 +257,9 @@ class Appliance:
         outcome = step(self._state, event_input, now, self._config.policy, self._new_id)
         changed = bool(outcome.events) or outcome.state.mode != self._state.mode
         if changed:
-            self._store.commit(outcome.state, outcome.events, self._context())
+            to_wall = self._clock.wall() - now
+            stamped = tuple(replace(event, time=event.time + to_wall) for event in outcome.events)
+            self._store.commit(shifted(outcome.state, to_wall), stamped, self._context())
         self._state = outcome.state
         cue = cue_for(outcome)
         if cue is not None:
@@ -227,6 +289,7 @@ class Appliance:
         if now >= self._next_directory_check:
             self._next_directory_check = now + DIRECTORY_POLL_S
             self._check_revocation()
+        self._sign_checkpoint()
         self._refresh_ambient()
         self._heartbeat()
 
@@ -273,7 +336,7 @@ class Appliance:
 
     def _refresh_ambient(self, *, force: bool = False) -> None:
         online = self._publisher.connected
-        fault = self._publisher.blocked is not None
-        if force or (online, fault) != (self._online, self._fault):
-            self._online, self._fault = online, fault
-            self._feedback.set_ambient(self._state.mode, online, fault)
+        blocked = self._publisher.blocked is not None
+        if force or (online, blocked) != (self._online, self._outbox_blocked):
+            self._online, self._outbox_blocked = online, blocked
+            self._feedback.set_ambient(self._state.mode, online, fault=blocked)

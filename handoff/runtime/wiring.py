@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 from handoff import __version__, db
+from handoff.audit.checkpoint import CheckpointPolicy
+from handoff.audit.keys import load_signing_key
 from handoff.badge_ref import load_secret
 from handoff.clock import clock_synced
 from handoff.cloudevents import source
@@ -56,6 +58,14 @@ class Parts:
             log.info("stopped")
 
 
+def _checkpoint_policy(config: Config) -> CheckpointPolicy | None:
+    """With [audit] the appliance signs its chain; `handoff provision` always writes one."""
+    audit = config.audit
+    if audit is None:
+        return None
+    return CheckpointPolicy(load_signing_key(audit.key_file), audit.checkpoint_every, audit.checkpoint_s)
+
+
 def build(config: Config, new_id: Callable[[], str]) -> Parts:
     appliance_config = config.appliance
     secret = load_secret(appliance_config.badge_secret_file)
@@ -83,6 +93,7 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
         version=__version__,
         on_command=on_command,
         health_provider=health,
+        store_fault=lambda: owner[0].store_fault if owner else None,
         settings=PublisherSettings(retention_days=config.outbox.retention_days),
     )
     commands = CommandHandler(
@@ -95,14 +106,14 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
     appliance = Appliance(
         config,
         conn=conn,
-        store=Store(conn),
+        store=Store(conn, checkpoints=_checkpoint_policy(config)),
         secret=secret,
         feedback=feedback,
         publisher=publisher,
         clock=clock,
         new_id=new_id,
         clock_synced=clock_synced,
-        on_command=lambda command: commands.handle(command.name, command.payload, clock.time()),
+        on_command=lambda command: commands.handle(command.name, command.payload, clock.wall()),
         heartbeat=notifier.watchdog,
     )
     owner.append(appliance)

@@ -27,6 +27,7 @@ def config_text(
     mqtt: Table | None = None,
     readers: Sequence[Table] = (),
     feedback: Table | None = None,
+    audit: Table | None = None,
 ) -> str:
     """A valid config against a plain broker on 127.0.0.1:`port`; each table's keys override the defaults."""
     mqtt_table: dict[str, str | bool | int | float] = {"url": f"mqtt://127.0.0.1:{port}", "allow_insecure": True}
@@ -45,6 +46,7 @@ def config_text(
         "policy": policy or {},
         "mqtt": mqtt_table,
         "feedback": feedback or {"board": "none"},
+        **({"audit": audit} if audit else {}),
     }
     return render_toml(tables, {"readers": readers})
 
@@ -77,6 +79,7 @@ class Layout:
         mqtt: Table | None = None,
         readers: Sequence[Table] = (),
         feedback: Table | None = None,
+        audit: Table | None = None,
     ) -> Path:
         """Rewrite the config: `config_text` with this layout's data dir and secret."""
         text = config_text(
@@ -88,6 +91,7 @@ class Layout:
             mqtt=mqtt,
             readers=readers,
             feedback=feedback,
+            audit=audit,
         )
         return self.write_config(text)
 

@@ -1,0 +1,66 @@
+"""Ed25519 keys of the trail: the appliance's private signing key, and the public keys auditors trust.
+
+Files are PEM. A public key file may hold several keys (every appliance of a site, or an old
+and a new key during a rotation): a checkpoint is good if any of them verifies it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_pem_private_key,
+    load_pem_public_key,
+)
+
+from handoff.errors import ConfigError
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
+
+
+def load_signing_key(path: Path, key_name: str = "audit.key_file") -> Ed25519PrivateKey:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{key_name}: {path} cannot be read: {exc.strerror}") from None
+    try:
+        key = load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{key_name}: {path} is not an unencrypted PEM private key") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"{key_name}: {path} is not an Ed25519 private key")
+    return key
+
+
+def load_public_keys(path: Path, key_name: str) -> list[Ed25519PublicKey]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{key_name}: {path} cannot be read: {exc.strerror}") from None
+    keys: list[Ed25519PublicKey] = []
+    for block in _PEM_BLOCK.findall(data):
+        try:
+            key = load_pem_public_key(block)
+        except ValueError:
+            raise ConfigError(f"{key_name}: {path} holds a PEM block that is not a public key") from None
+        if not isinstance(key, Ed25519PublicKey):
+            raise ConfigError(f"{key_name}: {path} holds a key that is not Ed25519")
+        keys.append(key)
+    if not keys:
+        raise ConfigError(f"{key_name}: {path} holds no PEM public key")
+    return keys
+
+
+def private_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+
+
+def public_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    return public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)

@@ -1,0 +1,299 @@
+"""The tamper-evident trail: made by the real store, checked by `handoff audit verify`.
+
+Each mutation an attacker (or an accident) could make to a copy of a valid trail must be
+named with the right reason at the right `seq`; the untouched trail must verify.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from handoff import compact_json, db
+from handoff.audit.chain import digest, genesis, link
+from handoff.audit.checkpoint import CheckpointPolicy, make_checkpoint
+from handoff.audit.keys import private_pem, public_pem
+from handoff.audit.verify import Finding, Summary, verify_lines
+from handoff.store import Store
+from tests.kit.broker import Broker
+from tests.kit.cli import CliRunner, handoff_env
+from tests.kit.config import PREFIX, Layout
+from tests.kit.outbox import CONTEXT, SOURCE, checkout, in_use
+from tests.test_appliance_e2e import ANA, BO, Running
+
+KEY = Ed25519PrivateKey.generate()
+
+
+def make_trail(data: Path, events: int, every: int = 5, *, stop: bool = True) -> list[dict[str, object]]:
+    """`events` real events through the store, as captured CloudEvents with their checkpoints:
+    every `every` events, and one at a clean `stop`."""
+    store = Store(db.connect(data), checkpoints=CheckpointPolicy(KEY, every, 3600.0))
+    for index in range(events):
+        store.commit(in_use(f"s{index}"), [checkout(f"s{index}")], CONTEXT)
+    if stop:
+        store.checkpoint(CONTEXT, force=True)
+    return trail_of(store)
+
+
+def trail_of(store: Store) -> list[dict[str, object]]:
+    lines = [json.loads(event.payload) for event, _ in store.all_events()]
+    return lines + [json.loads(payload) for _, payload, _, _ in store.all_checkpoints()]
+
+
+def verdict(records: list[dict[str, object]], key: Ed25519PrivateKey = KEY) -> Summary | Finding:
+    return verify_lines(iter(json.dumps(r) for r in records), [key.public_key()])
+
+
+def events_of(records: list[dict[str, object]]) -> list[dict[str, object]]:
+    return [r for r in records if r["type"] != "org.handoff.checkpoint"]
+
+
+def at_seq(records: list[dict[str, object]], seq: int) -> dict[str, object]:
+    return next(r for r in events_of(records) if r["data"]["seq"] == seq)  # type: ignore[index]
+
+
+def test_every_event_links_to_the_one_before_from_the_sources_genesis(tmp_path: Path) -> None:
+    trail = events_of(make_trail(tmp_path, 3))
+    previous = genesis(SOURCE)
+    for event in trail:
+        assert event["data"]["chain"] == link(previous, digest(event))  # type: ignore[index]
+        previous = event["data"]["chain"]  # type: ignore[index]
+
+
+def test_an_untouched_trail_verifies_and_counts_what_is_not_yet_signed(tmp_path: Path) -> None:
+    result = verdict(make_trail(tmp_path, 12, every=5, stop=False))
+    assert isinstance(result, Summary), result
+    assert (result.events, result.checkpoints, result.unsigned) == (12, 2, 2)
+    signed = verdict(make_trail(tmp_path / "stopped", 12, every=5))
+    assert isinstance(signed, Summary) and (signed.checkpoints, signed.unsigned) == (3, 0)
+
+
+def test_duplicates_and_any_order_are_fine(tmp_path: Path) -> None:
+    trail = make_trail(tmp_path, 10)
+    assert isinstance(verdict(list(reversed(trail)) + trail[:4]), Summary)
+
+
+def _change_a_byte(trail: list[dict[str, object]]) -> None:
+    at_seq(trail, 4)["data"]["staff_id"] = "s9"  # type: ignore[index]
+
+
+def _delete_one(trail: list[dict[str, object]]) -> None:
+    trail.remove(at_seq(trail, 4))
+
+
+def _delete_after_checkpoint(trail: list[dict[str, object]]) -> None:
+    for seq in (9, 10):
+        trail.remove(at_seq(trail, seq))
+
+
+def _swap_two(trail: list[dict[str, object]]) -> None:
+    first, second = at_seq(trail, 4), at_seq(trail, 5)
+    first["data"]["seq"], second["data"]["seq"] = 5, 4  # type: ignore[index]
+
+
+def _insert_forged(trail: list[dict[str, object]]) -> None:
+    forged = json.loads(json.dumps(at_seq(trail, 4)))
+    forged["id"] = "01900000-0000-7000-8000-000000000000"
+    forged["data"]["staff_id"] = "mallory"
+    trail.append(forged)
+
+
+def _checkpoint_seq_changed(trail: list[dict[str, object]]) -> None:
+    checkpoint = next(r for r in trail if r["type"] == "org.handoff.checkpoint")
+    checkpoint["data"]["seq"] = 4  # type: ignore[index]
+
+
+def _signed_by_another_key(trail: list[dict[str, object]]) -> None:
+    checkpoint = next(r for r in trail if r["type"] == "org.handoff.checkpoint")
+    data = checkpoint["data"]
+    forged = make_checkpoint(Ed25519PrivateKey.generate(), SOURCE, "WOW-3N-07", data["seq"], data["chain"], 0.0)  # type: ignore[index]
+    trail[trail.index(checkpoint)] = forged
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason", "seq"),
+    [
+        (_change_a_byte, "altered", 4),
+        (_delete_one, "missing", 4),
+        (_delete_after_checkpoint, "missing", 9),
+        (_swap_two, "reordered", 4),
+        (_insert_forged, "inserted", 4),
+        (_checkpoint_seq_changed, "bad_signature", 4),
+        (_signed_by_another_key, "bad_signature", 5),
+    ],
+)
+def test_each_mutation_is_named_at_its_seq(tmp_path: Path, mutate: object, reason: str, seq: int) -> None:
+    trail = make_trail(tmp_path, 10, every=5)
+    mutate(trail)  # type: ignore[operator]
+    result = verdict(trail)
+    assert isinstance(result, Finding), result
+    assert (result.reason, result.seq) == (reason, seq), result.describe()
+
+
+def test_a_restored_old_database_that_runs_on_is_a_fork(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    old_copy = tmp_path / "backup"
+    store = Store(db.connect(data), checkpoints=CheckpointPolicy(KEY, 100, 3600.0))
+    for index in range(5):
+        store.commit(in_use(f"s{index}"), [checkout(f"s{index}")], CONTEXT)
+    store.checkpoint(CONTEXT, force=True)
+    shutil.copytree(data, old_copy)
+    for index in range(3):
+        store.commit(in_use(f"a{index}"), [checkout(f"a{index}")], CONTEXT)
+    store.checkpoint(CONTEXT, force=True)
+    first_life = trail_of(store)
+    restored = Store(db.connect(old_copy), checkpoints=CheckpointPolicy(KEY, 100, 3600.0))
+    for index in range(3):
+        restored.commit(in_use(f"b{index}"), [checkout(f"b{index}")], CONTEXT)
+    result = verdict(first_life + trail_of(restored))
+    assert isinstance(result, Finding) and (result.reason, result.seq) == ("fork", 6), result
+
+
+def test_a_trail_without_a_valid_checkpoint_is_not_intact(tmp_path: Path) -> None:
+    trail = events_of(make_trail(tmp_path, 3))
+    result = verdict(trail)
+    assert isinstance(result, Finding) and result.reason == "no_checkpoint"
+
+
+MUTATIONS = st.sampled_from(["field", "delete", "swap", "duplicate_seq", "reseq", "drop_chain"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=MUTATIONS, target=st.integers(min_value=1, max_value=11), value=st.text(min_size=1, max_size=8))
+def test_any_single_mutation_of_a_signed_trail_is_caught(
+    tmp_path_factory: pytest.TempPathFactory, kind: str, target: int, value: str
+) -> None:
+    trail = make_trail(tmp_path_factory.mktemp("trail"), 12, every=12)
+    event = at_seq(trail, target)
+    data = event["data"]
+    if kind == "field":
+        if data["staff_id"] == value:  # type: ignore[index]
+            value += "x"
+        data["staff_id"] = value  # type: ignore[index]
+    elif kind == "delete":
+        trail.remove(event)
+    elif kind == "swap":
+        other = at_seq(trail, target + 1)
+        data["seq"], other["data"]["seq"] = target + 1, target  # type: ignore[index]
+    elif kind == "duplicate_seq":
+        copy = json.loads(json.dumps(event))
+        copy["id"] = copy["id"][:-4] + "ffff"
+        copy["data"]["reason"] = value
+        trail.append(copy)
+    elif kind == "reseq":
+        data["seq"] = target + 100  # type: ignore[index]
+    else:
+        del data["chain"]  # type: ignore[attr-defined]
+    assert isinstance(verdict(trail), Finding)
+
+
+def test_verify_cli_exit_codes(tmp_path: Path, cli: CliRunner) -> None:
+    trail = make_trail(tmp_path / "data", 7, every=5, stop=False)
+    good = tmp_path / "trail.jsonl"
+    good.write_text("".join(compact_json.dumps(r) + "\n" for r in trail))
+    key = tmp_path / "audit.pub"
+    key.write_bytes(public_pem(KEY))
+    intact = cli("audit", "verify", good, "--key", key)
+    assert intact.returncode == 0 and "2 trailing event(s)" in intact.stdout, intact.stdout + intact.stderr
+    _delete_one(trail)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("".join(compact_json.dumps(r) + "\n" for r in trail))
+    result = cli("audit", "verify", broken, "--key", key)
+    assert result.returncode == 1 and "seq 4" in result.stdout and "missing" in result.stdout
+    junk = tmp_path / "junk.jsonl"
+    junk.write_text('{"a": 1}\nnot json\n')
+    refused = cli("audit", "verify", junk, "--key", key)
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1 and "Traceback" not in refused.stderr
+    missing = cli("audit", "verify", tmp_path / "nope.jsonl")
+    assert missing.returncode == 2 and "cannot be read" in missing.stderr
+
+
+def test_an_export_whose_oldest_events_were_purged_is_anchored_by_the_checkpoint_below_it(tmp_path: Path) -> None:
+    trail = make_trail(tmp_path, 10, every=5)
+    purged = [r for r in trail if r["type"] == "org.handoff.checkpoint" or r["data"]["seq"] > 5]  # type: ignore[index]
+    result = verdict(purged)
+    assert isinstance(result, Summary) and result.sources == {SOURCE: (6, 10)}, result
+    cut_elsewhere = [r for r in purged if r["type"] == "org.handoff.checkpoint" or r["data"]["seq"] > 6]  # type: ignore[index]
+    result = verdict(cut_elsewhere)
+    assert isinstance(result, Finding) and (result.reason, result.seq) == ("missing", 1), result
+
+
+def test_a_real_appliance_trail_captured_from_the_broker_verifies(
+    appliance: Layout, cli: CliRunner, tmp_path: Path
+) -> None:
+    """Taps through a real `handoff run` and mosquitto; the capture and the outbox export both verify."""
+    key = tmp_path / "audit.key"
+    key.write_bytes(private_pem(KEY))
+    public = tmp_path / "audit.pub"
+    public.write_bytes(public_pem(KEY))
+    with Broker(tmp_path / "broker") as broker:
+        app = Running(
+            appliance, broker, cli, {"retap_guard_s": 0.0}, audit={"key_file": str(key), "checkpoint_every": 3}
+        )
+        try:
+            for uid in (ANA, BO, BO, ANA):
+                app.tap(uid)
+            app.event_types(6)
+            assert app.stop()[0] == 0
+            app.events.wait_for(lambda m: m.topic == f"{PREFIX}/checkpoint" and m.json()["data"]["seq"] == 6)
+        finally:
+            if app.process is not None:
+                app.stop()
+            app.events.close()
+    captured = tmp_path / "captured.jsonl"
+    wanted = [m for m in app.events.messages if "/events/" in m.topic or m.topic.endswith("/checkpoint")]
+    captured.write_bytes(b"".join(m.payload + b"\n" for m in wanted))
+    result = cli("audit", "verify", captured, "--key", public)
+    assert result.returncode == 0 and "6 events" in result.stdout and " 0 trailing" in result.stdout, result.stdout
+    export = cli("outbox", "export", "-c", appliance.config)
+    exported = tmp_path / "export.jsonl"
+    exported.write_text(export.stdout)
+    assert cli("audit", "verify", exported, "--key", public).returncode == 0
+
+
+KILLED_WRITER = """
+import sys
+from pathlib import Path
+
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from handoff import db
+from handoff.audit.checkpoint import CheckpointPolicy
+from handoff.store import Store
+from tests.kit.outbox import CONTEXT, checkout, in_use
+
+key = load_pem_private_key(Path(sys.argv[2]).read_bytes(), password=None)
+store = Store(db.connect(Path(sys.argv[1])), checkpoints=CheckpointPolicy(key, 7, 3600.0))
+for index in range(int(sys.argv[3])):
+    store.commit(in_use(f"s{index}"), [checkout(f"s{index}")] * (1 + index % 3), CONTEXT)
+store.checkpoint(CONTEXT, force=True)
+"""
+
+
+def test_kill_nine_during_commits_leaves_the_chain_whole(tmp_path: Path) -> None:
+    data, key = tmp_path / "data", tmp_path / "audit.key"
+    key.write_bytes(private_pem(KEY))
+    command = [sys.executable, "-c", KILLED_WRITER, str(data), str(key)]
+    rng = random.Random(int.from_bytes(os.urandom(4), "big"))
+    for _ in range(6):
+        child = subprocess.Popen([*command, "400"], env=handoff_env())
+        time.sleep(rng.uniform(0.3, 0.8))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    subprocess.run([*command, "1"], env=handoff_env(), check=True)
+    trail = trail_of(Store(db.connect(data)))
+    result = verdict(trail)
+    assert isinstance(result, Summary) and result.unsigned == 0, result
+    assert result.events > 20, "the children were killed before committing much"
