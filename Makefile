@@ -46,6 +46,8 @@ bench: setup
 	$(PY) -m bench.tap_latency
 	$(PY) -m bench.idle_cpu
 	$(PY) -m bench.piv_latency
+	$(PY) -m bench.chain_cost
+	$(PY) -m bench.verify_trail
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -85,11 +85,12 @@ class LinkRecord:
     readers: list[dict[str, Any]]
 
 
-def _numbered(event: Event, seq: int, context: EventContext, created: float, previous: str) -> StoredEvent:
+def _numbered(event: Event, seq: int, context: EventContext, created: float, previous: str) -> tuple[StoredEvent, str]:
+    """The stored event and its link, which the next event of the commit links to."""
     event_id = uuid7(event.time)
     body = envelope(event, seq, context, event_id)
-    body["data"]["chain"] = link(previous, digest(body))
-    return StoredEvent(seq, event_id, f"events/{event.type}", compact_json.dumps(body).encode(), created)
+    chain = body["data"]["chain"] = link(previous, digest(body))
+    return StoredEvent(seq, event_id, f"events/{event.type}", compact_json.dumps(body).encode(), created), chain
 
 
 def _chain_of(event: StoredEvent) -> str:
@@ -160,8 +161,8 @@ class Store:
             chain = chain or genesis(source(context.site, context.reader_id))
             stored: list[StoredEvent] = []
             for seq, event in enumerate(events, start=last_seq - len(events) + 1):
-                stored.append(_numbered(event, seq, context, now, chain))
-                chain = _chain_of(stored[-1])
+                numbered, chain = _numbered(event, seq, context, now, chain)
+                stored.append(numbered)
             conn.executemany("INSERT INTO outbox (seq, id, topic, payload, created) VALUES (?, ?, ?, ?, ?)", stored)
             conn.execute(
                 "UPDATE appliance_state SET last_chain = ?,"

@@ -17,12 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
+import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from handoff import compact_json, db
-from handoff.audit.chain import digest, genesis, link
+from handoff.audit.chain import canonical, digest, genesis, link
 from handoff.audit.checkpoint import CheckpointPolicy, make_checkpoint
 from handoff.audit.keys import private_pem, public_pem
 from handoff.audit.verify import Finding, Summary, verify_lines
@@ -297,3 +298,21 @@ def test_kill_nine_during_commits_leaves_the_chain_whole(tmp_path: Path) -> None
     result = verdict(trail)
     assert isinstance(result, Summary) and result.unsigned == 0, result
     assert result.events > 20, "the children were killed before committing much"
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=JSON_VALUES)
+def test_the_fast_canonical_json_is_byte_for_byte_rfc8785(value: object) -> None:
+    """The encoder's shortcut may only be taken where it writes what the RFC 8785 library writes."""
+    try:
+        reference = rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError:
+        return
+    assert canonical(value) == reference
