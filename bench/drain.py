@@ -15,11 +15,12 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from handoff import db
 from handoff.mqtt.connection import event_properties
-from handoff.mqtt.publisher import INFLIGHT, Publisher, PublisherSettings
+from handoff.mqtt.publisher import INFLIGHT, PublisherSettings
 from handoff.store import Store
 from tests.kit.broker import Broker
 from tests.kit.config import PREFIX
-from tests.kit.outbox import CONTEXT, SOURCE, checkout, in_use, mqtt_config
+from tests.kit.outbox import CONTEXT, checkout, in_use, mqtt_config
+from tests.kit.outbox import publisher as make_publisher
 
 EVENTS = 20_000
 
@@ -35,12 +36,9 @@ def buffer_offline(data: Path) -> list[bytes]:
 
 def drain(broker: Broker, data: Path) -> float:
     store = Store(db.connect(data))
-    publisher = Publisher(
+    publisher = make_publisher(
         mqtt_config(broker.port),
-        "st-elsewhere",
-        "WOW-3N-07",
         data,
-        source=SOURCE,
         version="bench",
         settings=PublisherSettings(backoff_base_s=0.01, backoff_cap_s=0.05),
     )

@@ -63,6 +63,19 @@ class Rewind:
 
 
 @dataclass(frozen=True)
+class Blocked:
+    """The broker refused the event at `seq` (a negative PUBACK: an ACL denial, a payload it will not
+    take). Order holds, so every later event waits behind it; kept for status, doctor and the light."""
+
+    seq: int
+    reason: str
+    since: float
+
+    def describe(self) -> str:
+        return f"outbox blocked at seq {self.seq}: {self.reason}"
+
+
+@dataclass(frozen=True)
 class LinkRecord:
     """Broker connectivity as the publisher last saw it, for `handoff status` in another process."""
 
@@ -290,7 +303,7 @@ class Store:
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('seq_rewind', ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (json.dumps(asdict(rewind)),),
+                (compact_json.dumps(asdict(rewind)),),
             )
         return rewind
 
@@ -336,7 +349,7 @@ class Store:
                 " ON CONFLICT (id) DO UPDATE SET"
                 " since = CASE WHEN connected = excluded.connected THEN since ELSE excluded.since END,"
                 " connected = excluded.connected, last_error = excluded.last_error, readers = excluded.readers",
-                (int(connected), now, last_error, json.dumps(readers)),
+                (int(connected), now, last_error, compact_json.dumps(readers)),
             )
 
     def link(self) -> LinkRecord | None:
@@ -346,3 +359,19 @@ class Store:
         if row is None:
             return None
         return LinkRecord(bool(row[0]), float(row[1]), row[2], json.loads(row[3]))
+
+    def record_blocked(self, blocked: Blocked | None) -> None:
+        """Keep the refusal the outbox waits behind, or forget it once that event got through."""
+        with _writing(self._conn, "record the blocked outbox") as conn:
+            if blocked is None:
+                conn.execute("DELETE FROM meta WHERE key = 'outbox_blocked'")
+            else:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('outbox_blocked', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (compact_json.dumps(asdict(blocked)),),
+                )
+
+    def blocked(self) -> Blocked | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'outbox_blocked'").fetchone()
+        return Blocked(**json.loads(row[0])) if row else None

@@ -12,30 +12,27 @@ import time
 from pathlib import Path
 
 from handoff import db
-from handoff.mqtt.publisher import Publisher, PublisherSettings
+from handoff.mqtt.publisher import PublisherSettings
 from handoff.store import Store
-from tests.kit.outbox import CONTEXT, SOURCE, checkout, in_use, mqtt_config
+from tests.kit.outbox import CONTEXT, checkout, in_use, mqtt_config, publisher
 
 
 def main(port: int, data: Path, commits: int, protocol: str) -> int:
     store = Store(db.connect(data))
-    publisher = Publisher(
+    running = publisher(
         mqtt_config(port, protocol=protocol),
-        "st-elsewhere",
-        "WOW-3N-07",
         data,
-        source=SOURCE,
         version="crash-test",
         settings=PublisherSettings(backoff_base_s=0.02, backoff_cap_s=0.1),
     )
-    publisher.start()
+    running.start()
     for i in range(commits):
         store.commit(in_use(f"s{i}"), [checkout(f"s{i}")] * (1 + i % 3), CONTEXT)
-        publisher.wake()
+        running.wake()
         time.sleep(0.002)
     while store.depth():
         time.sleep(0.01)
-    publisher.stop()
+    running.stop()
     return 0
 
 

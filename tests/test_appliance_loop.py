@@ -19,16 +19,16 @@ from handoff.directory import Directory, read_csv
 from handoff.feedback.board import load_board
 from handoff.feedback.cues import PATTERNS, Cue
 from handoff.feedback.output import Feedback, GpioFeedback
-from handoff.mqtt.publisher import Publisher
 from handoff.readers.base import BadgePresented, BadgeRemoved
 from handoff.runtime.appliance import Appliance, Stop
 from handoff.runtime.clock import Clock, SystemClock
 from handoff.store import Store
 from handoff.timefmt import rfc3339
-from tests.kit.config import Layout
+from tests.kit.broker import Broker
+from tests.kit.config import PREFIX, Layout
 from tests.kit.gpio import mock_pins
 from tests.kit.net import free_tcp_port
-from tests.kit.outbox import SOURCE
+from tests.kit.outbox import publisher
 
 UID = bytes.fromhex("04A1B2C3")
 OTHER_UID = bytes.fromhex("04A1B2C3D4E5F6")
@@ -52,21 +52,28 @@ class Recorder:
     store: Store
     cues: list[tuple[Cue, int]] = field(default_factory=list)
     shown: threading.Event = field(default_factory=threading.Event)
+    ambient: list[tuple[str, bool, bool]] = field(default_factory=list)
 
     def show(self, cue: Cue) -> None:
         self.cues.append((cue, self.store.depth()))
         self.shown.set()
 
-    def set_ambient(self, state: str, online: bool) -> None:
-        del state, online
+    def set_ambient(self, state: str, online: bool, fault: bool = False) -> None:
+        self.ambient.append((state, online, fault))
 
     def close(self) -> None:
         return
 
 
 class Loop:
-    def __init__(self, layout: Layout, feedback: Feedback | None = None, clock: Clock | None = None) -> None:
-        layout.configure(port=free_tcp_port(), policy={"idle_timeout_s": 100})
+    def __init__(
+        self,
+        layout: Layout,
+        feedback: Feedback | None = None,
+        clock: Clock | None = None,
+        broker_port: int | None = None,
+    ) -> None:
+        layout.configure(port=broker_port or free_tcp_port(), policy={"idle_timeout_s": 100})
         self.config = load_config(layout.config)
         csv = layout.root / "badges.csv"
         csv.write_text(f"uid,staff_id,name,role\n{UID.hex()},ana,Ana,RN\n{OTHER_UID.hex()},bo,Bo,MD\n")
@@ -74,14 +81,7 @@ class Loop:
         Directory(conn).replace(read_csv(csv, load_secret(layout.secret)))
         self.store = Store(conn)
         self.feedback = Recorder(Store(db.connect(self.config.appliance.data_dir)))
-        self.publisher = Publisher(
-            self.config.mqtt,
-            "st-elsewhere",
-            "WOW-3N-07",
-            self.config.appliance.data_dir,
-            source=SOURCE,
-            version="test",
-        )
+        self.publisher = publisher(self.config.mqtt, self.config.appliance.data_dir)
         self.clock = HandClock()
         ids = iter(range(1_000_000))
         self.appliance = Appliance(
@@ -151,6 +151,26 @@ def test_read_only_database_gives_device_error_and_keeps_what_was_committed(loop
     loop.conn.execute("PRAGMA query_only = 0")
     loop.appliance.submit(BadgeRemoved("nfc:usb", UID, time.monotonic()))
     assert loop.cue_after(BadgePresented("nfc:usb", UID, "iso14443a", time.monotonic())) == Cue.RETURNED
+
+
+def test_an_outbox_the_broker_refuses_lights_the_fault(appliance: Layout) -> None:
+    """The real loop and publisher against mosquitto whose ACL refuses events (PUBACK 0x87)."""
+    acl = appliance.root / "acl"
+    rules = (("readwrite", "state"), ("readwrite", "status"), ("read", "cmd/#"), ("read", "events/#"))
+    acl.write_text("".join(f"topic {access} {PREFIX}/{topic}\n" for access, topic in rules))
+    with Broker(appliance.root / "broker", extra=f"acl_file {acl}") as broker:
+        running = Loop(appliance, broker_port=broker.port)
+        running.publisher.start()
+        try:
+            assert running.cue_after(BadgePresented("nfc:usb", UID, "iso14443a", time.monotonic())) == Cue.ACCEPTED
+            deadline = time.monotonic() + 20
+            while not any(fault for _, _, fault in running.feedback.ambient) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert any(mode == "in_use" and fault for mode, _, fault in running.feedback.ambient)
+        finally:
+            running.appliance.submit(Stop())
+            running.thread.join(5)
+            running.publisher.stop(flush_timeout=0)
 
 
 def _beeps(states: list[tuple[float, bool]]) -> list[float]:

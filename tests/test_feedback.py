@@ -103,6 +103,16 @@ def test_ambient_state_and_offline_blink(feedback: tuple[GpioFeedback, MockFacto
     assert factory.pin(BOARD.pins["amber"]).state and not factory.pin(BOARD.pins["green"]).state
 
 
+def test_blocked_outbox_fault_is_red_on_top_of_the_state(feedback: tuple[GpioFeedback, MockFactory]) -> None:
+    output, factory = feedback
+    output.set_ambient("in_use", online=True, fault=True)
+    time.sleep(0.1)
+    assert factory.pin(BOARD.pins["green"]).state and factory.pin(BOARD.pins["red"]).state
+    output.set_ambient("in_use", online=True, fault=False)
+    time.sleep(0.1)
+    assert factory.pin(BOARD.pins["green"]).state and not factory.pin(BOARD.pins["red"]).state
+
+
 def test_board_none_needs_no_gpio() -> None:
     assert isinstance(open_feedback("none"), NoFeedback)
 

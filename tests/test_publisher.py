@@ -4,28 +4,29 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from handoff import db
 from handoff.cloudevents import CONTENT_TYPE
+from handoff.mqtt import publisher as publisher_module
 from handoff.mqtt.publisher import Publisher, PublisherSettings
 from handoff.store import Store, StoredEvent
 from tests.kit.broker import Broker
 from tests.kit.collector import Collector
 from tests.kit.config import PREFIX
 from tests.kit.mqtt_tap import MqttTap
-from tests.kit.outbox import CONTEXT, SOURCE, checkout, in_use, mqtt_config, seqs
+from tests.kit.outbox import CONTEXT, checkout, in_use, mqtt_config, publisher, seqs
 
 FAST = PublisherSettings(backoff_base_s=0.05, backoff_cap_s=0.3)
 
 
-def make_publisher(port: int, data: Path, **kwargs: object) -> Publisher:
-    return Publisher(
-        mqtt_config(port), "st-elsewhere", "WOW-3N-07", data, source=SOURCE, version="9.9", settings=FAST, **kwargs
-    )  # type: ignore[arg-type]
+def make_publisher(port: int, data: Path, **kwargs: Any) -> Publisher:
+    return publisher(mqtt_config(port), data, version="9.9", settings=FAST, **kwargs)
 
 
 def test_outage_delivers_everything_in_order(tmp_path: Path) -> None:
@@ -209,6 +210,36 @@ def test_unreadable_outbox_ends_the_session_and_is_retried(tmp_path: Path, monke
         delivered = _deliver(broker.port, broker.port, data, 5)
     assert sorted(set(delivered)) == [1, 2, 3, 4, 5]
     assert "cannot read the outbox: disk I/O error" in errors
+
+
+def _voluntary_switches(thread: threading.Thread) -> int:
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("voluntary_ctxt_switches")).split()[1])
+
+
+def test_idle_publisher_sleeps_and_a_wake_sends_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No polling: idle, the thread sleeps in select(); `wake()` ends that sleep, the idle timeout does not."""
+    monkeypatch.setattr(publisher_module, "IDLE_WAIT_S", 600.0)
+    data = tmp_path / "data"
+    store = Store(db.connect(data))
+    with Broker(tmp_path / "broker") as broker:
+        events = Collector(broker.port, f"{PREFIX}/events/#")
+        running = make_publisher(broker.port, data)
+        running.start()
+        try:
+            assert _wait(lambda: (link := store.link()) is not None and link.connected)
+            time.sleep(0.5)  # past the first status and purge
+            thread = next(t for t in threading.enumerate() if t.name == "handoff-publisher")
+            before = _voluntary_switches(thread)
+            time.sleep(2.0)
+            assert _voluntary_switches(thread) - before <= 5, "the idle publisher kept waking up"
+            store.commit(in_use("alice"), [checkout("alice")], CONTEXT)
+            running.wake()
+            got = events.wait_until(bool, timeout=30)
+            assert seqs([m.payload for m in got]) == [1], "woken at once, not after the 600 s idle wait"
+        finally:
+            running.stop()
+            events.close()
 
 
 def test_status_follows_reader_health_and_the_outbox_within_seconds(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from handoff.config import MqttConfig
 from handoff.mqtt.publisher import Publisher, PublisherSettings
 from handoff.store import Store
 from tests.kit.config import PREFIX
-from tests.kit.outbox import CONTEXT, SOURCE, checkout, in_use, mqtt_config
+from tests.kit.outbox import CONTEXT, checkout, in_use, mqtt_config, publisher
 from tests.kit.pki import Ca, make_ca, write_cert, write_key
 from tests.kit.tls_broker import tls_broker
 
@@ -84,9 +84,8 @@ def commit_events(data: Path, count: int) -> Store:
     return store
 
 
-def publisher(config: MqttConfig, data: Path) -> Publisher:
-    settings = PublisherSettings(backoff_base_s=0.05, backoff_cap_s=0.2)
-    return Publisher(config, "st-elsewhere", "WOW-3N-07", data, source=SOURCE, version="test", settings=settings)
+def make_publisher(config: MqttConfig, data: Path) -> Publisher:
+    return publisher(config, data, settings=PublisherSettings(backoff_base_s=0.05, backoff_cap_s=0.2))
 
 
 def test_mutual_tls_with_an_acl_confining_the_appliance_to_its_topics(tmp_path: Path) -> None:
@@ -98,7 +97,7 @@ def test_mutual_tls_with_an_acl_confining_the_appliance_to_its_topics(tmp_path: 
         watcher = TlsWatcher(broker.port, broker.ca_file, identity(ca, tmp_path, "watcher"))
         data = tmp_path / "data"
         commit_events(data, 5)
-        running = publisher(tls_config(broker.port, broker.ca_file, appliance_id), data)
+        running = make_publisher(tls_config(broker.port, broker.ca_file, appliance_id), data)
         running.start()
         try:
             assert watcher.wait_events(5) == [1, 2, 3, 4, 5]
@@ -126,7 +125,7 @@ def test_wrong_ca_is_refused_and_nothing_is_lost(tmp_path: Path) -> None:
     with tls_broker(ca, tmp_path / "broker") as broker:
         data = tmp_path / "data"
         store = commit_events(data, 3)
-        wrong = publisher(tls_config(broker.port, impostor.write(tmp_path / "wrong-ca.pem"), appliance_id), data)
+        wrong = make_publisher(tls_config(broker.port, impostor.write(tmp_path / "wrong-ca.pem"), appliance_id), data)
         wrong.start()
         deadline = time.monotonic() + 10
         while (store.link() is None or not store.link().last_error) and time.monotonic() < deadline:  # type: ignore[union-attr]
@@ -137,7 +136,7 @@ def test_wrong_ca_is_refused_and_nothing_is_lost(tmp_path: Path) -> None:
         assert link.last_error is not None and "CERTIFICATE_VERIFY_FAILED" in link.last_error
         assert store.depth() == 3
         watcher = TlsWatcher(broker.port, broker.ca_file, identity(ca, tmp_path, "watcher"))
-        right = publisher(tls_config(broker.port, broker.ca_file, appliance_id), data)
+        right = make_publisher(tls_config(broker.port, broker.ca_file, appliance_id), data)
         right.start()
         try:
             assert watcher.wait_events(3) == [1, 2, 3]

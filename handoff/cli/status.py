@@ -29,6 +29,9 @@ def _status(args: argparse.Namespace) -> int:
     oldest = store.oldest_unsent_created()
     age = f", oldest unsent {now - oldest:.0f} s old" if oldest is not None else ""
     print(f"outbox: {store.depth()} unsent{age}")
+    blocked = store.blocked()
+    if blocked is not None:
+        print(f"WARNING {blocked.describe()} since {rfc3339(blocked.since)}; later events wait behind it")
     rewind = store.rewind()
     if rewind is not None:
         print(f"WARNING {rewind.describe()} at {rfc3339(rewind.at)}; see docs/integration.md")

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
 EventType: TypeAlias = Literal["checkout", "checkin", "forced_logoff", "reauth", "tap_rejected"]
-EVENT_TYPES: Final[tuple[EventType, ...]] = ("checkout", "checkin", "forced_logoff", "reauth", "tap_rejected")
 
 CHECKIN_REASONS: Final = ("returned", "handoff", "abandoned", "revoked", "maintenance")
 FORCED_LOGOFF_REASONS: Final = (

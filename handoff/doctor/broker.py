@@ -10,7 +10,7 @@ import socket
 import ssl
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, Literal
 
 import paho.mqtt.client as mqtt
 from cryptography import x509
@@ -19,6 +19,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from handoff.config import MqttConfig
 from handoff.doctor.result import CheckResult, failed, passed, skipped, warned
+from handoff.errors import ConfigError
+from handoff.mqtt.connection import password
 
 CERT_WARN_DAYS: Final = 30
 
@@ -66,20 +68,77 @@ def check_broker(config: MqttConfig, timeout: float = 5.0) -> CheckResult:
 def _mqtt_connect(config: MqttConfig, context: ssl.SSLContext, timeout: float) -> CheckResult:
     name = "broker"
     where = f"{config.host}:{config.port}"
-    protocol = mqtt.MQTTv5 if config.protocol == "5" else mqtt.MQTTv311
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{config.client_id}-doctor", protocol=protocol)
-    client.tls_set_context(context)
+    try:
+        refused = _connack(config, config.protocol, context, timeout)
+    except ConfigError as exc:
+        return failed(name, str(exc))
+    except (OSError, ssl.SSLError) as exc:
+        return failed(name, f"MQTT CONNECT to {where} failed: {exc}; the broker may refuse this client certificate")
+    if refused == NO_ANSWER:
+        return failed(
+            name, f"no CONNACK from {where} within {timeout:g} s; the broker may refuse the client certificate"
+        )
+    if refused is not None:
+        return failed(
+            name,
+            f"broker refused CONNECT: {refused}; check that the CA the broker trusts issued "
+            "mqtt.cert_file, that it has not expired, and the broker's ACL for this reader",
+        )
+    return passed(name, f"TLS and MQTT CONNECT to {where} ok")
+
+
+def check_protocol(config: MqttConfig, timeout: float = 5.0) -> CheckResult:
+    """Which MQTT version the broker accepts, against `mqtt.protocol`.
+
+    A broker that only speaks 3.1.1 refuses (or ignores) an MQTT 5 CONNECT, and the appliance
+    then only logs that the connection failed: this names the key and the value to set.
+    """
+    name = "broker protocol"
+    if config.tls and not (config.cert_file and config.cert_file.exists()):
+        return skipped(name, "no client certificate yet, so MQTT CONNECT cannot be tried")
+    try:
+        context = tls_context(config) if config.tls else None
+        v5 = _connack(config, "5", context, timeout)
+        v311 = _connack(config, "3.1.1", context, timeout)
+    except (ConfigError, OSError, ssl.SSLError) as exc:
+        return skipped(name, f"MQTT CONNECT failed ({exc}); see the broker check")
+    where = f"{config.host}:{config.port}"
+    if v5 is None and config.protocol == "5":
+        return passed(name, f'{where} speaks MQTT 5, as mqtt.protocol = "5" asks')
+    if v5 is None:
+        return warned(
+            name,
+            f'{where} speaks MQTT 5: set mqtt.protocol = "5" in [mqtt] so the broker can say why it refuses '
+            "an event and can hold oversized commands back",
+        )
+    if v311 is None and config.protocol == "3.1.1":
+        return passed(name, f'{where} speaks only MQTT 3.1.1 (MQTT 5: {v5}), as mqtt.protocol = "3.1.1" asks')
+    if v311 is None:
+        return failed(
+            name,
+            f'{where} does not accept MQTT 5 ({v5}) but accepts MQTT 3.1.1: set mqtt.protocol = "3.1.1" in [mqtt]',
+        )
+    return skipped(name, f"{where} accepted neither MQTT 5 ({v5}) nor 3.1.1 ({v311}); see the broker check")
+
+
+NO_ANSWER: Final = "no CONNACK in time"
+
+
+def _connack(
+    config: MqttConfig, protocol: Literal["5", "3.1.1"], context: ssl.SSLContext | None, timeout: float
+) -> str | None:
+    """None if the broker accepted a CONNECT in `protocol`, else what it answered."""
+    version = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{config.client_id}-doctor", protocol=version)
+    if context is not None:
+        client.tls_set_context(context)
     if config.username:
-        try:
-            password = config.password_file.read_text().strip() if config.password_file else None
-        except OSError as exc:
-            return failed(name, f"mqtt.password_file {config.password_file} cannot be read: {exc.strerror}")
-        client.username_pw_set(config.username, password)
+        client.username_pw_set(config.username, password(config))
     answered = threading.Event()
-    outcome: list[str] = []
+    outcome: list[str | None] = []
 
     def on_connect(_c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object) -> None:
-        outcome.append("" if not reason.is_failure else str(reason))
+        outcome.append(str(reason) if reason.is_failure else None)
         answered.set()
 
     def on_disconnect(_c: mqtt.Client, _u: object, _f: object, _r: ReasonCode, _p: object) -> None:
@@ -93,22 +152,10 @@ def _mqtt_connect(config: MqttConfig, context: ssl.SSLContext, timeout: float) -
         client.connect(config.host, config.port, keepalive=10)
         client.loop_start()
         answered.wait(timeout)
-    except (OSError, ssl.SSLError) as exc:
-        return failed(name, f"MQTT CONNECT to {where} failed: {exc}; the broker may refuse this client certificate")
     finally:
         client.disconnect()
         client.loop_stop()
-    if not outcome:
-        return failed(
-            name, f"no CONNACK from {where} within {timeout:g} s; the broker may refuse the client certificate"
-        )
-    if outcome[0]:
-        return failed(
-            name,
-            f"broker refused CONNECT: {outcome[0]}; check that the CA the broker trusts issued "
-            "mqtt.cert_file, that it has not expired, and the broker's ACL for this reader",
-        )
-    return passed(name, f"TLS and MQTT CONNECT to {where} ok")
+    return outcome[0] if outcome else NO_ANSWER
 
 
 def check_client_cert(config: MqttConfig, now: datetime) -> CheckResult:

@@ -113,6 +113,25 @@ def check_seq_history(config: Config) -> CheckResult:
     )
 
 
+def check_outbox(config: Config) -> CheckResult:
+    """Whether the broker refused an event, so the outbox stopped: an ACL or a broker limit to fix."""
+    try:
+        conn = db.connect_checked(config.appliance.data_dir)
+    except HandoffError:
+        return skipped("outbox", "the database does not open (see above)")
+    try:
+        blocked = Store(conn).blocked()
+    finally:
+        conn.close()
+    if blocked is None:
+        return passed("outbox", "the broker accepts events")
+    return failed(
+        "outbox",
+        f"{blocked.describe()} since {rfc3339(blocked.since)}; later events wait behind it: let this client "
+        "publish under its events/ topics in the broker's ACL (or raise the broker's limit)",
+    )
+
+
 def check_disk(config: Config) -> CheckResult:
     where = _existing_ancestor(config.appliance.data_dir)
     free = shutil.disk_usage(where).free

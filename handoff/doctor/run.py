@@ -5,18 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from handoff.doctor.broker import check_broker, check_client_cert, utc_now
+from handoff.doctor.broker import check_broker, check_client_cert, check_protocol, utc_now
 from handoff.doctor.local import (
     check_audit,
     check_commands,
     check_config,
     check_database,
     check_disk,
+    check_outbox,
     check_secret,
     check_seq_history,
 )
 from handoff.doctor.readers import check_nfc_readers, check_pcsc_readers
-from handoff.doctor.result import CheckResult, skipped
+from handoff.doctor.result import CheckResult, Status, skipped
 from handoff.doctor.system import PROC_MODULES, check_clock, check_gpio, check_nfc_kernel_modules
 
 
@@ -34,11 +35,17 @@ def run_checks(
     yield check_audit(config)
     yield check_database(config)
     yield check_seq_history(config)
+    yield check_outbox(config)
     yield check_disk(config)
     yield check_nfc_kernel_modules(config, proc_modules)
     yield from check_nfc_readers(config)
     yield from check_pcsc_readers(config)
-    yield check_broker(config.mqtt, broker_timeout)
+    broker = check_broker(config.mqtt, broker_timeout)
+    yield broker
+    if broker.status is Status.FAIL:
+        yield skipped("broker protocol", "the broker cannot be reached (see above)")
+    else:
+        yield check_protocol(config.mqtt, broker_timeout)
     yield check_client_cert(config.mqtt, utc_now())
     yield check_clock()
     yield check_gpio(config)

@@ -67,4 +67,8 @@ AMBIENT: Final[dict[str, frozenset[str]]] = {
 """What stays lit between cues. When offline, amber blinks slowly on top: events are being
 kept in the outbox, which biomed should know at a glance."""
 
+FAULT: Final = frozenset({"red"})
+"""Lit steadily on top of the state's lights while the appliance cannot do its job unattended
+(the broker refuses an event and every later one waits): biomed should run `handoff status`."""
+
 OFFLINE_BLINK_S: Final = 1.0

@@ -6,7 +6,6 @@ it (a `ConfigError`) and not an SSL traceback from inside paho's network loop.
 
 from __future__ import annotations
 
-import json
 import ssl
 from pathlib import Path
 from typing import Final
@@ -16,6 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from handoff import compact_json
 from handoff.cloudevents import CONTENT_TYPE
 from handoff.commands.parse import LARGEST_COMMAND_BYTES
 from handoff.config import MqttConfig
@@ -62,7 +62,7 @@ def password(config: MqttConfig) -> str | None:
 
 
 def offline_payload(version: str) -> bytes:
-    return json.dumps({"status": "offline", "version": version}).encode()
+    return compact_json.dumps({"status": "offline", "version": version}).encode()
 
 
 def new_client(

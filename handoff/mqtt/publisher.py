@@ -4,13 +4,20 @@ A row is marked acknowledged only after its PUBACK. Each connection starts a fre
 and resends from the oldest unacknowledged row, so order holds across reconnects and nothing
 paho kept in memory is replayed out of order. Acknowledgements are written in small batches:
 a crash before the batch lands only means a resend with the same `id`, which consumers dedupe.
+
+The thread waits in select() on the broker socket and on its own wake-up socket, paho's
+documented external-loop API, so a commit is sent the moment `wake()` is called, not at the
+next poll.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
+import select
+import socket
 import sqlite3
 import ssl
 import threading
@@ -18,7 +25,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage, MQTTMessageInfo
@@ -26,13 +32,12 @@ from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from handoff import compact_json, db
+from handoff import compact_json
 from handoff.config import MqttConfig
-from handoff.disk import disk_state
 from handoff.mqtt import connection
 from handoff.mqtt.backoff import backoff_delay
 from handoff.mqtt.topics import Topics
-from handoff.store import Store, StoredEvent, StoreError
+from handoff.store import Blocked, Store, StoredEvent, StoreError
 from handoff.timefmt import rfc3339
 
 log = logging.getLogger(__name__)
@@ -44,14 +49,15 @@ sends more."""
 PREFETCH: Final = 500
 """Outbox rows read at once, so the outbox is read in batches, not one row per PUBACK."""
 ACK_FLUSH_S: Final = 0.05
-IDLE_LOOP_S: Final = 0.05
-BUSY_LOOP_S: Final = 0.005
-"""While events are in flight, wait in select() for the next PUBACK instead of spinning: on a small
-board a spinning publisher takes the CPU the broker connection and the readers need."""
+IDLE_WAIT_S: Final = 1.0
+"""Longest wait in select() with nothing due: paho's keepalive is checked at least this often."""
 STATUS_EVERY_S: Final = 60.0
 STATUS_CHECK_S: Final = 1.0
 """How often reader health and the outbox's emptiness are compared with what status last said:
 a change is saved (for `handoff status`) and published within this, and never more often."""
+UNSUPPORTED_PROTOCOL_VERSION: Final = 0x84
+"""CONNACK's answer (MQTT 5 code; paho maps 3.1.1's return code 1 to it) from a broker that does
+not speak the version `mqtt.protocol` names."""
 PURGE_EVERY_S: Final = 3600.0
 
 
@@ -62,16 +68,90 @@ class PublisherSettings:
     retention_days: float = 30.0
 
 
+@dataclass(frozen=True)
+class Link:
+    """What every connection is made with, fixed for the publisher's life."""
+
+    config: MqttConfig
+    topics: Topics
+    source: str
+    """Whose `seq` the retained state carries, so a replacement appliance is not taken for a rewind."""
+    version: str
+    tls: ssl.SSLContext | None
+    secret: str | None
+
+
+class Inbox:
+    """What other threads hand the publisher thread: wake-ups, command results and the stop request.
+
+    A wake-up is a byte on a socket pair the publisher's select() watches, so it ends the wait
+    at once; a byte that does not fit means a wake-up is already pending.
+    """
+
+    def __init__(self) -> None:
+        self._receiver, self._sender = socket.socketpair()
+        self._receiver.setblocking(False)
+        self._sender.setblocking(False)
+        self._results: deque[bytes] = deque()
+        self._stop = threading.Event()
+        self.flush_timeout = 0.0
+
+    def fileno(self) -> int:
+        return self._receiver.fileno()
+
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            self._sender.send(b"\0")
+
+    def take_wake(self) -> bool:
+        """Whether a wake-up came since the last call; clears it."""
+        woken = False
+        try:
+            while self._receiver.recv(4096):
+                woken = True
+        except BlockingIOError:
+            pass
+        return woken
+
+    def put_result(self, payload: bytes) -> None:
+        self._results.append(payload)
+        self.wake()
+
+    def take_result(self) -> bytes | None:
+        return self._results.popleft() if self._results else None
+
+    @property
+    def has_results(self) -> bool:
+        return bool(self._results)
+
+    def stop(self, flush_timeout: float) -> None:
+        self.flush_timeout = flush_timeout
+        self._stop.set()
+        self.wake()
+
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def wait_for_stop(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
+    def close(self) -> None:
+        self._receiver.close()
+        self._sender.close()
+
+
 class Publisher:
+    """Owns the publisher thread, its reconnects, and what the outbox and the link look like to others."""
+
     def __init__(
         self,
         config: MqttConfig,
-        site: str,
-        device_id: str,
-        data_dir: Path,
+        topics: Topics,
+        store: Store,
         *,
         source: str,
         version: str,
+        disk: Callable[[], dict[str, Any]],
         on_command: Callable[[str, bytes], None] = lambda name, payload: None,
         health_provider: Callable[[], list[dict[str, Any]]] = list,
         store_fault: Callable[[], str | None] = lambda: None,
@@ -79,26 +159,20 @@ class Publisher:
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
     ) -> None:
-        self._config = config
-        self._topics = Topics(config.topic_prefix, site, device_id)
-        self._source = source
-        self._data_dir = data_dir
-        self._store = Store(db.connect(data_dir))
-        self._version = version
+        tls = connection.tls_context(config) if config.tls else None
+        self._link = Link(config, topics, source, version, tls, connection.password(config))
+        self._store = store
+        self._disk = disk
         self._on_command = on_command
         self._health = health_provider
         self._store_fault = store_fault
         self._settings = settings
         self._clock = clock
         self._rand = rand
-        self._tls = connection.tls_context(config) if config.tls else None
-        self._secret = connection.password(config)
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._results: deque[bytes] = deque()
+        self._inbox = Inbox()
         self._thread = threading.Thread(target=self._run, name="handoff-publisher", daemon=True)
-        self._flush_timeout = 0.0
         self._link_up = False
+        self._blocked = store.blocked()
         self._status_said: str | None = None
         """What the last saved or published status said, as `_status_key` spells it."""
 
@@ -108,88 +182,128 @@ class Publisher:
         return self._link_up
 
     @property
+    def blocked(self) -> Blocked | None:
+        """The broker's refusal every later event waits behind, if any: the ambient light shows a fault."""
+        return self._blocked
+
+    @property
     def topics(self) -> Topics:
-        return self._topics
+        return self._link.topics
 
     @property
     def source(self) -> str:
-        """Whose `seq` the retained state carries, so a replacement appliance is not taken for a rewind."""
-        return self._source
+        return self._link.source
 
     def start(self) -> None:
         self._thread.start()
 
     def wake(self) -> None:
         """Call after each commit: new events and a new retained state are waiting."""
-        self._wake.set()
+        self._inbox.wake()
 
     def publish_result(self, payload: dict[str, Any]) -> None:
-        self._results.append(compact_json.dumps(payload).encode())
-        self._wake.set()
+        self._inbox.put_result(compact_json.dumps(payload).encode())
 
     def stop(self, flush_timeout: float = 5.0) -> None:
         """Deliver what can be delivered within `flush_timeout`, say `offline`, disconnect."""
-        self._flush_timeout = flush_timeout
-        self._stop.set()
+        self._inbox.stop(flush_timeout)
         self._thread.join()
+        self._inbox.close()
 
     def _run(self) -> None:
-        store = self._store
         attempt = 0
-        while not self._stop.is_set():
-            error = _Session(self, store).run()
-            if self._stop.is_set():
+        while not self._inbox.stopping():
+            session = _Session(
+                self._link,
+                self._store,
+                self._inbox,
+                status=self._status,
+                on_link=self._record_link,
+                status_changed=self._status_changed,
+                on_outcome=self._record_outcome,
+                on_command=self._on_command,
+                retention_days=self._settings.retention_days,
+                clock=self._clock,
+            )
+            error = session.run()
+            if self._inbox.stopping():
                 break
             if error is None:
                 attempt = 0
                 continue
-            self._record_link(store, False, error)
+            self._record_link(False, error)
             delay = backoff_delay(attempt, self._settings.backoff_base_s, self._settings.backoff_cap_s, self._rand)
-            log.warning("broker %s:%s: %s; retrying in %.1f s", self._config.host, self._config.port, error, delay)
+            config = self._link.config
+            log.warning("broker %s:%s: %s; retrying in %.1f s", config.host, config.port, error, delay)
             attempt += 1
-            self._wait_offline(store, error, delay)
-        self._record_link(store, False, "stopped")
+            self._wait_offline(error, delay)
+        self._record_link(False, "stopped")
 
-    def _wait_offline(self, store: Store, error: str, delay: float) -> None:
+    def _wait_offline(self, error: str, delay: float) -> None:
         """Sleep out the backoff, still saving a change of reader health or outbox for `handoff status`."""
         end = self._clock() + delay
-        while (left := end - self._clock()) > 0 and not self._stop.is_set():
-            self._stop.wait(min(left, STATUS_CHECK_S))
-            if self._status_changed(store):
-                self._record_link(store, False, error)
+        while (left := end - self._clock()) > 0 and not self._inbox.stopping():
+            self._inbox.wait_for_stop(min(left, STATUS_CHECK_S))
+            if self._status_changed():
+                self._record_link(False, error)
 
-    def _status_key(self, store: Store) -> str:
-        return compact_json.dumps([self._health(), store.has_unsent(), self._store_fault()])
+    def _status_key(self) -> str:
+        return compact_json.dumps([self._health(), self._store.has_unsent(), self._store_fault()])
 
-    def _status_changed(self, store: Store) -> bool:
+    def _status_changed(self) -> bool:
         """Whether status has news since it was last said; it counts as said from here on."""
         try:
-            key = self._status_key(store)
+            key = self._status_key()
         except sqlite3.Error as exc:
             log.error("cannot read the outbox for status: %s", exc)
             return False
         changed, self._status_said = key != self._status_said, key
         return changed
 
-    def _record_link(self, store: Store, connected: bool, error: str | None) -> None:
+    def _record_link(self, connected: bool, error: str | None) -> None:
         self._link_up = connected
         try:
-            store.record_link(connected, error, self._health())
+            self._store.record_link(connected, error, self._health())
         except StoreError as exc:
             log.error("%s", exc)
 
-    def _status(self, store: Store) -> bytes:
-        return compact_json.dumps(
-            {
-                "status": "online",
-                "version": self._version,
-                "time": rfc3339(time.time()),
-                "outbox_depth": store.depth(),
-                "readers": self._health(),
-                "database": self._store_fault() or "ok",
-                "disk": disk_state(self._data_dir).as_dict(),
-            }
-        ).encode()
+    def _record_outcome(self, refused: tuple[int, str] | None, acked: list[int]) -> bool:
+        """Note a refused event, or that the event the outbox waited behind got through.
+
+        True when that changed what the retained status says.
+        """
+        if refused is not None:
+            seq, reason = refused
+            if self._blocked is not None and (self._blocked.seq, self._blocked.reason) == refused:
+                return False
+            blocked: Blocked | None = Blocked(seq, reason, time.time())
+        elif self._blocked is not None and self._blocked.seq in acked:
+            log.info("outbox unblocked: seq %d was accepted", self._blocked.seq)
+            blocked = None
+        else:
+            return False
+        if blocked is not None:
+            log.error("%s; every later event waits behind it", blocked.describe())
+        self._blocked = blocked
+        try:
+            self._store.record_blocked(blocked)
+        except StoreError as exc:
+            log.error("%s", exc)
+        return True
+
+    def _status(self) -> bytes:
+        body: dict[str, Any] = {
+            "status": "online",
+            "version": self._link.version,
+            "time": rfc3339(time.time()),
+            "outbox_depth": self._store.depth(),
+            "readers": self._health(),
+            "database": self._store_fault() or "ok",
+            "disk": self._disk(),
+        }
+        if self._blocked is not None:
+            body["outbox_blocked"] = {"seq": self._blocked.seq, "reason": self._blocked.reason}
+        return compact_json.dumps(body).encode()
 
 
 class _Session:
@@ -201,9 +315,31 @@ class _Session:
     the small ones go first, events follow in seq order.
     """
 
-    def __init__(self, publisher: Publisher, store: Store) -> None:
-        self._p = publisher
+    def __init__(
+        self,
+        link: Link,
+        store: Store,
+        inbox: Inbox,
+        *,
+        status: Callable[[], bytes],
+        on_link: Callable[[bool, str | None], None],
+        status_changed: Callable[[], bool],
+        on_outcome: Callable[[tuple[int, str] | None, list[int]], bool],
+        on_command: Callable[[str, bytes], None],
+        retention_days: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._link = link
+        self._topics = link.topics
         self._store = store
+        self._inbox = inbox
+        self._status = status
+        self._on_link = on_link
+        self._status_changed = status_changed
+        self._on_outcome = on_outcome
+        self._on_command = on_command
+        self._retention_days = retention_days
+        self._clock = clock
         self._connected = False
         self._error: str | None = None
         self._window = INFLIGHT
@@ -230,10 +366,8 @@ class _Session:
         """Set once the retained state (if any) has arrived: the second SUBACK follows it."""
         self._history_checked = False
         self._broker_state: dict[str, Any] | None = None
-        self._props = connection.event_properties(publisher._config)
-        self._client: Client = connection.new_client(
-            publisher._config, publisher._topics, publisher._version, publisher._tls, publisher._secret
-        )
+        self._props = connection.event_properties(link.config)
+        self._client: Client = connection.new_client(link.config, link.topics, link.version, link.tls, link.secret)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
@@ -244,8 +378,7 @@ class _Session:
 
     def run(self) -> str | None:
         """None after a connection that worked and ended; otherwise why it failed."""
-        p = self._p
-        config = p._config
+        config = self._link.config
         try:
             self._client.connect(
                 config.host,
@@ -258,14 +391,14 @@ class _Session:
             return f"TLS failed: {exc.reason or exc}"
         except OSError as exc:
             return f"cannot connect: {exc.strerror or exc}"
-        deadline = p._clock() + self._client.connect_timeout
-        while not self._connected and self._error is None and p._clock() < deadline:
-            if self._client.loop(IDLE_LOOP_S) != MQTTErrorCode.MQTT_ERR_SUCCESS and not self._connected:
-                return self._error or "connection lost before CONNACK"
+        deadline = self._clock() + self._client.connect_timeout
+        while not self._connected and self._error is None and (left := deadline - self._clock()) > 0:
+            if not self._wait(left) and not self._connected:
+                return self._error or self._without_connack("connection lost before CONNACK")
         if not self._connected:
             self._client.disconnect()
-            return self._error or "no CONNACK in time"
-        p._record_link(self._store, True, None)
+            return self._error or self._without_connack("no CONNACK in time")
+        self._on_link(True, None)
         log.info("connected to %s:%s, %d in flight at most", config.host, config.port, self._window)
         try:
             self._serve()
@@ -274,53 +407,88 @@ class _Session:
             return f"cannot read the outbox: {exc}"
         return self._error
 
+    def _without_connack(self, what: str) -> str:
+        """A broker that does not speak `mqtt.protocol` may refuse, hang up, or never answer."""
+        protocol = self._link.config.protocol
+        return (
+            f'{what}; if the broker does not speak MQTT {protocol} (mqtt.protocol = "{protocol}"), '
+            "`handoff doctor` says which to set"
+        )
+
     def _serve(self) -> None:
-        p = self._p
         client = self._client
-        _, self._state_mid = client.subscribe(p._topics.state, qos=1)
-        _, self._history_mid = client.subscribe(p._topics.commands, qos=1)
-        p._status_changed(self._store)
-        self._control.append((p._topics.status, p._status(self._store), True))
-        last_flush = last_status = last_purge = last_check = p._clock()
+        _, self._state_mid = client.subscribe(self._topics.state, qos=1)
+        _, self._history_mid = client.subscribe(self._topics.commands, qos=1)
+        self._status_changed()
+        self._control.append((self._topics.status, self._status(), True))
+        last_flush = last_status = last_purge = last_check = self._clock()
         purge_due = True
         while self._connected:
-            if p._stop.is_set() and self._finish():
+            if self._inbox.stopping() and self._finish():
                 return
-            if p._wake.is_set():
-                p._wake.clear()
-                self._outbox_more = self._state_due = self._checkpoints_stale = True
             if self._history_read and not self._history_checked:
                 self._check_history()
             self._queue_state_when_caught_up()
             self._pump()
-            if client.loop(BUSY_LOOP_S if self._inflight else IDLE_LOOP_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            now = self._clock()
+            due = [last_check + STATUS_CHECK_S, last_status + STATUS_EVERY_S, last_purge + PURGE_EVERY_S]
+            due.append(now + IDLE_WAIT_S)
+            if self._acked or self._acked_checkpoints:
+                due.append(last_flush + ACK_FLUSH_S)
+            if self._inbox.stopping():
+                due.append(now + ACK_FLUSH_S)
+            if not self._wait(max(0.0, min(due) - now)):
                 self._connected = False
-            now = p._clock()
+            now = self._clock()
             if (self._acked or self._acked_checkpoints) and (now - last_flush >= ACK_FLUSH_S or not self._inflight):
                 self._flush_acks()
                 last_flush = now
             if now - last_check >= STATUS_CHECK_S:
                 last_check = now
-                if p._status_changed(self._store):
-                    p._record_link(self._store, True, None)
-                    self._control.append((p._topics.status, p._status(self._store), True))
+                if self._status_changed():
+                    self._on_link(True, None)
+                    self._control.append((self._topics.status, self._status(), True))
                     last_status = now
             if now - last_status >= STATUS_EVERY_S:
-                self._control.append((p._topics.status, p._status(self._store), True))
+                self._control.append((self._topics.status, self._status(), True))
                 last_status = now
             if purge_due or now - last_purge >= PURGE_EVERY_S:
                 self._purge()
                 purge_due, last_purge = False, now
         self._flush_acks()
 
+    def _wait(self, timeout: float) -> bool:
+        """Wait for the broker, a wake-up or `timeout`, then let paho read, write and keep alive.
+
+        False once the connection is gone.
+        """
+        client = self._client
+        sock = client.socket()
+        if sock is None:
+            return False
+        pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
+        broker, inbox = sock.fileno(), self._inbox.fileno()
+        writing = [broker] if client.want_write() else []
+        readable, writable, _ = select.select([broker, inbox], writing, [], 0.0 if pending else timeout)
+        if inbox in readable and self._inbox.take_wake():
+            self._outbox_more = self._state_due = self._checkpoints_stale = True
+        rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        if broker in readable or pending:
+            rc = client.loop_read()
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and (broker in writable or client.want_write()):
+            rc = client.loop_write()
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            rc = client.loop_misc()
+        return rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
     def _pump(self) -> None:
         """Fill the window: status, state and command results first, then events in seq order."""
-        topics = self._p._topics
+        topics = self._topics
         while self._history_checked and self._connected and len(self._inflight) < self._window:
             if self._control:
                 self._send(*self._control.popleft())
-            elif self._p._results:
-                self._send(topics.cmd_result, self._p._results.popleft())
+            elif (result := self._inbox.take_result()) is not None:
+                self._send(topics.cmd_result, result)
             elif event := self._next_event():
                 self._send(topics.under(event.topic), event.payload, seq=event.seq)
                 self._sent_upto = event.seq
@@ -339,7 +507,7 @@ class _Session:
         if not self._checkpoints or self._checkpoints[0][0] > self._sent_upto:
             return False
         seq, payload = self._checkpoints.popleft()
-        info = self._send(self._p._topics.checkpoint, payload, retain=True)
+        info = self._send(self._topics.checkpoint, payload, retain=True)
         self._checkpoint_mids[info.mid] = seq
         self._checkpoints_sent_upto = seq
         return True
@@ -375,9 +543,9 @@ class _Session:
             return
         self._state_due = False
         if retained is not None:
-            retained["source"] = self._p.source
+            retained["source"] = self._link.source
         if retained is not None and retained != self._state_sent:
-            self._control.append((self._p._topics.state, compact_json.dumps(retained).encode(), True))
+            self._control.append((self._topics.state, compact_json.dumps(retained).encode(), True))
             self._state_sent = retained
 
     def _check_history(self) -> None:
@@ -387,10 +555,10 @@ class _Session:
         unsent events move above the broker's number, so no `seq` is ever published twice.
         """
         self._history_checked = True
-        self._client.unsubscribe(self._p._topics.state)
+        self._client.unsubscribe(self._topics.state)
         seen = self._broker_state or {}
         broker_seq = seen.get("seq")
-        if seen.get("source") != self._p.source or isinstance(broker_seq, bool) or not isinstance(broker_seq, int):
+        if seen.get("source") != self._link.source or isinstance(broker_seq, bool) or not isinstance(broker_seq, int):
             return
         try:
             rewind = self._store.rebase_above(
@@ -406,27 +574,26 @@ class _Session:
 
     def _finish(self) -> bool:
         """On stop: keep draining until the outbox is empty or the flush time is up, then leave."""
-        p = self._p
         if self._stop_deadline is None:
-            self._stop_deadline = p._clock() + p._flush_timeout
+            self._stop_deadline = self._clock() + self._inbox.flush_timeout
         drained = not (
             self._inflight
             or self._waiting
             or self._outbox_more
             or self._control
-            or p._results
+            or self._inbox.has_results
             or self._checkpoints_stale
             or any(seq <= self._sent_upto for seq, _ in self._checkpoints)
         )
-        if not drained and p._clock() < self._stop_deadline:
+        if not drained and self._clock() < self._stop_deadline:
             return False
         self._flush_acks()
-        info = self._send(p._topics.status, connection.offline_payload(p._version), retain=True)
-        end = p._clock() + 2.0
-        while not info.is_published() and self._connected and p._clock() < end:
-            self._client.loop(IDLE_LOOP_S)
+        info = self._send(self._topics.status, connection.offline_payload(self._link.version), retain=True)
+        end = self._clock() + 2.0
+        while not info.is_published() and self._connected and (left := end - self._clock()) > 0:
+            self._wait(min(left, ACK_FLUSH_S))
         self._client.disconnect()
-        self._client.loop(IDLE_LOOP_S)
+        self._wait(0.0)
         return True
 
     def _flush_acks(self) -> None:
@@ -436,13 +603,15 @@ class _Session:
                 self._acked_checkpoints.pop()
             if self._acked:
                 self._store.mark_acked(self._acked)
+                if self._on_outcome(None, self._acked):
+                    self._control.append((self._topics.status, self._status(), True))
                 self._acked = []
         except StoreError as exc:
             log.error("%s", exc)
 
     def _purge(self) -> None:
         try:
-            self._store.purge(self._p._settings.retention_days)
+            self._store.purge(self._retention_days)
         except StoreError as exc:
             log.error("%s", exc)
 
@@ -451,6 +620,8 @@ class _Session:
     ) -> None:
         if reason.is_failure:
             self._error = f"broker refused the connection: {reason}"
+            if reason.value == UNSUPPORTED_PROTOCOL_VERSION:
+                self._error = self._without_connack(self._error)
             return
         self._connected = True
         self._window = min(INFLIGHT, getattr(properties, "ReceiveMaximum", INFLIGHT))
@@ -463,7 +634,7 @@ class _Session:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        if self._connected and not self._p._stop.is_set():
+        if self._connected and not self._inbox.stopping():
             self._error = f"connection lost: {reason}"
         self._connected = False
 
@@ -480,12 +651,14 @@ class _Session:
             if reason.is_failure:
                 log.warning("broker refused a status, state or command result message: %s", reason)
             return
-        if reason.is_failure:
-            self._error = f"broker refused event seq {seq}: {reason}"
+        if not reason.is_failure:
+            self._acked.append(seq)
+        elif self._connected:  # the first refusal; later ones in the same read wait behind it anyway
+            code = f"{reason} (0x{reason.value:02x})"
+            self._on_outcome((seq, code), [])
+            self._error = f"broker refused event seq {seq}: {code}"
             self._connected = False
             client.disconnect()
-            return
-        self._acked.append(seq)
 
     def _on_subscribe(
         self, client: Client, userdata: Any, mid: int, reasons: list[ReasonCode], properties: Properties | None
@@ -499,13 +672,13 @@ class _Session:
             self._history_read = True
 
     def _on_message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:
-        if message.topic == self._p._topics.state:
+        if message.topic == self._topics.state:
             if not self._history_checked:
                 self._broker_state = _json_object(bytes(message.payload))
             return
-        name = self._p._topics.command_name(message.topic)
+        name = self._topics.command_name(message.topic)
         if name is not None:
-            self._p._on_command(name, bytes(message.payload))
+            self._on_command(name, bytes(message.payload))
 
 
 def _json_object(payload: bytes) -> dict[str, Any] | None:

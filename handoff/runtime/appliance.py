@@ -71,6 +71,8 @@ class Publisher(Protocol):
     def wake(self) -> None: ...
     @property
     def connected(self) -> bool: ...
+    @property
+    def blocked(self) -> object | None: ...
 
 
 class Appliance:
@@ -108,6 +110,7 @@ class Appliance:
         self._next_directory_check = 0.0
         self._warned_for: float | None = None
         self._online = False
+        self._outbox_blocked = False
         self._restart_pending = True
         """Until the Restart is recorded, the state on disk still shows a session that did not
         survive: judging a tap against it would log the holder off for the wrong reason."""
@@ -333,6 +336,7 @@ class Appliance:
 
     def _refresh_ambient(self, *, force: bool = False) -> None:
         online = self._publisher.connected
-        if force or online != self._online:
-            self._online = online
-            self._feedback.set_ambient(self._state.mode, online)
+        blocked = self._publisher.blocked is not None
+        if force or (online, blocked) != (self._online, self._outbox_blocked):
+            self._online, self._outbox_blocked = online, blocked
+            self._feedback.set_ambient(self._state.mode, online, fault=blocked)

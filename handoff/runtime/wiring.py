@@ -20,8 +20,10 @@ from handoff.cloudevents import source
 from handoff.commands.handler import CommandHandler
 from handoff.commands.keys import load_command_key
 from handoff.config import Config
+from handoff.disk import disk_state
 from handoff.feedback.output import Feedback, open_feedback
 from handoff.mqtt.publisher import Publisher, PublisherSettings
+from handoff.mqtt.topics import Topics
 from handoff.readers.registry import ReaderSet, build_readers
 from handoff.runtime.appliance import Appliance, Command
 from handoff.runtime.clock import SystemClock
@@ -84,9 +86,9 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
 
     publisher = Publisher(
         config.mqtt,
-        appliance_config.site,
-        appliance_config.device_id,
-        appliance_config.data_dir,
+        Topics(config.mqtt.topic_prefix, appliance_config.site, appliance_config.device_id),
+        Store(db.connect(appliance_config.data_dir)),
+        disk=lambda: disk_state(appliance_config.data_dir).as_dict(),
         source=source(appliance_config.site, appliance_config.reader_id),
         version=__version__,
         on_command=on_command,

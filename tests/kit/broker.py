@@ -8,12 +8,11 @@ ACL.
 from __future__ import annotations
 
 import getpass
-import socket
+import signal
 import subprocess
-import time
 from pathlib import Path
 
-from tests.kit.net import free_tcp_port
+from tests.kit.net import free_tcp_port, wait_listening
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 
@@ -42,16 +41,12 @@ class Broker:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self._proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=log)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {self.log.read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("mosquitto did not start listening")
+        wait_listening(self._proc, self.port, self.log)
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto rereads its ACL and password files, connections stay up."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
         if self._proc is not None:

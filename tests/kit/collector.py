@@ -1,6 +1,7 @@
 """The one MQTT collector: subscribes like a consumer would, keeps every message, and waits for them.
 
-Its session outlives the connection (MQTT 5 session expiry, clean start off), or messages
+Its session outlives the connection (MQTT 5 session expiry, clean start off; on 3.1.1 clean
+session off), or messages
 published while it reconnects after a broker restart are lost and a test sees a gap that
 isn't the appliance's.
 """
@@ -36,21 +37,28 @@ class Message:
 
 
 class Collector:
-    def __init__(self, port: int, topic: str, on_message: Callable[[Message], None] | None = None) -> None:
+    def __init__(
+        self, port: int, topic: str, on_message: Callable[[Message], None] | None = None, protocol: str = "5"
+    ) -> None:
+        v5 = protocol == "5"
         self.messages: list[Message] = []
         self._on_each = on_message
         self._changed = threading.Condition()
         self.client = Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=f"collector-{free_tcp_port()}",
-            protocol=MQTTProtocolVersion.MQTTv5,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if v5 else False,
         )
         self.client.on_message = self._on_message
         self.client.on_connect = lambda client, *_: client.subscribe(topic, qos=1)
         self.client.reconnect_delay_set(0.05, 0.2)
-        session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        session.SessionExpiryInterval = 3600
-        self.client.connect("127.0.0.1", port, clean_start=False, properties=session)
+        if v5:
+            session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            session.SessionExpiryInterval = 3600
+            self.client.connect("127.0.0.1", port, clean_start=False, properties=session)
+        else:
+            self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 
     def _on_message(self, _client: Client, _userdata: object, message: MQTTMessage) -> None:

@@ -1,15 +1,22 @@
-"""Making configs and events for the outbox and publisher tests."""
+"""Events, broker configs and publishers for the outbox and publisher tests and the drain benchmark."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from handoff import db
 from handoff.cloudevents import EventContext, source
 from handoff.config import MqttConfig
 from handoff.core.events import Event
 from handoff.core.state import Custody, State
+from handoff.disk import disk_state
+from handoff.mqtt.publisher import Publisher, PublisherSettings
+from handoff.mqtt.topics import Topics
+from handoff.store import Store
 from tests.kit.config import DEVICE, READER, SITE
 
 CONTEXT = EventContext(site=SITE, device_id=DEVICE, reader_id=READER, clock_synced=True)
@@ -35,3 +42,26 @@ def seqs(payloads: list[bytes]) -> list[int]:
 
 def data_dir(tmp: Path) -> Path:
     return tmp / "data"
+
+
+def publisher(
+    config: MqttConfig,
+    data: Path,
+    *,
+    settings: PublisherSettings | None = None,
+    on_command: Callable[[str, bytes], None] = lambda name, payload: None,
+    health_provider: Callable[[], list[dict[str, Any]]] = list,
+    version: str = "test",
+) -> Publisher:
+    """A publisher on its own connection to the outbox in `data`, put together as the appliance does."""
+    return Publisher(
+        config,
+        Topics(config.topic_prefix, SITE, DEVICE),
+        Store(db.connect(data)),
+        source=SOURCE,
+        version=version,
+        disk=lambda: disk_state(data).as_dict(),
+        on_command=on_command,
+        health_provider=health_provider,
+        settings=settings or PublisherSettings(),
+    )
