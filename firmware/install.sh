@@ -18,10 +18,10 @@ apt-get install -y -qq --no-install-recommends \
     python3 python3-venv python3-lgpio pcscd libccid libpcsclite1 ca-certificates chrony
 
 id -u handoff >/dev/null 2>&1 || useradd --system --home-dir /var/lib/handoff --shell /usr/sbin/nologin handoff
-for group in gpio dialout; do
+for group in gpio dialout input; do
     getent group "$group" >/dev/null || groupadd --system "$group"
 done
-usermod -a -G gpio,dialout handoff
+usermod -a -G gpio,dialout,input handoff
 
 python3 -m venv --system-site-packages "$prefix/venv"
 "$prefix/venv/bin/pip" install -q --upgrade pip

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from handoff.config import NfcReaderConfig, PcscReaderConfig, ReaderConfig
+from handoff.config import KeyboardReaderConfig, NfcReaderConfig, PcscReaderConfig, ReaderConfig
 from handoff.errors import ConfigError
 from handoff.piv.cak import cak_identify, load_anchors
 from handoff.readers.base import Emit, Reader, ReaderHealth
+from handoff.readers.keyboard import KeyboardReader
 from handoff.readers.nfc import NfcReader
 from handoff.readers.pcsc import PcscReader
 
@@ -36,6 +37,8 @@ def build_readers(configs: Sequence[ReaderConfig]) -> ReaderSet:
 def _reader(config: ReaderConfig) -> Reader:
     if isinstance(config, NfcReaderConfig):
         return NfcReader(config.path)
+    if isinstance(config, KeyboardReaderConfig):
+        return KeyboardReader(config.match)
     if not isinstance(config, PcscReaderConfig):
         raise ConfigError(f"readers: kind {config.kind!r} is accepted by the config but has no driver in this build")
     if config.auth == "piv-cak" and config.trust_anchors is not None:

@@ -1,0 +1,72 @@
+"""The keyboard-wedge device layer against a virtual keyboard made with evdev.UInput.
+
+This needs /dev/uinput, which the development machines and CI lack: the tests skip there with
+that reason and run on a Pi (or any Linux with the uinput module loaded). The decoder they
+drive is tested everywhere (test_keystrokes.py).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import time
+from collections.abc import Iterator
+
+import pytest
+from evdev import InputDevice, UInput, ecodes
+
+from handoff.readers.base import BadgePresented, BadgeRemoved, ReaderEvent
+from handoff.readers.keyboard import KeyboardReader
+from handoff.readers.pacs import text_badge_bytes
+
+pytestmark = pytest.mark.skipif(
+    not os.access("/dev/uinput", os.W_OK), reason="no writable /dev/uinput here: the evdev device layer runs on a Pi"
+)
+DIGITS = [ecodes.KEY_0, ecodes.KEY_0, ecodes.KEY_1, ecodes.KEY_2, ecodes.KEY_3, ecodes.KEY_ENTER]
+
+
+@pytest.fixture
+def wedge() -> Iterator[UInput]:
+    device = UInput({ecodes.EV_KEY: [*range(ecodes.KEY_ESC, ecodes.KEY_KPDOT + 1)]}, name="RFIDeas pcProx test")
+    yield device
+    device.close()
+
+
+def burst(device: UInput, codes: list[int]) -> None:
+    for code in codes:
+        device.write(ecodes.EV_KEY, code, 1)
+        device.write(ecodes.EV_KEY, code, 0)
+        device.syn()
+        time.sleep(0.003)
+
+
+def test_a_grabbed_wedge_reports_a_badge_and_nobody_else_sees_the_keys(wedge: UInput) -> None:
+    events: queue.Queue[ReaderEvent] = queue.Queue()
+    reader = KeyboardReader("RFIDeas")
+    reader.open(events.put)
+    try:
+        deadline = time.monotonic() + 5
+        while not reader.health().ok and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert reader.health().ok, reader.health().detail
+        with pytest.raises(OSError):
+            InputDevice(wedge.device.path).grab()
+        burst(wedge, DIGITS)
+        presented, removed = events.get(timeout=5), events.get(timeout=5)
+        assert isinstance(presented, BadgePresented) and isinstance(removed, BadgeRemoved)
+        assert presented.identifier == text_badge_bytes("00123")
+    finally:
+        reader.close()
+
+
+def test_a_wedge_another_program_holds_is_not_read(wedge: UInput) -> None:
+    holder = InputDevice(wedge.device.path)
+    holder.grab()
+    reader = KeyboardReader("RFIDeas")
+    reader.open(lambda event: None)
+    try:
+        time.sleep(1.0)
+        assert not reader.health().ok and "cannot be grabbed exclusively" in reader.health().detail
+    finally:
+        reader.close()
+        holder.ungrab()
