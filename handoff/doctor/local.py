@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from handoff import db
 from handoff.audit.keys import load_signing_key
@@ -16,6 +17,8 @@ from handoff.doctor.result import CheckResult, failed, passed, skipped, warned
 from handoff.errors import HandoffError
 from handoff.store import Store
 from handoff.timefmt import rfc3339
+
+T = TypeVar("T")
 
 DISK_FAIL_BYTES: Final = 50 * 1024 * 1024
 DISK_WARN_BYTES: Final = 500 * 1024 * 1024
@@ -94,16 +97,23 @@ def check_database(config: Config) -> CheckResult:
     return passed("data dir", f"{data_dir} is writable and the database opens")
 
 
-def check_seq_history(config: Config) -> CheckResult:
-    """A database that lost events once is worth a biomed's look even after it recovered."""
+def _from_store(config: Config, read: Callable[[Store], T]) -> T | CheckResult:
+    """`read` on the appliance's store, or a skip when the database does not open (said above)."""
     try:
         conn = db.connect_checked(config.appliance.data_dir)
     except HandoffError:
-        return skipped("seq history", "the database does not open (see above)")
+        return skipped("database records", "the database does not open (see above)")
     try:
-        rewind = Store(conn).rewind()
+        return read(Store(conn))
     finally:
         conn.close()
+
+
+def check_seq_history(config: Config) -> CheckResult:
+    """A database that lost events once is worth a biomed's look even after it recovered."""
+    rewind = _from_store(config, Store.rewind)
+    if isinstance(rewind, CheckResult):
+        return rewind
     if rewind is None:
         return passed("seq history", "no seq was ever rewound")
     return warned(
@@ -115,14 +125,9 @@ def check_seq_history(config: Config) -> CheckResult:
 
 def check_outbox(config: Config) -> CheckResult:
     """Whether the broker refused an event, so the outbox stopped: an ACL or a broker limit to fix."""
-    try:
-        conn = db.connect_checked(config.appliance.data_dir)
-    except HandoffError:
-        return skipped("outbox", "the database does not open (see above)")
-    try:
-        blocked = Store(conn).blocked()
-    finally:
-        conn.close()
+    blocked = _from_store(config, Store.blocked)
+    if isinstance(blocked, CheckResult):
+        return blocked
     if blocked is None:
         return passed("outbox", "the broker accepts events")
     return failed(
