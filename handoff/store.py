@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final, NamedTuple
 
 from handoff import compact_json, db
-from handoff.audit.chain import digest, genesis, link
+from handoff.audit.chain import genesis, sealed
 from handoff.audit.checkpoint import CheckpointPolicy, make_checkpoint
 from handoff.cloudevents import EventContext, envelope, source, uuid7
 from handoff.core.codec import state_from_dict, state_summary, state_to_dict
@@ -88,20 +88,15 @@ class LinkRecord:
 def _numbered(event: Event, seq: int, context: EventContext, created: float, previous: str) -> tuple[StoredEvent, str]:
     """The stored event and its link, which the next event of the commit links to."""
     event_id = uuid7(event.time)
-    body = envelope(event, seq, context, event_id)
-    chain = body["data"]["chain"] = link(previous, digest(body))
-    return StoredEvent(seq, event_id, f"events/{event.type}", compact_json.dumps(body).encode(), created), chain
+    payload, chain = sealed(envelope(event, seq, context, event_id), previous)
+    return StoredEvent(seq, event_id, f"events/{event.type}", payload, created), chain
 
 
-def _chain_of(event: StoredEvent) -> str:
-    return str(json.loads(event.payload)["data"]["chain"])
-
-
-def _renumbered(event: StoredEvent, seq: int, previous: str) -> StoredEvent:
+def _renumbered(event: StoredEvent, seq: int, previous: str) -> tuple[StoredEvent, str]:
     body = json.loads(event.payload)
     body["data"]["seq"] = seq
-    body["data"]["chain"] = link(previous, digest(body))
-    return event._replace(seq=seq, payload=compact_json.dumps(body).encode())
+    payload, chain = sealed(body, previous)
+    return event._replace(seq=seq, payload=payload), chain
 
 
 def _runs(seqs: Sequence[int]) -> Iterator[tuple[int, int]]:
@@ -288,8 +283,8 @@ class Store:
             chain = broker_chain or genesis(json.loads(rows[0][3])["source"]) if rows else broker_chain
             moved: list[StoredEvent] = []
             for seq, row in enumerate(rows, start=broker_seq + 1):
-                moved.append(_renumbered(StoredEvent._make(row), seq, str(chain)))
-                chain = _chain_of(moved[-1])
+                renumbered, chain = _renumbered(StoredEvent._make(row), seq, str(chain))
+                moved.append(renumbered)
             conn.execute("DELETE FROM outbox WHERE seq > ?", (acked_upto,))
             conn.executemany("INSERT INTO outbox (seq, id, topic, payload, created) VALUES (?, ?, ?, ?, ?)", moved)
             conn.execute(
