@@ -82,7 +82,7 @@ def _plain(value: Any) -> bool:
     if kind is str or kind is bool or value is None:
         return True
     if kind is int:
-        return -SAFE_INTEGER <= value <= SAFE_INTEGER
+        return bool(-SAFE_INTEGER <= value <= SAFE_INTEGER)
     if kind is dict:
         return all(type(key) is str and key.isascii() and _plain(item) for key, item in value.items())
     if kind is list:
