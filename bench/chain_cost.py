@@ -22,10 +22,11 @@ from handoff.core.state import Custody, State
 from tests.kit.outbox import CONTEXT
 
 HANDOFF = (
-    Event("forced_logoff", 0.0, "h1", staff_id="ana", badge_ref="ab" * 32, session_id="s1", reason="handoff"),
-    Event("checkin", 0.0, "h1", staff_id="ana", badge_ref="ab" * 32, session_id="s1", reason="handoff"),
-    Event("checkout", 0.0, "h1", staff_id="bo", badge_ref="cd" * 32, session_id="s2", previous_staff_id="ana"),
+    Event("forced_logoff", 0.0, "h1", staff_id="ana", badge_ref="ab" * 32, session_id="s1", reason="handoff", id="e1"),
+    Event("checkin", 0.0, "h1", staff_id="ana", badge_ref="ab" * 32, session_id="s1", reason="handoff", id="e2"),
+    Event("checkout", 0.0, "h1", staff_id="bo", badge_ref="cd" * 32, session_id="s2", previous_staff_id="ana", id="e3"),
 )
+"""The same ids in every commit: the outbox does not look them up, and the bench never sends."""
 STATE = State("in_use", 0.0, Custody("bo", "cd" * 32, 0.0, "s2", 0.0, 0.0, 0.0))
 
 

@@ -19,7 +19,7 @@ from typing import Any, Final, NamedTuple
 from handoff import compact_json, db
 from handoff.audit.chain import genesis, sealed
 from handoff.audit.checkpoint import CheckpointPolicy, make_checkpoint
-from handoff.cloudevents import EventContext, envelope, source, uuid7
+from handoff.cloudevents import EventContext, envelope, source
 from handoff.core.codec import state_from_dict, state_summary, state_to_dict
 from handoff.core.events import Event
 from handoff.core.state import State, initial_state
@@ -87,9 +87,8 @@ class LinkRecord:
 
 def _numbered(event: Event, seq: int, context: EventContext, created: float, previous: str) -> tuple[StoredEvent, str]:
     """The stored event and its link, which the next event of the commit links to."""
-    event_id = uuid7(event.time)
-    payload, chain = sealed(envelope(event, seq, context, event_id), previous)
-    return StoredEvent(seq, event_id, f"events/{event.type}", payload, created), chain
+    payload, chain = sealed(envelope(event, seq, context), previous)
+    return StoredEvent(seq, event.id, f"events/{event.type}", payload, created), chain
 
 
 def _renumbered(event: StoredEvent, seq: int, previous: str) -> tuple[StoredEvent, str]:

@@ -53,13 +53,15 @@ class Recorder:
     cues: list[tuple[Cue, int]] = field(default_factory=list)
     shown: threading.Event = field(default_factory=threading.Event)
     ambient: list[tuple[str, bool, bool]] = field(default_factory=list)
+    warnings: list[bool] = field(default_factory=list)
 
     def show(self, cue: Cue) -> None:
         self.cues.append((cue, self.store.depth()))
         self.shown.set()
 
-    def set_ambient(self, state: str, online: bool, fault: bool = False) -> None:
+    def set_ambient(self, state: str, online: bool, fault: bool = False, warning: bool = False) -> None:
         self.ambient.append((state, online, fault))
+        self.warnings.append(warning)
 
     def close(self) -> None:
         return

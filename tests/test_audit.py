@@ -278,7 +278,7 @@ from tests.kit.outbox import CONTEXT, checkout, in_use
 key = load_pem_private_key(Path(sys.argv[2]).read_bytes(), password=None)
 store = Store(db.connect(Path(sys.argv[1])), checkpoints=CheckpointPolicy(key, 7, 3600.0))
 for index in range(int(sys.argv[3])):
-    store.commit(in_use(f"s{index}"), [checkout(f"s{index}")] * (1 + index % 3), CONTEXT)
+    store.commit(in_use(f"s{index}"), [checkout(f"s{index}") for _ in range(1 + index % 3)], CONTEXT)
 store.checkpoint(CONTEXT, force=True)
 """
 

@@ -153,8 +153,9 @@ class Publisher:
         version: str,
         disk: Callable[[], dict[str, Any]],
         on_command: Callable[[str, bytes], None] = lambda name, payload: None,
+        on_receipt: Callable[[bytes], None] | None = None,
         health_provider: Callable[[], list[dict[str, Any]]] = list,
-        store_fault: Callable[[], str | None] = lambda: None,
+        loop_status: Callable[[], dict[str, Any]] = dict,
         settings: PublisherSettings = PublisherSettings(),
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
@@ -164,8 +165,9 @@ class Publisher:
         self._store = store
         self._disk = disk
         self._on_command = on_command
+        self._on_receipt = on_receipt
         self._health = health_provider
-        self._store_fault = store_fault
+        self._loop_status = loop_status
         self._settings = settings
         self._clock = clock
         self._rand = rand
@@ -222,6 +224,7 @@ class Publisher:
                 status_changed=self._status_changed,
                 on_outcome=self._record_outcome,
                 on_command=self._on_command,
+                on_receipt=self._on_receipt,
                 retention_days=self._settings.retention_days,
                 clock=self._clock,
             )
@@ -248,7 +251,7 @@ class Publisher:
                 self._record_link(False, error)
 
     def _status_key(self) -> str:
-        return compact_json.dumps([self._health(), self._store.has_unsent(), self._store_fault()])
+        return compact_json.dumps([self._health(), self._store.has_unsent(), self._loop_status()])
 
     def _status_changed(self) -> bool:
         """Whether status has news since it was last said; it counts as said from here on."""
@@ -298,9 +301,10 @@ class Publisher:
             "time": rfc3339(time.time()),
             "outbox_depth": self._store.depth(),
             "readers": self._health(),
-            "database": self._store_fault() or "ok",
+            "database": "ok",
             "disk": self._disk(),
         }
+        body.update(self._loop_status())
         if self._blocked is not None:
             body["outbox_blocked"] = {"seq": self._blocked.seq, "reason": self._blocked.reason}
         return compact_json.dumps(body).encode()
@@ -326,6 +330,7 @@ class _Session:
         status_changed: Callable[[], bool],
         on_outcome: Callable[[tuple[int, str] | None, list[int]], bool],
         on_command: Callable[[str, bytes], None],
+        on_receipt: Callable[[bytes], None] | None,
         retention_days: float,
         clock: Callable[[], float],
     ) -> None:
@@ -338,6 +343,7 @@ class _Session:
         self._status_changed = status_changed
         self._on_outcome = on_outcome
         self._on_command = on_command
+        self._on_receipt = on_receipt
         self._retention_days = retention_days
         self._clock = clock
         self._connected = False
@@ -419,6 +425,8 @@ class _Session:
         client = self._client
         _, self._state_mid = client.subscribe(self._topics.state, qos=1)
         _, self._history_mid = client.subscribe(self._topics.commands, qos=1)
+        if self._on_receipt is not None:
+            client.subscribe(self._topics.receipts, qos=1)
         self._status_changed()
         self._control.append((self._topics.status, self._status(), True))
         last_flush = last_status = last_purge = last_check = self._clock()
@@ -675,6 +683,10 @@ class _Session:
         if message.topic == self._topics.state:
             if not self._history_checked:
                 self._broker_state = _json_object(bytes(message.payload))
+            return
+        if message.topic == self._topics.receipts:
+            if self._on_receipt is not None:
+                self._on_receipt(bytes(message.payload))
             return
         name = self._topics.command_name(message.topic)
         if name is not None:
