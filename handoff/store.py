@@ -98,6 +98,24 @@ def _renumbered(event: StoredEvent, seq: int, previous: str) -> tuple[StoredEven
     return event._replace(seq=seq, payload=payload), chain
 
 
+def queue_message(conn: sqlite3.Connection, topic: str, message_id: str, payload: bytes, created: float) -> None:
+    """Append one message that is not an appliance event (the agent's receipts and activity)
+    to the outbox, inside the caller's transaction, so that it commits with what the caller
+    records beside it.
+
+    It is numbered as events are, so the publisher sends it in order and retires it on its
+    PUBACK the same way; in such a database the state row holds only the numbering.
+    """
+    (seq,) = conn.execute(
+        "INSERT INTO appliance_state (id, body, last_seq) VALUES (1, 'null', 1)"
+        " ON CONFLICT (id) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq"
+    ).fetchone()
+    conn.execute(
+        "INSERT INTO outbox (seq, id, topic, payload, created) VALUES (?, ?, ?, ?, ?)",
+        (seq, message_id, topic, payload, created),
+    )
+
+
 def _runs(seqs: Sequence[int]) -> Iterator[tuple[int, int]]:
     """(first, last) of each run of consecutive numbers: PUBACKs arrive in order, so usually one."""
     ordered = sorted(seqs)

@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     stops = _StopSignals()
     config = config_from(args)
-    _configure_logging()
+    configure_logging()
     lock = hold_instance_lock(config.appliance.data_dir)
     parts = build(config, new_id=lambda: uuid7(time.time()))
     stops.deliver_to(parts.appliance.submit)
@@ -65,7 +65,7 @@ class _StopSignals:
             self._submit(stop)
 
 
-def _configure_logging() -> None:
+def configure_logging() -> None:
     """The journal adds its own timestamps; a terminal wants them in the line."""
     under_journal = "JOURNAL_STREAM" in os.environ
     fmt = "%(levelname)s %(message)s" if under_journal else "%(asctime)s %(levelname)s %(message)s"

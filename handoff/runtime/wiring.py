@@ -88,15 +88,16 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
     def health() -> list[dict[str, Any]]:
         return [asdict(h) for h in readers.health()]
 
+    topics = Topics(config.mqtt.topic_prefix, appliance_config.site, appliance_config.device_id)
     publisher = Publisher(
         config.mqtt,
-        Topics(config.mqtt.topic_prefix, appliance_config.site, appliance_config.device_id),
+        topics,
         Store(db.connect(appliance_config.data_dir)),
         disk=lambda: disk_state(appliance_config.data_dir).as_dict(),
         source=source(appliance_config.site, appliance_config.reader_id),
         version=__version__,
         on_command=on_command,
-        on_receipt=on_receipt if config.agent is not None else None,
+        subscriptions={topics.receipts: on_receipt} if config.agent is not None else {},
         health_provider=health,
         loop_status=lambda: owner[0].status() if owner else {},
         settings=PublisherSettings(retention_days=config.outbox.retention_days),
