@@ -48,6 +48,7 @@ bench: setup
 	$(PY) -m bench.piv_latency
 	$(PY) -m bench.chain_cost
 	$(PY) -m bench.verify_trail
+	$(PY) -m bench.agent_confirm
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

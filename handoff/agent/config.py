@@ -21,7 +21,6 @@ from handoff.errors import ConfigError
 
 DEFAULT_AGENT_CONFIG_PATH: Final = Path("/etc/handoff/agent.toml")
 AGENT_CONFIG_ENV: Final = "HANDOFF_AGENT_CONFIG"
-PLACEHOLDERS: Final = ("{staff_id}", "{session_id}", "{reason}", "{event_id}")
 
 
 class AgentIdentity(Section):

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from handoff import compact_json
 from handoff.db import transaction
 from handoff.store import queue_message
 
@@ -42,7 +43,7 @@ class Journal:
             self._conn.execute(
                 "INSERT INTO agent_events (id, body, received, state) VALUES (?, ?, ?, 'new')"
                 " ON CONFLICT (id) DO UPDATE SET resend = 1 WHERE state = 'done'",
-                (event["id"], json.dumps(event), self._clock()),
+                (event["id"], compact_json.dumps(event), self._clock()),
             )
 
     def due(self) -> Due | None:
@@ -62,7 +63,7 @@ class Journal:
             self._conn.execute("UPDATE agent_events SET state = 'acting' WHERE id = ?", (event_id,))
 
     def finish(self, event_id: str, receipt: dict[str, Any]) -> None:
-        payload = json.dumps(receipt).encode()
+        payload = compact_json.dumps(receipt).encode()
         with transaction(self._conn):
             self._conn.execute(
                 "UPDATE agent_events SET state = 'done', receipt_id = ?, receipt = ?, resend = 0 WHERE id = ?",

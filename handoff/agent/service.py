@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from handoff import __version__, db
+from handoff import __version__, compact_json, db
 from handoff.agent.actions import run_actions
 from handoff.agent.config import AgentFileConfig
 from handoff.agent.journal import Due, Journal
@@ -183,5 +183,5 @@ class AgentService:
         device = self._config.agent.device_id
         body = {"id": str(uuid.uuid4()), "issued_at": rfc3339(self._clock())}
         signed = sign_command(self._key, device, "activity", body)
-        self._journal.queue("cmd/activity", body["id"], json.dumps(signed).encode())
+        self._journal.queue("cmd/activity", body["id"], compact_json.dumps(signed).encode())
         self._publisher.wake()
