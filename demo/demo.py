@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from handoff.provision.render import render_toml
+from handoff.timefmt import rfc3339
 from tests.kit.broker import Broker
 from tests.kit.cli import handoff_env, run_handoff
 from tests.kit.collector import Collector, Message
@@ -97,6 +98,20 @@ def main() -> int:
     printer = Collector(broker.port, f"{PREFIX}/events/#", on_message=show)
     appliance = subprocess.Popen([sys.executable, "-m", "handoff", "run"], env=handoff_env(env))
     agent: list[subprocess.Popen[bytes]] = []
+    ledger_config = work / "ledger.toml"
+    ledger_config.write_text(
+        render_toml(
+            {
+                "ledger": {"database": f"sqlite:///{work / 'ledger.db'}"},
+                "mqtt": {"url": f"mqtt://127.0.0.1:{broker.port}", "allow_insecure": True},
+            },
+            {},
+        )
+    )
+    ledger_env = {"HANDOFF_LEDGER_CONFIG": str(ledger_config)}
+    ledger = subprocess.Popen(
+        [sys.executable, "-m", "handoff", "ledger", "run"], env=handoff_env(ledger_env), stderr=subprocess.DEVNULL
+    )
 
     def start_agent() -> None:
         agent.append(
@@ -119,6 +134,7 @@ def main() -> int:
     try:
         start_agent()
         time.sleep(1.5)
+        ana_started = time.time() + 1.0
         tap("Ana taps her badge: she takes the cart", BADGES["Ana Diaz (RN)"])
         wait_for(1)
         tap(
@@ -153,12 +169,23 @@ def main() -> int:
         time.sleep(max(0.0, 3.5 - (time.monotonic() - cy_tapped)))
         tap("Cy taps again after the guard: she returns the cart", BADGES["Cy Park (RT)"])
         wait_for(16)
+        time.sleep(1.0)
+        say("The ledger answers: who had the cart, and when?")
+        for at in (ana_started + 1.0, time.time()):
+            asked = run_handoff("ledger", "who", DEVICE, "--at", rfc3339(at), env=ledger_env)
+            print(
+                f"    $ handoff ledger who {DEVICE} --at {rfc3339(at)}\n    {asked.stdout.strip() or asked.stderr.strip()}"
+            )
+        shown = run_handoff("ledger", "history", "--device", DEVICE, env=ledger_env)
+        print(f"    $ handoff ledger history --device {DEVICE}\n    " + shown.stdout.strip().replace("\n", "\n    "))
     finally:
         appliance.send_signal(signal.SIGTERM)
         code = appliance.wait(timeout=10)
         if agent:
             agent[-1].send_signal(signal.SIGTERM)
             agent[-1].wait(timeout=10)
+        ledger.send_signal(signal.SIGTERM)
+        ledger.wait(timeout=10)
         printer.close()
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)

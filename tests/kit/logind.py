@@ -96,12 +96,15 @@ class LogindBus:
         config.write_text(CONFIG.format(socket=socket))
         self.address = f"unix:path={socket}"
         self.logind = logind
-        self._daemon = subprocess.Popen(["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile"])
-        deadline = time.monotonic() + 10
-        while not socket.exists():
-            if time.monotonic() > deadline or self._daemon.poll() is not None:
-                raise RuntimeError("dbus-daemon did not start")
-            time.sleep(0.02)
+        self._daemon = subprocess.Popen(
+            ["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile", "--print-address"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._daemon.stdout is not None
+        # It prints its address once it listens: connecting earlier may find the socket refusing.
+        if not self._daemon.stdout.readline():
+            raise RuntimeError("dbus-daemon did not start")
         self._conn: DBusConnection = open_dbus_connection(bus=self.address)
         self._conn.send_and_get_reply(message_bus.RequestName(BUS_NAME))
         self._running = True
@@ -132,3 +135,5 @@ class LogindBus:
         self._conn.close()
         self._daemon.terminate()
         self._daemon.wait(5)
+        if self._daemon.stdout is not None:
+            self._daemon.stdout.close()
