@@ -173,9 +173,8 @@ def main() -> int:
         say("The ledger answers: who had the cart, and when?")
         for at in (ana_started + 1.0, time.time()):
             asked = run_handoff("ledger", "who", DEVICE, "--at", rfc3339(at), env=ledger_env)
-            print(
-                f"    $ handoff ledger who {DEVICE} --at {rfc3339(at)}\n    {asked.stdout.strip() or asked.stderr.strip()}"
-            )
+            answer = asked.stdout.strip() or asked.stderr.strip()
+            print(f"    $ handoff ledger who {DEVICE} --at {rfc3339(at)}\n    {answer}")
         shown = run_handoff("ledger", "history", "--device", DEVICE, env=ledger_env)
         print(f"    $ handoff ledger history --device {DEVICE}\n    " + shown.stdout.strip().replace("\n", "\n    "))
     finally:
