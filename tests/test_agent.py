@@ -47,6 +47,8 @@ APPEND = [sys.executable, "-c", "import sys; open(sys.argv[1], 'a').write(' '.jo
 class World:
     def __init__(self, root: Path, appliance: Layout, cli: CliRunner, policy: dict[str, Any], require: bool) -> None:
         self.root, self.cli = root, cli
+        self.logind = FakeLogind({"c1": FakeSession("c1")})
+        self.bus = LogindBus(root / "dbus", self.logind)
         (root / "acl").write_text(ACL)
         passwords = root / "passwd"
         passwords.write_text(f"{AGENT_USER}:{AGENT_PASSWORD}\n")
@@ -61,8 +63,6 @@ class World:
         agent = {"keys_file": str(root / "agents.pem"), "confirm_s": CONFIRM_S, "require_confirmed": require}
         self.cart = Running(appliance, self.broker, cli, policy, agent=agent)
         self.acted = root / "acted.txt"
-        self.logind = FakeLogind({"c1": FakeSession("c1")})
-        self.bus = LogindBus(root / "dbus", self.logind)
         self.agent: subprocess.Popen[str] | None = None
         self.agent_log = root / "agent.log"
 
