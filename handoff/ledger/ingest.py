@@ -15,11 +15,11 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from handoff.audit.chain import digest, genesis, link
@@ -48,6 +48,10 @@ class Fresh:
     body: dict[str, Any]
     raw: str
     at: float
+
+    @property
+    def seq(self) -> int:
+        return int(self.body["data"]["seq"])
 
 
 @dataclass(frozen=True)
@@ -89,9 +93,11 @@ class Recorder:
 
     def apply(self, conn: Connection, batch: Iterable[Message], now: float) -> int:
         """Store what the batch holds; the number of messages refused (counted by reason)."""
+        book = Exceptions(conn, now)
         fresh: list[Fresh] = []
         refused: dict[str, int] = {}
-        heard: dict[str, Route] = {}
+        heard: dict[str, tuple[Route, dict[str, Any]]] = {}
+        """Each device's latest state and status in this batch: one write per device, not per message."""
         for message in batch:
             try:
                 where = route(self._prefix, message.topic)
@@ -102,36 +108,25 @@ class Recorder:
                 body = _json_object(message.payload)
                 if where.kind == "events":
                     fresh.append(Fresh(where, body, message.payload.decode(), _checked_event(where, body)))
+                elif where.kind in ("state", "status"):
+                    _, values = heard.get(where.device_id, (where, {}))
+                    heard[where.device_id] = (where, {**values, **_presence(where.kind, body)})
                 else:
-                    self._other(conn, where, body, message.payload.decode(), now)
-                if where.kind != "receipts":
-                    heard[where.device_id] = where
+                    self._other(conn, book, where, body, message.payload.decode())
+                if where.kind != "receipts" and where.device_id not in heard:
+                    heard[where.device_id] = (where, {})
             except Refused as refusal:
                 refused[refusal.reason] = refused.get(refusal.reason, 0) + 1
                 log.warning("refused a message on %s: %s", message.topic, refusal.reason.replace("_", " "))
-        self._events(conn, fresh, now)
-        for where in heard.values():
-            _upsert_device(conn, where, now, {})
+        self._events(conn, fresh, book)
+        _upsert_devices(conn, list(heard.values()), now)
         for reason, count in refused.items():
             _count(conn, reason, count)
         return sum(refused.values())
 
-    def _other(self, conn: Connection, where: Route, body: dict[str, Any], raw: str, now: float) -> None:
-        if where.kind == "state":
-            values = {
-                "state": _text(body.get("state")),
-                "staff_id": _text(body.get("staff_id")),
-                "session_id": _text(body.get("session_id")),
-                "since": _time(body.get("since")),
-                "seq": body.get("seq") if isinstance(body.get("seq"), int) else None,
-            }
-            _upsert_device(conn, where, now, values)
-        elif where.kind == "status":
-            status = body.get("status")
-            if status not in ("online", "offline"):
-                raise Refused("bad_status")
-            _upsert_device(conn, where, now, {"status": status})
-        elif where.kind == "receipts":
+    def _other(self, conn: Connection, book: Exceptions, where: Route, body: dict[str, Any], raw: str) -> None:
+        now = book.now
+        if where.kind == "receipts":
             data = body.get("data")
             if (
                 not isinstance(data, dict)
@@ -154,9 +149,9 @@ class Recorder:
                 ],
             )
         else:
-            self._checkpoint(conn, where, body, raw, now)
+            self._checkpoint(conn, book, where, body, raw)
 
-    def _checkpoint(self, conn: Connection, where: Route, body: dict[str, Any], raw: str, now: float) -> None:
+    def _checkpoint(self, conn: Connection, book: Exceptions, where: Route, body: dict[str, Any], raw: str) -> None:
         data = body.get("data")
         if not isinstance(data, dict) or not isinstance(data.get("seq"), int) or not isinstance(data.get("chain"), str):
             raise Refused("not_a_checkpoint")
@@ -169,34 +164,21 @@ class Recorder:
             "chain": data["chain"],
             "signature_ok": signed,
             "payload": raw,
-            "received": now,
+            "received": book.now,
         }
         if not _insert_ignoring(conn, checkpoints, [row]):
             return
         held = conn.execute(select(events.c.payload).where(events.c.source == source, events.c.seq == data["seq"]))
         chains = {json.loads(payload)["data"].get("chain") for (payload,) in held}
+        key = f"{source}#checkpoint{data['seq']}"
         if self._keys and not signed:
-            _open(
-                conn,
-                "chain_break",
-                where.device_id,
-                source,
-                f"{source}#checkpoint{data['seq']}",
-                now,
-                f"checkpoint at seq {data['seq']}: signature does not verify under ledger.audit_keys",
-            )
+            detail = f"checkpoint at seq {data['seq']}: signature does not verify under ledger.audit_keys"
+            book.open("chain_break", where.device_id, source, key, detail)
         elif chains and data["chain"] not in chains:
-            _open(
-                conn,
-                "chain_break",
-                where.device_id,
-                source,
-                f"{source}#checkpoint{data['seq']}",
-                now,
-                f"checkpoint at seq {data['seq']} names a chain no stored event has",
-            )
+            detail = f"checkpoint at seq {data['seq']} names a chain no stored event has"
+            book.open("chain_break", where.device_id, source, key, detail)
 
-    def _events(self, conn: Connection, fresh: list[Fresh], now: float) -> None:
+    def _events(self, conn: Connection, fresh: list[Fresh], book: Exceptions) -> None:
         if not fresh:
             return
         ids = [item.body["id"] for item in fresh]
@@ -208,158 +190,168 @@ class Recorder:
         if not new:
             return
         ordered = sorted(new.values(), key=lambda item: (item.body["source"], item.body["data"]["seq"]))
-        _insert_ignoring(conn, events, [_row(item, now) for item in ordered])
-        by_source: dict[str, list[tuple[Route, dict[str, Any]]]] = {}
+        _insert_ignoring(conn, events, [_row(item, book.now) for item in ordered])
+        by_source: dict[str, list[Fresh]] = {}
         for item in ordered:
-            by_source.setdefault(item.body["source"], []).append((item.where, item.body))
+            by_source.setdefault(item.body["source"], []).append(item)
+        _Sources(conn, book).take(by_source)
+        for item in ordered:
+            _follow(conn, book, item.where, item.body)
+        for items in by_source.values():
+            _clock(book, items)
+
+
+Held = dict[int, list[tuple[str, dict[str, Any], bool | None]]]
+"""One source's stored events by seq: (id, body, chain_ok)."""
+
+
+class _Sources:
+    """The sources of a batch, and their stored events around its new ones, read in two queries
+    for the whole batch: enough to check every new link (and those of events that came before
+    their predecessors) and to move each watermark below which every seq is present."""
+
+    def __init__(self, conn: Connection, book: Exceptions) -> None:
+        self._conn, self._book = conn, book
+
+    def take(self, by_source: dict[str, list[Fresh]]) -> None:
+        conn = self._conn
+        rows = {row.source: row for row in conn.execute(select(sources).where(sources.c.source.in_(list(by_source))))}
+        around = or_(
+            *(
+                and_(events.c.source == source, events.c.seq.between(items[0].seq - 1, items[-1].seq + 1))
+                for source, items in by_source.items()
+            )
+        )
+        held: dict[str, Held] = {}
+        mine = {item.body["id"]: item.body for items in by_source.values() for item in items}
+        query = select(events.c.id, events.c.source, events.c.seq, events.c.payload, events.c.chain_ok).where(around)
+        for event_id, source, seq, payload, chain_ok in conn.execute(query):
+            body = mine.get(event_id) or json.loads(payload)
+            held.setdefault(source, {}).setdefault(seq, []).append((event_id, body, chain_ok))
+        checked: list[dict[str, Any]] = []
+        marks: list[dict[str, Any]] = []
         for source, items in by_source.items():
-            self._sequence(conn, source, items, now)
-            for where, event in items:
-                self._chain(conn, source, where, event, now)
-                _follow(conn, where, event, now)
-
-    def _sequence(self, conn: Connection, source: str, items: list[tuple[Route, dict[str, Any]]], now: float) -> None:
-        where = items[0][0]
-        seqs = [event["data"]["seq"] for _, event in items]
-        row = conn.execute(select(sources).where(sources.c.source == source)).first()
-        if row is None:
-            first, contiguous, highest = min(seqs), min(seqs) - 1, max(seqs)
+            checked += self._links(source, items, held.get(source, {}))
+            marks.append(self._watermark(source, items, rows.get(source), held.get(source, {})))
+        if checked:
             conn.execute(
-                insert(sources).values(
-                    source=source,
-                    site=where.site,
-                    device_id=where.device_id,
-                    first_seq=first,
-                    contiguous_upto=contiguous,
-                    max_seq=highest,
-                )
+                update(events).where(events.c.id == bindparam("event_id")).values(chain_ok=bindparam("ok")), checked
             )
-        else:
-            first, contiguous, highest = min(row.first_seq, *seqs), row.contiguous_upto, max(row.max_seq, *seqs)
-        while conn.execute(
-            select(events.c.id).where(events.c.source == source, events.c.seq == contiguous + 1).limit(1)
-        ).first():
+        if fresh := [mark for mark in marks if mark["source"] not in rows]:
+            conn.execute(insert(sources), fresh)
+        if known := [{**mark, "key": mark["source"]} for mark in marks if mark["source"] in rows]:
+            conn.execute(
+                update(sources)
+                .where(sources.c.source == bindparam("key"))
+                .values(
+                    first_seq=bindparam("first_seq"),
+                    contiguous_upto=bindparam("contiguous_upto"),
+                    max_seq=bindparam("max_seq"),
+                ),
+                [{key: mark[key] for key in ("key", "first_seq", "contiguous_upto", "max_seq")} for mark in known],
+            )
+
+    def _links(self, source: str, items: list[Fresh], by_seq: Held) -> list[dict[str, Any]]:
+        mine = {item.body["id"] for item in items}
+        device = items[0].where.device_id
+        checked = []
+        for seq in sorted({item.seq for item in items} | {item.seq + 1 for item in items}):
+            for event_id, body, chain_ok in by_seq.get(seq, []):
+                if event_id in mine or chain_ok is None:
+                    ok = _link_ok(source, seq, body, by_seq)
+                    if ok is not None:
+                        checked.append({"event_id": event_id, "ok": ok})
+                    if ok is False:
+                        detail = f"seq {seq} does not link to seq {seq - 1}: altered, inserted or out of place"
+                        self._book.open("chain_break", device, source, f"{source}#{seq}", detail)
+            if len(by_seq.get(seq, [])) > 1 and any(event_id in mine for event_id, _, _ in by_seq[seq]):
+                detail = f"seq {seq} seen under {len(by_seq[seq])} ids: the appliance lost events and numbered again"
+                self._book.open("chain_break", device, source, f"{source}#{seq}", detail)
+        return checked
+
+    def _watermark(self, source: str, items: list[Fresh], row: Any, by_seq: Held) -> dict[str, Any]:
+        seqs = [item.seq for item in items]
+        contiguous = row.contiguous_upto if row is not None else min(seqs) - 1
+        before = row.max_seq if row is not None else contiguous
+        while contiguous + 1 in by_seq:
             contiguous += 1
-        conn.execute(
-            update(sources)
-            .where(sources.c.source == source)
-            .values(first_seq=first, contiguous_upto=contiguous, max_seq=highest)
-        )
+        if contiguous < before:
+            above = select(events.c.seq).where(events.c.source == source, events.c.seq > contiguous)
+            present = set(self._conn.execute(above).scalars())
+            while contiguous + 1 in present:
+                contiguous += 1
+        highest = max(before, *seqs)
+        first = min(row.first_seq if row is not None else min(seqs), *seqs)
+        where = items[0].where
         if highest > contiguous:
-            _open(
-                conn,
-                "seq_gap",
-                where.device_id,
-                source,
-                source,
-                now,
-                f"missing seq {contiguous + 1} (highest seen {highest})",
-            )
+            detail = f"missing seq {contiguous + 1} (highest seen {highest})"
+            self._book.open("seq_gap", where.device_id, source, source, detail)
         else:
-            _close(conn, "seq_gap", source, now)
-
-    def _chain(self, conn: Connection, source: str, where: Route, event: dict[str, Any], now: float) -> None:
-        """Check this event's link, and its successor's, which may have come first."""
-        seq = event["data"]["seq"]
-        same = conn.execute(select(events.c.id).where(events.c.source == source, events.c.seq == seq)).all()
-        if len(same) > 1:
-            _open(
-                conn,
-                "chain_break",
-                where.device_id,
-                source,
-                f"{source}#{seq}",
-                now,
-                f"seq {seq} seen under {len(same)} ids: the appliance lost events and numbered again",
-            )
-        self._verify(conn, source, where, seq, event, now)
-        following = conn.execute(
-            select(events.c.payload).where(
-                events.c.source == source, events.c.seq == seq + 1, events.c.chain_ok.is_(None)
-            )
-        ).all()
-        for (payload,) in following:
-            self._verify(conn, source, where, seq + 1, json.loads(payload), now)
-
-    def _verify(self, conn: Connection, source: str, where: Route, seq: int, event: dict[str, Any], now: float) -> None:
-        if seq == 1:
-            previous = [genesis(source)]
-        else:
-            held = conn.execute(
-                select(events.c.payload).where(events.c.source == source, events.c.seq == seq - 1)
-            ).all()
-            previous = [json.loads(payload)["data"].get("chain") for (payload,) in held]
-        if not previous:
-            return
-        ok = any(
-            isinstance(chain, str) and link(chain, digest(event)) == event["data"].get("chain") for chain in previous
-        )
-        conn.execute(update(events).where(events.c.id == event["id"]).values(chain_ok=ok))
-        if not ok:
-            _open(
-                conn,
-                "chain_break",
-                where.device_id,
-                source,
-                f"{source}#{seq}",
-                now,
-                f"seq {seq} does not link to seq {seq - 1}: altered, inserted or out of place",
-            )
+            self._book.close("seq_gap", source)
+        return {
+            "source": source,
+            "site": where.site,
+            "device_id": where.device_id,
+            "first_seq": first,
+            "contiguous_upto": contiguous,
+            "max_seq": highest,
+        }
 
 
-def _follow(conn: Connection, where: Route, event: dict[str, Any], now: float) -> None:
-    """The exceptions one event opens or closes by itself."""
+def _link_ok(source: str, seq: int, body: dict[str, Any], by_seq: Held) -> bool | None:
+    """Whether the event links to the one before it; None while that one is not here."""
+    if seq == 1:
+        previous = [genesis(source)]
+    else:
+        previous = [before.get("data", {}).get("chain") for _, before, _ in by_seq.get(seq - 1, [])]
+    if not previous:
+        return None
+    return any(isinstance(chain, str) and link(chain, digest(body)) == body["data"].get("chain") for chain in previous)
+
+
+def _follow(conn: Connection, book: Exceptions, where: Route, event: dict[str, Any]) -> None:
+    """The logoff exceptions one event opens or closes."""
     kind, data, source = where.event_type, event["data"], event["source"]
     if kind == "logoff_unconfirmed":
         confirmed = conn.execute(
             select(events.c.id).where(events.c.type == "logoff_confirmed", events.c.for_id == data.get("for")).limit(1)
         ).first()
         if not confirmed:
-            _open(
-                conn,
-                "logoff_unconfirmed",
-                where.device_id,
-                source,
-                str(data.get("for")),
-                now,
-                f"{data.get('staff_id')}: no receipt that the session was logged off ({data.get('reason')})",
-            )
+            detail = f"{data.get('staff_id')}: no receipt that the session was logged off ({data.get('reason')})"
+            book.open("logoff_unconfirmed", where.device_id, source, str(data.get("for")), detail)
     elif kind == "logoff_confirmed":
-        _close(conn, "logoff_unconfirmed", str(data.get("for")), now)
-    if data.get("clock_synced") is False:
-        _open(conn, "clock_unsynced", where.device_id, source, source, now, "events made with an unsynchronised clock")
-    elif data.get("clock_synced") is True:
-        _close(conn, "clock_unsynced", source, now)
+        book.close("logoff_unconfirmed", str(data.get("for")))
+
+
+def _clock(book: Exceptions, items: list[Fresh]) -> None:
+    """clock_unsynced opens when an event was made with an unsynchronised clock and closes
+    once the appliance's latest event says its clock is synchronised again."""
+    last = items[-1]
+    source = last.body["source"]
+    if any(item.body["data"].get("clock_synced") is False for item in items):
+        detail = "events made with an unsynchronised clock"
+        book.open("clock_unsynced", last.where.device_id, source, source, detail)
+    if last.body["data"].get("clock_synced") is True:
+        book.close("clock_unsynced", source)
 
 
 def evaluate(conn: Connection, now: float, overdue_after_s: float, offline_after_s: float, holds_many: int) -> None:
     """The exceptions that time alone opens and closes: overdue, appliance_offline, holds_many."""
+    book = Exceptions(conn, now)
     for device in conn.execute(select(devices)).all():
-        held_too_long = (
-            device.state in ("in_use", "locked") and device.since is not None and now - device.since > overdue_after_s
-        )
-        if held_too_long:
-            _open(
-                conn,
-                "overdue",
-                device.device_id,
-                "",
-                device.device_id,
-                now,
-                f"held by {device.staff_id} since {datetime.fromtimestamp(device.since).isoformat(timespec='seconds')}",
-            )
+        held = device.state in ("in_use", "locked") and device.since is not None
+        if held and now - device.since > overdue_after_s:
+            since = datetime.fromtimestamp(device.since, UTC).isoformat(timespec="seconds")
+            book.open("overdue", device.device_id, "", device.device_id, f"held by {device.staff_id} since {since}")
         else:
-            _close(conn, "overdue", device.device_id, now)
-        silent = now - device.last_heard > offline_after_s
-        if device.status == "offline" or silent:
-            why = (
-                "its last will says offline"
-                if device.status == "offline"
-                else f"nothing heard for {now - device.last_heard:.0f} s"
-            )
-            _open(conn, "appliance_offline", device.device_id, "", device.device_id, now, why)
+            book.close("overdue", device.device_id)
+        if device.status == "offline":
+            book.open("appliance_offline", device.device_id, "", device.device_id, "its last will says offline")
+        elif now - device.last_heard > offline_after_s:
+            why = f"nothing heard for {now - device.last_heard:.0f} s"
+            book.open("appliance_offline", device.device_id, "", device.device_id, why)
         else:
-            _close(conn, "appliance_offline", device.device_id, now)
+            book.close("appliance_offline", device.device_id)
     holders = conn.execute(
         select(devices.c.staff_id, func.count())
         .where(devices.c.state.in_(("in_use", "locked")), devices.c.staff_id.is_not(None))
@@ -367,42 +359,85 @@ def evaluate(conn: Connection, now: float, overdue_after_s: float, offline_after
     ).all()
     many = {staff: count for staff, count in holders if count > holds_many}
     for staff, count in many.items():
-        _open(conn, "holds_many", "", "", staff, now, f"{staff} holds {count} devices")
-    for (key,) in conn.execute(
-        select(exceptions.c.key).where(exceptions.c.type == "holds_many", exceptions.c.closed.is_(None))
-    ).all():
-        if key not in many:
-            _close(conn, "holds_many", key, now)
+        book.open("holds_many", "", "", staff, f"{staff} holds {count} devices")
+    for key in book.open_keys("holds_many") - set(many):
+        book.close("holds_many", key)
 
 
-def _open(conn: Connection, kind: str, device_id: str, source: str, key: str, now: float, detail: str) -> None:
-    found = conn.execute(
-        select(exceptions.c.id).where(exceptions.c.type == kind, exceptions.c.key == key, exceptions.c.closed.is_(None))
-    ).first()
-    if found is None:
-        conn.execute(
-            insert(exceptions).values(type=kind, device_id=device_id, source=source, key=key, opened=now, detail=detail)
+class Exceptions:
+    """The open exceptions, read once per batch, so that the many events that change nothing
+    (a gap that was not open, a clock that was synchronised) cost no statement."""
+
+    def __init__(self, conn: Connection, now: float) -> None:
+        self._conn, self.now = conn, now
+        query = select(exceptions.c.type, exceptions.c.key).where(exceptions.c.closed.is_(None))
+        self._open = {(kind, key) for kind, key in conn.execute(query)}
+
+    def open_keys(self, kind: str) -> set[str]:
+        return {key for open_kind, key in self._open if open_kind == kind}
+
+    def open(self, kind: str, device_id: str, source: str, key: str, detail: str) -> None:
+        if (kind, key) in self._open:
+            return
+        self._conn.execute(
+            insert(exceptions).values(
+                type=kind, device_id=device_id, source=source, key=key, opened=self.now, detail=detail
+            )
         )
+        self._open.add((kind, key))
         log.info("exception opened: %s %s (%s)", kind, device_id or key, detail)
 
-
-def _close(conn: Connection, kind: str, key: str, now: float) -> None:
-    closed = conn.execute(
-        update(exceptions)
-        .where(and_(exceptions.c.type == kind, exceptions.c.key == key, exceptions.c.closed.is_(None)))
-        .values(closed=now)
-    ).rowcount
-    if closed:
+    def close(self, kind: str, key: str) -> None:
+        if (kind, key) not in self._open:
+            return
+        self._conn.execute(
+            update(exceptions)
+            .where(and_(exceptions.c.type == kind, exceptions.c.key == key, exceptions.c.closed.is_(None)))
+            .values(closed=self.now)
+        )
+        self._open.discard((kind, key))
         log.info("exception closed: %s %s", kind, key)
 
 
-def _upsert_device(conn: Connection, where: Route, now: float, values: dict[str, Any]) -> None:
-    changed = conn.execute(
-        update(devices).where(devices.c.device_id == where.device_id).values(last_heard=now, **values)
-    ).rowcount
-    if not changed:
-        _insert_ignoring(
-            conn, devices, [{"device_id": where.device_id, "site": where.site, "last_heard": now, **values}]
+def _presence(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The device columns a retained `state` or `status` message sets."""
+    if kind == "status":
+        if body.get("status") not in ("online", "offline"):
+            raise Refused("bad_status")
+        return {"status": body["status"]}
+    return {
+        "state": _text(body.get("state")),
+        "staff_id": _text(body.get("staff_id")),
+        "session_id": _text(body.get("session_id")),
+        "since": _time(body.get("since")),
+        "seq": body.get("seq") if isinstance(body.get("seq"), int) else None,
+    }
+
+
+def _upsert_devices(conn: Connection, heard: list[tuple[Route, dict[str, Any]]], now: float) -> None:
+    """Each device heard in the batch: last_heard, and whatever its state and status said.
+
+    Grouped by the columns set, so a batch from many devices is a few statements, not one each.
+    """
+    if not heard:
+        return
+    names = [where.device_id for where, _ in heard]
+    known = set(conn.execute(select(devices.c.device_id).where(devices.c.device_id.in_(names))).scalars())
+    new = [
+        {"device_id": where.device_id, "site": where.site, "last_heard": now, **values}
+        for where, values in heard
+        if where.device_id not in known
+    ]
+    for columns in {tuple(sorted(row)) for row in new}:
+        _insert_ignoring(conn, devices, [row for row in new if tuple(sorted(row)) == columns])
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for where, values in heard:
+        if where.device_id in known:
+            groups.setdefault(tuple(sorted(values)), []).append({"key": where.device_id, **values})
+    for columns, rows in groups.items():
+        assignments: dict[str, Any] = {column: bindparam(column) for column in columns}
+        conn.execute(
+            update(devices).where(devices.c.device_id == bindparam("key")).values(last_heard=now, **assignments), rows
         )
 
 
