@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import csv
 import getpass
-import json
 import signal
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from sqlalchemy import Engine, insert, select
 
+from handoff import compact_json
 from handoff.cli.run import configure_logging
 from handoff.errors import UsageError
 from handoff.ledger.config import LedgerConfig, load_ledger_config, resolve_ledger_config_path
@@ -114,7 +114,7 @@ def _who(args: argparse.Namespace) -> int:
         "session_id": holder.session_id,
     }
     if args.format == "json":
-        print(json.dumps(body))
+        print(compact_json.dumps(body))
     elif holder.staff_id is None:
         print(f"{holder.device_id} at {body['at']}: nobody held it")
     else:
@@ -153,7 +153,7 @@ def _exceptions(args: argparse.Namespace) -> int:
         for e in found
     ]
     if args.format == "json":
-        print(json.dumps(rows))
+        print(compact_json.dumps(rows))
     else:
         for row in rows:
             print(f"{row['type']}\t{row['device'] or '-'}\t{row['source'] or '-'}\t{row['opened']}\t{row['detail']}")
@@ -180,7 +180,7 @@ def _add_user(args: argparse.Namespace) -> int:
 
 def _print_rows(rows: list[dict[str, Any]], form: str) -> None:
     if form == "json":
-        print(json.dumps(rows))
+        print(compact_json.dumps(rows))
         return
     columns = ["device_id", "staff_id", "from", "to", "ended_by", "sessions", "logoffs"]
     if form == "csv":
