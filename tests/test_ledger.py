@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -331,3 +332,52 @@ def test_users_add_stores_an_argon2id_hash_and_refuses_a_short_password(
     with engine.connect() as conn:
         row = conn.execute(select(users)).one()
     assert row.role == "admin" and row.password_hash.startswith("$argon2id$")
+
+
+def test_two_ledgers_on_a_shared_subscription_split_the_stream_and_lose_nothing_when_one_dies(
+    tmp_path: Path, engine: Engine, database: str
+) -> None:
+    with Broker(tmp_path / "broker") as broker:
+        ledgers = [
+            Ledger(
+                ledger_config(tmp_path, database, broker.port, client_id=name, shared_group="ledger"),
+                tmp_path / f"{name}.log",
+            )
+            for name in ("ledger-a", "ledger-b")
+        ]
+        for ledger in ledgers:
+            ledger.start()
+        fleet = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "handoff",
+                "sim",
+                "fleet",
+                "--appliances",
+                "4",
+                "--rate",
+                "1000",
+                "--events",
+                "3000",
+                "--mqtt",
+                f"mqtt://127.0.0.1:{broker.port}",
+            ],
+            env=handoff_env(),
+            stdout=subprocess.DEVNULL,
+        )
+        assert wait_for(lambda: stored(engine) > 500)
+        ledgers[1].kill()
+        assert fleet.wait(60) == 0
+        ledgers[1].start()
+        assert wait_for(lambda: stored(engine) >= 3000, 60), stored(engine)
+        time.sleep(1.0)
+        for ledger in ledgers:
+            ledger.kill(signal.SIGTERM)
+    assert stored(engine) == 3000
+    with engine.connect() as conn:
+        assert not conn.execute(
+            select(exceptions).where(exceptions.c.type == "seq_gap", exceptions.c.closed.is_(None))
+        ).all()
+    taken = [int(re.findall(r"(\d+) messages taken", ledger.log.read_text())[-1]) for ledger in ledgers]
+    assert all(taken), f"each ledger took part of the stream: {taken}"

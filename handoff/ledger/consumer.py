@@ -53,6 +53,7 @@ class Consumer:
         self._pending: list[tuple[Message, int, int]] = []
         self._arrived = threading.Condition()
         self._stopping = threading.Event()
+        self._committed = 0
         self._client = self._new_client()
 
     def _new_client(self) -> Client:
@@ -95,6 +96,7 @@ class Consumer:
         finally:
             self._client.disconnect()
             self._client.loop_stop()
+            log.info("stopped; %d messages taken from the broker and committed in this run", self._committed)
 
     def _take_batch(self) -> list[tuple[Message, int, int]]:
         with self._arrived:
@@ -110,6 +112,7 @@ class Consumer:
             self._recorder.apply(conn, [message for message, _, _ in batch], self._clock())
         for _, mid, qos in batch:
             self._client.ack(mid, qos)
+        self._committed += len(batch)
 
     def _evaluate(self) -> None:
         settings = self._config.ledger
