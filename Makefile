@@ -49,6 +49,8 @@ bench: setup
 	$(PY) -m bench.chain_cost
 	$(PY) -m bench.verify_trail
 	$(PY) -m bench.agent_confirm
+	$(PY) -m bench.ledger_ingest
+	$(PY) -m bench.ledger_who
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
