@@ -33,8 +33,10 @@ def write_trail(path: Path, events: int, key: Ed25519PrivateKey) -> None:
     now = 1_800_000_000.0
     with path.open("w") as out:
         for seq in range(1, events + 1):
-            event = Event("checkout", now + seq, f"h{seq}", staff_id=f"s{seq % 500}", badge_ref="ab" * 32)
-            body = envelope(event, seq, CONTEXT, uuid7(event.time))
+            event = Event(
+                "checkout", now + seq, f"h{seq}", staff_id=f"s{seq % 500}", badge_ref="ab" * 32, id=uuid7(now + seq)
+            )
+            body = envelope(event, seq, CONTEXT)
             chain = body["data"]["chain"] = link(chain, digest(body))
             out.write(compact_json.dumps(body) + "\n")
             if seq % 100 == 0 or seq == events:

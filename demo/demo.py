@@ -1,9 +1,11 @@
 """`make demo`: the whole job on one machine, in under a minute.
 
-Starts a throwaway mosquitto, an appliance with demo badges and short timers, and a
-subscriber that prints each event as one line; then plays a shift: checkout, handoff,
-re-tap guard, idle lock and reauth, an unknown badge, a broker outage with taps buffered and
-replayed, and a return. It ends by stopping everything it started.
+Starts a throwaway mosquitto, an appliance with demo badges and short timers, the agent of
+the attached workstation (its logoff action writes a line to a file, as an EHR logoff script
+would act), and a subscriber that prints each event as one line; then plays a shift:
+checkout, a handoff the agent confirms, re-tap guard, an idle lock while the agent is down
+(unconfirmed, then confirmed late when it is back), reauth, an unknown badge, a broker outage
+with taps buffered and replayed, and a return. It ends by stopping everything it started.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from handoff.provision.render import render_toml
+from handoff.timefmt import rfc3339
 from tests.kit.broker import Broker
 from tests.kit.cli import handoff_env, run_handoff
 from tests.kit.collector import Collector, Message
-from tests.kit.config import PREFIX, Layout
+from tests.kit.config import DEVICE, PREFIX, SITE, Layout
 from tests.kit.net import free_udp_port
 
 BADGES = {
@@ -30,13 +34,16 @@ BADGES = {
     "Cy Park (RT)": "04A1B2C3D4E5F6071829",
 }
 UNKNOWN = "04DEADBEEF0001"
+EHR_LOGOFF = [sys.executable, "-c", "import sys; open(sys.argv[1], 'a').write(f'logged off {sys.argv[2]}\\n')"]
+"""The demo's stand-in for an EHR's logoff script: it notes whom it logged off."""
 
 
 def show(message: Message) -> None:
     """One readable line per event, as an integration engineer's subscriber would print it."""
     event = message.json()
     data = event["data"]
-    details = [f"{key}={data[key]}" for key in ("staff_id", "previous_staff_id", "reason") if data.get(key)]
+    keys = ("staff_id", "previous_staff_id", "reason", "previous_logoff")
+    details = [f"{key}={data[key]}" for key in keys if data.get(key)]
     print(f"    ← seq {data['seq']:>2}  {event['type'].removeprefix('org.handoff.'):<14} {' '.join(details)}")
 
 
@@ -53,12 +60,33 @@ def main() -> int:
     broker = Broker(work / "broker")
     broker.start()
     nfc_port = free_udp_port()
+    agent_key, agents = work / "agent.key", work / "agents.pem"
+    agents.write_text(run_handoff("agent", "keygen", "--out", str(agent_key)).stdout)
     config = Layout.create(work).configure(
         port=broker.port,
         readers=[{"kind": "nfc", "path": f"udp:127.0.0.1:{nfc_port}"}],
         policy={"idle_timeout_s": 6, "max_session_s": 120, "custody_timeout_s": 600, "retap_guard_s": 3},
+        agent={"keys_file": str(agents), "confirm_s": 3},
     )
     env = {"HANDOFF_CONFIG": str(config)}
+    logged_off = work / "ehr-logoffs.txt"
+    agent_config = work / "agent.toml"
+    agent_config.write_text(
+        render_toml(
+            {
+                "agent": {
+                    "site": SITE,
+                    "device_id": DEVICE,
+                    "agent_id": "ws-3n-07",
+                    "key_file": str(agent_key),
+                    "data_dir": str(work / "agent"),
+                },
+                "mqtt": {"url": f"mqtt://127.0.0.1:{broker.port}", "allow_insecure": True},
+                "activity": {"kind": "none"},
+            },
+            {"actions": [{"kind": "command", "argv": [*EHR_LOGOFF, str(logged_off), "{staff_id}"]}]},
+        )
+    )
     csv = work / "badges.csv"
     csv.write_text(
         "uid,staff_id,name,role\n"
@@ -69,6 +97,30 @@ def main() -> int:
     print(run_handoff("badges", "import", str(csv), env=env).stdout.strip())
     printer = Collector(broker.port, f"{PREFIX}/events/#", on_message=show)
     appliance = subprocess.Popen([sys.executable, "-m", "handoff", "run"], env=handoff_env(env))
+    agent: list[subprocess.Popen[bytes]] = []
+    ledger_config = work / "ledger.toml"
+    ledger_config.write_text(
+        render_toml(
+            {
+                "ledger": {"database": f"sqlite:///{work / 'ledger.db'}"},
+                "mqtt": {"url": f"mqtt://127.0.0.1:{broker.port}", "allow_insecure": True},
+            },
+            {},
+        )
+    )
+    ledger_env = {"HANDOFF_LEDGER_CONFIG": str(ledger_config)}
+    ledger = subprocess.Popen(
+        [sys.executable, "-m", "handoff", "ledger", "run"], env=handoff_env(ledger_env), stderr=subprocess.DEVNULL
+    )
+
+    def start_agent() -> None:
+        agent.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "handoff", "agent", "-c", str(agent_config)],
+                env=handoff_env(),
+                stderr=subprocess.DEVNULL,
+            )
+        )
 
     def wait_for(count: int, timeout: float = 15.0) -> None:
         printer.wait_until(lambda got: len(seqs(got)) >= count, timeout)
@@ -80,33 +132,59 @@ def main() -> int:
         run_handoff("sim", "tap", uid, "--device", device, env=env)
 
     try:
+        start_agent()
         time.sleep(1.5)
+        ana_started = time.time() + 1.0
         tap("Ana taps her badge: she takes the cart", BADGES["Ana Diaz (RN)"])
         wait_for(1)
-        tap("Bo taps his badge while Ana is logged in: a handoff", BADGES["Bo Chen (MD)"])
-        wait_for(4)
-        tap("Bo taps again at once: the re-tap guard ignores it", BADGES["Bo Chen (MD)"])
-        say("Bo walks away; after 6 s without activity his session is locked")
+        tap(
+            "Bo taps his badge while Ana is logged in: a handoff; the workstation's agent logs Ana off",
+            BADGES["Bo Chen (MD)"],
+        )
         wait_for(5)
-        tap("Bo comes back and taps: reauth with a new session", BADGES["Bo Chen (MD)"])
+        print(f"    (the agent's logoff action wrote: {logged_off.read_text().strip()!r})")
+        tap("Bo taps again at once: the re-tap guard ignores it", BADGES["Bo Chen (MD)"])
+        say("The workstation's agent stops; Bo walks away and after 6 s his session is locked")
+        agent[-1].send_signal(signal.SIGTERM)
+        agent[-1].wait(timeout=10)
         wait_for(6)
-        tap("A badge nobody knows is tapped", UNKNOWN)
+        say("No receipt within 3 s: the logoff is unconfirmed, and the cart shows amber")
         wait_for(7)
+        say("The agent comes back: it logs Bo off and its late receipt still confirms")
+        start_agent()
+        wait_for(8)
+        tap("Bo comes back and taps: reauth with a new session", BADGES["Bo Chen (MD)"])
+        wait_for(9)
+        tap("A badge nobody knows is tapped", UNKNOWN)
+        wait_for(10)
         say("The broker goes down")
         broker.stop()
         tap("Cy taps during the outage: the handoff is kept in the outbox", BADGES["Cy Park (RT)"])
         cy_tapped = time.monotonic()
         time.sleep(0.5)
         print("    " + run_handoff("status", env=env).stdout.strip().replace("\n", "\n    "))
-        say("The broker comes back: the buffered events are replayed in order")
+        say("The broker comes back: the buffered events are replayed in order, and the agent answers the handoff")
         broker.start()
-        wait_for(10, timeout=30)
+        wait_for(14, timeout=30)
         time.sleep(max(0.0, 3.5 - (time.monotonic() - cy_tapped)))
         tap("Cy taps again after the guard: she returns the cart", BADGES["Cy Park (RT)"])
-        wait_for(11)
+        wait_for(16)
+        time.sleep(1.0)
+        say("The ledger answers: who had the cart, and when?")
+        for at in (ana_started + 1.0, time.time()):
+            asked = run_handoff("ledger", "who", DEVICE, "--at", rfc3339(at), env=ledger_env)
+            answer = asked.stdout.strip() or asked.stderr.strip()
+            print(f"    $ handoff ledger who {DEVICE} --at {rfc3339(at)}\n    {answer}")
+        shown = run_handoff("ledger", "history", "--device", DEVICE, env=ledger_env)
+        print(f"    $ handoff ledger history --device {DEVICE}\n    " + shown.stdout.strip().replace("\n", "\n    "))
     finally:
         appliance.send_signal(signal.SIGTERM)
         code = appliance.wait(timeout=10)
+        if agent:
+            agent[-1].send_signal(signal.SIGTERM)
+            agent[-1].wait(timeout=10)
+        ledger.send_signal(signal.SIGTERM)
+        ledger.wait(timeout=10)
         printer.close()
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -116,7 +194,7 @@ def main() -> int:
         f"\n{len(received)} events received, seq 1..{received[-1] if received else 0}, "
         f"{'no gaps' if gapless else 'GAPS'}; appliance exited {code}"
     )
-    return 0 if gapless and code == 0 and len(received) >= 11 else 1
+    return 0 if gapless and code == 0 and len(received) >= 16 else 1
 
 
 if __name__ == "__main__":

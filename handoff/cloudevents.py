@@ -45,7 +45,7 @@ def uuid7(epoch_seconds: float) -> str:
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
-def envelope(event: Event, seq: int, context: EventContext, event_id: str) -> dict[str, Any]:
+def envelope(event: Event, seq: int, context: EventContext) -> dict[str, Any]:
     data: dict[str, Any] = {
         "device_id": context.device_id,
         "reader_id": context.reader_id,
@@ -61,9 +61,13 @@ def envelope(event: Event, seq: int, context: EventContext, event_id: str) -> di
     }
     if event.type == "tap_rejected":
         data["staff_id"] = None
+    elif event.type == "checkout":
+        data["previous_logoff"] = event.previous_logoff
+    elif event.for_id is not None:
+        data["for"] = event.for_id
     return {
         "specversion": SPECVERSION,
-        "id": event_id,
+        "id": event.id,
         "source": source(context.site, context.reader_id),
         "type": TYPE_PREFIX + event.type,
         "subject": context.device_id,

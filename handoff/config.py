@@ -55,7 +55,7 @@ def _not_blank(value: object) -> object:
     return value
 
 
-def _seconds(default: float, at_most: float, bound: str, *, zero_ok: bool = False) -> Any:
+def seconds_field(default: float, at_most: float, bound: str, *, zero_ok: bool = False) -> Any:
     """A timer: positive (or zero where SPEC allows it), finite, and below a sane bound named in the error."""
     return Field(
         default,
@@ -93,10 +93,10 @@ class ApplianceConfig(Section):
 
 
 class PolicyConfig(Section):
-    idle_timeout_s: float = _seconds(300.0, DAY, "1 day")
-    max_session_s: float = _seconds(43200.0, 7 * DAY, "7 days")
-    custody_timeout_s: float = _seconds(86400.0, 30 * DAY, "30 days")
-    retap_guard_s: float = _seconds(2.0, 60.0, "1 minute", zero_ok=True)
+    idle_timeout_s: float = seconds_field(300.0, DAY, "1 day")
+    max_session_s: float = seconds_field(43200.0, 7 * DAY, "7 days")
+    custody_timeout_s: float = seconds_field(86400.0, 30 * DAY, "30 days")
+    retap_guard_s: float = seconds_field(2.0, 60.0, "1 minute", zero_ok=True)
 
 
 class MqttConfig(Section):
@@ -238,7 +238,7 @@ class AgentConfig(Section):
 
     flag_prefix: ClassVar[str] = "agent-"
     keys_file: FilePath
-    confirm_s: float = _seconds(10.0, 3600.0, "1 hour")
+    confirm_s: float = seconds_field(10.0, 3600.0, "1 hour")
     require_confirmed: bool = False
 
 
@@ -248,7 +248,7 @@ class AuditConfig(Section):
     flag_prefix: ClassVar[str] = "audit-"
     key_file: FilePath
     checkpoint_every: int = Field(100, gt=0, le=1_000_000)
-    checkpoint_s: float = _seconds(300.0, DAY, "1 day")
+    checkpoint_s: float = seconds_field(300.0, DAY, "1 day")
 
 
 class Config(Section):

@@ -100,6 +100,20 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         acked REAL
     );
     """,
+    # The agent (docs/agent.md) keeps, in its own database, every session end it was asked to
+    # act on: `acting` is written before the actions run and the receipt with `done`, so after a
+    # crash an event is never acted on twice, and a repeated event gets the same receipt.
+    """
+    CREATE TABLE agent_events (
+        id TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        received REAL NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('new', 'acting', 'done')),
+        receipt_id TEXT,
+        receipt BLOB,
+        resend INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 )
 
 

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final, NamedTuple
 
 from handoff import compact_json, db
-from handoff.audit.chain import digest, genesis, link
+from handoff.audit.chain import genesis, sealed
 from handoff.audit.checkpoint import CheckpointPolicy, make_checkpoint
-from handoff.cloudevents import EventContext, envelope, source, uuid7
+from handoff.cloudevents import EventContext, envelope, source
 from handoff.core.codec import state_from_dict, state_summary, state_to_dict
 from handoff.core.events import Event
 from handoff.core.state import State, initial_state
@@ -87,21 +87,33 @@ class LinkRecord:
 
 def _numbered(event: Event, seq: int, context: EventContext, created: float, previous: str) -> tuple[StoredEvent, str]:
     """The stored event and its link, which the next event of the commit links to."""
-    event_id = uuid7(event.time)
-    body = envelope(event, seq, context, event_id)
-    chain = body["data"]["chain"] = link(previous, digest(body))
-    return StoredEvent(seq, event_id, f"events/{event.type}", compact_json.dumps(body).encode(), created), chain
+    payload, chain = sealed(envelope(event, seq, context), previous)
+    return StoredEvent(seq, event.id, f"events/{event.type}", payload, created), chain
 
 
-def _chain_of(event: StoredEvent) -> str:
-    return str(json.loads(event.payload)["data"]["chain"])
-
-
-def _renumbered(event: StoredEvent, seq: int, previous: str) -> StoredEvent:
+def _renumbered(event: StoredEvent, seq: int, previous: str) -> tuple[StoredEvent, str]:
     body = json.loads(event.payload)
     body["data"]["seq"] = seq
-    body["data"]["chain"] = link(previous, digest(body))
-    return event._replace(seq=seq, payload=compact_json.dumps(body).encode())
+    payload, chain = sealed(body, previous)
+    return event._replace(seq=seq, payload=payload), chain
+
+
+def queue_message(conn: sqlite3.Connection, topic: str, message_id: str, payload: bytes, created: float) -> None:
+    """Append one message that is not an appliance event (the agent's receipts and activity)
+    to the outbox, inside the caller's transaction, so that it commits with what the caller
+    records beside it.
+
+    It is numbered as events are, so the publisher sends it in order and retires it on its
+    PUBACK the same way; in such a database the state row holds only the numbering.
+    """
+    (seq,) = conn.execute(
+        "INSERT INTO appliance_state (id, body, last_seq) VALUES (1, 'null', 1)"
+        " ON CONFLICT (id) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq"
+    ).fetchone()
+    conn.execute(
+        "INSERT INTO outbox (seq, id, topic, payload, created) VALUES (?, ?, ?, ?, ?)",
+        (seq, message_id, topic, payload, created),
+    )
 
 
 def _runs(seqs: Sequence[int]) -> Iterator[tuple[int, int]]:
@@ -288,8 +300,8 @@ class Store:
             chain = broker_chain or genesis(json.loads(rows[0][3])["source"]) if rows else broker_chain
             moved: list[StoredEvent] = []
             for seq, row in enumerate(rows, start=broker_seq + 1):
-                moved.append(_renumbered(StoredEvent._make(row), seq, str(chain)))
-                chain = _chain_of(moved[-1])
+                renumbered, chain = _renumbered(StoredEvent._make(row), seq, str(chain))
+                moved.append(renumbered)
             conn.execute("DELETE FROM outbox WHERE seq > ?", (acked_upto,))
             conn.executemany("INSERT INTO outbox (seq, id, topic, payload, created) VALUES (?, ?, ?, ?, ?)", moved)
             conn.execute(

@@ -27,7 +27,7 @@ def main(port: int, data: Path, commits: int, protocol: str) -> int:
     )
     running.start()
     for i in range(commits):
-        store.commit(in_use(f"s{i}"), [checkout(f"s{i}")] * (1 + i % 3), CONTEXT)
+        store.commit(in_use(f"s{i}"), [checkout(f"s{i}") for _ in range(1 + i % 3)], CONTEXT)
         running.wake()
         time.sleep(0.002)
     while store.depth():

@@ -35,7 +35,13 @@ class Running:
     interpreter: tuple[str, ...] = (sys.executable, "-m", "handoff")
 
     def __init__(
-        self, appliance: Layout, broker: Broker, cli: CliRunner, policy: Table, audit: Table | None = None
+        self,
+        appliance: Layout,
+        broker: Broker,
+        cli: CliRunner,
+        policy: Table,
+        audit: Table | None = None,
+        agent: Table | None = None,
     ) -> None:
         self.nfc = f"udp:127.0.0.1:{free_udp_port()}"
         self.broker_port = broker.port
@@ -49,6 +55,7 @@ class Running:
             policy=policy,
             readers=[{"kind": "nfc", "path": self.nfc}],
             audit=audit,
+            agent=agent,
         )
         csv = appliance.root / "badges.csv"
         csv.write_text(f"uid,staff_id,name,role\n{ANA},ana,Ana Diaz,RN\n{BO},bo,Bo Chen,MD\n")

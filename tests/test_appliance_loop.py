@@ -8,10 +8,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from handoff import db
+from handoff.agent.receipt import ActionOutcome, make_receipt
+from handoff.audit.keys import public_pem
 from handoff.badge_ref import load_secret
 from handoff.config import load_config
 from handoff.core.inputs import Tick
@@ -20,7 +24,7 @@ from handoff.feedback.board import load_board
 from handoff.feedback.cues import PATTERNS, Cue
 from handoff.feedback.output import Feedback, GpioFeedback
 from handoff.readers.base import BadgePresented, BadgeRemoved
-from handoff.runtime.appliance import Appliance, Stop
+from handoff.runtime.appliance import Appliance, ReceiptMessage, Stop
 from handoff.runtime.clock import Clock, SystemClock
 from handoff.store import Store
 from handoff.timefmt import rfc3339
@@ -53,16 +57,21 @@ class Recorder:
     cues: list[tuple[Cue, int]] = field(default_factory=list)
     shown: threading.Event = field(default_factory=threading.Event)
     ambient: list[tuple[str, bool, bool]] = field(default_factory=list)
+    warnings: list[bool] = field(default_factory=list)
 
     def show(self, cue: Cue) -> None:
         self.cues.append((cue, self.store.depth()))
         self.shown.set()
 
-    def set_ambient(self, state: str, online: bool, fault: bool = False) -> None:
+    def set_ambient(self, state: str, online: bool, fault: bool = False, warning: bool = False) -> None:
         self.ambient.append((state, online, fault))
+        self.warnings.append(warning)
 
     def close(self) -> None:
         return
+
+
+AGENT_KEY = Ed25519PrivateKey.generate()
 
 
 class Loop:
@@ -72,8 +81,9 @@ class Loop:
         feedback: Feedback | None = None,
         clock: Clock | None = None,
         broker_port: int | None = None,
+        agent: dict[str, object] | None = None,
     ) -> None:
-        layout.configure(port=broker_port or free_tcp_port(), policy={"idle_timeout_s": 100})
+        layout.configure(port=broker_port or free_tcp_port(), policy={"idle_timeout_s": 100}, agent=agent)
         self.config = load_config(layout.config)
         csv = layout.root / "badges.csv"
         csv.write_text(f"uid,staff_id,name,role\n{UID.hex()},ana,Ana,RN\n{OTHER_UID.hex()},bo,Bo,MD\n")
@@ -96,6 +106,7 @@ class Loop:
             clock_synced=lambda: True,
             on_command=lambda command: [],
             heartbeat=lambda: None,
+            agent_keys=[AGENT_KEY.public_key()] if agent else [],
         )
         self.thread = threading.Thread(target=self.appliance.run, daemon=True)
         self.thread.start()
@@ -217,6 +228,53 @@ def test_every_outcome_beeps_whole_through_the_real_loop(appliance: Layout) -> N
         finally:
             loop.appliance.submit(Stop())
             loop.thread.join(5)
+            output.close()
+
+
+def test_an_unconfirmed_logoff_warns_and_keeps_amber_lit_until_a_receipt_confirms_it(
+    appliance: Layout, tmp_path: Path
+) -> None:
+    """Online, so that amber is not the offline blink: it must be steady, then off."""
+    board = load_board("pi-cart-v1")
+    keys = appliance.root / "agents.pem"
+    keys.write_bytes(public_pem(AGENT_KEY))
+    with mock_pins() as factory, Broker(tmp_path / "broker") as broker:
+        output = GpioFeedback(board)
+        agent = {"keys_file": str(keys), "confirm_s": 5}
+        loop = Loop(appliance, output, broker_port=broker.port, agent=agent)
+        loop.publisher.start()
+        buzzer, amber = factory.pin(board.pins["buzzer"]), factory.pin(board.pins["amber"])
+        try:
+            for _ in range(2):
+                loop.clock.now += 3
+                loop.appliance.submit(BadgePresented("nfc:usb", UID, "iso14443a", time.monotonic()))
+                loop.appliance.submit(BadgeRemoved("nfc:usb", UID, time.monotonic()))
+                time.sleep(1.0)
+            checkin = json.loads(list(loop.store.all_events())[-1][0].payload)
+            assert checkin["type"] == "org.handoff.checkin" and not amber.state
+            start = len(buzzer.states)
+            loop.clock.now += 5
+            loop.appliance.submit(Tick())
+            time.sleep(1.5)
+            heard = _beeps([(state.timestamp, bool(state.state)) for state in buzzer.states[start - 1 :]])
+            assert len(heard) == len(_frame_beeps(Cue.UNCONFIRMED)), heard
+            assert amber.state, "amber stays lit while the logoff is unconfirmed"
+            receipt = make_receipt(
+                AGENT_KEY,
+                event=checkin,
+                outcomes=[ActionOutcome("command", True)],
+                source="urn:handoff:st-elsewhere:agent:ws",
+                receipt_id="r-1",
+                now=time.time(),
+            )
+            loop.appliance.submit(ReceiptMessage(json.dumps(receipt).encode()))
+            time.sleep(0.5)
+            assert not amber.state, "a late receipt clears the amber"
+            assert loop.appliance.status()["receipts"] == {"accepted": 1}
+        finally:
+            loop.appliance.submit(Stop())
+            loop.thread.join(5)
+            loop.publisher.stop(flush_timeout=0)
             output.close()
 
 

@@ -16,14 +16,32 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from handoff import db
 from handoff.audit.checkpoint import make_checkpoint
 from handoff.cloudevents import CONTENT_TYPE, EventContext, source, uuid7
-from handoff.config import PolicyConfig
+from handoff.config import AgentConfig, PolicyConfig
 from handoff.core.codec import state_summary
-from handoff.core.events import CHECKIN_REASONS, FORCED_LOGOFF_REASONS, REJECTION_REASONS, Event
-from handoff.core.inputs import Activity, ForceLogoff, Input, Lift, Restart, Revoked, SetMaintenance, Tap, Tick
+from handoff.core.events import (
+    CHECKIN_REASONS,
+    FORCED_LOGOFF_REASONS,
+    REJECTION_REASONS,
+    UNCONFIRMED_REASONS,
+    Event,
+)
+from handoff.core.inputs import (
+    Activity,
+    ForceLogoff,
+    Input,
+    Lift,
+    Receipt,
+    Restart,
+    Revoked,
+    SetMaintenance,
+    Tap,
+    Tick,
+)
 from handoff.core.machine import step
 from handoff.core.state import initial_state
 from handoff.store import Store
 from tests.asyncapi_schemas import document, validate_event, validator
+from tests.test_core_table import Cart
 
 POLICY = PolicyConfig(idle_timeout_s=10, max_session_s=25, custody_timeout_s=100, retap_guard_s=1)
 CONTEXT = EventContext("st-elsewhere", "WOW-3N-07", "rdr-0042", clock_synced=True)
@@ -76,7 +94,36 @@ def scenario_events() -> list[Event]:
             outcome = step(state, event_input, now, POLICY, lambda: uuid7(1_800_000_000 + next(ids)))
             state = outcome.state
             events.extend(outcome.events)
-    return events
+    return events + agent_events()
+
+
+def agent_events() -> list[Event]:
+    """With an agent that must confirm: a return confirmed while the next badge waits, a
+    handoff refused for want of a receipt and confirmed late, a logoff that failed."""
+    cart = Cart(agent=AgentConfig(keys_file=Path(__file__), confirm_s=5, require_confirmed=True))
+    cart.new_id = lambda: uuid7(cart.now + next(cart.ids) / 1000)  # type: ignore[method-assign]
+    made = [
+        *cart.tap_and_lift("ana", ref="aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").events,
+        *cart.tap_and_lift(
+            "ana", ref="aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", after=3
+        ).events,
+    ]
+    made += cart.tap_and_lift(
+        "bo", ref="bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", after=1
+    ).events
+    made += cart.feed(Receipt(made[-1].id, done=True), after=1).events
+    made += cart.tap_and_lift(
+        "cy", ref="cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc", after=1
+    ).events
+    handoff_logoff = made[-1]
+    made += cart.feed(Tick(), after=6).events
+    made += cart.feed(Receipt(handoff_logoff.id, done=True), after=1).events
+    made += cart.tap_and_lift(
+        "bo", ref="bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", after=1
+    ).events
+    made += cart.feed(ForceLogoff(), after=1).events
+    made += cart.feed(Receipt(made[-1].id, done=False), after=1).events
+    return made
 
 
 def wire(events: list[Event]) -> list[dict[str, Any]]:
@@ -104,7 +151,9 @@ def test_scenario_covers_every_type_and_reason() -> None:
     assert {r for t, r in seen if t == "checkin"} == set(CHECKIN_REASONS)
     assert {r for t, r in seen if t == "forced_logoff"} == set(FORCED_LOGOFF_REASONS)
     assert {r for t, r in seen if t == "tap_rejected"} == set(REJECTION_REASONS)
-    assert {"checkout", "reauth"} <= {t for t, _ in seen}
+    assert {r for t, r in seen if t == "logoff_unconfirmed"} == set(UNCONFIRMED_REASONS)
+    assert {"checkout", "reauth", "logoff_confirmed"} <= {t for t, _ in seen}
+    assert {e.previous_logoff for e in scenario_events() if e.type == "checkout"} == {None, "confirmed"}
 
 
 def test_every_emitted_event_matches_its_schema() -> None:
@@ -121,6 +170,7 @@ def test_reason_enums_are_the_cores() -> None:
     assert reasons("checkin") == set(CHECKIN_REASONS)
     assert reasons("forced_logoff") == set(FORCED_LOGOFF_REASONS)
     assert reasons("tap_rejected") == set(REJECTION_REASONS)
+    assert reasons("logoff_unconfirmed") == set(UNCONFIRMED_REASONS)
 
 
 @pytest.mark.parametrize(
@@ -182,6 +232,7 @@ def test_bindings_say_what_spec_section_3_says() -> None:
         "publishStatus": True,
         "publishCheckpoints": True,
         "receiveCommands": False,
+        "receiveReceipts": False,
         "answerCommands": False,
     }
     assert {op["bindings"]["mqtt"]["qos"] for op in doc["operations"].values()} == {1}

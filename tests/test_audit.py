@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from handoff import compact_json, db
-from handoff.audit.chain import canonical, digest, genesis, link
+from handoff.audit.chain import canonical, digest, genesis, link, sealed
 from handoff.audit.checkpoint import CheckpointPolicy, make_checkpoint
 from handoff.audit.keys import private_pem, public_pem
 from handoff.audit.verify import Finding, Summary, verify_lines
@@ -278,7 +278,7 @@ from tests.kit.outbox import CONTEXT, checkout, in_use
 key = load_pem_private_key(Path(sys.argv[2]).read_bytes(), password=None)
 store = Store(db.connect(Path(sys.argv[1])), checkpoints=CheckpointPolicy(key, 7, 3600.0))
 for index in range(int(sys.argv[3])):
-    store.commit(in_use(f"s{index}"), [checkout(f"s{index}")] * (1 + index % 3), CONTEXT)
+    store.commit(in_use(f"s{index}"), [checkout(f"s{index}") for _ in range(1 + index % 3)], CONTEXT)
 store.checkpoint(CONTEXT, force=True)
 """
 
@@ -316,3 +316,35 @@ def test_the_fast_canonical_json_is_byte_for_byte_rfc8785(value: object) -> None
     except rfc8785.CanonicalizationError:
         return
     assert canonical(value) == reference
+
+
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.text()
+    | st.sampled_from(['"chain":"' + "0" * 64 + '",', ',"chain":"' + "0" * 64 + '"', "chain"])
+)
+EVENTS = st.fixed_dictionaries(
+    {"id": st.text(), "source": st.text(), "type": st.text()},
+    optional={"comexample": st.text(), "zz": SCALARS},
+).flatmap(
+    lambda top: st.dictionaries(st.text(max_size=12).filter(lambda key: key != "chain"), SCALARS, max_size=8).map(
+        lambda data: {**top, "data": data}
+    )
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(event=EVENTS, previous=st.binary(min_size=32, max_size=32))
+def test_sealing_in_one_encoding_gives_the_documented_link_and_canonical_bytes(event: dict, previous: bytes) -> None:
+    """The single-encoding shortcut must cut out exactly the link, wherever `chain` sorts among
+    the data's keys and whatever the values hold (even text that looks like the placeholder)."""
+    try:
+        rfc8785.dumps(event)
+    except rfc8785.CanonicalizationError:
+        return
+    expected = link(previous.hex(), digest(event))
+    payload, chain = sealed(json.loads(json.dumps(event)), previous.hex())
+    assert chain == expected
+    assert payload == canonical({**event, "data": {**event["data"], "chain": expected}})

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from handoff.config import PolicyConfig
+from handoff.config import AgentConfig, PolicyConfig
 from handoff.core.events import Event
 from handoff.core.inputs import Activity, ForceLogoff, Input, Lift, Restart, Revoked, SetMaintenance, Tap, Tick
 from handoff.core.machine import IGNORED_PRESENT, IGNORED_RETAP, Outcome, next_deadline, step
@@ -27,13 +27,14 @@ class Cart:
     now: float = 1_000.0
     state: State = field(default_factory=lambda: initial_state(1_000.0))
     ids: itertools.count[int] = field(default_factory=itertools.count)
+    agent: AgentConfig | None = None
 
     def new_id(self) -> str:
         return f"id-{next(self.ids)}"
 
     def feed(self, event_input: Input, *, after: float = 0.0) -> Outcome:
         self.now += after
-        outcome = step(self.state, event_input, self.now, POLICY, self.new_id)
+        outcome = step(self.state, event_input, self.now, POLICY, self.new_id, self.agent)
         self.state = outcome.state
         return outcome
 

@@ -6,6 +6,8 @@ import configparser
 import re
 import subprocess
 
+import pytest
+
 from handoff.doctor.system import NFC_STEALING_MODULES
 from tests.kit.cli import REPO
 
@@ -45,23 +47,40 @@ def test_install_script_parses() -> None:
     subprocess.run(["bash", "-n", str(FIRMWARE / "install.sh")], check=True)
 
 
-def test_unit_exposure_is_low() -> None:
+@pytest.mark.parametrize("name", ["handoff.service", "handoff-agent.service"])
+def test_unit_exposure_is_low(name: str) -> None:
     report = subprocess.run(
-        ["systemd-analyze", "security", "--offline=true", str(FIRMWARE / "handoff.service")],
+        ["systemd-analyze", "security", "--offline=true", str(FIRMWARE / name)],
         capture_output=True,
         text=True,
         check=False,
     ).stdout
-    exposure = float(re.search(r"Overall exposure level for handoff.service: ([\d.]+)", report).group(1))  # type: ignore[union-attr]
+    exposure = float(re.search(rf"Overall exposure level for {name}: ([\d.]+)", report).group(1))  # type: ignore[union-attr]
     assert exposure < 3.0, report[-2000:]
 
 
 def test_every_rules_file_is_installed_and_its_device_classes_pass_the_sandbox() -> None:
     """A rule that gives a node to the handoff group is useless if DevicePolicy=closed hides it."""
     install = (FIRMWARE / "install.sh").read_text()
-    for rules in FIRMWARE.glob("*.rules"):
+    for rules in FIRMWARE.glob("6*-handoff-*.rules"):  # udev; 50-handoff-agent.rules is polkit
         assert f'"$here/{rules.name}"' in install
     allowed = (FIRMWARE / "handoff.service").read_text()
     readers = (FIRMWARE / "61-handoff-readers.rules").read_text()
     assert 'SUBSYSTEM=="input"' in readers and "DeviceAllow=char-input rw" in allowed
     assert 'SUBSYSTEM=="tty"' in readers and "DeviceAllow=char-ttyUSB rw" in allowed
+
+
+def test_agent_unit_runs_the_agent_as_its_own_user_that_polkit_lets_end_sessions() -> None:
+    parser = configparser.RawConfigParser(strict=False)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(FIRMWARE / "handoff-agent.service")
+    service = parser["Service"]
+    assert "handoff agent -c" in service["ExecStart"] and service["User"] == "handoff-agent"
+    assert service["CapabilityBoundingSet"] == "" and service["ProtectSystem"] == "strict"
+    assert set(service["RestrictAddressFamilies"].split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
+    rules = (FIRMWARE / "50-handoff-agent.rules").read_text()
+    assert 'subject.user == "handoff-agent"' in rules
+    assert set(re.findall(r'action.id == "([^"]+)"', rules)) == {
+        "org.freedesktop.login1.lock-sessions",
+        "org.freedesktop.login1.manage",
+    }

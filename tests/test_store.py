@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from handoff import db
-from handoff.cloudevents import EventContext
+from handoff.cloudevents import EventContext, uuid7
 from handoff.core.events import Event
 from handoff.core.state import Custody, State, initial_state
 from handoff.store import Store, StoreError
@@ -18,7 +18,9 @@ CONTEXT = EventContext(site="st-elsewhere", device_id="WOW-3N-07", reader_id="rd
 
 
 def checkout(t: float) -> Event:
-    return Event(type="checkout", time=t, handoff_id="h1", staff_id="s1", badge_ref="ab" * 32, session_id="x")
+    return Event(
+        type="checkout", time=t, handoff_id="h1", staff_id="s1", badge_ref="ab" * 32, session_id="x", id=uuid7(t)
+    )
 
 
 def in_use(t: float) -> State:
@@ -89,7 +91,7 @@ def test_full_disk_raises_store_error(tmp_path: Path) -> None:
     store.commit(in_use(1.0), [checkout(1.0)], CONTEXT)
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages}")
-    big = Event(type="checkout", time=2.0, handoff_id="h" * 100_000)
+    big = Event(type="checkout", time=2.0, handoff_id="h" * 100_000, id=uuid7(2.0))
     with pytest.raises(StoreError, match="full"):
         store.commit(initial_state(2.0), [big], CONTEXT)
     assert [e.seq for e in store.unsent()] == [1]

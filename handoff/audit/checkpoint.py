@@ -8,15 +8,12 @@ so the events up to it cannot be rewritten without the appliance's key.
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-import rfc8785
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from handoff.audit.signature import signature
 from handoff.cloudevents import SPECVERSION, uuid7
 from handoff.timefmt import rfc3339
 
@@ -35,15 +32,11 @@ class CheckpointPolicy:
         return unsigned >= self.every or (unsigned > 0 and since_last >= self.seconds)
 
 
-def signed_bytes(data: Mapping[str, Any]) -> bytes:
-    return rfc8785.dumps({key: value for key, value in data.items() if key != "signature"})
-
-
 def make_checkpoint(
     key: Ed25519PrivateKey, source: str, subject: str, seq: int, chain: str, now: float
 ) -> dict[str, Any]:
     data: dict[str, Any] = {"source": source, "seq": seq, "chain": chain, "time": rfc3339(now)}
-    data["signature"] = base64.b64encode(key.sign(signed_bytes(data))).decode("ascii")
+    data["signature"] = signature(key, data)
     return {
         "specversion": SPECVERSION,
         "id": uuid7(now),
@@ -54,19 +47,3 @@ def make_checkpoint(
         "datacontenttype": "application/json",
         "data": data,
     }
-
-
-def signature_ok(data: Mapping[str, Any], keys: Sequence[Ed25519PublicKey]) -> bool:
-    """True when any of `keys` made `data["signature"]` over the rest of `data`."""
-    try:
-        signature = base64.b64decode(str(data.get("signature", "")), validate=True)
-        body = signed_bytes(data)
-    except (ValueError, TypeError):
-        return False
-    for key in keys:
-        try:
-            key.verify(signature, body)
-        except InvalidSignature:
-            continue
-        return True
-    return False

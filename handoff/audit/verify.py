@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from handoff import compact_json
 from handoff.audit.chain import digest, genesis, link
-from handoff.audit.checkpoint import CHECKPOINT_TYPE, signature_ok
+from handoff.audit.checkpoint import CHECKPOINT_TYPE
+from handoff.audit.signature import signature_ok
 
 EVENT_PREFIX: Final = "org.handoff."
 UNCHAINED_TYPES: Final = frozenset({"org.handoff.logoff_receipt"})

@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from handoff import __version__
-from handoff.cli import audit, badges, doctor, outbox, provision, run, sim, status
+from handoff.cli import agent, audit, badges, doctor, ledger, outbox, provision, run, sim, status
 from handoff.errors import HandoffError
 
-COMMAND_GROUPS = (run, badges, status, outbox, sim, provision, doctor, audit)
+COMMAND_GROUPS = (run, badges, status, outbox, sim, provision, doctor, audit, agent, ledger)
 
 
 class _Parser(argparse.ArgumentParser):

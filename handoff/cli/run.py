@@ -7,12 +7,13 @@ import logging
 import os
 import signal
 import sys
-import uuid
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 from handoff.cli.common import add_config_option, config_from
+from handoff.cloudevents import uuid7
 from handoff.instance_lock import hold_instance_lock
 from handoff.runtime.appliance import Stop
 from handoff.runtime.wiring import build
@@ -27,9 +28,9 @@ def register(sub: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     stops = _StopSignals()
     config = config_from(args)
-    _configure_logging()
+    configure_logging()
     lock = hold_instance_lock(config.appliance.data_dir)
-    parts = build(config, new_id=lambda: str(uuid.uuid4()))
+    parts = build(config, new_id=lambda: uuid7(time.time()))
     stops.deliver_to(parts.appliance.submit)
     with lock:
         parts.run()
@@ -64,7 +65,7 @@ class _StopSignals:
             self._submit(stop)
 
 
-def _configure_logging() -> None:
+def configure_logging() -> None:
     """The journal adds its own timestamps; a terminal wants them in the line."""
     under_journal = "JOURNAL_STREAM" in os.environ
     fmt = "%(levelname)s %(message)s" if under_journal else "%(asctime)s %(levelname)s %(message)s"

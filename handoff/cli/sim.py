@@ -1,4 +1,5 @@
-"""`handoff sim tap` and `handoff sim card`: badges without hardware, for tests, demos and training."""
+"""`handoff sim tap`, `sim card` and `sim fleet`: badges and appliances without hardware, for tests,
+demos, training and the ledger's benchmarks."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from handoff.directory import parse_uid
 from handoff.errors import UsageError
+from handoff.sim.fleet import run_fleet
 from handoff.sim.nfc_badge import NfcBadge
 from handoff.sim.piv_card import load_applet
 from handoff.sim.vpcd import VirtualCard, uid_responder
@@ -41,6 +44,61 @@ def register(sub: Any) -> None:
     )
     card.add_argument("--piv-cert", type=Path, metavar="CERT", help="PEM card authentication certificate for --piv-key")
     card.set_defaults(func=_card)
+
+    fleet = kinds.add_parser(
+        "fleet",
+        help="load generator for the ledger: N lightweight MQTT clients publishing chained events "
+        "(it is NOT N appliances: no readers, outbox or state machine)",
+    )
+    fleet.add_argument("--appliances", type=_positive_int, default=10, metavar="N")
+    fleet.add_argument("--rate", type=_positive_float, default=10.0, metavar="R", help="events per second, in all")
+    fleet.add_argument("--events", type=_positive_int, metavar="E", help="stop after E events (default: run until ^C)")
+    fleet.add_argument("--mqtt", default="mqtt://127.0.0.1:1883", metavar="URL", help="plain MQTT broker URL")
+    fleet.add_argument("--prefix", default="handoff/v1", help="topic prefix (default %(default)s)")
+    fleet.add_argument("--site", default="sim-site")
+    fleet.set_defaults(func=_fleet)
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    url = urlsplit(args.mqtt)
+    if url.scheme != "mqtt" or not url.hostname:
+        raise UsageError(f"--mqtt {args.mqtt!r}: must be mqtt://HOST:PORT (the simulator speaks plain MQTT only)")
+    try:
+        sent = run_fleet(
+            url.hostname,
+            url.port or 1883,
+            appliances=args.appliances,
+            rate=args.rate,
+            events=args.events,
+            prefix=args.prefix,
+            site=args.site,
+        )
+    except OSError as exc:
+        raise UsageError(f"--mqtt {args.mqtt}: cannot connect: {exc.strerror or exc}") from None
+    except KeyboardInterrupt:
+        return 0
+    print(f"published {sent} events from {args.appliances} simulated appliances")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
 
 
 def _tap(args: argparse.Namespace) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -27,10 +27,13 @@ class CommandHandler:
         publish_result: PublishResult,
         *,
         allow_unsigned: bool = False,
+        activity_keys: Sequence[Ed25519PublicKey] = (),
     ) -> None:
         self._conn = conn
         self._device_id = device_id
         self._key = key
+        self._activity_keys = activity_keys
+        """The agents' keys (agent.keys_file): they may sign activity reports, and nothing else."""
         self._allow_unsigned = allow_unsigned
         self._publish_result = publish_result
 
@@ -39,7 +42,10 @@ class CommandHandler:
 
         Never raises: the caller is the appliance's owning loop, which an exception would end.
         """
-        parsed = parse_command(name, payload, now, self._device_id, self._key, allow_unsigned=self._allow_unsigned)
+        keys = [self._key] if self._key is not None else []
+        if name == "activity":
+            keys += self._activity_keys
+        parsed = parse_command(name, payload, now, self._device_id, keys, allow_unsigned=self._allow_unsigned)
         if isinstance(parsed, Refusal):
             return self._refuse(name, now, parsed)
         try:

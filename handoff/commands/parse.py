@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -43,9 +44,16 @@ class ParsedCommand:
 
 
 def parse_command(
-    name: str, payload: bytes, now: float, device_id: str, key: Ed25519PublicKey | None, *, allow_unsigned: bool
+    name: str,
+    payload: bytes,
+    now: float,
+    device_id: str,
+    keys: Sequence[Ed25519PublicKey],
+    *,
+    allow_unsigned: bool,
 ) -> ParsedCommand | Refusal:
-    """Every command changes something, so each must be signed unless `allow_unsigned` (a lab bench) says not."""
+    """Every command changes something, so each must be signed, by any of `keys`, unless
+    `allow_unsigned` (a lab bench) says not."""
     if name not in NAMES:
         return Refusal("unknown_command", f"no command named {name!r}; known: {', '.join(NAMES)}")
     limit = MAX_BYTES.get(name, DEFAULT_MAX_BYTES)
@@ -62,11 +70,11 @@ def parse_command(
     freshness = _fresh_until(body, now)
     if isinstance(freshness, Refusal):
         return Refusal(freshness.error, freshness.message, command_id)
-    if key is not None and "signature" in body:
-        if not verify_signature(key, device_id, name, body):
+    if keys and "signature" in body:
+        if not any(verify_signature(key, device_id, name, body) for key in keys):
             return Refusal("bad_signature", "signature does not verify for this device and command", command_id)
     elif not allow_unsigned:
-        where = "" if key is not None else " (this appliance has no appliance.command_key_file: it obeys none)"
+        where = "" if keys else " (this appliance has no appliance.command_key_file: it obeys none)"
         return Refusal("unsigned", f"commands must be signed with the site command key{where}", command_id)
     fields = _fields(name, body)
     if isinstance(fields, Refusal):

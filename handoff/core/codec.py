@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, cast
 
-from handoff.core.state import MODES, Custody, Mode, State
+from handoff.core.state import MODES, Custody, Mode, SessionEnd, State, Waiting
 from handoff.timefmt import rfc3339
 
 
@@ -27,6 +28,10 @@ def state_to_dict(state: State) -> dict[str, Any]:
             "last_accepted_tap": custody.last_accepted_tap,
         },
         "present": sorted([reader, ref] for reader, ref in state.present),
+        "ends": [asdict(end) for end in state.ends],
+        "last_end": state.last_end,
+        "confirmed_upto": state.confirmed_upto,
+        "waiting": None if state.waiting is None else asdict(state.waiting),
     }
 
 
@@ -40,6 +45,10 @@ def state_from_dict(raw: dict[str, Any]) -> State:
         since=float(raw["since"]),
         custody=Custody(**custody) if custody else None,
         present=frozenset((str(reader), str(ref)) for reader, ref in raw.get("present", [])),
+        ends=tuple(SessionEnd(**end) for end in raw.get("ends", [])),
+        last_end=raw.get("last_end"),
+        confirmed_upto=raw.get("confirmed_upto"),
+        waiting=Waiting(**raw["waiting"]) if raw.get("waiting") else None,
     )
 
 

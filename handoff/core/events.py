@@ -6,10 +6,13 @@ the database can hand out a sequence number that is never reused.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal, TypeAlias
 
-EventType: TypeAlias = Literal["checkout", "checkin", "forced_logoff", "reauth", "tap_rejected"]
+EventType: TypeAlias = Literal[
+    "checkout", "checkin", "forced_logoff", "reauth", "tap_rejected", "logoff_confirmed", "logoff_unconfirmed"
+]
+LogoffAnswer: TypeAlias = Literal["pending", "unconfirmed", "confirmed"]
 
 CHECKIN_REASONS: Final = ("returned", "handoff", "abandoned", "revoked", "maintenance")
 FORCED_LOGOFF_REASONS: Final = (
@@ -31,7 +34,9 @@ REJECTION_REASONS: Final = (
     "piv_chain",
     "piv_expired",
     "piv_missing",
+    "previous_session_open",
 )
+UNCONFIRMED_REASONS: Final = ("timeout", "failed")
 
 
 @dataclass(frozen=True)
@@ -45,3 +50,9 @@ class Event:
     reason: str | None = None
     previous_staff_id: str | None = None
     reader: str | None = None
+    for_id: str | None = None
+    """`for` on the wire: the session-ending event a logoff_confirmed / logoff_unconfirmed is about."""
+    previous_logoff: LogoffAnswer | None = None
+    """On a checkout with an agent configured: how the session end before it stands."""
+    id: str = field(kw_only=True)
+    """Named by the core, not the store: a receipt refers to the event it answers by this id."""

@@ -72,4 +72,16 @@ class SetMaintenance:
     on: bool
 
 
-Input: TypeAlias = Tap | Lift | Tick | Activity | Restart | Revoked | ForceLogoff | SetMaintenance
+@dataclass(frozen=True)
+class Receipt:
+    """The attached device's agent answers for a session end (SPEC section 8).
+
+    The shell has already checked its signature, its key and its device; the core judges
+    only whether `for_id` names a session end still waiting for an answer.
+    """
+
+    for_id: str
+    done: bool
+
+
+Input: TypeAlias = Tap | Lift | Tick | Activity | Restart | Revoked | ForceLogoff | SetMaintenance | Receipt

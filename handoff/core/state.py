@@ -2,7 +2,8 @@
 
 Custody (who answers for the device) outlives sessions (who is logged in): a locked device
 still has a holder. `present` remembers badges resting on a reader, so a badge left on the
-reader counts once however long it stays.
+reader counts once however long it stays. With an agent, `ends` remembers the session ends
+whose logoff the attached device has not yet confirmed: they survive a restart with the rest.
 """
 
 from __future__ import annotations
@@ -27,16 +28,65 @@ class Custody:
 
 
 @dataclass(frozen=True)
+class SessionEnd:
+    """A session end waiting for its receipt (`pending`) or past waiting (`unconfirmed`): a
+    valid receipt that comes late still confirms it."""
+
+    event_id: str
+    staff_id: str
+    badge_ref: str
+    session_id: str
+    handoff_id: str
+    ended_at: float
+    answer: Literal["pending", "unconfirmed"] = "pending"
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """With `require_confirmed`: a badge that asked for the device while the session end before
+    it waits for its receipt; the checkout happens when the receipt comes, without another tap."""
+
+    staff_id: str
+    badge_ref: str
+    reader: str
+    for_id: str
+
+
+@dataclass(frozen=True)
 class State:
     mode: Mode
     since: float
     custody: Custody | None = None
     present: frozenset[tuple[str, str]] = field(default_factory=frozenset)
     """(reader, badge_ref) pairs of badges currently in a reader's field."""
+    ends: tuple[SessionEnd, ...] = ()
+    """Unconfirmed session ends, oldest first; only the latest few are kept."""
+    last_end: str | None = None
+    """The id of the latest session end, whichever way it was answered."""
+    confirmed_upto: float | None = None
+    """When the latest session end that was confirmed ended: older unconfirmed ones no longer
+    keep the light amber."""
+    waiting: Waiting | None = None
 
     @property
     def live_session_id(self) -> str | None:
         return self.custody.session_id if self.mode == "in_use" and self.custody else None
+
+    @property
+    def last_logoff(self) -> Literal["pending", "unconfirmed", "confirmed"] | None:
+        """How the latest session end stands, for the next checkout's `previous_logoff`."""
+        if self.last_end is None:
+            return None
+        for end in self.ends:
+            if end.event_id == self.last_end:
+                return end.answer
+        return "confirmed"
+
+    @property
+    def unconfirmed_warning(self) -> bool:
+        """Amber until an unconfirmed logoff, or a later session end, is confirmed."""
+        since = self.confirmed_upto
+        return any(end.answer == "unconfirmed" and (since is None or end.ended_at > since) for end in self.ends)
 
 
 def initial_state(now: float) -> State:
@@ -55,4 +105,6 @@ def shifted(state: State, seconds: float) -> State:
             last_activity=custody.last_activity + seconds,
             last_accepted_tap=custody.last_accepted_tap + seconds,
         )
-    return replace(state, since=state.since + seconds, custody=custody)
+    ends = tuple(replace(end, ended_at=end.ended_at + seconds) for end in state.ends)
+    confirmed_upto = None if state.confirmed_upto is None else state.confirmed_upto + seconds
+    return replace(state, since=state.since + seconds, custody=custody, ends=ends, confirmed_upto=confirmed_upto)

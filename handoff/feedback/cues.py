@@ -22,6 +22,7 @@ class Cue(Enum):
     IDLE_WARNING = "idle_warning"
     IGNORED = "ignored"
     DEVICE_ERROR = "device_error"
+    UNCONFIRMED = "unconfirmed"
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,14 @@ PATTERNS: Final[dict[Cue, tuple[Frame, ...]]] = {
         (0.05, "amber buzzer"), (0.2, "amber"), (0.2, ""), (0.05, "amber buzzer"), (0.2, "amber")
     ),
     Cue.IGNORED: _frames((0.1, "green")),
+    Cue.UNCONFIRMED: _frames(
+        (0.3, "amber red buzzer"), (0.15, "amber"), (0.3, "amber red buzzer"), (0.15, "amber"), (0.3, "amber")
+    ),
 }
 """IGNORED (a re-tap inside the guard) blinks without a sound: the tap was seen and nothing
-changed; a beep would read as "accepted" and invite a third tap."""
+changed; a beep would read as "accepted" and invite a third tap. UNCONFIRMED (no receipt that
+the previous user was logged off) is two long low beeps with red and amber, unlike any answer
+to a tap, because nobody just tapped: it calls someone to look at the screen."""
 
 AMBIENT: Final[dict[str, frozenset[str]]] = {
     "available": frozenset(),
@@ -70,5 +76,9 @@ kept in the outbox, which biomed should know at a glance."""
 FAULT: Final = frozenset({"red"})
 """Lit steadily on top of the state's lights while the appliance cannot do its job unattended
 (the broker refuses an event and every later one waits): biomed should run `handoff status`."""
+
+UNCONFIRMED: Final = frozenset({"amber"})
+"""Lit steadily while a logoff is unconfirmed (SPEC section 8): the previous user may still be
+logged in on the attached device, which the next clinician and biomed should see."""
 
 OFFLINE_BLINK_S: Final = 1.0

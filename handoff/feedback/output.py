@@ -17,12 +17,12 @@ from gpiozero import LED, Buzzer, DigitalOutputDevice, GPIOZeroError
 
 from handoff.errors import ConfigError
 from handoff.feedback.board import Board, load_board
-from handoff.feedback.cues import AMBIENT, FAULT, OFFLINE_BLINK_S, PATTERNS, Cue
+from handoff.feedback.cues import AMBIENT, FAULT, OFFLINE_BLINK_S, PATTERNS, UNCONFIRMED, Cue
 
 
 class Feedback(Protocol):
     def show(self, cue: Cue) -> None: ...
-    def set_ambient(self, state: str, online: bool, fault: bool = False) -> None: ...
+    def set_ambient(self, state: str, online: bool, fault: bool = False, warning: bool = False) -> None: ...
     def close(self) -> None: ...
 
 
@@ -32,16 +32,16 @@ class NoFeedback:
     def show(self, cue: Cue) -> None:
         del cue
 
-    def set_ambient(self, state: str, online: bool, fault: bool = False) -> None:
-        del state, online, fault
+    def set_ambient(self, state: str, online: bool, fault: bool = False, warning: bool = False) -> None:
+        del state, online, fault, warning
 
     def close(self) -> None:
         return
 
 
 class _Ambient:
-    def __init__(self, state: str, online: bool, fault: bool) -> None:
-        self.state, self.online, self.fault = state, online, fault
+    def __init__(self, state: str, online: bool, fault: bool, warning: bool) -> None:
+        self.state, self.online, self.fault, self.warning = state, online, fault, warning
 
 
 _CLOSE: Final = object()
@@ -56,15 +56,15 @@ class GpioFeedback:
             for name, pin in board.pins.items()
         }
         self._inbox: queue.Queue[_Item] = queue.Queue()
-        self._ambient = _Ambient("available", True, False)
+        self._ambient = _Ambient("available", True, False, False)
         self._thread = threading.Thread(target=self._run, name="feedback", daemon=True)
         self._thread.start()
 
     def show(self, cue: Cue) -> None:
         self._inbox.put(cue)
 
-    def set_ambient(self, state: str, online: bool, fault: bool = False) -> None:
-        self._inbox.put(_Ambient(state, online, fault))
+    def set_ambient(self, state: str, online: bool, fault: bool = False, warning: bool = False) -> None:
+        self._inbox.put(_Ambient(state, online, fault, warning))
 
     def close(self) -> None:
         self._inbox.put(_CLOSE)
@@ -89,7 +89,9 @@ class GpioFeedback:
                 self._ambient = item
             elif item is _BLINK:
                 blink_on = not blink_on
-            lit = AMBIENT.get(self._ambient.state, frozenset()) | (FAULT if self._ambient.fault else frozenset())
+            ambient = self._ambient
+            lit = AMBIENT.get(ambient.state, frozenset()) | (FAULT if ambient.fault else frozenset())
+            lit |= UNCONFIRMED if ambient.warning else frozenset()
             if not self._ambient.online:
                 lit = lit | {"amber"} if blink_on else lit - {"amber"}
             self._light(lit)

@@ -66,7 +66,13 @@ def offline_payload(version: str) -> bytes:
 
 
 def new_client(
-    config: MqttConfig, topics: Topics, version: str, context: ssl.SSLContext | None, secret: str | None
+    config: MqttConfig,
+    topics: Topics,
+    version: str,
+    context: ssl.SSLContext | None,
+    secret: str | None,
+    *,
+    will: bool = True,
 ) -> Client:
     """A fresh client per connection: paho's in-memory queue must not replay what the outbox resends."""
     v5 = config.protocol == "5"
@@ -81,7 +87,8 @@ def new_client(
         client.tls_set_context(context)
     if config.username:
         client.username_pw_set(config.username, secret)
-    client.will_set(topics.status, offline_payload(version), qos=1, retain=True)
+    if will:
+        client.will_set(topics.status, offline_payload(version), qos=1, retain=True)
     return client
 
 

@@ -23,8 +23,9 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Final
 
 from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage, MQTTMessageInfo
@@ -66,6 +67,10 @@ class PublisherSettings:
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 60.0
     retention_days: float = 30.0
+    presence: bool = True
+    """Publish the device's retained state and status (with the offline last will) and read the
+    state back on connect: the appliance's presence. The agent publishes receipts for the same
+    device from its own outbox, and must leave the appliance's presence alone."""
 
 
 @dataclass(frozen=True)
@@ -153,8 +158,9 @@ class Publisher:
         version: str,
         disk: Callable[[], dict[str, Any]],
         on_command: Callable[[str, bytes], None] = lambda name, payload: None,
+        subscriptions: Mapping[str, Callable[[bytes], None]] = MappingProxyType({}),
         health_provider: Callable[[], list[dict[str, Any]]] = list,
-        store_fault: Callable[[], str | None] = lambda: None,
+        loop_status: Callable[[], dict[str, Any]] = dict,
         settings: PublisherSettings = PublisherSettings(),
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
@@ -164,8 +170,9 @@ class Publisher:
         self._store = store
         self._disk = disk
         self._on_command = on_command
+        self._subscriptions = subscriptions
         self._health = health_provider
-        self._store_fault = store_fault
+        self._loop_status = loop_status
         self._settings = settings
         self._clock = clock
         self._rand = rand
@@ -222,7 +229,8 @@ class Publisher:
                 status_changed=self._status_changed,
                 on_outcome=self._record_outcome,
                 on_command=self._on_command,
-                retention_days=self._settings.retention_days,
+                subscriptions=self._subscriptions,
+                settings=self._settings,
                 clock=self._clock,
             )
             error = session.run()
@@ -248,7 +256,7 @@ class Publisher:
                 self._record_link(False, error)
 
     def _status_key(self) -> str:
-        return compact_json.dumps([self._health(), self._store.has_unsent(), self._store_fault()])
+        return compact_json.dumps([self._health(), self._store.has_unsent(), self._loop_status()])
 
     def _status_changed(self) -> bool:
         """Whether status has news since it was last said; it counts as said from here on."""
@@ -298,9 +306,10 @@ class Publisher:
             "time": rfc3339(time.time()),
             "outbox_depth": self._store.depth(),
             "readers": self._health(),
-            "database": self._store_fault() or "ok",
+            "database": "ok",
             "disk": self._disk(),
         }
+        body.update(self._loop_status())
         if self._blocked is not None:
             body["outbox_blocked"] = {"seq": self._blocked.seq, "reason": self._blocked.reason}
         return compact_json.dumps(body).encode()
@@ -326,7 +335,8 @@ class _Session:
         status_changed: Callable[[], bool],
         on_outcome: Callable[[tuple[int, str] | None, list[int]], bool],
         on_command: Callable[[str, bytes], None],
-        retention_days: float,
+        subscriptions: Mapping[str, Callable[[bytes], None]],
+        settings: PublisherSettings,
         clock: Callable[[], float],
     ) -> None:
         self._link = link
@@ -338,7 +348,11 @@ class _Session:
         self._status_changed = status_changed
         self._on_outcome = on_outcome
         self._on_command = on_command
-        self._retention_days = retention_days
+        self._subscriptions = subscriptions
+        """Further topics (full names) and who takes their messages: called on the publisher's
+        thread before the message is acknowledged, so a handler that commits it loses nothing."""
+        self._presence = settings.presence
+        self._retention_days = settings.retention_days
         self._clock = clock
         self._connected = False
         self._error: str | None = None
@@ -367,7 +381,9 @@ class _Session:
         self._history_checked = False
         self._broker_state: dict[str, Any] | None = None
         self._props = connection.event_properties(link.config)
-        self._client: Client = connection.new_client(link.config, link.topics, link.version, link.tls, link.secret)
+        self._client: Client = connection.new_client(
+            link.config, link.topics, link.version, link.tls, link.secret, will=self._presence
+        )
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
@@ -417,10 +433,15 @@ class _Session:
 
     def _serve(self) -> None:
         client = self._client
-        _, self._state_mid = client.subscribe(self._topics.state, qos=1)
-        _, self._history_mid = client.subscribe(self._topics.commands, qos=1)
+        if self._presence:
+            _, self._state_mid = client.subscribe(self._topics.state, qos=1)
+            _, self._history_mid = client.subscribe(self._topics.commands, qos=1)
+            self._control.append((self._topics.status, self._status(), True))
+        else:
+            self._history_checked = True
+        for topic in self._subscriptions:
+            client.subscribe(topic, qos=1)
         self._status_changed()
-        self._control.append((self._topics.status, self._status(), True))
         last_flush = last_status = last_purge = last_check = self._clock()
         purge_due = True
         while self._connected:
@@ -447,15 +468,19 @@ class _Session:
                 last_check = now
                 if self._status_changed():
                     self._on_link(True, None)
-                    self._control.append((self._topics.status, self._status(), True))
+                    self._say_status()
                     last_status = now
-            if now - last_status >= STATUS_EVERY_S:
+            if now - last_status >= STATUS_EVERY_S and self._presence:
                 self._control.append((self._topics.status, self._status(), True))
                 last_status = now
             if purge_due or now - last_purge >= PURGE_EVERY_S:
                 self._purge()
                 purge_due, last_purge = False, now
         self._flush_acks()
+
+    def _say_status(self) -> None:
+        if self._presence:
+            self._control.append((self._topics.status, self._status(), True))
 
     def _wait(self, timeout: float) -> bool:
         """Wait for the broker, a wake-up or `timeout`, then let paho read, write and keep alive.
@@ -535,7 +560,7 @@ class _Session:
         Read before looking for unsent events: a commit landing in between is then caught by
         that look, and its events go first.
         """
-        if not self._state_due or self._waiting or self._outbox_more:
+        if not self._state_due or self._waiting or self._outbox_more or not self._presence:
             return
         retained = self._store.retained_state()
         if self._store.unsent(self._sent_upto, 1):
@@ -588,10 +613,11 @@ class _Session:
         if not drained and self._clock() < self._stop_deadline:
             return False
         self._flush_acks()
-        info = self._send(self._topics.status, connection.offline_payload(self._link.version), retain=True)
-        end = self._clock() + 2.0
-        while not info.is_published() and self._connected and (left := end - self._clock()) > 0:
-            self._wait(min(left, ACK_FLUSH_S))
+        if self._presence:
+            info = self._send(self._topics.status, connection.offline_payload(self._link.version), retain=True)
+            end = self._clock() + 2.0
+            while not info.is_published() and self._connected and (left := end - self._clock()) > 0:
+                self._wait(min(left, ACK_FLUSH_S))
         self._client.disconnect()
         self._wait(0.0)
         return True
@@ -604,7 +630,7 @@ class _Session:
             if self._acked:
                 self._store.mark_acked(self._acked)
                 if self._on_outcome(None, self._acked):
-                    self._control.append((self._topics.status, self._status(), True))
+                    self._say_status()
                 self._acked = []
         except StoreError as exc:
             log.error("%s", exc)
@@ -675,6 +701,10 @@ class _Session:
         if message.topic == self._topics.state:
             if not self._history_checked:
                 self._broker_state = _json_object(bytes(message.payload))
+            return
+        handler = self._subscriptions.get(message.topic)
+        if handler is not None:
+            handler(bytes(message.payload))
             return
         name = self._topics.command_name(message.topic)
         if name is not None:

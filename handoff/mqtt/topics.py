@@ -28,6 +28,10 @@ class Topics:
         return self.under("checkpoint")
 
     @property
+    def receipts(self) -> str:
+        return self.under("receipts")
+
+    @property
     def status(self) -> str:
         return self.under("status")
 

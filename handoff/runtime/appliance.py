@@ -10,17 +10,20 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
-from collections import deque
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Final, Protocol, TypeAlias
+from typing import Any, Final, Protocol, TypeAlias
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from handoff.agent.receipt import check_receipt
 from handoff.badge_ref import BadgeSecret
 from handoff.cloudevents import EventContext
 from handoff.config import Config
 from handoff.core.events import Event
 from handoff.core.inputs import Input, Lift, Restart, Revoked, Tap, Tick
-from handoff.core.machine import next_deadline, step
+from handoff.core.machine import Outcome, next_deadline, step
 from handoff.core.state import State, initial_state, shifted
 from handoff.directory import Directory
 from handoff.errors import HandoffError
@@ -58,7 +61,14 @@ class Command:
     payload: bytes
 
 
-InboxItem: TypeAlias = ReaderEvent | Input | Command | Stop
+@dataclass(frozen=True)
+class ReceiptMessage:
+    """A message on the device's `receipts` topic, not yet checked."""
+
+    payload: bytes
+
+
+InboxItem: TypeAlias = ReaderEvent | Input | Command | ReceiptMessage | Stop
 
 
 class Store(Protocol):
@@ -90,6 +100,7 @@ class Appliance:
         clock_synced: Callable[[], bool],
         on_command: Callable[[Command], list[Input]],
         heartbeat: Callable[[], None],
+        agent_keys: Sequence[Ed25519PublicKey] = (),
     ) -> None:
         self._config = config
         self._conn = conn
@@ -103,6 +114,9 @@ class Appliance:
         self._clock_synced = clock_synced
         self._on_command = on_command
         self._heartbeat = heartbeat
+        self._agent_keys = agent_keys
+        self._receipts: Counter[str] = Counter()
+        """Receipts by what became of them, for the retained status (SPEC section 8)."""
         self._inbox: queue.SimpleQueue[InboxItem] = queue.SimpleQueue()
         """SimpleQueue: its put() is reentrant, so a signal handler may submit a Stop."""
         self._state = initial_state(clock.time())
@@ -115,7 +129,7 @@ class Appliance:
         """Until the Restart is recorded, the state on disk still shows a session that did not
         survive: judging a tap against it would log the holder off for the wrong reason."""
         self._restart_refused = False
-        self._deferred: deque[ReaderEvent | Input | Command] = deque()
+        self._deferred: deque[ReaderEvent | Input | Command | ReceiptMessage] = deque()
         self._store_fault: str | None = None
         """What arrived while the Restart could not be recorded, replayed once it is."""
 
@@ -162,7 +176,15 @@ class Appliance:
         """The database failure the loop last met and is riding out, for the retained status."""
         return self._store_fault
 
-    def _serve(self, item: ReaderEvent | Input | Command) -> None:
+    def status(self) -> dict[str, Any]:
+        """What the loop adds to the retained status; read from the publisher's thread."""
+        body: dict[str, Any] = {"database": self._store_fault or "ok"}
+        if self._config.agent is not None:
+            body["receipts"] = dict(self._receipts)
+            body["logoff"] = self._state.last_logoff
+        return body
+
+    def _serve(self, item: ReaderEvent | Input | Command | ReceiptMessage) -> None:
         """Every database failure of a wake lands here, whichever read or write met it.
 
         A write the store refused was already answered where it happened (nothing accepted);
@@ -209,7 +231,7 @@ class Appliance:
         if self._restart_refused:
             log.info("restart recorded; taps are accepted again")
 
-    def _hold(self, item: ReaderEvent | Input | Command) -> None:
+    def _hold(self, item: ReaderEvent | Input | Command | ReceiptMessage) -> None:
         """While the Restart waits: a tap is refused at once, the rest waits for its turn."""
         match item:
             case BadgePresented(reader=reader) | BadRead(reader=reader):
@@ -220,10 +242,12 @@ class Appliance:
             case _:
                 self._deferred.append(item)
 
-    def _dispatch(self, item: ReaderEvent | Input | Command) -> None:
+    def _dispatch(self, item: ReaderEvent | Input | Command | ReceiptMessage) -> None:
         match item:
             case BadgePresented() | BadgeRemoved() | BadRead():
                 self._reader_event(item)
+            case ReceiptMessage(payload=payload):
+                self._receipt(payload)
             case Command():
                 for event_input in self._on_command(item):
                     self._apply(event_input)
@@ -244,18 +268,35 @@ class Appliance:
                 log.warning("card refused on %s: %s", reader, problem)
                 self._apply(Tap(reader, None, None, rejection=reason))
 
-    def _apply(self, event_input: Input) -> None:
+    def _receipt(self, payload: bytes) -> None:
+        """Checked here, at the edge; judged by the core. Whatever it is, it is counted."""
+        checked = check_receipt(payload, self._config.appliance.device_id, self._agent_keys)
+        if isinstance(checked, str):
+            log.warning("receipt ignored: %s", checked.replace("_", " "))
+            self._receipts[checked] += 1
+            return
+        outcome = self._apply(checked)
+        if outcome is None:
+            return
+        verdict = outcome.ignored or "accepted"
+        if outcome.ignored:
+            log.warning("receipt for %s ignored: %s", checked.for_id, outcome.ignored.replace("_", " "))
+        self._receipts[verdict] += 1
+
+    def _apply(self, event_input: Input) -> Outcome | None:
         try:
-            self._step_and_commit(event_input)
+            return self._step_and_commit(event_input)
         except StoreError as exc:
             log.error("could not record %s: %s; nothing was accepted", type(event_input).__name__, exc)
             self._feedback.show(Cue.DEVICE_ERROR)
+            return None
 
-    def _step_and_commit(self, event_input: Input) -> None:
+    def _step_and_commit(self, event_input: Input) -> Outcome:
         """Raises StoreError, having changed nothing, when the store refuses the commit."""
         now = self._clock.time()
-        outcome = step(self._state, event_input, now, self._config.policy, self._new_id)
+        outcome = step(self._state, event_input, now, self._config.policy, self._new_id, self._config.agent)
         changed = bool(outcome.events) or outcome.state.mode != self._state.mode
+        changed = changed or outcome.state.waiting != self._state.waiting
         if changed:
             to_wall = self._clock.wall() - now
             stamped = tuple(replace(event, time=event.time + to_wall) for event in outcome.events)
@@ -271,6 +312,7 @@ class Appliance:
         if changed:
             self._publisher.wake()
             self._refresh_ambient(force=True)
+        return outcome
 
     def _context(self) -> EventContext:
         appliance = self._config.appliance
@@ -282,7 +324,7 @@ class Appliance:
             self._heartbeat()
             return
         now = self._clock.time()
-        deadline = next_deadline(self._state, self._config.policy)
+        deadline = next_deadline(self._state, self._config.policy, self._config.agent)
         if deadline is not None and deadline <= now:
             self._apply(Tick())
         self._warn_before_idle_lock(now)
@@ -326,7 +368,7 @@ class Appliance:
             return RESTART_RETRY_S
         now = self._clock.time()
         wake_at = [self._next_directory_check]
-        deadline = next_deadline(self._state, self._config.policy)
+        deadline = next_deadline(self._state, self._config.policy, self._config.agent)
         if deadline is not None:
             wake_at.append(deadline)
         warning = self._idle_warning()
@@ -339,4 +381,5 @@ class Appliance:
         blocked = self._publisher.blocked is not None
         if force or (online, blocked) != (self._online, self._outbox_blocked):
             self._online, self._outbox_blocked = online, blocked
-            self._feedback.set_ambient(self._state.mode, online, fault=blocked)
+            warning = self._state.unconfirmed_warning
+            self._feedback.set_ambient(self._state.mode, online, fault=blocked, warning=warning)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from handoff.core.events import Event
-from handoff.core.machine import IGNORED_RETAP, Outcome
+from handoff.core.machine import AWAITING_RECEIPT, IGNORED_RETAP, Outcome
 from handoff.feedback.cues import Cue
 
 
@@ -13,6 +13,8 @@ def cue_for(outcome: Outcome) -> Cue | None:
     types = {kind for kind, _, _ in kinds}
     if "tap_rejected" in types:
         return Cue.REJECTED
+    if "logoff_unconfirmed" in types:
+        return Cue.UNCONFIRMED
     if ("checkout", None, True) in kinds:
         return Cue.HANDOFF
     if types & {"checkout", "reauth"}:
@@ -21,7 +23,7 @@ def cue_for(outcome: Outcome) -> Cue | None:
         return Cue.RETURNED
     if "forced_logoff" in types:
         return Cue.LOCKED
-    if outcome.ignored == IGNORED_RETAP:
+    if outcome.ignored in (IGNORED_RETAP, AWAITING_RECEIPT):
         return Cue.IGNORED
     return None
 
@@ -35,6 +37,10 @@ def describe(event: Event) -> str:
         parts.append(f"previous={event.previous_staff_id}")
     if event.reason:
         parts.append(f"reason={event.reason}")
+    if event.for_id:
+        parts.append(f"for={event.for_id}")
+    if event.previous_logoff:
+        parts.append(f"previous_logoff={event.previous_logoff}")
     if event.reader:
         parts.append(f"reader={event.reader}")
     if event.badge_ref:

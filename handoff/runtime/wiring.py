@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from handoff import __version__, db
 from handoff.audit.checkpoint import CheckpointPolicy
-from handoff.audit.keys import load_signing_key
+from handoff.audit.keys import load_public_keys, load_signing_key
 from handoff.badge_ref import load_secret
 from handoff.clock import clock_synced
 from handoff.cloudevents import source
@@ -25,7 +25,7 @@ from handoff.feedback.output import Feedback, open_feedback
 from handoff.mqtt.publisher import Publisher, PublisherSettings
 from handoff.mqtt.topics import Topics
 from handoff.readers.registry import ReaderSet, build_readers
-from handoff.runtime.appliance import Appliance, Command
+from handoff.runtime.appliance import Appliance, Command, ReceiptMessage
 from handoff.runtime.clock import SystemClock
 from handoff.store import Store
 from handoff.systemd import Notifier
@@ -70,6 +70,7 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
     appliance_config = config.appliance
     secret = load_secret(appliance_config.badge_secret_file)
     key = load_command_key(appliance_config.command_key_file) if appliance_config.command_key_file else None
+    agent_keys = load_public_keys(config.agent.keys_file, "agent.keys_file") if config.agent is not None else []
     conn = db.connect_checked(appliance_config.data_dir)
     clock = SystemClock()
     feedback = open_feedback(config.feedback.board)
@@ -81,19 +82,24 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
     def on_command(name: str, payload: bytes) -> None:
         owner[0].submit(Command(name, payload))
 
+    def on_receipt(payload: bytes) -> None:
+        owner[0].submit(ReceiptMessage(payload))
+
     def health() -> list[dict[str, Any]]:
         return [asdict(h) for h in readers.health()]
 
+    topics = Topics(config.mqtt.topic_prefix, appliance_config.site, appliance_config.device_id)
     publisher = Publisher(
         config.mqtt,
-        Topics(config.mqtt.topic_prefix, appliance_config.site, appliance_config.device_id),
+        topics,
         Store(db.connect(appliance_config.data_dir)),
         disk=lambda: disk_state(appliance_config.data_dir).as_dict(),
         source=source(appliance_config.site, appliance_config.reader_id),
         version=__version__,
         on_command=on_command,
+        subscriptions={topics.receipts: on_receipt} if config.agent is not None else {},
         health_provider=health,
-        store_fault=lambda: owner[0].store_fault if owner else None,
+        loop_status=lambda: owner[0].status() if owner else {},
         settings=PublisherSettings(retention_days=config.outbox.retention_days),
     )
     commands = CommandHandler(
@@ -102,6 +108,7 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
         key,
         publisher.publish_result,
         allow_unsigned=appliance_config.allow_unsigned_commands,
+        activity_keys=agent_keys,
     )
     appliance = Appliance(
         config,
@@ -115,6 +122,7 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
         clock_synced=clock_synced,
         on_command=lambda command: commands.handle(command.name, command.payload, clock.wall()),
         heartbeat=notifier.watchdog,
+        agent_keys=agent_keys,
     )
     owner.append(appliance)
     return Parts(appliance, readers, publisher, feedback, notifier)

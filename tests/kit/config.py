@@ -28,6 +28,7 @@ def config_text(
     readers: Sequence[Table] = (),
     feedback: Table | None = None,
     audit: Table | None = None,
+    agent: Table | None = None,
 ) -> str:
     """A valid config against a plain broker on 127.0.0.1:`port`; each table's keys override the defaults."""
     mqtt_table: dict[str, str | bool | int | float] = {"url": f"mqtt://127.0.0.1:{port}", "allow_insecure": True}
@@ -47,6 +48,7 @@ def config_text(
         "mqtt": mqtt_table,
         "feedback": feedback or {"board": "none"},
         **({"audit": audit} if audit else {}),
+        **({"agent": agent} if agent else {}),
     }
     return render_toml(tables, {"readers": readers})
 
@@ -80,6 +82,7 @@ class Layout:
         readers: Sequence[Table] = (),
         feedback: Table | None = None,
         audit: Table | None = None,
+        agent: Table | None = None,
     ) -> Path:
         """Rewrite the config: `config_text` with this layout's data dir and secret."""
         text = config_text(
@@ -92,6 +95,7 @@ class Layout:
             readers=readers,
             feedback=feedback,
             audit=audit,
+            agent=agent,
         )
         return self.write_config(text)
 

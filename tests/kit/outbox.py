@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from handoff import db
-from handoff.cloudevents import EventContext, source
+from handoff.cloudevents import EventContext, source, uuid7
 from handoff.config import MqttConfig
 from handoff.core.events import Event
 from handoff.core.state import Custody, State
@@ -29,7 +29,8 @@ def mqtt_config(port: int, **changes: object) -> MqttConfig:
 
 
 def checkout(staff: str, t: float | None = None) -> Event:
-    return Event(type="checkout", time=t or time.time(), handoff_id="h-" + staff, staff_id=staff, badge_ref="ab" * 32)
+    at = t or time.time()
+    return Event(type="checkout", time=at, handoff_id="h-" + staff, staff_id=staff, badge_ref="ab" * 32, id=uuid7(at))
 
 
 def in_use(staff: str, t: float = 1_700_000_000.0) -> State:

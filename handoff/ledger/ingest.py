@@ -1,0 +1,517 @@
+"""What one batch of broker messages does to the ledger, inside one transaction.
+
+The consumer acknowledges the batch's messages only after this commits, so everything here
+must be idempotent: a message delivered again (after a crash, or to a second ledger on a shared
+subscription) finds its event already stored by `id` and changes nothing.
+
+Custody and sessions are not copied into tables of their own: `who` and `history` read them
+off the events, by device and time, so an event that arrives late (a hole filled after an
+outage) is simply in the right place, and nothing derived can disagree with the record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from handoff.audit.chain import digest, genesis, link
+from handoff.audit.signature import signature_ok
+from handoff.ledger.schema import checkpoints, counters, devices, events, exceptions, receipts, sources
+
+log = logging.getLogger("handoff.ledger")
+
+MAX_MESSAGE_BYTES: Final = 64 * 1024
+EVENT_TYPES: Final = frozenset(
+    {"checkout", "checkin", "forced_logoff", "reauth", "tap_rejected", "logoff_confirmed", "logoff_unconfirmed"}
+)
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Fresh:
+    """An event that passed the checks: where it came from, its body, its raw text, its time."""
+
+    where: Route
+    body: dict[str, Any]
+    raw: str
+    at: float
+
+    @property
+    def seq(self) -> int:
+        return int(self.body["data"]["seq"])
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a message came from: `P/<site>/<device>/<kind>[/<type>]`."""
+
+    site: str
+    device_id: str
+    kind: str
+    event_type: str | None = None
+
+
+class Refused(Exception):
+    """A message that cannot be stored as truth; `reason` names the counter it goes to."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def route(prefix: str, topic: str) -> Route | None:
+    head = prefix.rstrip("/") + "/"
+    if not topic.startswith(head):
+        return None
+    parts = topic[len(head) :].split("/")
+    if len(parts) == 4 and parts[2] == "events":
+        return Route(parts[0], parts[1], "events", parts[3])
+    if len(parts) == 3 and parts[2] in ("state", "status", "receipts", "checkpoint"):
+        return Route(parts[0], parts[1], parts[2])
+    return None
+
+
+class Recorder:
+    """Applies batches to the database; the keys verify checkpoints (`ledger.audit_keys`)."""
+
+    def __init__(self, prefix: str, audit_keys: Sequence[Ed25519PublicKey] = ()) -> None:
+        self._prefix = prefix
+        self._keys = audit_keys
+
+    def apply(self, conn: Connection, batch: Iterable[Message], now: float) -> int:
+        """Store what the batch holds; the number of messages refused (counted by reason)."""
+        book = Exceptions(conn, now)
+        fresh: list[Fresh] = []
+        refused: dict[str, int] = {}
+        heard: dict[str, tuple[Route, dict[str, Any]]] = {}
+        """Each device's latest state and status in this batch: one write per device, not per message."""
+        for message in batch:
+            try:
+                where = route(self._prefix, message.topic)
+                if where is None:
+                    raise Refused("unknown_topic")
+                if len(message.payload) > MAX_MESSAGE_BYTES:
+                    raise Refused("too_large")
+                body = _json_object(message.payload)
+                if where.kind == "events":
+                    fresh.append(Fresh(where, body, message.payload.decode(), _checked_event(where, body)))
+                elif where.kind in ("state", "status"):
+                    _, values = heard.get(where.device_id, (where, {}))
+                    heard[where.device_id] = (where, {**values, **_presence(where.kind, body)})
+                else:
+                    self._other(conn, book, where, body, message.payload.decode())
+                if where.kind != "receipts" and where.device_id not in heard:
+                    heard[where.device_id] = (where, {})
+            except Refused as refusal:
+                refused[refusal.reason] = refused.get(refusal.reason, 0) + 1
+                log.warning("refused a message on %s: %s", message.topic, refusal.reason.replace("_", " "))
+        self._events(conn, fresh, book)
+        _upsert_devices(conn, list(heard.values()), now)
+        for reason, count in refused.items():
+            _count(conn, reason, count)
+        return sum(refused.values())
+
+    def _other(self, conn: Connection, book: Exceptions, where: Route, body: dict[str, Any], raw: str) -> None:
+        now = book.now
+        if where.kind == "receipts":
+            data = body.get("data")
+            if (
+                not isinstance(data, dict)
+                or not isinstance(body.get("id"), str)
+                or not isinstance(data.get("for"), str)
+            ):
+                raise Refused("not_a_receipt")
+            _insert_ignoring(
+                conn,
+                receipts,
+                [
+                    {
+                        "id": body["id"],
+                        "for_id": data["for"],
+                        "device_id": where.device_id,
+                        "result": str(data.get("result")),
+                        "payload": raw,
+                        "received": now,
+                    }
+                ],
+            )
+        else:
+            self._checkpoint(conn, book, where, body, raw)
+
+    def _checkpoint(self, conn: Connection, book: Exceptions, where: Route, body: dict[str, Any], raw: str) -> None:
+        data = body.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("seq"), int) or not isinstance(data.get("chain"), str):
+            raise Refused("not_a_checkpoint")
+        source = str(data.get("source"))
+        signed = bool(self._keys) and signature_ok(data, self._keys) and body.get("source") == source
+        row = {
+            "id": str(body.get("id")),
+            "source": source,
+            "seq": data["seq"],
+            "chain": data["chain"],
+            "signature_ok": signed,
+            "payload": raw,
+            "received": book.now,
+        }
+        if not _insert_ignoring(conn, checkpoints, [row]):
+            return
+        held = conn.execute(select(events.c.payload).where(events.c.source == source, events.c.seq == data["seq"]))
+        chains = {json.loads(payload)["data"].get("chain") for (payload,) in held}
+        key = f"{source}#checkpoint{data['seq']}"
+        if self._keys and not signed:
+            detail = f"checkpoint at seq {data['seq']}: signature does not verify under ledger.audit_keys"
+            book.open("chain_break", where.device_id, source, key, detail)
+        elif chains and data["chain"] not in chains:
+            detail = f"checkpoint at seq {data['seq']} names a chain no stored event has"
+            book.open("chain_break", where.device_id, source, key, detail)
+
+    def _events(self, conn: Connection, fresh: list[Fresh], book: Exceptions) -> None:
+        if not fresh:
+            return
+        ids = [item.body["id"] for item in fresh]
+        known = {row[0] for row in conn.execute(select(events.c.id).where(events.c.id.in_(ids)))}
+        new: dict[str, Fresh] = {}
+        for item in fresh:
+            if item.body["id"] not in known:
+                new.setdefault(item.body["id"], item)
+        if not new:
+            return
+        ordered = sorted(new.values(), key=lambda item: (item.body["source"], item.body["data"]["seq"]))
+        _insert_ignoring(conn, events, [_row(item, book.now) for item in ordered])
+        by_source: dict[str, list[Fresh]] = {}
+        for item in ordered:
+            by_source.setdefault(item.body["source"], []).append(item)
+        _Sources(conn, book).take(by_source)
+        for item in ordered:
+            _follow(conn, book, item.where, item.body)
+        for items in by_source.values():
+            _clock(book, items)
+
+
+Held = dict[int, list[tuple[str, dict[str, Any], bool | None]]]
+"""One source's stored events by seq: (id, body, chain_ok)."""
+
+
+class _Sources:
+    """The sources of a batch, and their stored events around its new ones, read in two queries
+    for the whole batch: enough to check every new link (and those of events that came before
+    their predecessors) and to move each watermark below which every seq is present."""
+
+    def __init__(self, conn: Connection, book: Exceptions) -> None:
+        self._conn, self._book = conn, book
+
+    def take(self, by_source: dict[str, list[Fresh]]) -> None:
+        conn = self._conn
+        rows = {row.source: row for row in conn.execute(select(sources).where(sources.c.source.in_(list(by_source))))}
+        around = or_(
+            *(
+                and_(events.c.source == source, events.c.seq.between(items[0].seq - 1, items[-1].seq + 1))
+                for source, items in by_source.items()
+            )
+        )
+        held: dict[str, Held] = {}
+        mine = {item.body["id"]: item.body for items in by_source.values() for item in items}
+        query = select(events.c.id, events.c.source, events.c.seq, events.c.payload, events.c.chain_ok).where(around)
+        for event_id, source, seq, payload, chain_ok in conn.execute(query):
+            body = mine.get(event_id) or json.loads(payload)
+            held.setdefault(source, {}).setdefault(seq, []).append((event_id, body, chain_ok))
+        checked: list[dict[str, Any]] = []
+        marks: list[dict[str, Any]] = []
+        for source, items in by_source.items():
+            checked += self._links(source, items, held.get(source, {}))
+            marks.append(self._watermark(source, items, rows.get(source), held.get(source, {})))
+        if checked:
+            conn.execute(
+                update(events).where(events.c.id == bindparam("event_id")).values(chain_ok=bindparam("ok")), checked
+            )
+        if fresh := [mark for mark in marks if mark["source"] not in rows]:
+            conn.execute(insert(sources), fresh)
+        if known := [{**mark, "key": mark["source"]} for mark in marks if mark["source"] in rows]:
+            conn.execute(
+                update(sources)
+                .where(sources.c.source == bindparam("key"))
+                .values(
+                    first_seq=bindparam("first_seq"),
+                    contiguous_upto=bindparam("contiguous_upto"),
+                    max_seq=bindparam("max_seq"),
+                ),
+                [{key: mark[key] for key in ("key", "first_seq", "contiguous_upto", "max_seq")} for mark in known],
+            )
+
+    def _links(self, source: str, items: list[Fresh], by_seq: Held) -> list[dict[str, Any]]:
+        mine = {item.body["id"] for item in items}
+        device = items[0].where.device_id
+        checked = []
+        for seq in sorted({item.seq for item in items} | {item.seq + 1 for item in items}):
+            for event_id, body, chain_ok in by_seq.get(seq, []):
+                if event_id in mine or chain_ok is None:
+                    ok = _link_ok(source, seq, body, by_seq)
+                    if ok is not None:
+                        checked.append({"event_id": event_id, "ok": ok})
+                    if ok is False:
+                        detail = f"seq {seq} does not link to seq {seq - 1}: altered, inserted or out of place"
+                        self._book.open("chain_break", device, source, f"{source}#{seq}", detail)
+            if len(by_seq.get(seq, [])) > 1 and any(event_id in mine for event_id, _, _ in by_seq[seq]):
+                detail = f"seq {seq} seen under {len(by_seq[seq])} ids: the appliance lost events and numbered again"
+                self._book.open("chain_break", device, source, f"{source}#{seq}", detail)
+        return checked
+
+    def _watermark(self, source: str, items: list[Fresh], row: Any, by_seq: Held) -> dict[str, Any]:
+        seqs = [item.seq for item in items]
+        contiguous = row.contiguous_upto if row is not None else min(seqs) - 1
+        before = row.max_seq if row is not None else contiguous
+        while contiguous + 1 in by_seq:
+            contiguous += 1
+        if contiguous < before:
+            above = select(events.c.seq).where(events.c.source == source, events.c.seq > contiguous)
+            present = set(self._conn.execute(above).scalars())
+            while contiguous + 1 in present:
+                contiguous += 1
+        highest = max(before, *seqs)
+        first = min(row.first_seq if row is not None else min(seqs), *seqs)
+        where = items[0].where
+        if highest > contiguous:
+            detail = f"missing seq {contiguous + 1} (highest seen {highest})"
+            self._book.open("seq_gap", where.device_id, source, source, detail)
+        else:
+            self._book.close("seq_gap", source)
+        return {
+            "source": source,
+            "site": where.site,
+            "device_id": where.device_id,
+            "first_seq": first,
+            "contiguous_upto": contiguous,
+            "max_seq": highest,
+        }
+
+
+def _link_ok(source: str, seq: int, body: dict[str, Any], by_seq: Held) -> bool | None:
+    """Whether the event links to the one before it; None while that one is not here."""
+    if seq == 1:
+        previous = [genesis(source)]
+    else:
+        previous = [before.get("data", {}).get("chain") for _, before, _ in by_seq.get(seq - 1, [])]
+    if not previous:
+        return None
+    return any(isinstance(chain, str) and link(chain, digest(body)) == body["data"].get("chain") for chain in previous)
+
+
+def _follow(conn: Connection, book: Exceptions, where: Route, event: dict[str, Any]) -> None:
+    """The logoff exceptions one event opens or closes."""
+    kind, data, source = where.event_type, event["data"], event["source"]
+    if kind == "logoff_unconfirmed":
+        confirmed = conn.execute(
+            select(events.c.id).where(events.c.type == "logoff_confirmed", events.c.for_id == data.get("for")).limit(1)
+        ).first()
+        if not confirmed:
+            detail = f"{data.get('staff_id')}: no receipt that the session was logged off ({data.get('reason')})"
+            book.open("logoff_unconfirmed", where.device_id, source, str(data.get("for")), detail)
+    elif kind == "logoff_confirmed":
+        book.close("logoff_unconfirmed", str(data.get("for")))
+
+
+def _clock(book: Exceptions, items: list[Fresh]) -> None:
+    """clock_unsynced opens when an event was made with an unsynchronised clock and closes
+    once the appliance's latest event says its clock is synchronised again."""
+    last = items[-1]
+    source = last.body["source"]
+    if any(item.body["data"].get("clock_synced") is False for item in items):
+        detail = "events made with an unsynchronised clock"
+        book.open("clock_unsynced", last.where.device_id, source, source, detail)
+    if last.body["data"].get("clock_synced") is True:
+        book.close("clock_unsynced", source)
+
+
+def evaluate(conn: Connection, now: float, overdue_after_s: float, offline_after_s: float, holds_many: int) -> None:
+    """The exceptions that time alone opens and closes: overdue, appliance_offline, holds_many."""
+    book = Exceptions(conn, now)
+    for device in conn.execute(select(devices)).all():
+        held = device.state in ("in_use", "locked") and device.since is not None
+        if held and now - device.since > overdue_after_s:
+            since = datetime.fromtimestamp(device.since, UTC).isoformat(timespec="seconds")
+            book.open("overdue", device.device_id, "", device.device_id, f"held by {device.staff_id} since {since}")
+        else:
+            book.close("overdue", device.device_id)
+        if device.status == "offline":
+            book.open("appliance_offline", device.device_id, "", device.device_id, "its last will says offline")
+        elif now - device.last_heard > offline_after_s:
+            why = f"nothing heard for {now - device.last_heard:.0f} s"
+            book.open("appliance_offline", device.device_id, "", device.device_id, why)
+        else:
+            book.close("appliance_offline", device.device_id)
+    holders = conn.execute(
+        select(devices.c.staff_id, func.count())
+        .where(devices.c.state.in_(("in_use", "locked")), devices.c.staff_id.is_not(None))
+        .group_by(devices.c.staff_id)
+    ).all()
+    many = {staff: count for staff, count in holders if count > holds_many}
+    for staff, count in many.items():
+        book.open("holds_many", "", "", staff, f"{staff} holds {count} devices")
+    for key in book.open_keys("holds_many") - set(many):
+        book.close("holds_many", key)
+
+
+class Exceptions:
+    """The open exceptions, read once per batch, so that the many events that change nothing
+    (a gap that was not open, a clock that was synchronised) cost no statement."""
+
+    def __init__(self, conn: Connection, now: float) -> None:
+        self._conn, self.now = conn, now
+        query = select(exceptions.c.type, exceptions.c.key).where(exceptions.c.closed.is_(None))
+        self._open = {(kind, key) for kind, key in conn.execute(query)}
+
+    def open_keys(self, kind: str) -> set[str]:
+        return {key for open_kind, key in self._open if open_kind == kind}
+
+    def open(self, kind: str, device_id: str, source: str, key: str, detail: str) -> None:
+        if (kind, key) in self._open:
+            return
+        self._conn.execute(
+            insert(exceptions).values(
+                type=kind, device_id=device_id, source=source, key=key, opened=self.now, detail=detail
+            )
+        )
+        self._open.add((kind, key))
+        log.info("exception opened: %s %s (%s)", kind, device_id or key, detail)
+
+    def close(self, kind: str, key: str) -> None:
+        if (kind, key) not in self._open:
+            return
+        self._conn.execute(
+            update(exceptions)
+            .where(and_(exceptions.c.type == kind, exceptions.c.key == key, exceptions.c.closed.is_(None)))
+            .values(closed=self.now)
+        )
+        self._open.discard((kind, key))
+        log.info("exception closed: %s %s", kind, key)
+
+
+def _presence(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The device columns a retained `state` or `status` message sets."""
+    if kind == "status":
+        if body.get("status") not in ("online", "offline"):
+            raise Refused("bad_status")
+        return {"status": body["status"]}
+    return {
+        "state": _text(body.get("state")),
+        "staff_id": _text(body.get("staff_id")),
+        "session_id": _text(body.get("session_id")),
+        "since": _time(body.get("since")),
+        "seq": body.get("seq") if isinstance(body.get("seq"), int) else None,
+    }
+
+
+def _upsert_devices(conn: Connection, heard: list[tuple[Route, dict[str, Any]]], now: float) -> None:
+    """Each device heard in the batch: last_heard, and whatever its state and status said.
+
+    Grouped by the columns set, so a batch from many devices is a few statements, not one each.
+    """
+    if not heard:
+        return
+    names = [where.device_id for where, _ in heard]
+    known = set(conn.execute(select(devices.c.device_id).where(devices.c.device_id.in_(names))).scalars())
+    new = [
+        {"device_id": where.device_id, "site": where.site, "last_heard": now, **values}
+        for where, values in heard
+        if where.device_id not in known
+    ]
+    for columns in {tuple(sorted(row)) for row in new}:
+        _insert_ignoring(conn, devices, [row for row in new if tuple(sorted(row)) == columns])
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for where, values in heard:
+        if where.device_id in known:
+            groups.setdefault(tuple(sorted(values)), []).append({"key": where.device_id, **values})
+    for columns, rows in groups.items():
+        assignments: dict[str, Any] = {column: bindparam(column) for column in columns}
+        conn.execute(
+            update(devices).where(devices.c.device_id == bindparam("key")).values(last_heard=now, **assignments), rows
+        )
+
+
+def _count(conn: Connection, name: str, by: int) -> None:
+    if not conn.execute(update(counters).where(counters.c.name == name).values(value=counters.c.value + by)).rowcount:
+        conn.execute(insert(counters).values(name=name, value=by))
+
+
+def _insert_ignoring(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> int:
+    """INSERT ... ON CONFLICT DO NOTHING in the dialect at hand; how many rows went in."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return int(conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows).rowcount or 0)
+
+
+def _row(item: Fresh, now: float) -> dict[str, Any]:
+    event, data = item.body, item.body["data"]
+    return {
+        "id": event["id"],
+        "source": event["source"],
+        "seq": data["seq"],
+        "type": item.where.event_type,
+        "site": item.where.site,
+        "device_id": item.where.device_id,
+        "staff_id": _text(data.get("staff_id")),
+        "session_id": _text(data.get("session_id")),
+        "reason": _text(data.get("reason")),
+        "for_id": _text(data.get("for")),
+        "at": item.at,
+        "chain_ok": None,
+        "payload": item.raw,
+        "received": now,
+    }
+
+
+def _checked_event(where: Route, body: dict[str, Any]) -> float:
+    """The event's time, once it has passed every check."""
+    data = body.get("data")
+    if body.get("specversion") != "1.0" or not isinstance(data, dict):
+        raise Refused("not_a_cloudevent")
+    for key in ("id", "source", "type", "subject", "time"):
+        if not isinstance(body.get(key), str):
+            raise Refused("not_a_cloudevent")
+    kind = body["type"].removeprefix("org.handoff.")
+    if kind not in EVENT_TYPES or not body["type"].startswith("org.handoff."):
+        raise Refused("wrong_type")
+    if kind != where.event_type or body["subject"] != where.device_id or data.get("device_id") != where.device_id:
+        raise Refused("topic_mismatch")
+    seq = data.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+        raise Refused("not_a_cloudevent")
+    at = _time(body["time"])
+    if at is None:
+        raise Refused("not_a_cloudevent")
+    return at
+
+
+def _json_object(payload: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(payload)
+    except (ValueError, RecursionError):
+        raise Refused("not_json") from None
+    if not isinstance(body, dict):
+        raise Refused("not_json")
+    return body
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _time(value: object) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None

@@ -1,0 +1,143 @@
+"""The ledger's tables, in SQLAlchemy Core: one schema for SQLite (one box) and PostgreSQL (a fleet).
+
+Times are epoch seconds (floats), compared the same way by both engines; the CLI and the
+console read and write RFC 3339. The migrations (`handoff/ledger/migrations`, Alembic) create
+exactly these tables; a test holds the two to each other.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("source", String(255), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("site", String(255), nullable=False),
+    Column("device_id", String(255), nullable=False),
+    Column("staff_id", String(255)),
+    Column("session_id", String(64)),
+    Column("reason", String(64)),
+    Column("for_id", String(64)),
+    Column("at", Float, nullable=False),
+    Column("chain_ok", Boolean),
+    Column("payload", Text, nullable=False),
+    Column("received", Float, nullable=False),
+    Index("events_device_at", "device_id", "at"),
+    Index("events_staff_at", "staff_id", "at"),
+    Index("events_source_seq", "source", "seq"),
+)
+"""Every event once, keyed by its CloudEvents id, with its raw payload; the columns beside it
+are read out of the payload for queries."""
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("source", String(255), primary_key=True),
+    Column("site", String(255), nullable=False),
+    Column("device_id", String(255), nullable=False),
+    Column("first_seq", BigInteger, nullable=False),
+    Column("contiguous_upto", BigInteger, nullable=False),
+    Column("max_seq", BigInteger, nullable=False),
+)
+"""Per appliance: every seq from `first_seq` to `contiguous_upto` is here; above it, holes."""
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("device_id", String(255), primary_key=True),
+    Column("site", String(255), nullable=False),
+    Column("state", String(16)),
+    Column("staff_id", String(255)),
+    Column("session_id", String(64)),
+    Column("since", Float),
+    Column("seq", BigInteger),
+    Column("status", String(16)),
+    Column("last_heard", Float, nullable=False),
+)
+"""Each device as its appliance's retained `state` and `status` last said, and when anything
+was last heard from it."""
+
+exceptions = Table(
+    "exceptions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("type", String(32), nullable=False),
+    Column("device_id", String(255), nullable=False),
+    Column("source", String(255), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("opened", Float, nullable=False),
+    Column("closed", Float),
+    Column("detail", Text, nullable=False),
+    Column("acked_by", String(255)),
+    Column("acked_at", Float),
+    Index("exceptions_open", "type", "key", "closed"),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("source", String(255), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("chain", String(64), nullable=False),
+    Column("signature_ok", Boolean, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("received", Float, nullable=False),
+)
+
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("for_id", String(64), nullable=False),
+    Column("device_id", String(255), nullable=False),
+    Column("result", String(16), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("received", Float, nullable=False),
+)
+
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+"""Messages refused (not JSON, not a CloudEvent, a topic that does not match its subject...),
+by reason: counted, never stored as truth."""
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("created", Float, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("detail", Text, nullable=False),
+)
+"""Console accounts made, logins, failures and acknowledgements: who did what, when."""

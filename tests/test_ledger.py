@@ -1,0 +1,333 @@
+"""The ledger on SQLite and on PostgreSQL, the same cases on both (SPEC section 10).
+
+Events come from a real appliance (`handoff run` with simulated badges) or from the fleet
+simulator, through a real mosquitto, into real `handoff ledger run` processes; the cases that
+only concern what a batch does to the database drive the ingest directly.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from handoff.ledger.database import engine_for
+from handoff.ledger.ingest import Message, Recorder, evaluate
+from handoff.ledger.queries import who
+from handoff.ledger.schema import counters, devices, events, exceptions, sources, users
+from handoff.provision.render import render_toml
+from handoff.sim.fleet import SimAppliance, status
+from handoff.timefmt import rfc3339
+from tests.kit.broker import Broker
+from tests.kit.cli import CliRunner, handoff_env
+from tests.kit.config import DEVICE, Layout
+from tests.kit.postgres import create_database, drop_database
+from tests.test_appliance_e2e import ANA, BO, Running
+
+PREFIX = "handoff/v1"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    url = create_database()
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture
+def engine(database: str) -> Iterator[Engine]:
+    made = engine_for(database)
+    yield made
+    made.dispose()
+
+
+def ledger_config(root: Path, database: str, port: int, **mqtt: Any) -> Path:
+    path = root / f"ledger-{mqtt.get('client_id', 'handoff-ledger')}.toml"
+    tables = {
+        "ledger": {"database": database, "offline_after_s": 60},
+        "mqtt": {"url": f"mqtt://127.0.0.1:{port}", "allow_insecure": True, **mqtt},
+    }
+    path.write_text(render_toml(tables, {}))
+    return path
+
+
+class Ledger:
+    """`handoff ledger run` as a child process."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config, self.log = config, log
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "handoff", "ledger", "run", "-c", str(self.config)],
+                env=handoff_env(),
+                stderr=out,
+            )
+        self.starts += 1
+        deadline = time.monotonic() + 15
+        while self.log.read_text().count("connected to") < self.starts and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        self.process.wait(10)
+        self.process = None
+
+
+def wait_for(check: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := check()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return result
+
+
+def stored(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(events)).scalar_one())
+
+
+def test_a_shift_through_a_real_appliance_answers_who_and_history(
+    appliance: Layout, cli: CliRunner, tmp_path: Path, database: str
+) -> None:
+    with Broker(tmp_path / "broker") as broker:
+        config = ledger_config(tmp_path, database, broker.port)
+        ledger = Ledger(config, tmp_path / "ledger.log")
+        ledger.start()
+        cart = Running(appliance, broker, cli, {"retap_guard_s": 0.5, "idle_timeout_s": 4, "custody_timeout_s": 10})
+        expected: list[tuple[float, str | None, bool]] = []
+
+        def mark(staff: str | None, logged_in: bool) -> None:
+            time.sleep(0.3)
+            expected.append((time.time(), staff, logged_in))
+            time.sleep(0.3)
+
+        try:
+            mark(None, False)
+            cart.tap(ANA)
+            mark("ana", True)
+            cart.tap(BO)
+            mark("bo", True)
+            time.sleep(4.5)
+            mark("bo", False)
+            cart.tap(BO)
+            mark("bo", True)
+            cart.tap(BO)
+            mark(None, False)
+            cart.tap(ANA)
+            mark("ana", True)
+            time.sleep(4.5)
+            mark("ana", False)
+            time.sleep(10.5)
+            mark(None, False)
+            kinds = cart.event_types(10)
+            assert kinds[-1] == ("org.handoff.checkin", "ana", "abandoned"), kinds
+            engine = engine_for(database)
+            assert wait_for(lambda: stored(engine) >= 10)
+            for at, staff, logged_in in expected:
+                asked = cli("ledger", "who", DEVICE, "--at", rfc3339(at), "--format", "json", "-c", config)
+                assert asked.returncode == 0, asked.stderr
+                answer = json.loads(asked.stdout)
+                assert (answer["staff_id"], answer["logged_in"]) == (staff, logged_in), (at, answer)
+            shown = cli("ledger", "history", "--device", DEVICE, "--format", "json", "-c", config)
+            intervals = [(row["staff_id"], row["ended_by"]) for row in json.loads(shown.stdout)]
+            assert intervals == [("ana", "handoff"), ("bo", "returned"), ("ana", "abandoned")]
+            by_staff = json.loads(cli("ledger", "history", "--staff", "bo", "--format", "json", "-c", config).stdout)
+            assert [row["sessions"] for row in by_staff] == [2]
+            engine.dispose()
+        finally:
+            cart.stop()
+            cart.events.close()
+            ledger.kill(signal.SIGTERM)
+
+
+def test_killed_again_and_again_mid_stream_the_ledger_stores_every_event_exactly_once(
+    tmp_path: Path, cli: CliRunner, engine: Engine, database: str
+) -> None:
+    with Broker(tmp_path / "broker") as broker:
+        ledger = Ledger(ledger_config(tmp_path, database, broker.port), tmp_path / "ledger.log")
+        ledger.start()
+        ledger.kill()
+        fleet = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "handoff",
+                "sim",
+                "fleet",
+                "--appliances",
+                "4",
+                "--rate",
+                "1500",
+                "--events",
+                "3000",
+                "--mqtt",
+                f"mqtt://127.0.0.1:{broker.port}",
+            ],
+            env=handoff_env(),
+            stdout=subprocess.DEVNULL,
+        )
+        rng = random.Random()
+        for _ in range(4):
+            ledger.start()
+            time.sleep(rng.uniform(0.3, 0.9))
+            ledger.kill()
+        assert fleet.wait(60) == 0
+        ledger.start()
+        assert wait_for(lambda: stored(engine) >= 3000, 60), stored(engine)
+        time.sleep(1.0)
+        ledger.kill(signal.SIGTERM)
+    with engine.connect() as conn:
+        assert stored(engine) == 3000
+        held = conn.execute(select(sources.c.contiguous_upto, sources.c.max_seq)).all()
+        assert sorted(held) == [(750, 750)] * 4
+        assert conn.execute(select(func.count()).select_from(events).where(events.c.chain_ok.is_(False))).scalar() == 0
+        assert not conn.execute(select(exceptions).where(exceptions.c.type.in_(("seq_gap", "chain_break")))).all()
+
+
+def made(appliance: SimAppliance, count: int, start: float = 1_800_000_000.0) -> list[Message]:
+    return [Message(*appliance.next_event(start + n)) for n in range(count)]
+
+
+def test_duplicates_and_reordering_across_sources_are_stored_once_and_verified(engine: Engine) -> None:
+    first, second = SimAppliance("site", "WOW-1"), SimAppliance("site", "WOW-2")
+    stream = made(first, 30) + made(second, 30)
+    shuffled = stream + random.sample(stream, 20)
+    random.shuffle(shuffled)
+    recorder = Recorder(PREFIX)
+    for start in range(0, len(shuffled), 7):
+        with engine.begin() as conn:
+            recorder.apply(conn, shuffled[start : start + 7], 1_800_000_100.0)
+    with engine.connect() as conn:
+        assert stored(engine) == 60
+        assert conn.execute(select(func.count()).select_from(events).where(events.c.chain_ok.is_(True))).scalar() == 60
+        assert not conn.execute(select(exceptions).where(exceptions.c.closed.is_(None))).all(), (
+            "holes filled later close"
+        )
+
+
+def test_a_gap_opens_an_exception_that_closes_when_the_missing_events_arrive(engine: Engine) -> None:
+    stream = made(SimAppliance("site", "WOW-1"), 6)
+    recorder = Recorder(PREFIX)
+    with engine.begin() as conn:
+        recorder.apply(conn, stream[:2] + stream[4:], 10.0)
+    with engine.connect() as conn:
+        gap = conn.execute(select(exceptions).where(exceptions.c.type == "seq_gap")).one()
+        assert gap.closed is None and "missing seq 3" in gap.detail
+    with engine.begin() as conn:
+        recorder.apply(conn, stream[2:4], 20.0)
+    with engine.connect() as conn:
+        gap = conn.execute(select(exceptions).where(exceptions.c.type == "seq_gap")).one()
+        assert (gap.opened, gap.closed) == (10.0, 20.0)
+        assert conn.execute(select(func.count()).select_from(events).where(events.c.chain_ok.is_(True))).scalar() == 6
+
+
+def test_an_altered_event_is_stored_and_opens_a_chain_break(engine: Engine) -> None:
+    stream = made(SimAppliance("site", "WOW-1"), 3)
+    body = json.loads(stream[1].payload)
+    body["data"]["staff_id"] = "mallory"
+    stream[1] = Message(stream[1].topic, json.dumps(body).encode())
+    with engine.begin() as conn:
+        Recorder(PREFIX).apply(conn, stream, 5.0)
+    with engine.connect() as conn:
+        assert stored(engine) == 3
+        broken = conn.execute(select(exceptions.c.key).where(exceptions.c.type == "chain_break")).scalars().all()
+        assert broken == ["urn:handoff:site:sim-WOW-1#2"], (
+            "the next event still links to the chain value event 2 carries"
+        )
+
+
+def test_overdue_offline_and_holds_many_open_and_close_on_time(engine: Engine) -> None:
+    carts = [SimAppliance("site", f"WOW-{n}") for n in range(3)]
+    recorder = Recorder(PREFIX)
+    with engine.begin() as conn:
+        for cart in carts:
+            cart.holder = "ana"
+            recorder.apply(conn, [Message(f"{cart.base}/state", cart.state(1000.0))], 1000.0)
+        recorder.apply(conn, [Message(f"{carts[0].base}/status", status("offline"))], 1000.0)
+
+    def open_now(now: float) -> set[tuple[str, str]]:
+        with engine.begin() as conn:
+            evaluate(conn, now, overdue_after_s=100, offline_after_s=50, holds_many=2)
+            rows = conn.execute(select(exceptions.c.type, exceptions.c.key).where(exceptions.c.closed.is_(None)))
+            return {(row.type, row.key) for row in rows}
+
+    assert open_now(1010.0) == {("appliance_offline", "WOW-0"), ("holds_many", "ana")}
+    assert ("appliance_offline", "WOW-1") in open_now(1051.0)
+    assert ("overdue", "WOW-2") in open_now(1101.0)
+    with engine.begin() as conn:
+        for cart in carts:
+            cart.holder = None
+            recorder.apply(conn, [Message(f"{cart.base}/state", cart.state(1102.0))], 1102.0)
+            recorder.apply(conn, [Message(f"{cart.base}/status", status("online"))], 1102.0)
+    assert open_now(1103.0) == set()
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        (f"{PREFIX}/site/WOW-1/events/checkout", b"not json", "not_json"),
+        (f"{PREFIX}/site/WOW-1/events/checkout", b'{"specversion": "0.3"}', "not_a_cloudevent"),
+        (f"{PREFIX}/site/WOW-1/events/payday", None, "wrong_type"),
+        (f"{PREFIX}/site/WOW-9/events/checkout", None, "topic_mismatch"),
+        (f"{PREFIX}/site/WOW-1/events/checkout", b"[" * 70_000, "too_large"),
+        (f"{PREFIX}/site/WOW-1/status", b'{"status": "asleep"}', "bad_status"),
+    ],
+)
+def test_bad_messages_are_counted_and_never_stored_as_truth(
+    engine: Engine, topic: str, payload: bytes | None, reason: str
+) -> None:
+    good = made(SimAppliance("site", "WOW-1"), 1)[0]
+    if payload is None:
+        body = json.loads(good.payload)
+        body["type"] = "org.handoff.payday" if "payday" in topic else body["type"]
+        payload = json.dumps(body).encode()
+    with engine.begin() as conn:
+        refused = Recorder(PREFIX).apply(conn, [Message(topic, payload)], 1.0)
+    with engine.connect() as conn:
+        assert refused == 1 and stored(engine) == 0
+        assert conn.execute(select(counters.c.value).where(counters.c.name == reason)).scalar() == 1
+        assert not conn.execute(select(devices)).all() or reason == "bad_status"
+
+
+def test_who_on_an_unknown_device_is_nobody_and_a_bad_time_is_one_line(
+    tmp_path: Path, cli: CliRunner, engine: Engine, database: str
+) -> None:
+    config = ledger_config(tmp_path, database, 1883)
+    asked = cli("ledger", "who", "NOPE", "--at", "2027-01-15T08:00:00Z", "--format", "json", "-c", config)
+    assert asked.returncode == 0 and json.loads(asked.stdout)["staff_id"] is None
+    bad = cli("ledger", "who", "NOPE", "--at", "yesterday", "-c", config)
+    assert bad.returncode == 2 and "--at" in bad.stderr and len(bad.stderr.splitlines()) == 1
+    with engine.connect() as conn:
+        assert who(conn, "NOPE", 0.0).logged_in is False
+
+
+def test_users_add_stores_an_argon2id_hash_and_refuses_a_short_password(
+    tmp_path: Path, engine: Engine, database: str
+) -> None:
+    config = ledger_config(tmp_path, database, 1883)
+    command = [sys.executable, "-m", "handoff", "ledger", "users", "add", "ines", "--role", "admin", "-c", str(config)]
+    added = subprocess.run(
+        command, input="correct horse battery\n", text=True, capture_output=True, env=handoff_env(), check=False
+    )
+    assert added.returncode == 0, added.stderr
+    short = subprocess.run(command, input="short\n", text=True, capture_output=True, env=handoff_env(), check=False)
+    assert short.returncode == 2 and "12 characters" in short.stderr
+    with engine.connect() as conn:
+        row = conn.execute(select(users)).one()
+    assert row.role == "admin" and row.password_hash.startswith("$argon2id$")
