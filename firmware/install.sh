@@ -33,6 +33,7 @@ install -d -m 0750 -o root -g handoff /etc/handoff
 install -d -m 0750 -o handoff -g handoff /var/lib/handoff
 install -m 0644 "$here/handoff.service" /etc/systemd/system/handoff.service
 install -m 0644 "$here/60-handoff-nfc.rules" /etc/udev/rules.d/60-handoff-nfc.rules
+install -m 0644 "$here/61-handoff-readers.rules" /etc/udev/rules.d/61-handoff-readers.rules
 install -m 0644 "$here/blacklist-pn533.conf" /etc/modprobe.d/blacklist-pn533.conf
 install -d -m 0755 /etc/systemd/system/pcscd.service.d
 install -m 0644 "$here/pcscd-override.conf" /etc/systemd/system/pcscd.service.d/handoff.conf
@@ -47,7 +48,7 @@ for module in pn533_usb pn533 port100; do
     modprobe -r "$module" 2>/dev/null || true
 done
 udevadm control --reload-rules
-udevadm trigger --subsystem-match=usb
+udevadm trigger --subsystem-match=usb --subsystem-match=input --subsystem-match=tty
 systemctl daemon-reload
 systemctl enable pcscd.service handoff.service
 

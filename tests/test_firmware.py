@@ -30,7 +30,7 @@ def test_unit_is_notify_with_watchdog_and_sandbox() -> None:
 
 
 def test_udev_rules_grant_the_units_group_every_usb_reader_listed_in_hw() -> None:
-    rules = (FIRMWARE / "60-handoff-nfc.rules").read_text()
+    rules = "".join((FIRMWARE / name).read_text() for name in ("60-handoff-nfc.rules", "61-handoff-readers.rules"))
     groups = set(re.findall(r'GROUP="([^"]+)"', rules))
     assert groups == {unit()["Service"]["Group"]}
     granted = set(re.findall(r'idVendor}=="(\w{4})", ATTRS{idProduct}=="(\w{4})"', rules))
@@ -57,6 +57,17 @@ def test_unit_exposure_is_low(name: str) -> None:
     ).stdout
     exposure = float(re.search(rf"Overall exposure level for {name}: ([\d.]+)", report).group(1))  # type: ignore[union-attr]
     assert exposure < 3.0, report[-2000:]
+
+
+def test_every_rules_file_is_installed_and_its_device_classes_pass_the_sandbox() -> None:
+    """A rule that gives a node to the handoff group is useless if DevicePolicy=closed hides it."""
+    install = (FIRMWARE / "install.sh").read_text()
+    for rules in FIRMWARE.glob("6*-handoff-*.rules"):  # udev; 50-handoff-agent.rules is polkit
+        assert f'"$here/{rules.name}"' in install
+    allowed = (FIRMWARE / "handoff.service").read_text()
+    readers = (FIRMWARE / "61-handoff-readers.rules").read_text()
+    assert 'SUBSYSTEM=="input"' in readers and "DeviceAllow=char-input rw" in allowed
+    assert 'SUBSYSTEM=="tty"' in readers and "DeviceAllow=char-ttyUSB rw" in allowed
 
 
 def test_agent_unit_runs_the_agent_as_its_own_user_that_polkit_lets_end_sessions() -> None:
