@@ -289,24 +289,32 @@ SECTIONS: Final[Mapping[str, type[Section]]] = {
 """The plain tables of the file, by name; `[[readers]]` are `READER_KINDS`."""
 
 
-def resolve_config_path(given: str | None) -> Path:
-    """`-c` wins, then $HANDOFF_CONFIG, then /etc/handoff/handoff.toml (SPEC section 5)."""
+def config_path(given: str | None, env_name: str, default: Path) -> Path:
+    """`-c` wins, then the environment variable, then the default (SPEC sections 5 and 10)."""
     if given:
         return Path(given)
-    env = os.environ.get(CONFIG_ENV)
-    return Path(env) if env else DEFAULT_CONFIG_PATH
+    env = os.environ.get(env_name)
+    return Path(env) if env else default
 
 
-def load_config(path: Path) -> Config:
+def resolve_config_path(given: str | None) -> Path:
+    return config_path(given, CONFIG_ENV, DEFAULT_CONFIG_PATH)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The file's tables; a missing, unreadable or malformed file is one `ConfigError` naming it."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    return parse_config(raw, path)
+
+
+def load_config(path: Path) -> Config:
+    return parse_config(read_toml(path), path)
 
 
 def parse_config(raw: Mapping[str, Any], source: Path) -> Config:

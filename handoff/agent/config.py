@@ -6,16 +6,14 @@ refused, the first problem named by its key; `[mqtt]` is the appliance's table.
 
 from __future__ import annotations
 
-import os
 import socket
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
-from handoff.config import FilePath, MqttConfig, Name, Section, seconds_field
+from handoff.config import FilePath, MqttConfig, Name, Section, config_path, read_toml, seconds_field
 from handoff.config_errors import first_error
 from handoff.errors import ConfigError
 
@@ -84,21 +82,11 @@ class AgentFileConfig(Section):
 
 def resolve_agent_config_path(given: str | None) -> Path:
     """`-c` wins, then $HANDOFF_AGENT_CONFIG, then /etc/handoff/agent.toml (SPEC section 5)."""
-    if given:
-        return Path(given)
-    env = os.environ.get(AGENT_CONFIG_ENV)
-    return Path(env) if env else DEFAULT_AGENT_CONFIG_PATH
+    return config_path(given, AGENT_CONFIG_ENV, DEFAULT_AGENT_CONFIG_PATH)
 
 
 def load_agent_config(path: Path) -> AgentFileConfig:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    raw = read_toml(path)
     try:
         return AgentFileConfig.model_validate(raw)
     except ValidationError as exc:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
-from handoff.config import MqttConfig, OptionalPath, Section, seconds_field
+from handoff.config import MqttConfig, OptionalPath, Section, config_path, read_toml, seconds_field
 from handoff.config_errors import first_error
 from handoff.errors import ConfigError
 
@@ -56,21 +54,11 @@ class LedgerConfig(Section):
 
 def resolve_ledger_config_path(given: str | None) -> Path:
     """`-c` wins, then $HANDOFF_LEDGER_CONFIG, then /etc/handoff/ledger.toml (SPEC section 10)."""
-    if given:
-        return Path(given)
-    env = os.environ.get(LEDGER_CONFIG_ENV)
-    return Path(env) if env else DEFAULT_LEDGER_CONFIG_PATH
+    return config_path(given, LEDGER_CONFIG_ENV, DEFAULT_LEDGER_CONFIG_PATH)
 
 
 def load_ledger_config(path: Path) -> LedgerConfig:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    raw = read_toml(path)
     try:
         return LedgerConfig.model_validate(raw)
     except ValidationError as exc:
