@@ -4,6 +4,7 @@ questions the CLI asks; every page with a table also answers `?format=csv`."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any, Final
@@ -135,7 +136,10 @@ class Pages:
         return PlainTextResponse("ok\n")
 
     async def login_form(self, request: Request, problem: str = "", status_code: int = 200) -> Response:
-        token = new_token()
+        """The form, with the token its POST must return. A browser that already has one keeps
+        it: several tabs, or a stray request that lands here, must not void each other's forms."""
+        given = request.cookies.get(self._site.login_cookie, "")
+        token = given if len(given) == len(new_token()) else new_token()
         response = self._site.page(
             request,
             "login.html",
@@ -256,6 +260,8 @@ class Pages:
         found, line, flags = await run_in_threadpool(site.read, read)
         if found is None and not line.custody and not flags:
             raise HTTPException(404, f"no device {device_id!r} in the ledger")
+        if "since" not in request.query_params:
+            line = _zoomed(line)
         if _csv(request):
             return csv_response(
                 f"{device_id}-custody",
@@ -270,8 +276,8 @@ class Pages:
             line=line,
             picture=picture(line),
             flags=flags,
-            since=when(since),
-            until=when(until),
+            since=when(line.since),
+            until=when(line.until),
         )
 
     async def staff(self, request: Request) -> Response:
@@ -376,6 +382,16 @@ class Pages:
             )
         at_text = request.query_params.get("at") or ""
         return site.page(request, "who.html", known=known, device_id=device_id, at=at_text, holder=holder)
+
+
+def _zoomed(line: queries.Timeline) -> queries.Timeline:
+    """The default window narrowed to where something happened: a cart first used an hour ago
+    is not a sliver at the right end of a week."""
+    starts = [held.start for held in line.custody] + [session.start for session in line.sessions]
+    if not starts or min(starts) <= line.since:
+        return line
+    first = min(starts)
+    return replace(line, since=max(line.since, first - max(1.0, (line.until - first) * 0.05)))
 
 
 def _interval_row(held: queries.Interval) -> list[Any]:
