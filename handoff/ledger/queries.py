@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final, NamedTuple
 
 from sqlalchemy import Connection, select
 
@@ -294,7 +294,7 @@ class _Walk:
             if opening.logged_in:
                 self._live = _Live(opening.staff_id, opening.session_id, opening.at)
 
-    def take(self, row: Any) -> None:
+    def take(self, row: _Row) -> None:
         if row.type == "checkout":
             if self._holding is not None:
                 self._close(row.at, "unknown")
@@ -322,13 +322,13 @@ class _Walk:
             self._holding = None
         return self.intervals
 
-    def _close(self, at: float, how: str) -> None:
+    def _close(self, at: float, how: str | None) -> None:
         assert self._holding is not None
         self._end_session(at, "unknown", "n/a")
         self.intervals.append(self._holding.closed(self._device_id, at, how))
         self._holding = None
 
-    def _start_session(self, row: Any) -> None:
+    def _start_session(self, row: _Row) -> None:
         self._end_session(row.at, "unknown", "n/a")
         self._live = _Live(row.staff_id, row.session_id, row.at)
 
@@ -340,7 +340,17 @@ class _Walk:
         self._live = None
 
 
-def _rows(conn: Connection, device_id: str, since: float | None = None, until: float | None = None) -> list[Any]:
+class _Row(NamedTuple):
+    id: str
+    type: str
+    staff_id: str
+    session_id: str | None
+    at: float
+    reason: str | None
+
+
+def _rows(conn: Connection, device_id: str, since: float | None = None, until: float | None = None) -> list[_Row]:
+    """Plain tuples rather than SQLAlchemy rows: a device page walks ten thousand of them."""
     query = select(
         events.c.id, events.c.type, events.c.staff_id, events.c.session_id, events.c.at, events.c.reason
     ).where(events.c.device_id == device_id, events.c.type.in_(SESSION))
@@ -348,7 +358,7 @@ def _rows(conn: Connection, device_id: str, since: float | None = None, until: f
         query = query.where(events.c.at > since)
     if until is not None:
         query = query.where(events.c.at <= until)
-    return list(conn.execute(query.order_by(events.c.at, events.c.seq)))
+    return [_Row(*row) for row in conn.execute(query.order_by(events.c.at, events.c.seq)).tuples()]
 
 
 def _answers(conn: Connection, device_id: str, since: float | None = None) -> dict[str, str]:

@@ -9,8 +9,9 @@ and the same intervals stand in a table under the picture.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import Final
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Final
 
 from handoff.ledger.queries import Timeline
 from handoff.timefmt import rfc3339
@@ -19,6 +20,8 @@ WIDTH: Final = 960
 LEFT: Final = 8
 RIGHT: Final = 8
 LABEL_MIN_PX: Final = 48
+MIN_PX: Final = 2.0
+DENSE: Final = "#8c8c8c"
 TICKS: Final = 6
 PALETTE: Final = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442", "#6f6f6f")
 """Okabe and Ito's colour-blind-safe palette: holders told apart by colour where they can be."""
@@ -60,23 +63,33 @@ def picture(line: Timeline) -> Picture:
     def place(start: float, end: float | None) -> tuple[float, float]:
         left = LEFT + (max(start, line.since) - line.since) / span * usable
         right = LEFT + (min(end if end is not None else line.until, line.until) - line.since) / span * usable
-        return round(left, 1), round(max(right - left, 1.0), 1)
+        return left, right
 
-    custody = []
-    for held in line.custody:
-        x, width = place(held.start, held.end)
-        until = rfc3339(held.end) if held.end is not None else "now"
-        how = f", ended by {held.ended_by}" if held.ended_by else ""
-        label = held.staff_id if width >= LABEL_MIN_PX else ""
-        title = f"held by {held.staff_id} from {rfc3339(held.start)} to {until}{how}"
-        custody.append(Bar(x, width, colour(held.staff_id), label, title))
-    sessions = []
-    for session in line.sessions:
-        x, width = place(session.start, session.end)
-        until = rfc3339(session.end) if session.end is not None else "now"
-        how = f", ended by {session.ended_by} (logoff {session.logoff})" if session.ended_by else ""
-        title = f"{session.staff_id} logged in from {rfc3339(session.start)} to {until}{how}"
-        sessions.append(Bar(x, width, colour(session.staff_id), "", title, session.logoff == "unconfirmed"))
+    custody = _bars(
+        [(*place(held.start, held.end), held) for held in line.custody],
+        lambda held, width: Bar(
+            0,
+            0,
+            colour(held.staff_id),
+            held.staff_id if width >= LABEL_MIN_PX else "",
+            f"held by {held.staff_id} from {rfc3339(held.start)} to {_until(held.end)}"
+            + (f", ended by {held.ended_by}" if held.ended_by else ""),
+        ),
+        "custody intervals",
+    )
+    sessions = _bars(
+        [(*place(session.start, session.end), session) for session in line.sessions],
+        lambda session, width: Bar(
+            0,
+            0,
+            colour(session.staff_id),
+            "",
+            f"{session.staff_id} logged in from {rfc3339(session.start)} to {_until(session.end)}"
+            + (f", ended by {session.ended_by} (logoff {session.logoff})" if session.ended_by else ""),
+            session.logoff == "unconfirmed",
+        ),
+        "sessions",
+    )
     ticks = [
         Tick(round(LEFT + usable * i / (TICKS - 1), 1), rfc3339(line.since + span * i / (TICKS - 1))[:19] + "Z")
         for i in range(TICKS)
@@ -86,3 +99,42 @@ def picture(line: Timeline) -> Picture:
         f"from {rfc3339(line.since)} to {rfc3339(line.until)}"
     )
     return Picture(WIDTH, custody, sessions, ticks, summary)
+
+
+def _until(end: float | None) -> str:
+    return rfc3339(end) if end is not None else "now"
+
+
+def _bars(placed: list[tuple[float, float, Any]], draw: Callable[[Any, float], Bar], what: str) -> list[Bar]:
+    """One bar per interval where it is at least MIN_PX wide; runs of narrower ones, too short
+    to tell apart at this width, become one grey bar that says how many it holds (narrowing the
+    window draws them one by one). The picture stays a few hundred shapes at most, however many
+    intervals the window holds, and the table below still lists each."""
+    bars: list[Bar] = []
+    run: list[tuple[float, float, Any]] = []
+
+    def flush() -> None:
+        if not run:
+            return
+        left, right = run[0][0], max(end for _, end, _ in run)
+        if len(run) == 1:
+            bars.append(_at(draw(run[0][2], right - left), left, right))
+        else:
+            title = f"{len(run)} {what}, too short to draw one by one: narrow the window to see each"
+            bars.append(Bar(round(left, 1), round(max(right - left, 1.0), 1), DENSE, "", title, False))
+        run.clear()
+
+    for left, right, item in placed:
+        if right - left >= MIN_PX:
+            flush()
+            bars.append(_at(draw(item, right - left), left, right))
+        else:
+            if run and left - run[-1][1] > 1.0:
+                flush()
+            run.append((left, right, item))
+    flush()
+    return bars
+
+
+def _at(bar: Bar, left: float, right: float) -> Bar:
+    return replace(bar, x=round(left, 1), width=round(max(right - left, 1.0), 1))
