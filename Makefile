@@ -51,6 +51,7 @@ bench: setup
 	$(PY) -m bench.agent_confirm
 	$(PY) -m bench.ledger_ingest
 	$(PY) -m bench.ledger_who
+	$(PY) -m bench.console_pages
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -14,8 +14,10 @@ from tests.kit.cli import handoff_env
 from tests.kit.net import free_tcp_port, wait_listening
 
 
-def ledger_config(root: Path, database: str, port: int, console: dict[str, Any] | None = None, **mqtt: Any) -> Path:
-    path = root / f"ledger-{mqtt.get('client_id', 'handoff-ledger')}.toml"
+def ledger_config(
+    root: Path, database: str, port: int, console: dict[str, Any] | None = None, name: str = "", **mqtt: Any
+) -> Path:
+    path = root / f"ledger-{name or mqtt.get('client_id', 'handoff-ledger')}.toml"
     tables: dict[str, Any] = {
         "ledger": {"database": database, "offline_after_s": 60},
         "mqtt": {"url": f"mqtt://127.0.0.1:{port}", "allow_insecure": True, **mqtt},
@@ -77,7 +79,7 @@ class Console:
         else:
             console["cert_file"], console["key_file"] = str(tls[0]), str(tls[1])
         self.scheme = "https" if tls else "http"
-        self.config = ledger_config(root, database, broker_port, console, client_id="console")
+        self.config = ledger_config(root, database, broker_port, console, name="console")
         self.log = root / "console.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -89,6 +91,13 @@ class Console:
         add_user(self.config, name, role, password)
 
     def __enter__(self) -> Console:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "handoff", "ledger", "serve", "-c", str(self.config)],
@@ -96,9 +105,8 @@ class Console:
                 stderr=out,
             )
         wait_listening(self.process, self.port, self.log)
-        return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         try:
