@@ -331,3 +331,13 @@ def test_pages_show_the_fleet_device_staff_and_who_answers(client: TestClient, l
     assert "Nobody held WOW-1 then" in asked.text or "held WOW-1" in asked.text
     past = client.get("/who", params={"device": "WOW-1", "at": "2027-01-15T07:00:00"})
     assert past.status_code == 200
+
+
+def test_only_an_admin_reads_the_console_audit_trail(client: TestClient) -> None:
+    log_in(client, *VIEWER)
+    assert client.get("/audit").status_code == 403
+    assert 'href="/audit"' not in client.get("/fleet").text
+    log_in(client, *ADMIN)
+    trail = client.get("/audit")
+    assert trail.status_code == 200 and f'<th scope="row">{ADMIN[0]}</th><td>login</td>' in trail.text
+    assert client.get("/audit?format=csv").text.startswith("at,actor,action,detail")

@@ -75,6 +75,7 @@ def test_a_shift_seen_in_the_console(
             with console, chromium() as browser:
                 context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
                 page = context.new_page()
+                page.clock.install()
                 base = console.url
                 log_in(page, base, *ADMIN)
                 row = page.get_by_role("row").filter(has=page.get_by_role("link", name=DEVICE))
@@ -100,8 +101,13 @@ def test_a_shift_seen_in_the_console(
                 page.get_by_role("button", name="Ask").click()
                 expect(page.locator("#who-answer")).to_have_text(re.compile(rf"^ana held {DEVICE}, logged in, since "))
 
+                page.get_by_role("link", name="Fleet").click()
                 cart.stop()
                 assert wait_for(lambda: offline_flag(engine) is not None, 30), "no appliance_offline exception"
+                expect(row).to_contain_text("online")
+                page.clock.run_for(16_000)
+                expect(row).to_contain_text("offline")
+                expect(page.locator(".counts")).to_contain_text("1 appliances offline")
                 log_out(page, base)
 
                 log_in(page, base, *VIEWER)

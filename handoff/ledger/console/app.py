@@ -72,6 +72,7 @@ def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] 
         Route("/exceptions", pages.exceptions),
         Route("/exceptions/{flag_id:int}/acknowledge", pages.acknowledge, methods=["POST"]),
         Route("/who", pages.who),
+        Route("/audit", pages.audit),
         Mount("/static", StaticFiles(directory=str(files("handoff.ledger.console") / "static")), name="static"),
     ]
     middleware = [

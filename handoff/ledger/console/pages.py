@@ -25,13 +25,14 @@ from handoff.ledger.config import LedgerConfig
 from handoff.ledger.console.logins import Accounts, Login, Sessions, Throttle, audit, new_token, same
 from handoff.ledger.console.tables import csv_response
 from handoff.ledger.console.timeline import colour, picture
-from handoff.ledger.schema import devices, exceptions
+from handoff.ledger.schema import audit_log, devices, exceptions
 from handoff.timefmt import rfc3339
 
 DEVICE_WINDOW_S: Final = 7 * 86400
 STAFF_WINDOW_S: Final = 30 * 86400
 STATES: Final = ("in_use", "locked", "available", "maintenance")
 MAX_FIELD: Final = 255
+AUDIT_ROWS: Final = 500
 
 
 def when(epoch: float | None) -> str:
@@ -354,6 +355,20 @@ class Pages:
         if not await run_in_threadpool(site.write, ack):
             raise HTTPException(404, f"no exception #{flag_id} waiting for acknowledgement")
         return RedirectResponse("/exceptions", status_code=303)
+
+    async def audit(self, request: Request) -> Response:
+        """The console's own trail, for the security officer: admins only."""
+        if not _login(request).admin:
+            raise HTTPException(403, "only an admin reads the console's audit trail")
+        query = select(audit_log).order_by(audit_log.c.at.desc(), audit_log.c.id.desc()).limit(AUDIT_ROWS)
+        entries = await run_in_threadpool(self._site.read, lambda conn: conn.execute(query).all())
+        if _csv(request):
+            return csv_response(
+                "console-audit",
+                ["at", "actor", "action", "detail"],
+                ([rfc3339(e.at), e.actor, e.action, e.detail] for e in entries),
+            )
+        return self._site.page(request, "audit.html", entries=entries, limit=AUDIT_ROWS)
 
     async def who(self, request: Request) -> Response:
         site = self._site
