@@ -24,6 +24,7 @@ from handoff.cli.run import configure_logging
 from handoff.errors import ConfigError, UsageError
 from handoff.ledger.config import LedgerConfig, load_ledger_config, resolve_ledger_config_path
 from handoff.ledger.console.app import create_app
+from handoff.ledger.console.logins import ROLES
 from handoff.ledger.consumer import Consumer
 from handoff.ledger.database import engine_for
 from handoff.ledger.queries import history, open_exceptions, who
@@ -70,7 +71,7 @@ def register(sub: Any) -> None:
     account_actions = accounts.add_subparsers(dest="users_action", required=True, metavar="ACTION")
     add = account_actions.add_parser("add", help="add an account; the password is read from standard input")
     add.add_argument("name")
-    add.add_argument("--role", choices=("viewer", "admin"), required=True)
+    add.add_argument("--role", choices=ROLES, required=True)
     add.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS)
     add.set_defaults(func=_add_user)
 

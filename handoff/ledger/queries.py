@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, select
 
 from handoff.ledger.schema import devices, events, exceptions
 
@@ -168,19 +168,26 @@ def timeline(conn: Connection, device_id: str, since: float, until: float) -> Ti
 
 
 def fleet(
-    conn: Connection,
-    now: float,
-    overdue_after_s: float,
-    offline_after_s: float,
-    *,
-    site: str | None = None,
-    state: str | None = None,
+    conn: Connection, now: float, overdue_after_s: float, offline_after_s: float, *, site: str | None = None
 ) -> list[DeviceNow]:
     query = select(devices).order_by(devices.c.site, devices.c.device_id)
     if site:
         query = query.where(devices.c.site == site)
-    if state:
-        query = query.where(devices.c.state == state)
+    return _described(conn, query, now, overdue_after_s, offline_after_s)
+
+
+def device(
+    conn: Connection, device_id: str, now: float, overdue_after_s: float, offline_after_s: float
+) -> DeviceNow | None:
+    found = _described(
+        conn, select(devices).where(devices.c.device_id == device_id), now, overdue_after_s, offline_after_s
+    )
+    return found[0] if found else None
+
+
+def _described(
+    conn: Connection, query: Select[Any], now: float, overdue_after_s: float, offline_after_s: float
+) -> list[DeviceNow]:
     return [
         DeviceNow(
             row.device_id,
@@ -198,24 +205,6 @@ def fleet(
 
 def sites(conn: Connection) -> list[str]:
     return list(conn.execute(select(devices.c.site).distinct().order_by(devices.c.site)).scalars())
-
-
-def device(
-    conn: Connection, device_id: str, now: float, overdue_after_s: float, offline_after_s: float
-) -> DeviceNow | None:
-    row = conn.execute(select(devices).where(devices.c.device_id == device_id)).first()
-    if row is None:
-        return None
-    return DeviceNow(
-        row.device_id,
-        row.site,
-        row.state,
-        row.staff_id,
-        row.since,
-        not offline(row.status, row.last_heard, now, offline_after_s),
-        row.last_heard,
-        overdue(row.state, row.since, now, overdue_after_s),
-    )
 
 
 def holding(conn: Connection, staff_id: str) -> list[str]:

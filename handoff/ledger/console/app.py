@@ -46,7 +46,7 @@ class RequireLogin:
             wanted = scope["path"] + (f"?{scope['query_string'].decode()}" if scope["query_string"] else "")
             response = RedirectResponse(f"/login?next={quote(wanted, safe='')}", status_code=303)
             if token:
-                response.delete_cookie(self._site.cookie, path="/", secure=self._site.secure, httponly=True)
+                self._site.forget_cookie(response, self._site.cookie)
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["login"] = login

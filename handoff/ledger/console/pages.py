@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from importlib.resources import files
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlencode
 
 from sqlalchemy import Connection, Engine, select, text, update
@@ -24,7 +24,7 @@ from handoff.ledger import queries
 from handoff.ledger.config import LedgerConfig
 from handoff.ledger.console.logins import Accounts, Login, Sessions, Throttle, audit, new_token, same
 from handoff.ledger.console.tables import csv_response
-from handoff.ledger.console.timeline import colour, picture
+from handoff.ledger.console.timeline import picture
 from handoff.ledger.schema import audit_log, devices, exceptions
 from handoff.timefmt import rfc3339
 
@@ -32,6 +32,7 @@ DEVICE_WINDOW_S: Final = 7 * 86400
 STAFF_WINDOW_S: Final = 30 * 86400
 STATES: Final = ("in_use", "locked", "available", "maintenance")
 MAX_FIELD: Final = 255
+T = TypeVar("T")
 AUDIT_ROWS: Final = 500
 
 
@@ -71,15 +72,14 @@ class Site:
         self.throttle = Throttle(clock)
         self.templates = Jinja2Templates(directory=str(files("handoff.ledger.console") / "templates"))
         self.templates.env.filters["when"] = when
-        self.templates.env.filters["colour"] = colour
         self.templates.env.globals["version"] = __version__
         self.templates.env.globals["csv_url"] = csv_url
 
-    def read(self, question: Callable[[Connection], Any]) -> Any:
+    def read(self, question: Callable[[Connection], T]) -> T:
         with self.engine.connect() as conn:
             return question(conn)
 
-    def write(self, change: Callable[[Connection], Any]) -> Any:
+    def write(self, change: Callable[[Connection], T]) -> T:
         with self.engine.begin() as conn:
             return change(conn)
 
@@ -87,10 +87,13 @@ class Site:
         login: Login | None = getattr(request.state, "login", None)
         return self.templates.TemplateResponse(request, name, {"login": login, **context}, status_code=status_code)
 
-    def set_cookie(self, response: Response, name: str, value: str, max_age: int | None) -> None:
-        response.set_cookie(
-            name, value, max_age=max_age, path="/", secure=self.secure, httponly=True, samesite="strict"
-        )
+    def set_cookie(self, response: Response, name: str, value: str) -> None:
+        """A browser-session cookie: gone when the browser closes, and void on the server anyway
+        once the session it names ends."""
+        response.set_cookie(name, value, path="/", secure=self.secure, httponly=True, samesite="strict")
+
+    def forget_cookie(self, response: Response, name: str) -> None:
+        response.delete_cookie(name, path="/", secure=self.secure, httponly=True, samesite="strict")
 
 
 def _login(request: Request) -> Login:
@@ -149,7 +152,7 @@ class Pages:
             next=_local(request.query_params.get("next")),
             problem=problem,
         )
-        self._site.set_cookie(response, self._site.login_cookie, token, None)
+        self._site.set_cookie(response, self._site.login_cookie, token)
         return response
 
     async def login(self, request: Request) -> Response:
@@ -181,8 +184,8 @@ class Pages:
         site.throttle.succeeded(name)
         token, _ = begun
         response = RedirectResponse(_local(_field(form, "next")), status_code=303)
-        site.set_cookie(response, site.cookie, token, None)
-        response.delete_cookie(site.login_cookie, path="/", secure=site.secure, httponly=True, samesite="strict")
+        site.set_cookie(response, site.cookie, token)
+        site.forget_cookie(response, site.login_cookie)
         return response
 
     async def logout(self, request: Request) -> Response:
@@ -196,7 +199,7 @@ class Pages:
 
         await run_in_threadpool(site.write, end)
         response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(site.cookie, path="/", secure=site.secure, httponly=True, samesite="strict")
+        site.forget_cookie(response, site.cookie)
         return response
 
     async def fleet(self, request: Request) -> Response:
