@@ -15,6 +15,9 @@ from collections.abc import Iterator
 import pytest
 from evdev import InputDevice, UInput, ecodes
 
+from handoff.config import Config, KeyboardReaderConfig
+from handoff.doctor.readers import check_keyboard_readers
+from handoff.doctor.result import Status
 from handoff.readers.base import BadgePresented, BadgeRemoved, ReaderEvent
 from handoff.readers.keyboard import KeyboardReader
 from handoff.readers.pacs import text_badge_bytes
@@ -102,3 +105,21 @@ def test_a_wedge_unplugged_and_plugged_back_is_grabbed_again_without_a_restart()
             second.close()
     finally:
         reader.close()
+
+
+def test_doctor_finds_the_wedge_and_says_whether_it_can_be_grabbed(wedge: UInput) -> None:
+    config = Config.model_validate(
+        {
+            "appliance": {"site": "s", "device_id": "d", "reader_id": "r"},
+            "readers": [KeyboardReaderConfig(match="RFIDeas")],
+        }
+    )
+    (free,) = check_keyboard_readers(config)
+    assert free.status is Status.PASS and "can be grabbed exclusively" in free.detail, free.line()
+    holder = InputDevice(wedge.device.path)
+    holder.grab()
+    try:
+        (held,) = check_keyboard_readers(config)
+    finally:
+        holder.ungrab()
+    assert held.status is Status.FAIL and "cannot be grabbed exclusively" in held.detail, held.line()

@@ -16,6 +16,7 @@ import logging
 import os
 import select
 import time
+from collections.abc import Callable
 from typing import Final
 
 import evdev
@@ -58,6 +59,14 @@ def matches(device: evdev.InputDevice[str], match: str) -> bool:
     return match in device.name
 
 
+def grab_when_released(device: evdev.InputDevice[str], stopped: Callable[[], bool]) -> None:
+    """EVIOCGRAB once no key is down (for at most RELEASE_WAIT_S); raises OSError if another program holds it."""
+    deadline = time.monotonic() + RELEASE_WAIT_S
+    while device.active_keys() and time.monotonic() < deadline and not stopped():
+        time.sleep(0.02)
+    device.grab()
+
+
 class KeyboardReader(ReaderWorker):
     kind = "keyboard"
 
@@ -79,7 +88,7 @@ class KeyboardReader(ReaderWorker):
                 self._wait_for_device(hotplug, reopen_delay(failures))
                 continue
             try:
-                self._grab(device)
+                grab_when_released(device, self._stop.is_set)
             except OSError as exc:
                 failures += 1
                 self._set_health(
@@ -109,12 +118,6 @@ class KeyboardReader(ReaderWorker):
         while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
             if hotplug.wait_for_arrival(min(left, POLL_S)):
                 return
-
-    def _grab(self, device: evdev.InputDevice[str]) -> None:
-        deadline = time.monotonic() + RELEASE_WAIT_S
-        while device.active_keys() and time.monotonic() < deadline and not self._stop.is_set():
-            time.sleep(0.02)
-        device.grab()
 
     def _read(self, device: evdev.InputDevice[str], emit: Emit) -> None:
         decoder = BurstDecoder()
