@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -107,7 +106,8 @@ def test_the_reader_list_names_every_kind(appliance: Layout) -> None:
     appliance.configure(readers=readers)
     result = check_reader_list(load_config(appliance.config))
     assert result.line() == (
-        "PASS  readers: 4 configured: nfc usb; pcsc 'OMNIKEY'; keyboard 'usb:0c27:3bfa'; osdp /dev/handoff/osdp0 address 3"
+        "PASS  readers: 4 configured: nfc usb; pcsc 'OMNIKEY'; keyboard 'usb:0c27:3bfa'; "
+        "osdp /dev/handoff/osdp0 address 3"
     )
     appliance.configure()
     assert check_reader_list(load_config(appliance.config)).status is Status.WARN
