@@ -11,11 +11,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from osdp import Command, CommandLEDColor
+from osdp import Command, CommandLEDColor, StatusReportType
 
 from handoff.config import OsdpReaderConfig
 from handoff.errors import ConfigError
 from handoff.feedback.cues import PATTERNS, Cue
+from handoff.feedback.osdp_lights import colour_for
 from handoff.feedback.output import CueFeedback
 from handoff.readers.base import BadgePresented, BadgeRemoved, BadRead, ReaderEvent
 from handoff.readers.osdp import OsdpReader
@@ -92,6 +93,7 @@ def test_secure_channel_with_the_site_key_and_a_card_read_decoded(
     assert panel.online(), panel.detail()
     assert pd.secure()
     assert "secure channel up with the reader at address 0" in panel.detail()
+    assert wait_until(lambda: {"command": Command.Status, "type": StatusReportType.Local} in pd.received())
     pd.badge(credential)
     arrived, left = panel.next(), panel.next()
     assert isinstance(arrived, BadgePresented) and isinstance(left, BadgeRemoved)
@@ -179,28 +181,39 @@ def _feedback_commands(pd: SimulatedReader, since: float) -> list[tuple[float, i
     return seen
 
 
-def test_a_cue_plays_on_the_readers_led_and_buzzer_with_its_timing(pd: SimulatedReader, panel: Panel) -> None:
+def _expected(cue: Cue) -> list[tuple[float, int, int | bool]]:
+    """The commands a cue should send, at its frames' start times: only changes, LED before buzzer."""
+    expected: list[tuple[float, int, int | bool]] = []
+    shown: tuple[int, bool] = (CommandLEDColor.Black, False)
+    at = 0.0
+    for lit, seconds in [*((frame.on, frame.seconds) for frame in PATTERNS[cue]), (frozenset(), 0.0)]:
+        colour, buzzing = colour_for(lit), "buzzer" in lit
+        if colour != shown[0]:
+            expected.append((at, Command.LED, colour))
+        if buzzing != shown[1]:
+            expected.append((at, Command.Buzzer, buzzing))
+        shown, at = (colour, buzzing), at + seconds
+    return expected
+
+
+@pytest.mark.parametrize("cue", [Cue.ACCEPTED, Cue.REJECTED, Cue.LOCKED, Cue.IDLE_WARNING, Cue.UNCONFIRMED])
+def test_a_cue_plays_on_the_readers_led_and_buzzer_with_its_timing(pd: SimulatedReader, panel: Panel, cue: Cue) -> None:
     assert panel.online(), panel.detail()
     feedback = CueFeedback([panel.reader.lights])
+    expected = _expected(cue)
     try:
         assert wait_until(lambda: len(_feedback_commands(pd, 0.0)) >= 2)
         shown = time.monotonic()
-        feedback.show(Cue.ACCEPTED)
-        assert wait_until(lambda: len(_feedback_commands(pd, shown)) >= 4)
+        feedback.show(cue)
+        assert wait_until(lambda: len(_feedback_commands(pd, shown)) >= len(expected))
+        time.sleep(0.3)
     finally:
         feedback.close()
     got = _feedback_commands(pd, shown)
-    assert [(command, value) for _, command, value in got] == [
-        (Command.LED, CommandLEDColor.Green),
-        (Command.Buzzer, True),
-        (Command.Buzzer, False),
-        (Command.LED, CommandLEDColor.Black),
-    ]
-    beep, glow = (frame.seconds for frame in PATTERNS[Cue.ACCEPTED])
-    start = got[0][0]
-    assert start < 0.3, f"the cue reached the reader {start:.3f} s late"
-    assert got[2][0] - got[1][0] == pytest.approx(beep, abs=0.08)
-    assert got[3][0] - got[0][0] == pytest.approx(beep + glow, abs=0.08)
+    assert [(command, value) for _, command, value in got] == [(command, value) for _, command, value in expected]
+    assert got[0][0] < 0.3, f"the cue reached the reader {got[0][0]:.3f} s late"
+    lateness = [round(at - got[0][0] - due, 3) for (at, _, _), (due, _, _) in zip(got, expected, strict=True)]
+    assert all(-0.05 < late < 0.12 for late in lateness), f"commands off their frame times by {lateness} s"
 
 
 def test_the_default_key_is_refused_at_load_with_the_key_named(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import time
 from typing import Any, Final
 
 import serial
-from osdp import CardFormat, ControlPanel, Event, LibFlag, LogLevel, PDInfo, StatusReportType
+from osdp import CardFormat, Command, ControlPanel, Event, LibFlag, LogLevel, PDInfo, StatusReportType
 
 from handoff.feedback.osdp_lights import OsdpCommand, OsdpLights
 from handoff.readers.backoff import reopen_delay
@@ -37,6 +37,8 @@ ALARMS: Final = (
     (1, "POWER: the reader reports a power fault"),
 )
 """Bits of an osdp_LSTATR report (libosdp gives one byte per bit: tamper, then power)."""
+LOCAL_STATUS_QUERY: Final = {"command": Command.Status, "type": StatusReportType.Local}
+"""osdp_LSTAT: a reader reports tamper and power when they change, so ask once for how they stand."""
 
 
 def card_credential(event: dict[str, Any]) -> Credential:
@@ -168,6 +170,7 @@ class OsdpReader(ReaderWorker):
             if now_online and not online:
                 online = True
                 self._alarms.clear()
+                self.submit(LOCAL_STATUS_QUERY)
                 self.lights.resend()
             elif online and not now_online:
                 self._set_health(False, f"offline: the reader at {where} stopped answering; reconnecting")

@@ -83,6 +83,9 @@ class SimulatedReader:
         self.commands.append((time.monotonic(), command))
         return 0, None
 
+    def received(self) -> list[dict[str, Any]]:
+        return [command for _, command in self.commands]
+
     def card(self, bits: str) -> None:
         padded = bits + "0" * (-len(bits) % 8)
         data = int(padded, 2).to_bytes(len(padded) // 8, "big")
