@@ -157,6 +157,14 @@ def test_the_reader_going_silent_is_offline_then_found_again(pd: SimulatedReader
     assert isinstance(panel.next(), BadgePresented)
 
 
+def test_an_adapter_pulled_out_is_reported_not_left_online(pd: SimulatedReader, panel: Panel) -> None:
+    """The port's reads fail: libosdp's thread must not die with the reader still marked online."""
+    assert panel.online(), panel.detail()
+    pd.unplug()
+    assert wait_until(lambda: f"{pd.port} failed" in panel.detail() or "cannot open" in panel.detail()), panel.detail()
+    assert not panel.reader.health().ok
+
+
 def test_tamper_and_power_reports_go_into_health(pd: SimulatedReader, panel: Panel) -> None:
     assert panel.online(), panel.detail()
     pd.local_status(tamper=True, power=False)

@@ -166,6 +166,9 @@ class OsdpReader(ReaderWorker):
             event = panel.get_event(self.address, timeout=EVENT_WAIT_S)
             if event is not None:
                 self._event(event, emit)
+            if channel.lost is not None:
+                self._set_health(False, f"{self.port} failed ({channel.lost}): is the RS-485 adapter unplugged?")
+                return online
             now_online = panel.is_online(self.address)
             if now_online and not online:
                 online = True
@@ -189,7 +192,7 @@ class OsdpReader(ReaderWorker):
     def _event(self, event: dict[str, Any], emit: Emit) -> None:
         if event["event"] == Event.CardRead:
             self._card(event, emit)
-        elif event["event"] == Event.Status and event["type"] in (StatusReportType.Local, StatusReportType.Remote):
+        elif event["event"] == Event.Status and event["type"] == StatusReportType.Local:
             report: bytes = event["report"]
             self._alarms = {bit: bool(report[bit]) for bit, _ in ALARMS if bit < len(report)}
 

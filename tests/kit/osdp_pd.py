@@ -114,8 +114,15 @@ class SimulatedReader:
     def answer_again(self) -> None:
         self.pd.start()
 
+    def unplug(self) -> None:
+        """The adapter pulled out: the port's reads fail (EIO) from now on."""
+        self.go_silent()
+        os.close(self.master)
+        self.master = -1
+
     def close(self) -> None:
         if self.pd.thread is not None:
             self.pd.teardown()
-        os.close(self.master)
+        if self.master >= 0:
+            os.close(self.master)
         os.close(self._slave)
