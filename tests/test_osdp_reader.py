@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from osdp import Command, CommandLEDColor, StatusReportType
+from osdp import CardFormat, Command, CommandLEDColor, StatusReportType
 
 from handoff.config import OsdpReaderConfig
 from handoff.errors import ConfigError
@@ -19,7 +19,7 @@ from handoff.feedback.cues import PATTERNS, Cue
 from handoff.feedback.osdp_lights import colour_for
 from handoff.feedback.output import CueFeedback
 from handoff.readers.base import BadgePresented, BadgeRemoved, BadRead, ReaderEvent
-from handoff.readers.osdp import OsdpReader
+from handoff.readers.osdp import OsdpReader, card_credential
 from handoff.readers.pacs import Credential, encode
 from handoff.readers.registry import build_readers
 from handoff.readers.scbk import SCBK_D, load_scbk, scbk_text
@@ -112,6 +112,19 @@ def test_bad_parity_is_an_unreadable_bad_read_that_shows_no_bits(pd: SimulatedRe
     pd.card("1" * 32)
     unknown = panel.next()
     assert isinstance(unknown, BadRead) and "no known PACS format for 32 bits" in unknown.problem
+
+
+def test_card_data_that_is_not_raw_bits_or_falls_short_is_refused() -> None:
+    with pytest.raises(ValueError, match="ASCII text; set it to send raw Wiegand bits"):
+        card_credential({"format": CardFormat.ASCII, "length": 56, "data": b"0012345"})
+    with pytest.raises(ValueError, match="announced 26 bits and sent 16"):
+        card_credential({"format": CardFormat.Wiegand, "length": 26, "data": b"\x55\xaa"})
+    assert card_credential({"format": CardFormat.Unspecified, "length": 26, "data": _packed(encode(ANA))}) == ANA
+
+
+def _packed(bits: str) -> bytes:
+    padded = bits + "0" * (-len(bits) % 8)
+    return int(padded, 2).to_bytes(len(padded) // 8, "big")
 
 
 def test_a_wrong_key_gives_no_secure_channel_and_no_reads() -> None:
@@ -319,6 +332,7 @@ def test_a_card_read_reaches_the_broker_through_handoff_run(
         ).json()
         assert status["readers"][0]["kind"] == "osdp"
         assert "secure channel up" in status["readers"][0]["detail"]
+        assert wait_until(lambda: "kind=osdp, ok=True" in cli("status", "-c", appliance.config).stdout)
     finally:
         process.terminate()
         _, log = process.communicate(timeout=10)
