@@ -73,8 +73,8 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
     agent_keys = load_public_keys(config.agent.keys_file, "agent.keys_file") if config.agent is not None else []
     conn = db.connect_checked(appliance_config.data_dir)
     clock = SystemClock()
-    feedback = open_feedback(config.feedback.board)
     readers = build_readers(config.readers)
+    feedback = open_feedback(config.feedback.board, readers.lights())
     notifier = Notifier()
     owner: list[Appliance] = []
     """The publisher needs the loop's inbox and the loop needs the publisher: filled in below."""
