@@ -87,6 +87,39 @@ def test_broker_with_a_wrong_ca_fails_and_says_which_setting_to_fix(tmp_path: Pa
     assert "not trusted" in result.detail and "mqtt.ca_file" in result.detail
 
 
+def test_broker_before_the_client_certificate_is_signed_checks_tls_only(tmp_path: Path, ca: Ca) -> None:
+    """Provisioning leaves a key and a CSR: the handshake against the CA is still worth checking."""
+    _, key = client_files(ca, tmp_path / "client")
+    with tls_broker(ca, tmp_path / "broker") as broker:
+        config = load_config(
+            write_config(
+                tmp_path, port=broker.port, ca=ca.write(tmp_path / "ca.pem"), cert=tmp_path / "unsigned.crt", key=key
+            )
+        )
+        result = check_broker(config.mqtt, timeout=5)
+    assert result.status is Status.WARN, result.line()
+    assert "TLS to 127.0.0.1" in result.detail and "no client certificate yet" in result.detail
+
+
+@pytest.mark.parametrize(
+    ("culprit", "complaint"),
+    [
+        ("ca_file", "mqtt.ca_file {ca}: not a usable CA certificate"),
+        ("key_file", "mqtt.cert_file {cert} / mqtt.key_file {key}: not a matching certificate and key"),
+    ],
+)
+def test_broker_check_names_the_tls_file_it_cannot_use(tmp_path: Path, ca: Ca, culprit: str, complaint: str) -> None:
+    """The message is the one `handoff run` gives (mqtt.connection.tls_context): key and file."""
+    cert, key = client_files(ca, tmp_path / "client")
+    files = {"ca": ca.write(tmp_path / "ca.pem"), "cert": cert, "key": key}
+    {"ca_file": files["ca"], "key_file": key}[culprit].write_text("not PEM\n")
+    with tls_broker(ca, tmp_path / "broker") as broker:
+        config = load_config(write_config(tmp_path, port=broker.port, **files))
+        result = check_broker(config.mqtt, timeout=5)
+    assert result.status is Status.FAIL, result.line()
+    assert f"TLS files unusable: {complaint.format(ca=files['ca'], cert=cert, key=key)}" in result.detail, result.detail
+
+
 def test_unreachable_broker_fails_naming_host_and_port(tmp_path: Path, ca: Ca) -> None:
     with tls_broker(ca, tmp_path / "broker") as broker:
         port = broker.port
