@@ -341,3 +341,26 @@ def test_only_an_admin_reads_the_console_audit_trail(client: TestClient) -> None
     trail = client.get("/audit")
     assert trail.status_code == 200 and f'<th scope="row">{ADMIN[0]}</th><td>login</td>' in trail.text
     assert client.get("/audit?format=csv").text.startswith("at,actor,action,detail")
+
+
+def test_a_long_history_shows_the_newest_intervals_and_the_csv_holds_them_all(
+    client: TestClient, ledger: tuple[Path, Engine]
+) -> None:
+    rows = [
+        {
+            "id": f"long{n}", "source": "urn:handoff:north:r9", "seq": n + 1,
+            "type": "checkout" if n % 2 == 0 else "checkin", "site": "north", "device_id": "WOW-LONG",
+            "staff_id": f"s{n // 2}", "session_id": f"x{n // 2}", "reason": None if n % 2 == 0 else "returned",
+            "at": T0 - 86400 + n * 60, "payload": "{}", "received": T0,
+        }
+        for n in range(1200)
+    ]  # fmt: skip
+    with ledger[1].begin() as conn:
+        conn.execute(insert(events), rows)
+    log_in(client, *VIEWER)
+    page = client.get("/devices/WOW-LONG")
+    custody = page.text.split('id="custody-h"')[1].split("</table>")[0]
+    assert custody.count("<tr><th scope=\"row\">") == 500 and "The newest 500 of 600 intervals" in custody
+    assert custody.index(">s599<") < custody.index(">s100<"), "newest first"
+    assert ">s99<" not in custody
+    assert client.get("/devices/WOW-LONG?format=csv").text.count("\n") == 601

@@ -34,6 +34,7 @@ STATES: Final = ("in_use", "locked", "available", "maintenance")
 MAX_FIELD: Final = 255
 T = TypeVar("T")
 AUDIT_ROWS: Final = 500
+TABLE_ROWS: Final = 500
 
 
 def when(epoch: float | None) -> str:
@@ -279,6 +280,7 @@ class Pages:
             device=found,
             line=line,
             picture=picture(line),
+            shown=_newest(line.custody),
             flags=flags,
             since=when(line.since),
             until=when(line.until),
@@ -308,6 +310,7 @@ class Pages:
             staff_id=staff_id,
             held=held,
             intervals=intervals,
+            shown=_newest(intervals),
             since=when(since),
             until=when(until),
         )
@@ -400,6 +403,12 @@ class Pages:
             )
         at_text = request.query_params.get("at") or ""
         return site.page(request, "who.html", known=known, device_id=device_id, at=at_text, holder=holder)
+
+
+def _newest(intervals: list[queries.Interval]) -> list[queries.Interval]:
+    """A page's table holds the newest TABLE_ROWS intervals, newest first: a person reads the
+    recent ones, the CSV carries every one, and the page stays quick at any history's length."""
+    return intervals[: -TABLE_ROWS - 1 : -1]
 
 
 def _zoomed(line: queries.Timeline) -> queries.Timeline:
