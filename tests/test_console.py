@@ -360,7 +360,7 @@ def test_a_long_history_shows_the_newest_intervals_and_the_csv_holds_them_all(
     log_in(client, *VIEWER)
     page = client.get("/devices/WOW-LONG")
     custody = page.text.split('id="custody-h"')[1].split("</table>")[0]
-    assert custody.count("<tr><th scope=\"row\">") == 500 and "The newest 500 of 600 intervals" in custody
+    assert custody.count('<tr><th scope="row">') == 500 and "The newest 500 of 600 intervals" in custody
     assert custody.index(">s599<") < custody.index(">s100<"), "newest first"
     assert ">s99<" not in custody
     assert client.get("/devices/WOW-LONG?format=csv").text.count("\n") == 601
