@@ -14,15 +14,14 @@ the link so that a verifier can keep 32 bytes per event instead of the event.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+import orjson
 import rfc8785
 
 GENESIS_TAG: Final = b"handoff-chain-v1\n"
 SAFE_INTEGER: Final = 2**53 - 1
-_PLAIN_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False)
 
 
 def genesis(source: str) -> str:
@@ -54,29 +53,32 @@ def sealed(event: dict[str, Any], previous: str) -> tuple[bytes, str]:
     at = text.index(_ITEM)
     after = at + len(_ITEM)
     if text[after : after + 1] == b",":
-        bare = text[:at] + text[after + 1 :]
+        bare = hashlib.sha256(text[:at])
+        bare.update(text[after + 1 :])
     else:
-        bare = text[: at - 1 if text[at - 1 : at] == b"," else at] + text[after:]
-    chain = event["data"]["chain"] = link(previous, hashlib.sha256(bare).digest())
+        bare = hashlib.sha256(text[: at - 1 if text[at - 1 : at] == b"," else at])
+        bare.update(text[after:])
+    chain = event["data"]["chain"] = link(previous, bare.digest())
     return text[:at] + f'"chain":"{chain}"'.encode() + text[after:], chain
 
 
 def canonical(value: Any) -> bytes:
     """RFC 8785 JSON. The library is the reference; it runs on every commit, though, and costs
-    about 25 us per event, so JSON it would write exactly as the standard encoder does (ASCII
-    keys, no floats, integers within 2^53: every event the appliance makes) takes the encoder,
-    about 5 us. A lone surrogate cannot be encoded to UTF-8, so it falls to the reference too,
-    which refuses it as the standard says. A property test holds the two to the same bytes."""
+    about 25 us per event, so JSON that orjson writes exactly as it does (ASCII keys, which sort
+    the same by UTF-16 code units as by bytes; no floats, whose formatting differs; integers
+    within 2^53: every event the appliance makes) takes orjson, under 3 us with the check. orjson
+    escapes every code point as RFC 8785 does; a lone surrogate it refuses, and the reference
+    refuses it too, as the standard says. A property test holds the two to the same bytes."""
     if _plain(value):
         try:
-            return _PLAIN_JSON.encode(value).encode()
-        except UnicodeEncodeError:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
             pass
     return rfc8785.dumps(value)
 
 
 def _plain(value: Any) -> bool:
-    """Whether the standard encoder writes `value` as RFC 8785 does. Exact types only: this walk
+    """Whether orjson writes `value` as RFC 8785 does. Exact types only: this walk
     runs on every event, and anything unusual is the reference's to write."""
     kind = type(value)
     if kind is str or kind is bool or value is None:
