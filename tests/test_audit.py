@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from handoff import compact_json, db
-from handoff.audit.chain import canonical, digest, genesis, link, sealed
+from handoff.audit.chain import NotCanonical, canonical, digest, genesis, link, sealed
 from handoff.audit.checkpoint import CheckpointPolicy, make_checkpoint
 from handoff.audit.keys import private_pem, public_pem
 from handoff.audit.verify import Finding, Summary, verify_lines
@@ -99,6 +99,14 @@ def _delete_after_checkpoint(trail: list[dict[str, object]]) -> None:
         trail.remove(at_seq(trail, seq))
 
 
+def _a_number_no_appliance_writes(trail: list[dict[str, object]]) -> None:
+    at_seq(trail, 4)["data"]["dose"] = 1e400  # type: ignore[index]
+
+
+def _a_lone_surrogate(trail: list[dict[str, object]]) -> None:
+    at_seq(trail, 4)["data"]["staff_id"] = "\ud800"  # type: ignore[index]
+
+
 def _swap_two(trail: list[dict[str, object]]) -> None:
     first, second = at_seq(trail, 4), at_seq(trail, 5)
     first["data"]["seq"], second["data"]["seq"] = 5, 4  # type: ignore[index]
@@ -129,6 +137,8 @@ def _signed_by_another_key(trail: list[dict[str, object]]) -> None:
         (_change_a_byte, "altered", 4),
         (_delete_one, "missing", 4),
         (_delete_after_checkpoint, "missing", 9),
+        (_a_number_no_appliance_writes, "altered", 4),
+        (_a_lone_surrogate, "altered", 4),
         (_swap_two, "reordered", 4),
         (_insert_forged, "inserted", 4),
         (_checkpoint_seq_changed, "bad_signature", 4),
@@ -217,6 +227,11 @@ def test_verify_cli_exit_codes(tmp_path: Path, cli: CliRunner) -> None:
     junk.write_text('{"a": 1}\nnot json\n')
     refused = cli("audit", "verify", junk, "--key", key)
     assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1 and "Traceback" not in refused.stderr
+    beyond = tmp_path / "beyond.jsonl"
+    beyond.write_text(good.read_text().replace('"seq":4,', '"seq":4,"dose":1e400,', 1))
+    named = cli("audit", "verify", beyond, "--key", key)
+    assert named.returncode == 1 and "seq 4" in named.stdout and "altered" in named.stdout, named.stdout + named.stderr
+    assert "Traceback" not in named.stderr
     missing = cli("audit", "verify", tmp_path / "nope.jsonl")
     assert missing.returncode == 2 and "cannot be read" in missing.stderr
 
@@ -327,7 +342,7 @@ def test_the_fast_canonical_json_is_byte_for_byte_rfc8785(value: object) -> None
     try:
         reference = rfc8785.dumps(value)
     except REFUSED:
-        with pytest.raises(REFUSED):
+        with pytest.raises(NotCanonical):
             canonical(value)
         return
     assert canonical(value) == reference

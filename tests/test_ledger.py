@@ -197,6 +197,19 @@ def test_an_altered_event_is_stored_and_opens_a_chain_break(engine: Engine) -> N
         )
 
 
+def test_an_event_with_no_canonical_json_opens_a_chain_break_and_does_not_stop_the_batch(engine: Engine) -> None:
+    stream = made(SimAppliance("site", "WOW-1"), 3)
+    text = stream[1].payload.decode().replace('"seq":2,', '"seq":2,"dose":1e400,', 1)
+    assert "1e400" in text
+    stream[1] = Message(stream[1].topic, text.encode())
+    with engine.begin() as conn:
+        Recorder(PREFIX).apply(conn, stream, 5.0)
+    with engine.connect() as conn:
+        assert stored(engine) == 3
+        broken = conn.execute(select(exceptions.c.key).where(exceptions.c.type == "chain_break")).scalars().all()
+        assert broken == ["urn:handoff:site:sim-WOW-1#2"]
+
+
 def test_overdue_offline_and_holds_many_open_and_close_on_time(engine: Engine) -> None:
     carts = [SimAppliance("site", f"WOW-{n}") for n in range(3)]
     recorder = Recorder(PREFIX)

@@ -74,7 +74,15 @@ def canonical(value: Any) -> bytes:
             return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
         except orjson.JSONEncodeError:
             pass
-    return rfc8785.dumps(value)
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError) as exc:
+        raise NotCanonical(str(exc)) from None
+
+
+class NotCanonical(ValueError):
+    """JSON that RFC 8785 cannot write (a number beyond its range, a lone surrogate). No
+    appliance makes such an event, so in a trail it is damage or forgery, to be named as such."""
 
 
 def _plain(value: Any) -> bool:

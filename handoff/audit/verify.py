@@ -30,7 +30,7 @@ from typing import Any, Final
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from handoff import compact_json
-from handoff.audit.chain import digest, genesis, link
+from handoff.audit.chain import NotCanonical, digest, genesis, link
 from handoff.audit.checkpoint import CHECKPOINT_TYPE
 from handoff.audit.signature import signature_ok
 
@@ -123,7 +123,12 @@ class TrailVerifier:
         seq, event_id, chain = data.get("seq"), event.get("id"), data.get("chain")
         if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(event_id, str):
             raise NotATrail("an event without an integer data.seq or a string id")
-        row = (source, seq, event_id, digest(event), chain if isinstance(chain, str) else "", compact_json.dumps(event))
+        try:
+            event_digest = digest(event)
+        except NotCanonical as exc:
+            self._early.append(Finding(source, seq, "altered", f"id {event_id} has no canonical JSON ({exc})"))
+            return
+        row = (source, seq, event_id, event_digest, chain if isinstance(chain, str) else "", compact_json.dumps(event))
         seen = self._db.execute("SELECT digest, seq FROM events WHERE source = ? AND id = ?", (source, event_id))
         before = seen.fetchone()
         if before is None:

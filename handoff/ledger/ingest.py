@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from handoff.audit.chain import digest, genesis, link
+from handoff.audit.chain import NotCanonical, digest, genesis, link
 from handoff.audit.signature import signature_ok
 from handoff.ledger.queries import HELD, offline, overdue
 from handoff.ledger.schema import checkpoints, counters, devices, events, exceptions, receipts, sources
@@ -307,7 +307,11 @@ def _link_ok(source: str, seq: int, body: dict[str, Any], by_seq: Held) -> bool 
         previous = [before.get("data", {}).get("chain") for _, before, _ in by_seq.get(seq - 1, [])]
     if not previous:
         return None
-    return any(isinstance(chain, str) and link(chain, digest(body)) == body["data"].get("chain") for chain in previous)
+    try:
+        event_digest = digest(body)
+    except NotCanonical:
+        return False
+    return any(isinstance(chain, str) and link(chain, event_digest) == body["data"].get("chain") for chain in previous)
 
 
 def _follow(conn: Connection, book: Exceptions, where: Route, event: dict[str, Any]) -> None:
