@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
+from handoff.ledger.consumer import RECEIVE_MAXIMUM
 from handoff.ledger.database import engine_for
 from handoff.ledger.ingest import Message, Recorder, evaluate
 from handoff.ledger.queries import who
@@ -89,6 +90,18 @@ class Ledger:
         self.process.send_signal(sig)
         self.process.wait(10)
         self.process = None
+
+
+def sim_fleet(port: int, *, rate: int, events: int, appliances: int = 4) -> subprocess.Popen[bytes]:
+    """`handoff sim fleet` publishing `events` events (and as many retained states) in all."""
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "handoff", "sim", "fleet", "--appliances", str(appliances), "--rate", str(rate)),
+            *("--events", str(events), "--mqtt", f"mqtt://127.0.0.1:{port}"),
+        ],
+        env=handoff_env(),
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def wait_for(check: Any, timeout: float = 30.0) -> Any:
@@ -164,25 +177,7 @@ def test_killed_again_and_again_mid_stream_the_ledger_stores_every_event_exactly
         ledger = Ledger(ledger_config(tmp_path, database, broker.port), tmp_path / "ledger.log")
         ledger.start()
         ledger.kill()
-        fleet = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "handoff",
-                "sim",
-                "fleet",
-                "--appliances",
-                "4",
-                "--rate",
-                "1500",
-                "--events",
-                "3000",
-                "--mqtt",
-                f"mqtt://127.0.0.1:{broker.port}",
-            ],
-            env=handoff_env(),
-            stdout=subprocess.DEVNULL,
-        )
+        fleet = sim_fleet(broker.port, rate=1500, events=3000)
         rng = random.Random()
         for _ in range(4):
             ledger.start()
@@ -199,6 +194,25 @@ def test_killed_again_and_again_mid_stream_the_ledger_stores_every_event_exactly
         assert sorted(held) == [(750, 750)] * 4
         assert conn.execute(select(func.count()).select_from(events).where(events.c.chain_ok.is_(False))).scalar() == 0
         assert not conn.execute(select(exceptions).where(exceptions.c.type.in_(("seq_gap", "chain_break")))).all()
+
+
+def test_a_backlog_larger_than_the_receive_maximum_is_held_within_it(
+    tmp_path: Path, engine: Engine, database: str
+) -> None:
+    """20,000 messages queued while the ledger was down. mosquitto 2.0.11 sends a resumed
+    session far more than the Receive Maximum the ledger announced (eclipse/mosquitto#2301): the
+    ledger must stop reading rather than hold them all."""
+    with Broker(tmp_path / "broker", extra="max_queued_messages 0") as broker:
+        ledger = Ledger(ledger_config(tmp_path, database, broker.port), tmp_path / "ledger.log")
+        ledger.start()
+        ledger.kill(signal.SIGTERM)
+        assert sim_fleet(broker.port, rate=50_000, events=10_000).wait(120) == 0
+        ledger.start()
+        assert wait_for(lambda: stored(engine) >= 10_000, 120), stored(engine)
+        ledger.kill(signal.SIGTERM)
+    taken, held = map(int, re.findall(r"(\d+) messages taken .* at most (\d+) held", ledger.log.read_text())[-1])
+    assert taken >= 20_000, taken
+    assert 0 < held <= RECEIVE_MAXIMUM, f"{held} messages held unacknowledged at once"
 
 
 def made(appliance: SimAppliance, count: int, start: float = 1_800_000_000.0) -> list[Message]:
@@ -347,25 +361,7 @@ def test_two_ledgers_on_a_shared_subscription_split_the_stream_and_lose_nothing_
         ]
         for ledger in ledgers:
             ledger.start()
-        fleet = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "handoff",
-                "sim",
-                "fleet",
-                "--appliances",
-                "4",
-                "--rate",
-                "1000",
-                "--events",
-                "3000",
-                "--mqtt",
-                f"mqtt://127.0.0.1:{broker.port}",
-            ],
-            env=handoff_env(),
-            stdout=subprocess.DEVNULL,
-        )
+        fleet = sim_fleet(broker.port, rate=1000, events=3000)
         assert wait_for(lambda: stored(engine) > 500)
         ledgers[1].kill()
         assert fleet.wait(60) == 0
