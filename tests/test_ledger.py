@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from handoff.ledger.consumer import RECEIVE_MAXIMUM
-from handoff.ledger.database import engine_for
+from handoff.ledger.database import engine_for, writing
 from handoff.ledger.ingest import Message, Recorder, evaluate
 from handoff.ledger.queries import who
 from handoff.ledger.schema import counters, devices, events, exceptions, sources, users
@@ -234,6 +235,37 @@ def test_duplicates_and_reordering_across_sources_are_stored_once_and_verified(e
         assert not conn.execute(select(exceptions).where(exceptions.c.closed.is_(None))).all(), (
             "holes filled later close"
         )
+
+
+def test_two_ledgers_writing_at_once_take_turns_and_lose_no_watermark_or_link(engine: Engine) -> None:
+    """Two ledgers on `$share` get consecutive events of one appliance: seq 2 in one batch,
+    seq 3 in another, written at once. Each batch reads the watermark and the events around its
+    own before writing; were they to overlap, seq 3's batch would not see seq 2 (uncommitted),
+    leave the link between them unchecked, open a seq_gap and write back the old watermark."""
+    stream = made(SimAppliance("site", "WOW-1"), 3)
+    recorder = Recorder(PREFIX)
+    with writing(engine) as conn:
+        recorder.apply(conn, stream[:1], 1.0)
+
+    def other_ledger() -> None:
+        with writing(engine) as conn:
+            recorder.apply(conn, stream[2:], 2.0)
+
+    second = threading.Thread(target=other_ledger)
+    with writing(engine) as conn:
+        recorder.apply(conn, stream[1:2], 2.0)
+        second.start()
+        second.join(2.0)
+        assert second.is_alive(), "the second batch waits for the first to commit"
+    second.join(30)
+    with engine.connect() as conn:
+        assert conn.execute(select(sources.c.contiguous_upto, sources.c.max_seq)).one() == (3, 3)
+        assert conn.execute(select(events.c.seq, events.c.chain_ok).order_by(events.c.seq)).all() == [
+            (1, True),
+            (2, True),
+            (3, True),
+        ]
+        assert not conn.execute(select(exceptions)).all()
 
 
 def test_a_gap_opens_an_exception_that_closes_when_the_missing_events_arrive(engine: Engine) -> None:

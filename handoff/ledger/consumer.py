@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from handoff.audit.keys import load_public_keys
 from handoff.ledger.config import LedgerConfig
+from handoff.ledger.database import writing
 from handoff.ledger.ingest import Message, Recorder, evaluate
 from handoff.mqtt import connection
 
@@ -121,7 +122,7 @@ class Consumer:
         return batch
 
     def _commit(self, batch: list[tuple[Message, int, int]]) -> None:
-        with self._engine.begin() as conn:
+        with writing(self._engine) as conn:
             self._recorder.apply(conn, [message for message, _, _ in batch], self._clock())
         for _, mid, qos in batch:
             self._client.ack(mid, qos)
@@ -132,7 +133,7 @@ class Consumer:
 
     def _evaluate(self) -> None:
         settings = self._config.ledger
-        with self._engine.begin() as conn:
+        with writing(self._engine) as conn:
             evaluate(conn, self._clock(), settings.overdue_after_s, settings.offline_after_s, settings.holds_many)
 
     def _on_connect(
