@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import Engine, func, select
 
 from handoff.ledger.consumer import RECEIVE_MAXIMUM
 from handoff.ledger.database import engine_for, writing
 from handoff.ledger.ingest import Message, Recorder, evaluate
 from handoff.ledger.queries import who
-from handoff.ledger.schema import counters, devices, events, exceptions, sources, users
+from handoff.ledger.schema import counters, devices, events, exceptions, metadata, sources, users
 from handoff.provision.render import render_toml
 from handoff.sim.fleet import SimAppliance, status
 from handoff.timefmt import rfc3339
@@ -169,6 +171,13 @@ def test_a_shift_through_a_real_appliance_answers_who_and_history(
             cart.stop()
             cart.events.close()
             ledger.kill(signal.SIGTERM)
+
+
+def test_the_migrated_schema_is_the_one_schema_py_describes(engine: Engine) -> None:
+    """Alembic's own comparison of the database its migrations made against the metadata."""
+    with engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+    assert differences == []
 
 
 def test_killed_again_and_again_mid_stream_the_ledger_stores_every_event_exactly_once(
