@@ -6,7 +6,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := mosquitto mosquitto-clients pcscd vsmartcard-vpcd libpcsclite-dev swig python3-venv dbus
+DEB_PACKAGES := mosquitto mosquitto-clients pcscd vsmartcard-vpcd libpcsclite-dev swig python3-venv dbus chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup debs test lint demo bench clean
@@ -51,6 +51,7 @@ bench: setup
 	$(PY) -m bench.agent_confirm
 	$(PY) -m bench.ledger_ingest
 	$(PY) -m bench.ledger_who
+	$(PY) -m bench.console_pages
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

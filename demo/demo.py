@@ -5,7 +5,9 @@ the attached workstation (its logoff action writes a line to a file, as an EHR l
 would act), and a subscriber that prints each event as one line; then plays a shift:
 checkout, a handoff the agent confirms, re-tap guard, an idle lock while the agent is down
 (unconfirmed, then confirmed late when it is back), reauth, an unknown badge, a broker outage
-with taps buffered and replayed, and a return. It ends by stopping everything it started.
+with taps buffered and replayed, and a return; the ledger records it all, and its web console
+serves it on a loopback port with a demo account. It ends by stopping everything it started
+(at a terminal, once you press Enter, so the console can be looked at).
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from http.cookiejar import CookieJar
 from pathlib import Path
+from urllib.parse import urlencode
+from urllib.request import HTTPCookieProcessor, build_opener
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -26,6 +31,7 @@ from tests.kit.broker import Broker
 from tests.kit.cli import handoff_env, run_handoff
 from tests.kit.collector import Collector, Message
 from tests.kit.config import DEVICE, PREFIX, SITE, Layout
+from tests.kit.ledger import Console
 from tests.kit.net import free_udp_port
 
 BADGES = {
@@ -36,6 +42,7 @@ BADGES = {
 UNKNOWN = "04DEADBEEF0001"
 EHR_LOGOFF = [sys.executable, "-c", "import sys; open(sys.argv[1], 'a').write(f'logged off {sys.argv[2]}\\n')"]
 """The demo's stand-in for an EHR's logoff script: it notes whom it logged off."""
+CONSOLE_ACCOUNT = ("demo", "demo-console-password")
 
 
 def show(message: Message) -> None:
@@ -53,6 +60,17 @@ def seqs(messages: list[Message]) -> set[int]:
 
 def say(text: str) -> None:
     print(f"\n▶ {text}", flush=True)
+
+
+def fleet_csv(base: str) -> str:
+    """Log in to the console as the demo account and fetch the fleet page's table, the way a
+    browser would: the login form's token, then the session cookie."""
+    browser = build_opener(HTTPCookieProcessor(CookieJar()))
+    form = browser.open(f"{base}/login", timeout=10).read().decode()
+    token = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    fields = {"csrf": token, "name": CONSOLE_ACCOUNT[0], "password": CONSOLE_ACCOUNT[1], "next": "/fleet?format=csv"}
+    answer: bytes = browser.open(f"{base}/login", urlencode(fields).encode(), timeout=10).read()
+    return answer.decode()
 
 
 def main() -> int:
@@ -98,20 +116,14 @@ def main() -> int:
     printer = Collector(broker.port, f"{PREFIX}/events/#", on_message=show)
     appliance = subprocess.Popen([sys.executable, "-m", "handoff", "run"], env=handoff_env(env))
     agent: list[subprocess.Popen[bytes]] = []
-    ledger_config = work / "ledger.toml"
-    ledger_config.write_text(
-        render_toml(
-            {
-                "ledger": {"database": f"sqlite:///{work / 'ledger.db'}"},
-                "mqtt": {"url": f"mqtt://127.0.0.1:{broker.port}", "allow_insecure": True},
-            },
-            {},
-        )
-    )
-    ledger_env = {"HANDOFF_LEDGER_CONFIG": str(ledger_config)}
+    console = Console(work, f"sqlite:///{work / 'ledger.db'}", broker.port)
+    console.add_user(CONSOLE_ACCOUNT[0], "admin", CONSOLE_ACCOUNT[1])
+    ledger_env = {"HANDOFF_LEDGER_CONFIG": str(console.config)}
     ledger = subprocess.Popen(
         [sys.executable, "-m", "handoff", "ledger", "run"], env=handoff_env(ledger_env), stderr=subprocess.DEVNULL
     )
+    console.start()
+    say(f"The ledger's web console is up at {console.url}/ (log in as {CONSOLE_ACCOUNT[0]} / {CONSOLE_ACCOUNT[1]})")
 
     def start_agent() -> None:
         agent.append(
@@ -170,6 +182,8 @@ def main() -> int:
         tap("Cy taps again after the guard: she returns the cart", BADGES["Cy Park (RT)"])
         wait_for(16)
         time.sleep(1.0)
+        say(f"The console's fleet page, as CSV: {console.url}/fleet?format=csv")
+        print("    " + fleet_csv(console.url).strip().replace("\n", "\n    "))
         say("The ledger answers: who had the cart, and when?")
         for at in (ana_started + 1.0, time.time()):
             asked = run_handoff("ledger", "who", DEVICE, "--at", rfc3339(at), env=ledger_env)
@@ -177,7 +191,11 @@ def main() -> int:
             print(f"    $ handoff ledger who {DEVICE} --at {rfc3339(at)}\n    {answer}")
         shown = run_handoff("ledger", "history", "--device", DEVICE, env=ledger_env)
         print(f"    $ handoff ledger history --device {DEVICE}\n    " + shown.stdout.strip().replace("\n", "\n    "))
+        if sys.stdin.isatty():
+            say(f"The console stays up at {console.url}/ ({' / '.join(CONSOLE_ACCOUNT)}): press Enter to stop the demo")
+            input()
     finally:
+        console.stop()
         appliance.send_signal(signal.SIGTERM)
         code = appliance.wait(timeout=10)
         if agent:

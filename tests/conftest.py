@@ -1,13 +1,18 @@
-"""Shared fixtures: a valid appliance laid out in a temporary directory, and a CLI runner."""
+"""Shared fixtures: a valid appliance laid out in a temporary directory, a CLI runner, and a
+ledger database on each engine the ledger supports."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
+from handoff.ledger.database import engine_for
 from tests.kit.cli import CliRunner, run_handoff
 from tests.kit.config import Layout
+from tests.kit.postgres import create_database, drop_database
 
 
 @pytest.fixture
@@ -19,3 +24,21 @@ def appliance(tmp_path: Path) -> Layout:
 def cli() -> CliRunner:
     """Run `python -m handoff ...` as a separate process, the way biomed staff would."""
     return run_handoff
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A ledger database URL: the same test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    url = create_database()
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture
+def engine(database: str) -> Iterator[Engine]:
+    made = engine_for(database)
+    yield made
+    made.dispose()

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from paho.mqtt import publish
 
+from handoff.audit.keys import public_pem
 from handoff.commands.signing import sign_command
 from handoff.provision.render import Table
 from handoff.timefmt import rfc3339
@@ -47,8 +47,10 @@ class Running:
         self.broker_port = broker.port
         self.appliance, self.cli = appliance, cli
         self.command_key = Ed25519PrivateKey.generate()
+        self.retiring_key = Ed25519PrivateKey.generate()
+        """Also in commands.pem, as during a key rotation: the site's old key, still accepted."""
         public = appliance.root / "commands.pem"
-        public.write_bytes(self.command_key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+        public.write_bytes(public_pem(self.retiring_key) + public_pem(self.command_key))
         appliance.configure(
             port=broker.port,
             appliance={"command_key_file": str(public)},
@@ -185,6 +187,34 @@ def test_commands_over_mqtt_are_obeyed_or_answered(running: Running) -> None:
     for answer in answers.values():
         validator("commandResult").validate(answer)
     running.events.wait_for(lambda m: m.topic == f"{PREFIX}/state" and m.json()["state"] == "maintenance")
+
+
+def test_during_a_key_rotation_either_key_in_the_file_signs_commands(running: Running) -> None:
+    """commands.pem holds the retiring and the new key: both are obeyed, a third key is not."""
+    port = running.broker_port
+
+    def send(key: Ed25519PrivateKey, name: str, **fields: object) -> str:
+        command = sign_command(
+            key, DEVICE, name, {"id": str(uuid.uuid4()), "issued_at": rfc3339(time.time()), **fields}
+        )
+        publish.single(f"{PREFIX}/cmd/{name}", json.dumps(command), qos=1, hostname="127.0.0.1", port=port)
+        return str(command["id"])
+
+    def answer(command_id: str) -> dict[str, object]:
+        message = running.events.wait_for(lambda m: m.topic == f"{PREFIX}/cmd_result" and m.json()["id"] == command_id)
+        result: dict[str, object] = message.json()
+        validator("commandResult").validate(result)
+        return result
+
+    assert answer(send(running.retiring_key, "maintenance", on=True))["ok"]
+    running.events.wait_for(lambda m: m.topic == f"{PREFIX}/state" and m.json()["state"] == "maintenance")
+    assert answer(send(running.command_key, "maintenance", on=False))["ok"]
+    running.events.wait_for(lambda m: m.topic == f"{PREFIX}/state" and m.json()["state"] == "available")
+    stranger = answer(send(Ed25519PrivateKey.generate(), "maintenance", on=True))
+    assert not stranger["ok"] and stranger["error"] == "bad_signature"
+    assert answer(send(running.command_key, "force_logoff"))["ok"], "a barrier: the refusal's effects, if any, are in"
+    states = [m.json()["state"] for m in running.events.messages if m.topic == f"{PREFIX}/state"]
+    assert states[-1] == "available", states
 
 
 def _peak_rss_kib(pid: int) -> int:

@@ -22,7 +22,7 @@ from handoff.core.inputs import Tick
 from handoff.directory import Directory, read_csv
 from handoff.feedback.board import load_board
 from handoff.feedback.cues import PATTERNS, Cue
-from handoff.feedback.output import Feedback, GpioFeedback
+from handoff.feedback.output import CueFeedback, Feedback, GpioLights
 from handoff.readers.base import BadgePresented, BadgeRemoved
 from handoff.runtime.appliance import Appliance, ReceiptMessage, Stop
 from handoff.runtime.clock import Clock, SystemClock
@@ -197,7 +197,7 @@ def test_every_outcome_beeps_whole_through_the_real_loop(appliance: Layout) -> N
     """Each commit is followed by an ambient change; it must wait for the cue, not silence it."""
     board = load_board("pi-cart-v1")
     with mock_pins() as factory:
-        output = GpioFeedback(board)
+        output = CueFeedback([GpioLights(board)])
         loop = Loop(appliance, output)
         buzzer = factory.pin(board.pins["buzzer"])
         unknown = bytes.fromhex("01020304")
@@ -239,7 +239,7 @@ def test_an_unconfirmed_logoff_warns_and_keeps_amber_lit_until_a_receipt_confirm
     keys = appliance.root / "agents.pem"
     keys.write_bytes(public_pem(AGENT_KEY))
     with mock_pins() as factory, Broker(tmp_path / "broker") as broker:
-        output = GpioFeedback(board)
+        output = CueFeedback([GpioLights(board)])
         agent = {"keys_file": str(keys), "confirm_s": 5}
         loop = Loop(appliance, output, broker_port=broker.port, agent=agent)
         loop.publisher.start()

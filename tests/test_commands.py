@@ -9,17 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from handoff import db
+from handoff.audit.keys import load_public_keys, private_pem, public_pem
 from handoff.commands.handler import CommandHandler
-from handoff.commands.keys import load_command_key
 from handoff.commands.signing import sign_command
 from handoff.core.inputs import Activity, ForceLogoff, SetMaintenance
 from handoff.directory import Badge, Directory
 from handoff.errors import ConfigError
 from handoff.timefmt import rfc3339
+from tests.kit.cli import CliRunner
+from tests.kit.config import Layout
 
 NOW = 1_800_000_000.0
 DEVICE = "WOW-3N-07"
@@ -31,7 +34,7 @@ class Channel:
         self.conn = db.connect(data_dir)
         self.results: list[dict[str, Any]] = []
         self.key = key
-        public = key.public_key() if key else None
+        public = [key.public_key()] if key else []
         self.handler = CommandHandler(self.conn, DEVICE, public, self.results.append, allow_unsigned=allow_unsigned)
 
     def send(
@@ -158,17 +161,60 @@ def test_directory_version_is_capped(channel: Channel) -> None:
     assert channel.send("directory", {"version": 2**53 - 1, "badges": []})[1]["ok"]
 
 
-def test_command_key_file(tmp_path: Path) -> None:
+def test_command_key_file_holds_one_or_more_keys(tmp_path: Path) -> None:
+    """During a rotation the file holds the old and the new key; text around the blocks is allowed."""
+    old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     path = tmp_path / "cmd.pub"
-    path.write_bytes(
-        Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    path.write_bytes(b"# retiring\n" + public_pem(old) + b"# new, from 2026-12\n" + public_pem(new))
+    loaded = load_public_keys(path, "appliance.command_key_file")
+    assert [k.public_bytes_raw() for k in loaded] == [
+        old.public_key().public_bytes_raw(),
+        new.public_key().public_bytes_raw(),
+    ]
+
+
+def _ec_public_pem() -> bytes:
+    return (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     )
-    load_command_key(path)
+
+
+@pytest.mark.parametrize(
+    ("extra", "complaint"),
+    [
+        (_ec_public_pem(), "holds a key that is not Ed25519"),
+        (private_pem(Ed25519PrivateKey.generate()), "holds a PEM block that is not a public key (PRIVATE KEY)"),
+        (
+            b"-----BEGIN PUBLIC KEY-----\nbm9wZQ==\n-----END PUBLIC KEY-----\n",
+            "holds a PEM public key block that does not parse",
+        ),
+    ],
+    ids=["P-256 key", "private key", "broken block"],
+)
+def test_a_command_key_file_with_a_bad_block_among_good_ones_is_refused(
+    appliance: Layout, cli: CliRunner, extra: bytes, complaint: str
+) -> None:
+    """Refused, not skipped: the good key would otherwise hide that the intended one is missing."""
+    path = appliance.root / "commands.pem"
+    path.write_bytes(public_pem(Ed25519PrivateKey.generate()) + extra)
+    appliance.configure(appliance={"command_key_file": str(path)})
+    with pytest.raises(ConfigError) as refused:
+        load_public_keys(path, "appliance.command_key_file")
+    assert str(refused.value) == f"appliance.command_key_file: {path} {complaint}"
+    result = cli("run", "-c", appliance.config)
+    assert result.returncode == 2 and f"appliance.command_key_file: {path}" in result.stderr, result.stderr
+    assert complaint in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_command_key_file_without_a_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "cmd.pub"
     path.write_text("garbage")
-    with pytest.raises(ConfigError, match=r"appliance\.command_key_file: .* is not a PEM public key"):
-        load_command_key(path)
+    with pytest.raises(ConfigError, match=r"appliance\.command_key_file: .* holds no PEM public key"):
+        load_public_keys(path, "appliance.command_key_file")
     with pytest.raises(ConfigError, match="cannot be read"):
-        load_command_key(tmp_path / "absent.pub")
+        load_public_keys(tmp_path / "absent.pub", "appliance.command_key_file")
 
 
 def test_signature_covers_rfc8785_canonical_json(tmp_path: Path) -> None:
@@ -181,7 +227,7 @@ def test_signature_covers_rfc8785_canonical_json(tmp_path: Path) -> None:
     key = Ed25519PrivateKey.generate()
     handler_results: list[dict[str, Any]] = []
     conn = db.connect(tmp_path)
-    handler = CommandHandler(conn, DEVICE, key.public_key(), handler_results.append)
+    handler = CommandHandler(conn, DEVICE, [key.public_key()], handler_results.append)
     command_id = str(uuid.uuid4())
     issued = rfc3339(NOW - 1)
     canonical = f'{{"id":"{command_id}","issued_at":"{issued}","on":true,"x":{{"\U0001f600":1,"\ue000":2}}}}'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -12,9 +13,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
-from handoff.audit.keys import private_pem
+from handoff.audit.keys import private_pem, public_pem
 from handoff.clock import STA_UNSYNC, TIME_ERROR, synced_from_timex
 from handoff.config import Config, load_config
 from handoff.doctor.broker import check_broker, check_client_cert
@@ -83,6 +85,39 @@ def test_broker_with_a_wrong_ca_fails_and_says_which_setting_to_fix(tmp_path: Pa
         result = check_broker(config_for(tmp_path, ca, broker.port, ca_file=other).mqtt, timeout=5)
     assert result.status is Status.FAIL
     assert "not trusted" in result.detail and "mqtt.ca_file" in result.detail
+
+
+def test_broker_before_the_client_certificate_is_signed_checks_tls_only(tmp_path: Path, ca: Ca) -> None:
+    """Provisioning leaves a key and a CSR: the handshake against the CA is still worth checking."""
+    _, key = client_files(ca, tmp_path / "client")
+    with tls_broker(ca, tmp_path / "broker") as broker:
+        config = load_config(
+            write_config(
+                tmp_path, port=broker.port, ca=ca.write(tmp_path / "ca.pem"), cert=tmp_path / "unsigned.crt", key=key
+            )
+        )
+        result = check_broker(config.mqtt, timeout=5)
+    assert result.status is Status.WARN, result.line()
+    assert "TLS to 127.0.0.1" in result.detail and "no client certificate yet" in result.detail
+
+
+@pytest.mark.parametrize(
+    ("culprit", "complaint"),
+    [
+        ("ca_file", "mqtt.ca_file {ca}: not a usable CA certificate"),
+        ("key_file", "mqtt.cert_file {cert} / mqtt.key_file {key}: not a matching certificate and key"),
+    ],
+)
+def test_broker_check_names_the_tls_file_it_cannot_use(tmp_path: Path, ca: Ca, culprit: str, complaint: str) -> None:
+    """The message is the one `handoff run` gives (mqtt.connection.tls_context): key and file."""
+    cert, key = client_files(ca, tmp_path / "client")
+    files = {"ca": ca.write(tmp_path / "ca.pem"), "cert": cert, "key": key}
+    {"ca_file": files["ca"], "key_file": key}[culprit].write_text("not PEM\n")
+    with tls_broker(ca, tmp_path / "broker") as broker:
+        config = load_config(write_config(tmp_path, port=broker.port, **files))
+        result = check_broker(config.mqtt, timeout=5)
+    assert result.status is Status.FAIL, result.line()
+    assert f"TLS files unusable: {complaint.format(ca=files['ca'], cert=cert, key=key)}" in result.detail, result.detail
 
 
 def test_unreachable_broker_fails_naming_host_and_port(tmp_path: Path, ca: Ca) -> None:
@@ -238,6 +273,23 @@ def test_commands_check_warns_when_unsigned_commands_are_allowed(tmp_path: Path,
     path = write_config(tmp_path, **files, appliance={"command_key_file": str(bad_key)})
     broken = check_commands(load_config(path))
     assert broken.status is Status.FAIL and "appliance.command_key_file" in broken.detail
+
+
+def test_commands_check_names_every_key_of_a_rotation(tmp_path: Path) -> None:
+    """Old and new key both listed, by fingerprint, so the operator sees when the old one is gone."""
+    files = {"ca": tmp_path / "ca.pem", "cert": tmp_path / "c.pem", "key": tmp_path / "k.pem"}
+    old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    keys = tmp_path / "commands.pem"
+    keys.write_bytes(public_pem(old) + public_pem(new))
+    config = load_config(write_config(tmp_path, **files, appliance={"command_key_file": str(keys)}))
+    both = check_commands(config)
+    fingerprints = [hashlib.sha256(k.public_key().public_bytes_raw()).hexdigest()[:16] for k in (old, new)]
+    assert both.status is Status.PASS and f"(keys {fingerprints[0]}, {fingerprints[1]})" in both.detail
+    p256 = ec.generate_private_key(ec.SECP256R1()).public_key()
+    keys.write_bytes(public_pem(new) + p256.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    mixed = check_commands(config)
+    assert mixed.status is Status.FAIL and mixed.detail.startswith(f"appliance.command_key_file: {keys} holds a key")
+    assert "not Ed25519" in mixed.detail and "\n" not in mixed.detail
 
 
 def test_audit_check_says_whether_checkpoints_are_signed(tmp_path: Path) -> None:

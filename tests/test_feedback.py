@@ -13,16 +13,16 @@ from gpiozero.pins.mock import MockFactory
 from handoff.errors import ConfigError
 from handoff.feedback.board import Board, load_board, parse_board
 from handoff.feedback.cues import PATTERNS, Cue
-from handoff.feedback.output import GpioFeedback, NoFeedback, open_feedback
+from handoff.feedback.output import CueFeedback, GpioLights, NoFeedback, open_feedback
 from tests.kit.gpio import mock_pins
 
 BOARD = load_board("pi-cart-v1")
 
 
 @pytest.fixture
-def feedback() -> Iterator[tuple[GpioFeedback, MockFactory]]:
+def feedback() -> Iterator[tuple[CueFeedback, MockFactory]]:
     with mock_pins() as factory:
-        output = GpioFeedback(BOARD)
+        output = CueFeedback([GpioLights(BOARD)])
         yield output, factory
         output.close()
 
@@ -49,7 +49,7 @@ def settle(cue: Cue) -> None:
     ],
 )
 def test_each_cue_beeps_and_lights_as_clinicians_expect(
-    feedback: tuple[GpioFeedback, MockFactory], cue: Cue, beeps: int, lit: set[str]
+    feedback: tuple[CueFeedback, MockFactory], cue: Cue, beeps: int, lit: set[str]
 ) -> None:
     output, factory = feedback
     output.show(cue)
@@ -60,7 +60,7 @@ def test_each_cue_beeps_and_lights_as_clinicians_expect(
         assert not factory.pin(BOARD.pins[name]).state, f"{name} left on after the cue"
 
 
-def test_accepted_timing(feedback: tuple[GpioFeedback, MockFactory]) -> None:
+def test_accepted_timing(feedback: tuple[CueFeedback, MockFactory]) -> None:
     output, factory = feedback
     started = time.monotonic()
     output.show(Cue.ACCEPTED)
@@ -77,7 +77,7 @@ def test_accepted_timing(feedback: tuple[GpioFeedback, MockFactory]) -> None:
     assert last_off - first_on == pytest.approx(0.62, abs=0.08)
 
 
-def test_new_cue_preempts_the_running_one(feedback: tuple[GpioFeedback, MockFactory]) -> None:
+def test_new_cue_preempts_the_running_one(feedback: tuple[CueFeedback, MockFactory]) -> None:
     output, factory = feedback
     output.show(Cue.ACCEPTED)
     time.sleep(0.2)
@@ -87,7 +87,7 @@ def test_new_cue_preempts_the_running_one(feedback: tuple[GpioFeedback, MockFact
     assert not factory.pin(BOARD.pins["green"]).state and not factory.pin(BOARD.pins["red"]).state
 
 
-def test_ambient_state_and_offline_blink(feedback: tuple[GpioFeedback, MockFactory]) -> None:
+def test_ambient_state_and_offline_blink(feedback: tuple[CueFeedback, MockFactory]) -> None:
     output, factory = feedback
     output.set_ambient("in_use", online=True)
     time.sleep(0.1)
@@ -103,7 +103,7 @@ def test_ambient_state_and_offline_blink(feedback: tuple[GpioFeedback, MockFacto
     assert factory.pin(BOARD.pins["amber"]).state and not factory.pin(BOARD.pins["green"]).state
 
 
-def test_blocked_outbox_fault_is_red_on_top_of_the_state(feedback: tuple[GpioFeedback, MockFactory]) -> None:
+def test_blocked_outbox_fault_is_red_on_top_of_the_state(feedback: tuple[CueFeedback, MockFactory]) -> None:
     output, factory = feedback
     output.set_ambient("in_use", online=True, fault=True)
     time.sleep(0.1)

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,70 +28,15 @@ from handoff.ledger.database import engine_for, writing
 from handoff.ledger.ingest import Message, Recorder, evaluate
 from handoff.ledger.queries import who
 from handoff.ledger.schema import counters, devices, events, exceptions, metadata, sources, users
-from handoff.provision.render import render_toml
 from handoff.sim.fleet import SimAppliance, status
 from handoff.timefmt import rfc3339
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner, handoff_env
 from tests.kit.config import DEVICE, Layout
-from tests.kit.postgres import create_database, drop_database
+from tests.kit.ledger import Ledger, ledger_config
 from tests.test_appliance_e2e import ANA, BO, Running
 
 PREFIX = "handoff/v1"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.db'}"
-        return
-    url = create_database()
-    yield url
-    drop_database(url)
-
-
-@pytest.fixture
-def engine(database: str) -> Iterator[Engine]:
-    made = engine_for(database)
-    yield made
-    made.dispose()
-
-
-def ledger_config(root: Path, database: str, port: int, **mqtt: Any) -> Path:
-    path = root / f"ledger-{mqtt.get('client_id', 'handoff-ledger')}.toml"
-    tables = {
-        "ledger": {"database": database, "offline_after_s": 60},
-        "mqtt": {"url": f"mqtt://127.0.0.1:{port}", "allow_insecure": True, **mqtt},
-    }
-    path.write_text(render_toml(tables, {}))
-    return path
-
-
-class Ledger:
-    """`handoff ledger run` as a child process."""
-
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config, self.log = config, log
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "handoff", "ledger", "run", "-c", str(self.config)],
-                env=handoff_env(),
-                stderr=out,
-            )
-        self.starts += 1
-        deadline = time.monotonic() + 15
-        while self.log.read_text().count("connected to") < self.starts and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
-        assert self.process is not None
-        self.process.send_signal(sig)
-        self.process.wait(10)
-        self.process = None
 
 
 def sim_fleet(port: int, *, rate: int, events: int, appliances: int = 4) -> subprocess.Popen[bytes]:

@@ -1,7 +1,9 @@
-"""Ed25519 keys of the trail: the appliance's private signing key, and the public keys auditors trust.
+"""Ed25519 keys in PEM files: the appliance's private signing key, and the public keys it or others trust.
 
-Files are PEM. A public key file may hold several keys (every appliance of a site, or an old
-and a new key during a rotation): a checkpoint is good if any of them verifies it.
+A public key file may hold several keys (every appliance of a site, or an old and a new key
+during a rotation): a signature is good if any of them verifies it. The same loader reads
+`ledger.audit_keys`, `agent.keys_file` and `appliance.command_key_file`, each error naming
+the caller's config key.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from handoff.errors import ConfigError
 
-_PEM_BLOCK = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.DOTALL)
 
 
 def load_signing_key(path: Path, key_name: str = "audit.key_file") -> Ed25519PrivateKey:
@@ -39,16 +41,21 @@ def load_signing_key(path: Path, key_name: str = "audit.key_file") -> Ed25519Pri
 
 
 def load_public_keys(path: Path, key_name: str) -> list[Ed25519PublicKey]:
+    """Every PEM block must be an Ed25519 public key: a stray private key or certificate in the
+    file is refused rather than skipped, so a botched rotation shows at start, not as refusals."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{key_name}: {path} cannot be read: {exc.strerror}") from None
     keys: list[Ed25519PublicKey] = []
-    for block in _PEM_BLOCK.findall(data):
+    for block in _PEM_BLOCK.finditer(data):
+        label = block.group(1).decode("ascii")
+        if label != "PUBLIC KEY":
+            raise ConfigError(f"{key_name}: {path} holds a PEM block that is not a public key ({label})")
         try:
-            key = load_pem_public_key(block)
+            key = load_pem_public_key(block.group(0))
         except ValueError:
-            raise ConfigError(f"{key_name}: {path} holds a PEM block that is not a public key") from None
+            raise ConfigError(f"{key_name}: {path} holds a PEM public key block that does not parse") from None
         if not isinstance(key, Ed25519PublicKey):
             raise ConfigError(f"{key_name}: {path} holds a key that is not Ed25519")
         keys.append(key)

@@ -1,24 +1,30 @@
-"""`handoff ledger run | who | history | exceptions | users add` (SPEC section 10)."""
+"""`handoff ledger run | serve | who | history | exceptions | users add` (SPEC section 10)."""
 
 from __future__ import annotations
 
 import argparse
 import csv
 import getpass
+import logging
 import signal
+import ssl
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import uvicorn
 from argon2 import PasswordHasher
 from sqlalchemy import Engine, insert, select
 
 from handoff import compact_json
 from handoff.cli.run import configure_logging
-from handoff.errors import UsageError
+from handoff.errors import ConfigError, UsageError
 from handoff.ledger.config import LedgerConfig, load_ledger_config, resolve_ledger_config_path
+from handoff.ledger.console.app import create_app
+from handoff.ledger.console.logins import ROLES
 from handoff.ledger.consumer import Consumer
 from handoff.ledger.database import engine_for
 from handoff.ledger.queries import history, open_exceptions, who
@@ -26,6 +32,7 @@ from handoff.ledger.schema import audit_log, users
 from handoff.timefmt import rfc3339
 
 MIN_PASSWORD = 12
+log = logging.getLogger("handoff.ledger")
 
 
 def register(sub: Any) -> None:
@@ -43,6 +50,7 @@ def register(sub: Any) -> None:
         return parser
 
     command("run", "consume every appliance's events into the database until SIGTERM").set_defaults(func=_run)
+    command("serve", "the web console on [console] listen, until SIGTERM").set_defaults(func=_serve)
     asked = command("who", "who held DEVICE at TIME, and whether they were logged in")
     asked.add_argument("device")
     asked.add_argument("--at", required=True, metavar="TIME", help="RFC 3339, e.g. 2027-01-15T08:00:00Z")
@@ -63,7 +71,7 @@ def register(sub: Any) -> None:
     account_actions = accounts.add_subparsers(dest="users_action", required=True, metavar="ACTION")
     add = account_actions.add_parser("add", help="add an account; the password is read from standard input")
     add.add_argument("name")
-    add.add_argument("--role", choices=("viewer", "admin"), required=True)
+    add.add_argument("--role", choices=ROLES, required=True)
     add.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS)
     add.set_defaults(func=_add_user)
 
@@ -97,6 +105,44 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     consumer.run()
     return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config, engine = _open(args)
+    configure_logging()
+    console = config.console
+    if console.cert_file is not None and console.key_file is not None:
+        _check_tls_pair(console.cert_file, console.key_file)
+    with engine.connect() as conn:
+        if conn.execute(select(users.c.name).limit(1)).first() is None:
+            log.warning("no console accounts yet: add one with `handoff ledger users add NAME --role admin`")
+    scheme = "https" if console.tls else "http"
+    log.info("console at %s://%s/", scheme, console.listen)
+    uvicorn.run(
+        create_app(config, engine),
+        host=console.host,
+        port=console.port,
+        ssl_certfile=console.cert_file,
+        ssl_keyfile=console.key_file,
+        log_config=None,
+        server_header=False,
+        date_header=False,
+    )
+    return 0
+
+
+def _check_tls_pair(cert_file: Path, key_file: Path) -> None:
+    """The certificate and key load together, or one line says which file is at fault."""
+    for key, path in (("console.cert_file", cert_file), ("console.key_file", key_file)):
+        if not path.is_file():
+            raise ConfigError(f"{key} {path}: no such file", key=key)
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_file, key_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            f"console.cert_file {cert_file} / console.key_file {key_file}: not a certificate and its key ({exc})",
+            key="console.cert_file",
+        ) from None
 
 
 def _who(args: argparse.Namespace) -> int:

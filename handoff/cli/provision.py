@@ -17,19 +17,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
+import serial
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic.fields import FieldInfo
 
 from handoff.audit.keys import load_signing_key, private_pem, public_pem
-from handoff.config import READER_KINDS, SECTIONS, Config, default_reader_id, parse_config
+from handoff.config import READER_KINDS, SECTIONS, Config, OsdpReaderConfig, default_reader_id, parse_config
 from handoff.doctor.broker import check_broker
 from handoff.doctor.result import Status
 from handoff.errors import ConfigError, UsageError
 from handoff.provision.files import write_file
 from handoff.provision.pki import build_csr, generate_key, key_pem, load_key
 from handoff.provision.render import Value, render_toml
+from handoff.readers.osdp import install_site_key
+from handoff.readers.scbk import load_scbk, new_scbk, scbk_text
 
 DEFAULT_OUTPUT_DIR: Final = Path("/etc/handoff")
 CONFIG_NAME: Final = "handoff.toml"
@@ -150,6 +153,12 @@ def register(sub: Any) -> None:
     secret.add_argument("--generate-secret", action="store_true", help="generate a new site secret (first cart only)")
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, help="default /etc/handoff")
     parser.add_argument("--force", action="store_true", help="overwrite an existing config")
+    parser.add_argument(
+        "--osdp-install",
+        action="store_true",
+        help="give each OSDP reader, still in install mode (default key), the site key from its scbk file "
+        "(made if missing); once per reader",
+    )
     parser.add_argument("--no-broker-check", action="store_true", help="skip the broker check (offline bench)")
     parser.add_argument("--timeout", type=float, default=5.0, metavar="S", help="broker check timeout (default 5)")
     parser.set_defaults(func=_provision)
@@ -186,11 +195,35 @@ def _provision(args: argparse.Namespace) -> int:
     print(f"wrote {config_path}, {key_path} and {out / CSR_NAME} (reader {app.reader_id})")
     if not (out / CERT_NAME).exists():
         print(f"next: have the site CA sign {out / CSR_NAME} and save the certificate as {out / CERT_NAME}")
+    keyed = _install_osdp_keys(config) if args.osdp_install else True
     if args.no_broker_check:
-        return 0
+        return 0 if keyed else 1
     result = check_broker(config.mqtt, args.timeout)
     print(result.line())
-    return 1 if result.status is Status.FAIL else 0
+    return 1 if result.status is Status.FAIL or not keyed else 0
+
+
+def _install_osdp_keys(config: Config) -> bool:
+    """osdp_KEYSET on each OSDP reader; the key file is made first if this is the site's first reader."""
+    keyed = True
+    for index, reader in enumerate(config.readers):
+        if not isinstance(reader, OsdpReaderConfig):
+            continue
+        name = f"readers[{index}].scbk_file"
+        if not reader.scbk_file.exists():
+            write_file(reader.scbk_file, scbk_text(new_scbk()), 0o600)
+            print(f"made a new site key in {reader.scbk_file}; copy it to this site's other carts")
+        where = f"the OSDP reader at address {reader.address} on {reader.port}"
+        try:
+            problem = install_site_key(reader.port, reader.address, reader.baud, load_scbk(reader.scbk_file, name))
+        except (serial.SerialException, OSError) as exc:
+            problem = f"cannot open {reader.port}: {exc}"
+        if problem is None:
+            print(f"site key set on {where} (Secure Channel checked with it)")
+        else:
+            keyed = False
+            print(f"FAIL {where}: {problem}", file=sys.stderr)
+    return keyed
 
 
 def _audit_key(path: Path) -> Ed25519PrivateKey:

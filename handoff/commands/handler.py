@@ -23,7 +23,7 @@ class CommandHandler:
         self,
         conn: sqlite3.Connection,
         device_id: str,
-        key: Ed25519PublicKey | None,
+        command_keys: Sequence[Ed25519PublicKey],
         publish_result: PublishResult,
         *,
         allow_unsigned: bool = False,
@@ -31,7 +31,8 @@ class CommandHandler:
     ) -> None:
         self._conn = conn
         self._device_id = device_id
-        self._key = key
+        self._command_keys = command_keys
+        """appliance.command_key_file: during a rotation the old and the new key both sign commands."""
         self._activity_keys = activity_keys
         """The agents' keys (agent.keys_file): they may sign activity reports, and nothing else."""
         self._allow_unsigned = allow_unsigned
@@ -42,9 +43,7 @@ class CommandHandler:
 
         Never raises: the caller is the appliance's owning loop, which an exception would end.
         """
-        keys = [self._key] if self._key is not None else []
-        if name == "activity":
-            keys += self._activity_keys
+        keys = [*self._command_keys, *self._activity_keys] if name == "activity" else self._command_keys
         parsed = parse_command(name, payload, now, self._device_id, keys, allow_unsigned=self._allow_unsigned)
         if isinstance(parsed, Refusal):
             return self._refuse(name, now, parsed)

@@ -20,16 +20,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from handoff.config import MqttConfig
 from handoff.doctor.result import CheckResult, failed, passed, skipped, warned
 from handoff.errors import ConfigError
-from handoff.mqtt.connection import password
+from handoff.mqtt.connection import password, tls_context
 
 CERT_WARN_DAYS: Final = 30
-
-
-def tls_context(config: MqttConfig) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
-    if config.cert_file and config.key_file and config.cert_file.exists():
-        context.load_cert_chain(str(config.cert_file), str(config.key_file))
-    return context
 
 
 def check_broker(config: MqttConfig, timeout: float = 5.0) -> CheckResult:
@@ -42,11 +35,12 @@ def check_broker(config: MqttConfig, timeout: float = 5.0) -> CheckResult:
     if not config.tls:
         raw.close()
         return warned(name, f"{where} reachable without TLS (allow_insecure); use mqtts:// in production")
+    has_certificate = _has_client_certificate(config)
     try:
-        context = tls_context(config)
-    except (OSError, ssl.SSLError) as exc:
+        context = tls_context(config, client_certificate=has_certificate)
+    except ConfigError as exc:
         raw.close()
-        return failed(name, f"TLS files unusable: {exc}; check mqtt.ca_file, mqtt.cert_file and mqtt.key_file")
+        return failed(name, f"TLS files unusable: {exc}")
     try:
         with context.wrap_socket(raw, server_hostname=config.host):
             pass
@@ -60,9 +54,14 @@ def check_broker(config: MqttConfig, timeout: float = 5.0) -> CheckResult:
         return failed(name, f"TLS handshake with {where} failed: {exc}; check the broker's TLS listener")
     finally:
         raw.close()
-    if not (config.cert_file and config.cert_file.exists()):
+    if not has_certificate:
         return warned(name, f"TLS to {where} ok; no client certificate yet, so MQTT CONNECT was not tried")
     return _mqtt_connect(config, context, timeout)
+
+
+def _has_client_certificate(config: MqttConfig) -> bool:
+    """mqtt.cert_file is set but may not exist yet: provisioning writes a CSR for the site CA to sign."""
+    return config.cert_file is not None and config.cert_file.exists()
 
 
 def _mqtt_connect(config: MqttConfig, context: ssl.SSLContext, timeout: float) -> CheckResult:
@@ -94,7 +93,7 @@ def check_protocol(config: MqttConfig, timeout: float = 5.0) -> CheckResult:
     then only logs that the connection failed: this names the key and the value to set.
     """
     name = "broker protocol"
-    if config.tls and not (config.cert_file and config.cert_file.exists()):
+    if config.tls and not _has_client_certificate(config):
         return skipped(name, "no client certificate yet, so MQTT CONNECT cannot be tried")
     try:
         context = tls_context(config) if config.tls else None

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final, TypeVar
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from handoff import db
-from handoff.audit.keys import load_signing_key
+from handoff.audit.keys import load_public_keys, load_signing_key
 from handoff.badge_ref import load_secret
-from handoff.commands.keys import load_command_key
 from handoff.config import Config, load_config
 from handoff.doctor.result import CheckResult, failed, passed, skipped, warned
 from handoff.errors import HandoffError
@@ -46,11 +47,12 @@ def check_secret(config: Config) -> CheckResult:
 def check_commands(config: Config) -> CheckResult:
     """Who may command this cart: signed senders only, nobody, or (on a lab bench) anybody."""
     app = config.appliance
+    keys: list[Ed25519PublicKey] = []
     if app.command_key_file is not None:
         try:
-            load_command_key(app.command_key_file)
+            keys = load_public_keys(app.command_key_file, "appliance.command_key_file")
         except HandoffError as exc:
-            return failed("commands", f"{exc}; install the site's Ed25519 command public key (PEM)")
+            return failed("commands", f"{exc}; install the site's Ed25519 command public key(s) (PEM)")
     if app.allow_unsigned_commands:
         return warned(
             "commands",
@@ -59,7 +61,8 @@ def check_commands(config: Config) -> CheckResult:
         )
     if app.command_key_file is None:
         return passed("commands", "no appliance.command_key_file: every command is refused until one is set")
-    return passed("commands", f"only commands signed under {app.command_key_file} are obeyed")
+    fingerprints = ", ".join(_fingerprint(key) for key in keys)
+    return passed("commands", f"only commands signed under {app.command_key_file} are obeyed (keys {fingerprints})")
 
 
 def check_audit(config: Config) -> CheckResult:
@@ -74,8 +77,13 @@ def check_audit(config: Config) -> CheckResult:
         key = load_signing_key(config.audit.key_file)
     except HandoffError as exc:
         return failed("audit", f"{exc}; run handoff provision to make a new audit key and give auditors its .pub")
-    fingerprint = hashlib.sha256(key.public_key().public_bytes_raw()).hexdigest()[:16]
+    fingerprint = _fingerprint(key.public_key())
     return passed("audit", f"checkpoints are signed with {config.audit.key_file} (public key {fingerprint})")
+
+
+def _fingerprint(key: Ed25519PublicKey) -> str:
+    """Enough of the key's SHA-256 to tell keys apart, e.g. the old and new one during a rotation."""
+    return hashlib.sha256(key.public_bytes_raw()).hexdigest()[:16]
 
 
 def check_database(config: Config) -> CheckResult:

@@ -16,7 +16,13 @@ from handoff.doctor.local import (
     check_secret,
     check_seq_history,
 )
-from handoff.doctor.readers import check_nfc_readers, check_pcsc_readers
+from handoff.doctor.readers import (
+    check_keyboard_readers,
+    check_nfc_readers,
+    check_osdp_readers,
+    check_pcsc_readers,
+    check_reader_list,
+)
 from handoff.doctor.result import CheckResult, Status, skipped
 from handoff.doctor.system import PROC_MODULES, check_clock, check_gpio, check_nfc_kernel_modules
 
@@ -38,8 +44,11 @@ def run_checks(
     yield check_outbox(config)
     yield check_disk(config)
     yield check_nfc_kernel_modules(config, proc_modules)
+    yield check_reader_list(config)
     yield from check_nfc_readers(config)
     yield from check_pcsc_readers(config)
+    yield from check_keyboard_readers(config)
+    yield from check_osdp_readers(config)
     broker = check_broker(config.mqtt, broker_timeout)
     yield broker
     if broker.status is Status.FAIL:

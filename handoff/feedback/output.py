@@ -1,9 +1,11 @@
-"""Drives the outputs: one worker thread owns the pins; callers only ever enqueue.
+"""Drives the outputs: one worker thread owns them; callers only ever enqueue.
 
 `show()` never blocks the core: it drops the cue into a queue and returns. A cue plays whole:
 only a newer cue cuts it short, because the newest tap is the one the clinician is watching.
 An ambient change that arrives meanwhile (the loop sends one after every commit) waits until
 the cue is over. Between cues the ambient state is lit, with a slow amber blink while offline.
+The outputs are the cart's pins (`GpioLights`) and any reader that has its own LED and beeper
+(an OSDP reader): every frame is shown on all of them at once.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from typing import Final, Protocol, TypeAlias
 
 from gpiozero import LED, Buzzer, DigitalOutputDevice, GPIOZeroError
@@ -23,6 +26,15 @@ from handoff.feedback.cues import AMBIENT, FAULT, OFFLINE_BLINK_S, PATTERNS, UNC
 class Feedback(Protocol):
     def show(self, cue: Cue) -> None: ...
     def set_ambient(self, state: str, online: bool, fault: bool = False, warning: bool = False) -> None: ...
+    def close(self) -> None: ...
+
+
+class Lights(Protocol):
+    """A set of outputs named like a pin map's (green, red, amber, buzzer)."""
+
+    def light(self, lit: frozenset[str]) -> None:
+        """Exactly the outputs in `lit` on, the others off."""
+
     def close(self) -> None: ...
 
 
@@ -49,12 +61,26 @@ _BLINK: Final = object()
 _Item: TypeAlias = Cue | _Ambient | object
 
 
-class GpioFeedback:
+class GpioLights:
     def __init__(self, board: Board) -> None:
         self._outputs: dict[str, DigitalOutputDevice] = {
             name: (Buzzer if name == "buzzer" else LED)(pin, active_high=board.active_high, initial_value=False)
             for name, pin in board.pins.items()
         }
+
+    def light(self, lit: frozenset[str]) -> None:
+        for name, output in self._outputs.items():
+            if (name in lit) != bool(output.value):
+                output.value = name in lit
+
+    def close(self) -> None:
+        for output in self._outputs.values():
+            output.close()
+
+
+class CueFeedback:
+    def __init__(self, lights: Sequence[Lights]) -> None:
+        self._lights = tuple(lights)
         self._inbox: queue.Queue[_Item] = queue.Queue()
         self._ambient = _Ambient("available", True, False, False)
         self._thread = threading.Thread(target=self._run, name="feedback", daemon=True)
@@ -69,8 +95,8 @@ class GpioFeedback:
     def close(self) -> None:
         self._inbox.put(_CLOSE)
         self._thread.join(2.0)
-        for output in self._outputs.values():
-            output.close()
+        for lights in self._lights:
+            lights.close()
 
     def _run(self) -> None:
         blink_on = False
@@ -119,17 +145,17 @@ class GpioFeedback:
         return None
 
     def _light(self, lit: frozenset[str]) -> None:
-        for name, output in self._outputs.items():
-            if (name in lit) != bool(output.value):
-                output.value = name in lit
+        for lights in self._lights:
+            lights.light(lit)
 
 
-def open_feedback(board_name: str) -> Feedback:
+def open_feedback(board_name: str, readers: Sequence[Lights] = ()) -> Feedback:
+    """The board's pins (none for "none") and the readers' own outputs; NoFeedback if that is nothing."""
     if board_name == "none":
-        return NoFeedback()
+        return CueFeedback(readers) if readers else NoFeedback()
     board = load_board(board_name)
     try:
-        return GpioFeedback(board)
+        return CueFeedback([GpioLights(board), *readers])
     except GPIOZeroError as exc:
         raise ConfigError(
             f'feedback.board = "{board_name}" needs GPIO, which is not usable here ({exc}); '

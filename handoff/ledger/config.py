@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from handoff.config import MqttConfig, OptionalPath, Section, config_path, read_toml, seconds_field
-from handoff.config_errors import first_error
+from handoff.config_errors import KeyedValueError, first_error
 from handoff.errors import ConfigError
 
 DEFAULT_LEDGER_CONFIG_PATH: Final = Path("/etc/handoff/ledger.toml")
 LEDGER_CONFIG_ENV: Final = "HANDOFF_LEDGER_CONFIG"
 DAY: Final = 86400.0
+
+
+def _listen_address(listen: str) -> str:
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f'must be "HOST:PORT", e.g. "127.0.0.1:8080", got {listen!r}')
+    return listen
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _database_url(url: str) -> str:
@@ -36,7 +53,43 @@ class LedgerMqttConfig(MqttConfig):
 
 
 class ConsoleConfig(Section):
-    listen: str = "127.0.0.1:8080"
+    """Where `handoff ledger serve` listens, and how it is reached.
+
+    The console speaks TLS itself when `cert_file` and `key_file` are set; otherwise it expects a
+    TLS-terminating reverse proxy in front of it on the same host, so it listens on loopback only.
+    Its cookies are `Secure` either way; `allow_insecure` (plain HTTP to a browser on this very
+    machine, for a demo or a lab bench) is the one case without, and is refused off loopback.
+    """
+
+    listen: Annotated[str, AfterValidator(_listen_address)] = "127.0.0.1:8080"
+    cert_file: OptionalPath = None
+    key_file: OptionalPath = None
+    allow_insecure: bool = False
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+    @property
+    def tls(self) -> bool:
+        return self.cert_file is not None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ConsoleConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise KeyedValueError("key_file" if self.key_file is None else "cert_file", "must be set with its pair")
+        loopback = _is_loopback(self.host)
+        if not self.tls and not loopback:
+            raise KeyedValueError(
+                "listen", f"is {self.listen!r}, off loopback without TLS: set console.cert_file and console.key_file"
+            )
+        if self.allow_insecure and not loopback:
+            raise KeyedValueError("allow_insecure", 'is only for a console on loopback (listen = "127.0.0.1:PORT")')
+        return self
 
 
 class LedgerConfig(Section):

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from handoff.audit.chain import digest, genesis, link
 from handoff.audit.signature import signature_ok
+from handoff.ledger.queries import HELD, offline, overdue
 from handoff.ledger.schema import checkpoints, counters, devices, events, exceptions, receipts, sources
 
 log = logging.getLogger("handoff.ledger")
@@ -347,22 +348,23 @@ def evaluate(conn: Connection, now: float, overdue_after_s: float, offline_after
     """The exceptions that time alone opens and closes: overdue, appliance_offline, holds_many."""
     book = Exceptions(conn, now)
     for device in conn.execute(select(devices)).all():
-        held = device.state in ("in_use", "locked") and device.since is not None
-        if held and now - device.since > overdue_after_s:
+        if overdue(device.state, device.since, now, overdue_after_s):
             since = datetime.fromtimestamp(device.since, UTC).isoformat(timespec="seconds")
             book.open("overdue", device.device_id, "", device.device_id, f"held by {device.staff_id} since {since}")
         else:
             book.close("overdue", device.device_id)
-        if device.status == "offline":
-            book.open("appliance_offline", device.device_id, "", device.device_id, "its last will says offline")
-        elif now - device.last_heard > offline_after_s:
-            why = f"nothing heard for {now - device.last_heard:.0f} s"
+        if offline(device.status, device.last_heard, now, offline_after_s):
+            why = (
+                "its last will says offline"
+                if device.status == "offline"
+                else f"nothing heard for {now - device.last_heard:.0f} s"
+            )
             book.open("appliance_offline", device.device_id, "", device.device_id, why)
         else:
             book.close("appliance_offline", device.device_id)
     holders = conn.execute(
         select(devices.c.staff_id, func.count())
-        .where(devices.c.state.in_(("in_use", "locked")), devices.c.staff_id.is_not(None))
+        .where(devices.c.state.in_(HELD), devices.c.staff_id.is_not(None))
         .group_by(devices.c.staff_id)
     ).all()
     many = {staff: count for staff, count in holders if count > holds_many}

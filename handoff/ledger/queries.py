@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final, NamedTuple
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, select
 
-from handoff.ledger.schema import events, exceptions
+from handoff.ledger.schema import devices, events, exceptions
 
 CUSTODY: Final = ("checkout", "checkin")
 SESSION: Final = ("checkout", "reauth", "forced_logoff", "checkin")
+HELD: Final = ("in_use", "locked")
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,69 @@ class Interval:
 
 
 @dataclass(frozen=True)
-class OpenException:
+class Session:
+    """One session on a device: from a checkout or reauth to the logoff or checkin that ended it."""
+
+    device_id: str
+    staff_id: str
+    session_id: str | None
+    start: float
+    end: float | None
+    ended_by: str | None
+    logoff: str
+    """How its end stands: `confirmed`, `unconfirmed`, `pending`, or `n/a` (no agent, or still open)."""
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A device's custody intervals and sessions that overlap [since, until]."""
+
+    device_id: str
+    since: float
+    until: float
+    custody: list[Interval]
+    sessions: list[Session]
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One exception, open or closed, and whether someone has acknowledged it."""
+
     id: int
     type: str
     device_id: str
     source: str
+    key: str
     opened: float
+    closed: float | None
     detail: str
     acked_by: str | None
+    acked_at: float | None
+
+
+@dataclass(frozen=True)
+class DeviceNow:
+    """A device as the fleet page shows it: its appliance's last state and whether it is heard."""
+
+    device_id: str
+    site: str
+    state: str | None
+    staff_id: str | None
+    since: float | None
+    online: bool
+    last_heard: float
+    overdue: bool
+
+
+def overdue(state: str | None, since: float | None, now: float, overdue_after_s: float) -> bool:
+    """Held (in use or locked) for longer than the lending period: the one rule for the
+    `overdue` exception and the fleet page."""
+    return state in HELD and since is not None and now - since > overdue_after_s
+
+
+def offline(status: str | None, last_heard: float, now: float, offline_after_s: float) -> bool:
+    """Its last will said so, or nothing at all has been heard from it for `offline_after_s`."""
+    return status == "offline" or now - last_heard > offline_after_s
 
 
 def who(conn: Connection, device_id: str, at: float) -> Holder:
@@ -101,6 +157,94 @@ def history(
     return sorted(found, key=lambda interval: (interval.start, interval.device_id))
 
 
+def timeline(conn: Connection, device_id: str, since: float, until: float) -> Timeline:
+    """Read from the device's events since `since` only, opened with who held it then: a device
+    page costs what its window holds, not the device's whole past."""
+    opening = who(conn, device_id, since)
+    walk = _Walk(device_id, _answers(conn, device_id, since), opening)
+    for row in _rows(conn, device_id, since, until):
+        walk.take(row)
+    return Timeline(device_id, since, until, walk.finish(), walk.sessions)
+
+
+def fleet(
+    conn: Connection, now: float, overdue_after_s: float, offline_after_s: float, *, site: str | None = None
+) -> list[DeviceNow]:
+    query = select(devices).order_by(devices.c.site, devices.c.device_id)
+    if site:
+        query = query.where(devices.c.site == site)
+    return _described(conn, query, now, overdue_after_s, offline_after_s)
+
+
+def device(
+    conn: Connection, device_id: str, now: float, overdue_after_s: float, offline_after_s: float
+) -> DeviceNow | None:
+    found = _described(
+        conn, select(devices).where(devices.c.device_id == device_id), now, overdue_after_s, offline_after_s
+    )
+    return found[0] if found else None
+
+
+def _described(
+    conn: Connection, query: Select[Any], now: float, overdue_after_s: float, offline_after_s: float
+) -> list[DeviceNow]:
+    return [
+        DeviceNow(
+            row.device_id,
+            row.site,
+            row.state,
+            row.staff_id,
+            row.since,
+            not offline(row.status, row.last_heard, now, offline_after_s),
+            row.last_heard,
+            overdue(row.state, row.since, now, overdue_after_s),
+        )
+        for row in conn.execute(query)
+    ]
+
+
+def sites(conn: Connection) -> list[str]:
+    return list(conn.execute(select(devices.c.site).distinct().order_by(devices.c.site)).scalars())
+
+
+def holding(conn: Connection, staff_id: str) -> list[str]:
+    """The devices `staff_id` holds now, as their appliances last said."""
+    query = select(devices.c.device_id).where(devices.c.staff_id == staff_id, devices.c.state.in_(HELD))
+    return list(conn.execute(query.order_by(devices.c.device_id)).scalars())
+
+
+def flags(conn: Connection, *, device_id: str | None = None, closed_limit: int = 200) -> list[Flag]:
+    """Open exceptions oldest first, then the `closed_limit` most recently closed ones."""
+    query = select(exceptions)
+    if device_id is not None:
+        query = query.where(exceptions.c.device_id == device_id)
+    still_open = conn.execute(
+        query.where(exceptions.c.closed.is_(None)).order_by(exceptions.c.opened, exceptions.c.id)
+    ).all()
+    done = conn.execute(
+        query.where(exceptions.c.closed.is_not(None)).order_by(exceptions.c.closed.desc()).limit(closed_limit)
+    ).all()
+    return [
+        Flag(
+            row.id,
+            row.type,
+            row.device_id,
+            row.source,
+            row.key,
+            row.opened,
+            row.closed,
+            row.detail,
+            row.acked_by,
+            row.acked_at,
+        )
+        for row in (*still_open, *done)
+    ]
+
+
+def open_exceptions(conn: Connection) -> list[Flag]:
+    return [flag for flag in flags(conn, closed_limit=0) if flag.closed is None]
+
+
 @dataclass
 class _Holding:
     staff_id: str
@@ -118,43 +262,111 @@ class _Holding:
         return Interval(device_id, self.staff_id, self.start, end, how, self.sessions, standing)
 
 
-def _intervals(conn: Connection, device_id: str) -> Iterator[Interval]:
-    rows = conn.execute(
-        select(events.c.id, events.c.type, events.c.staff_id, events.c.at, events.c.reason, events.c.for_id)
-        .where(events.c.device_id == device_id)
-        .order_by(events.c.at, events.c.seq)
-    ).all()
-    answers: dict[str, str] = {}
-    for row in rows:
-        if (
-            row.type in ("logoff_confirmed", "logoff_unconfirmed")
-            and row.for_id
-            and answers.get(row.for_id) != "confirmed"
-        ):
-            answers[row.for_id] = "confirmed" if row.type == "logoff_confirmed" else "unconfirmed"
-    holding: _Holding | None = None
-    for row in rows:
+@dataclass
+class _Live:
+    staff_id: str
+    session_id: str | None
+    start: float
+
+
+class _Walk:
+    """Custody intervals and sessions, from a device's events in time order."""
+
+    def __init__(self, device_id: str, answers: dict[str, str], opening: Holder | None = None) -> None:
+        self._device_id, self._answers = device_id, answers
+        self.intervals: list[Interval] = []
+        self.sessions: list[Session] = []
+        self._holding: _Holding | None = None
+        self._live: _Live | None = None
+        if opening is not None and opening.staff_id is not None and opening.since is not None:
+            self._holding = _Holding(opening.staff_id, opening.since)
+            if opening.logged_in:
+                self._live = _Live(opening.staff_id, opening.session_id, opening.at)
+
+    def take(self, row: _Row) -> None:
         if row.type == "checkout":
-            if holding is not None:
-                yield holding.closed(device_id, row.at, "unknown")
-            holding = _Holding(row.staff_id, row.at)
-        elif holding is None:
-            continue
-        elif row.type == "reauth":
-            holding.sessions += 1
+            if self._holding is not None:
+                self._close(row.at, "unknown")
+            self._holding = _Holding(row.staff_id, row.at)
+            self._start_session(row)
+            return
+        if self._holding is None:
+            return
+        if row.type == "reauth":
+            self._holding.sessions += 1
+            self._start_session(row)
         elif row.type == "forced_logoff" or (row.type == "checkin" and row.reason == "returned"):
-            holding.ends.append(answers.get(row.id, "pending" if answers else "n/a"))
-        if holding is not None and row.type == "checkin":
-            yield holding.closed(device_id, row.at, row.reason)
-            holding = None
-    if holding is not None:
-        yield holding.closed(device_id, None, None)
+            answer = self._answers.get(row.id, "pending" if self._answers else "n/a")
+            self._holding.ends.append(answer)
+            self._end_session(row.at, row.reason, answer)
+        if row.type == "checkin":
+            self._end_session(row.at, row.reason, "n/a")
+            self._close(row.at, row.reason)
+
+    def finish(self) -> list[Interval]:
+        if self._live is not None:
+            self._end_session(None, None, "n/a")
+        if self._holding is not None:
+            self.intervals.append(self._holding.closed(self._device_id, None, None))
+            self._holding = None
+        return self.intervals
+
+    def _close(self, at: float, how: str | None) -> None:
+        assert self._holding is not None
+        self._end_session(at, "unknown", "n/a")
+        self.intervals.append(self._holding.closed(self._device_id, at, how))
+        self._holding = None
+
+    def _start_session(self, row: _Row) -> None:
+        self._end_session(row.at, "unknown", "n/a")
+        self._live = _Live(row.staff_id, row.session_id, row.at)
+
+    def _end_session(self, at: float | None, how: str | None, logoff: str) -> None:
+        if self._live is None:
+            return
+        live = self._live
+        self.sessions.append(Session(self._device_id, live.staff_id, live.session_id, live.start, at, how, logoff))
+        self._live = None
 
 
-def open_exceptions(conn: Connection) -> list[OpenException]:
-    rows = conn.execute(
-        select(exceptions).where(exceptions.c.closed.is_(None)).order_by(exceptions.c.opened, exceptions.c.id)
-    ).all()
-    return [
-        OpenException(row.id, row.type, row.device_id, row.source, row.opened, row.detail, row.acked_by) for row in rows
-    ]
+class _Row(NamedTuple):
+    id: str
+    type: str
+    staff_id: str
+    session_id: str | None
+    at: float
+    reason: str | None
+
+
+def _rows(conn: Connection, device_id: str, since: float | None = None, until: float | None = None) -> list[_Row]:
+    """Plain tuples rather than SQLAlchemy rows: a device page walks ten thousand of them."""
+    query = select(
+        events.c.id, events.c.type, events.c.staff_id, events.c.session_id, events.c.at, events.c.reason
+    ).where(events.c.device_id == device_id, events.c.type.in_(SESSION))
+    if since is not None:
+        query = query.where(events.c.at > since)
+    if until is not None:
+        query = query.where(events.c.at <= until)
+    return [_Row(*row) for row in conn.execute(query.order_by(events.c.at, events.c.seq))]
+
+
+def _answers(conn: Connection, device_id: str, since: float | None = None) -> dict[str, str]:
+    """Each session end's receipt outcome by the ending event's id; a late confirmation wins
+    over the `unconfirmed` before it."""
+    query = select(events.c.type, events.c.for_id).where(
+        events.c.device_id == device_id, events.c.type.in_(("logoff_confirmed", "logoff_unconfirmed"))
+    )
+    if since is not None:
+        query = query.where(events.c.at > since)
+    answers: dict[str, str] = {}
+    for row in conn.execute(query.order_by(events.c.at, events.c.seq)):
+        if row.for_id and answers.get(row.for_id) != "confirmed":
+            answers[row.for_id] = "confirmed" if row.type == "logoff_confirmed" else "unconfirmed"
+    return answers
+
+
+def _intervals(conn: Connection, device_id: str) -> Iterator[Interval]:
+    walk = _Walk(device_id, _answers(conn, device_id))
+    for row in _rows(conn, device_id):
+        walk.take(row)
+    yield from walk.finish()

@@ -141,3 +141,16 @@ audit_log = Table(
     Column("detail", Text, nullable=False),
 )
 """Console accounts made, logins, failures and acknowledgements: who did what, when."""
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_name", String(255), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+)
+"""Console logins, kept in the database so that a logout, an expiry or a restart of the
+console ends them for certain; only a SHA-256 of the session token is stored, so a copy of the
+database lets nobody in."""

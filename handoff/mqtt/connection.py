@@ -32,14 +32,19 @@ publish to `cmd/directory` would otherwise cost a 1 GB Pi its memory. The margin
 and properties."""
 
 
-def tls_context(config: MqttConfig) -> ssl.SSLContext:
+def tls_context(config: MqttConfig, *, client_certificate: bool = True) -> ssl.SSLContext:
+    """Raises a `ConfigError` naming the key and file that cannot be used.
+
+    `client_certificate=False` leaves mqtt.cert_file out: `handoff doctor` still tries the TLS
+    handshake on a cart whose certificate the site CA has not signed yet.
+    """
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     if config.ca_file is not None:
         try:
             context.load_verify_locations(cafile=str(config.ca_file))
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"mqtt.ca_file {config.ca_file}: not a usable CA certificate ({_why(exc)})") from None
-    if config.cert_file is not None and config.key_file is not None:
+    if client_certificate and config.cert_file is not None and config.key_file is not None:
         _readable(config.cert_file, "mqtt.cert_file")
         _readable(config.key_file, "mqtt.key_file")
         try:

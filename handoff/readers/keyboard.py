@@ -5,7 +5,8 @@ window that has the focus; one that cannot be grabbed is not read at all, and he
 It is grabbed only once no key is down (grabbing mid-keystroke leaves the key stuck for the
 desktop) and released on close. Bursts are decoded by `keystrokes.BurstDecoder`. A wedge read
 has no lasting presence, so each badge read is reported as an arrival and a departure at once.
-The device is found again after it is unplugged by looking every few seconds.
+A reader that is unplugged is found again and grabbed anew when it comes back: udev's
+announcement (`hotplug`) wakes the wait at once, the backoff is only the fallback.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import os
 import select
 import time
+from collections.abc import Callable
 from typing import Final
 
 import evdev
@@ -22,6 +24,7 @@ from evdev import ecodes
 
 from handoff.readers.backoff import reopen_delay
 from handoff.readers.base import BadgePresented, BadgeRemoved, Emit
+from handoff.readers.hotplug import InputHotplug
 from handoff.readers.keystrokes import BurstDecoder, Dropped, Read
 from handoff.readers.pacs import text_badge_bytes
 from handoff.readers.worker import ReaderWorker
@@ -30,6 +33,19 @@ log = logging.getLogger("handoff.readers")
 
 POLL_S: Final = 0.5
 RELEASE_WAIT_S: Final = 2.0
+
+
+def find_device(match: str) -> evdev.InputDevice[str] | None:
+    """The first event node that matches; evdev lists only the nodes this user may open."""
+    for path in evdev.list_devices():
+        try:
+            device = evdev.InputDevice(path)
+        except OSError:
+            continue
+        if matches(device, match):
+            return device
+        device.close()
+    return None
 
 
 def matches(device: evdev.InputDevice[str], match: str) -> bool:
@@ -43,6 +59,14 @@ def matches(device: evdev.InputDevice[str], match: str) -> bool:
     return match in device.name
 
 
+def grab_when_released(device: evdev.InputDevice[str], stopped: Callable[[], bool]) -> None:
+    """EVIOCGRAB once no key is down (for at most RELEASE_WAIT_S); raises OSError if another program holds it."""
+    deadline = time.monotonic() + RELEASE_WAIT_S
+    while device.active_keys() and time.monotonic() < deadline and not stopped():
+        time.sleep(0.02)
+    device.grab()
+
+
 class KeyboardReader(ReaderWorker):
     kind = "keyboard"
 
@@ -54,16 +78,17 @@ class KeyboardReader(ReaderWorker):
         """The read loop wakes every POLL_S to look at the stop flag."""
 
     def _run(self, emit: Emit) -> None:
+        hotplug = InputHotplug()
         failures = 0
         while not self._stop.is_set():
-            device = self._find()
+            device = find_device(self.match)
             if device is None:
                 failures += 1
                 self._set_health(False, f"no input device matches {self.match!r}; plug the reader in")
-                self._stop.wait(reopen_delay(failures))
+                self._wait_for_device(hotplug, reopen_delay(failures))
                 continue
             try:
-                self._grab(device)
+                grab_when_released(device, self._stop.is_set)
             except OSError as exc:
                 failures += 1
                 self._set_health(
@@ -87,22 +112,12 @@ class KeyboardReader(ReaderWorker):
                     device.ungrab()
                 device.close()
 
-    def _find(self) -> evdev.InputDevice[str] | None:
-        for path in evdev.list_devices():
-            try:
-                device = evdev.InputDevice(path)
-            except OSError:
-                continue
-            if matches(device, self.match):
-                return device
-            device.close()
-        return None
-
-    def _grab(self, device: evdev.InputDevice[str]) -> None:
-        deadline = time.monotonic() + RELEASE_WAIT_S
-        while device.active_keys() and time.monotonic() < deadline and not self._stop.is_set():
-            time.sleep(0.02)
-        device.grab()
+    def _wait_for_device(self, hotplug: InputHotplug, delay: float) -> None:
+        """Until a new input node appears, `delay` passes, or close(): in POLL_S slices, so close() is prompt."""
+        deadline = time.monotonic() + delay
+        while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            if hotplug.wait_for_arrival(min(left, POLL_S)):
+                return
 
     def _read(self, device: evdev.InputDevice[str], emit: Emit) -> None:
         decoder = BurstDecoder()

@@ -18,7 +18,6 @@ from handoff.badge_ref import load_secret
 from handoff.clock import clock_synced
 from handoff.cloudevents import source
 from handoff.commands.handler import CommandHandler
-from handoff.commands.keys import load_command_key
 from handoff.config import Config
 from handoff.disk import disk_state
 from handoff.feedback.output import Feedback, open_feedback
@@ -69,12 +68,13 @@ def _checkpoint_policy(config: Config) -> CheckpointPolicy | None:
 def build(config: Config, new_id: Callable[[], str]) -> Parts:
     appliance_config = config.appliance
     secret = load_secret(appliance_config.badge_secret_file)
-    key = load_command_key(appliance_config.command_key_file) if appliance_config.command_key_file else None
+    command_file = appliance_config.command_key_file
+    command_keys = load_public_keys(command_file, "appliance.command_key_file") if command_file else []
     agent_keys = load_public_keys(config.agent.keys_file, "agent.keys_file") if config.agent is not None else []
     conn = db.connect_checked(appliance_config.data_dir)
     clock = SystemClock()
-    feedback = open_feedback(config.feedback.board)
     readers = build_readers(config.readers)
+    feedback = open_feedback(config.feedback.board, readers.lights())
     notifier = Notifier()
     owner: list[Appliance] = []
     """The publisher needs the loop's inbox and the loop needs the publisher: filled in below."""
@@ -105,7 +105,7 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
     commands = CommandHandler(
         conn,
         appliance_config.device_id,
-        key,
+        command_keys,
         publisher.publish_result,
         allow_unsigned=appliance_config.allow_unsigned_commands,
         activity_keys=agent_keys,

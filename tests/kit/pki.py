@@ -80,3 +80,13 @@ def write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
     )
     path.chmod(0o600)
     return path
+
+
+def server_certificate(ca: Ca, directory: Path) -> tuple[Path, Path]:
+    """A certificate for localhost and 127.0.0.1 signed by `ca`, and its key, as files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    return write_cert(ca.sign(name, key.public_key(), server=True), directory / "server.pem"), write_key(
+        key, directory / "server.key"
+    )

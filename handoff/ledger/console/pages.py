@@ -1,0 +1,431 @@
+"""What each console page answers. Reads go through `handoff.ledger.queries`, the same
+questions the CLI asks; every page with a table also answers `?format=csv`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from importlib.resources import files
+from typing import Any, Final, TypeVar
+from urllib.parse import urlencode
+
+from sqlalchemy import Connection, Engine, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+
+from handoff import __version__
+from handoff.ledger import queries
+from handoff.ledger.config import LedgerConfig
+from handoff.ledger.console.logins import Accounts, Login, Sessions, Throttle, audit, new_token, same
+from handoff.ledger.console.tables import csv_response
+from handoff.ledger.console.timeline import picture
+from handoff.ledger.schema import audit_log, devices, exceptions
+from handoff.timefmt import rfc3339
+
+DEVICE_WINDOW_S: Final = 7 * 86400
+STAFF_WINDOW_S: Final = 30 * 86400
+STATES: Final = ("in_use", "locked", "available", "maintenance")
+MAX_FIELD: Final = 255
+T = TypeVar("T")
+AUDIT_ROWS: Final = 500
+
+
+def when(epoch: float | None) -> str:
+    """Times on pages: RFC 3339 UTC to the second (the CSV keeps the milliseconds)."""
+    return "" if epoch is None else rfc3339(epoch)[:19] + "Z"
+
+
+def csv_url(request: Request) -> str:
+    """This page's address asking for its table as CSV."""
+    return f"{request.url.path}?{urlencode({**request.query_params, 'format': 'csv'})}"
+
+
+def instant(text: str | None, field: str) -> float | None:
+    """An RFC 3339 time, or what a browser's datetime-local field sends, taken as UTC."""
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise HTTPException(400, f"{field}: {text!r} is not a time; use e.g. 2027-01-15T08:00:00Z") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+class Site:
+    """What every page shares: the database, the settings, the clock, logins, the templates."""
+
+    def __init__(self, config: LedgerConfig, engine: Engine, clock: Callable[[], float]) -> None:
+        self.engine, self.clock = engine, clock
+        self.settings = config.ledger
+        self.secure = not config.console.allow_insecure
+        prefix = "__Host-" if self.secure else ""
+        self.cookie = f"{prefix}handoff-session"
+        self.login_cookie = f"{prefix}handoff-login"
+        self.sessions = Sessions(clock)
+        self.accounts = Accounts()
+        self.throttle = Throttle(clock)
+        self.templates = Jinja2Templates(directory=str(files("handoff.ledger.console") / "templates"))
+        self.templates.env.filters["when"] = when
+        self.templates.env.globals["version"] = __version__
+        self.templates.env.globals["csv_url"] = csv_url
+
+    def read(self, question: Callable[[Connection], T]) -> T:
+        with self.engine.connect() as conn:
+            return question(conn)
+
+    def write(self, change: Callable[[Connection], T]) -> T:
+        with self.engine.begin() as conn:
+            return change(conn)
+
+    def page(self, request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
+        login: Login | None = getattr(request.state, "login", None)
+        return self.templates.TemplateResponse(request, name, {"login": login, **context}, status_code=status_code)
+
+    def set_cookie(self, response: Response, name: str, value: str) -> None:
+        """A browser-session cookie: gone when the browser closes, and void on the server anyway
+        once the session it names ends."""
+        response.set_cookie(name, value, path="/", secure=self.secure, httponly=True, samesite="strict")
+
+    def forget_cookie(self, response: Response, name: str) -> None:
+        response.delete_cookie(name, path="/", secure=self.secure, httponly=True, samesite="strict")
+
+
+def _login(request: Request) -> Login:
+    login: Login = request.state.login
+    return login
+
+
+def _csv(request: Request) -> bool:
+    return request.query_params.get("format") == "csv"
+
+
+def _local(target: str | None) -> str:
+    """Where to go after login: a path on this console only, never another site."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return "/fleet"
+
+
+def _field(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value[:MAX_FIELD] if isinstance(value, str) else ""
+
+
+class Pages:
+    def __init__(self, site: Site) -> None:
+        self._site = site
+
+    async def _posted(self, request: Request, expected: str | None) -> FormData:
+        """The form of a POST, refused (403) unless it carries the CSRF token of this session
+        (or, for the login form, of this browser's login cookie)."""
+        form = await request.form()
+        if expected is None or not same(_field(form, "csrf") or None, expected):
+            raise HTTPException(403, "this form has expired or did not come from this console; reload the page")
+        return form
+
+    async def home(self, request: Request) -> Response:
+        return RedirectResponse("/fleet", status_code=303)
+
+    async def healthz(self, request: Request) -> Response:
+        try:
+            await run_in_threadpool(self._site.read, lambda conn: conn.execute(text("SELECT 1")))
+        except SQLAlchemyError:
+            return PlainTextResponse("database unreachable\n", status_code=503)
+        return PlainTextResponse("ok\n")
+
+    async def login_form(self, request: Request, problem: str = "", status_code: int = 200) -> Response:
+        """The form, with the token its POST must return. A browser that already has one keeps
+        it: several tabs, or a stray request that lands here, must not void each other's forms."""
+        given = request.cookies.get(self._site.login_cookie, "")
+        token = given if len(given) == len(new_token()) else new_token()
+        response = self._site.page(
+            request,
+            "login.html",
+            status_code,
+            csrf=token,
+            next=_local(request.query_params.get("next")),
+            problem=problem,
+        )
+        self._site.set_cookie(response, self._site.login_cookie, token)
+        return response
+
+    async def login(self, request: Request) -> Response:
+        site = self._site
+        form = await self._posted(request, request.cookies.get(site.login_cookie))
+        name, password = _field(form, "name"), str(form.get("password") or "")
+        address = request.client.host if request.client else "unknown"
+        now = site.clock()
+        wait = site.throttle.wait_s(name, address)
+        if wait > 0:
+            await run_in_threadpool(site.write, lambda conn: audit(conn, now, name, "login_throttled", address))
+            minutes = max(1, round(wait / 60))
+            response = await self.login_form(request, f"Too many failed logins. Try again in {minutes} minute(s).", 429)
+            response.headers["retry-after"] = str(int(wait) + 1)
+            return response
+
+        def check(conn: Connection) -> tuple[str, str] | None:
+            role = site.accounts.check(conn, name, password)
+            if role is None:
+                audit(conn, now, name, "login_failed", address)
+                return None
+            audit(conn, now, name, "login", address)
+            return site.sessions.begin(conn, name, request.cookies.get(site.cookie))
+
+        begun = await run_in_threadpool(site.write, check)
+        if begun is None:
+            site.throttle.failed(name, address)
+            return await self.login_form(request, "Wrong name or password.", 401)
+        site.throttle.succeeded(name)
+        token, _ = begun
+        response = RedirectResponse(_local(_field(form, "next")), status_code=303)
+        site.set_cookie(response, site.cookie, token)
+        site.forget_cookie(response, site.login_cookie)
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        site, login = self._site, _login(request)
+        await self._posted(request, login.csrf)
+        token = request.cookies.get(site.cookie, "")
+
+        def end(conn: Connection) -> None:
+            site.sessions.end(conn, token)
+            audit(conn, site.clock(), login.user, "logout", "")
+
+        await run_in_threadpool(site.write, end)
+        response = RedirectResponse("/login", status_code=303)
+        site.forget_cookie(response, site.cookie)
+        return response
+
+    async def fleet(self, request: Request) -> Response:
+        site, settings = self._site, self._site.settings
+        chosen_site = request.query_params.get("site") or None
+        chosen_state = request.query_params.get("state") or None
+        now = site.clock()
+
+        def read(conn: Connection) -> tuple[list[queries.DeviceNow], list[str]]:
+            rows = queries.fleet(conn, now, settings.overdue_after_s, settings.offline_after_s, site=chosen_site)
+            return rows, queries.sites(conn)
+
+        rows, sites = await run_in_threadpool(site.read, read)
+        counts = {state: sum(1 for row in rows if row.state == state) for state in STATES}
+        counts["overdue"] = sum(1 for row in rows if row.overdue)
+        counts["offline"] = sum(1 for row in rows if not row.online)
+        counts["devices"] = len(rows)
+        shown = [row for row in rows if chosen_state is None or row.state == chosen_state]
+        if _csv(request):
+            return csv_response(
+                "fleet",
+                ["device_id", "site", "state", "staff_id", "since", "appliance", "last_heard", "overdue"],
+                (
+                    [
+                        r.device_id,
+                        r.site,
+                        r.state,
+                        r.staff_id,
+                        rfc3339(r.since) if r.since is not None else None,
+                        "online" if r.online else "offline",
+                        rfc3339(r.last_heard),
+                        "yes" if r.overdue else "no",
+                    ]
+                    for r in shown
+                ),
+            )
+        return site.page(
+            request,
+            "fleet.html",
+            rows=shown,
+            counts=counts,
+            sites=sites,
+            states=STATES,
+            chosen_site=chosen_site or "",
+            chosen_state=chosen_state or "",
+            now=now,
+        )
+
+    async def device(self, request: Request) -> Response:
+        site, settings = self._site, self._site.settings
+        device_id = request.path_params["device_id"]
+        now = site.clock()
+        until = instant(request.query_params.get("until"), "until") or now
+        since = instant(request.query_params.get("since"), "since") or until - DEVICE_WINDOW_S
+        if since >= until:
+            raise HTTPException(400, "since: must be before until")
+
+        def read(conn: Connection) -> tuple[Any, queries.Timeline, list[queries.Flag]]:
+            found = queries.device(conn, device_id, now, settings.overdue_after_s, settings.offline_after_s)
+            return found, queries.timeline(conn, device_id, since, until), queries.flags(conn, device_id=device_id)
+
+        found, line, flags = await run_in_threadpool(site.read, read)
+        if found is None and not line.custody and not flags:
+            raise HTTPException(404, f"no device {device_id!r} in the ledger")
+        if "since" not in request.query_params:
+            line = _zoomed(line)
+        if _csv(request):
+            return csv_response(
+                f"{device_id}-custody",
+                ["device_id", "staff_id", "from", "to", "ended_by", "sessions", "logoffs"],
+                (_interval_row(held) for held in line.custody),
+            )
+        return site.page(
+            request,
+            "device.html",
+            device_id=device_id,
+            device=found,
+            line=line,
+            picture=picture(line),
+            flags=flags,
+            since=when(line.since),
+            until=when(line.until),
+        )
+
+    async def staff(self, request: Request) -> Response:
+        site = self._site
+        staff_id = request.path_params["staff_id"]
+        now = site.clock()
+        until = instant(request.query_params.get("until"), "until") or now
+        since = instant(request.query_params.get("since"), "since") or until - STAFF_WINDOW_S
+
+        def read(conn: Connection) -> tuple[list[str], list[queries.Interval]]:
+            held = queries.holding(conn, staff_id)
+            return held, queries.history(conn, staff_id=staff_id, since=since, until=until)
+
+        held, intervals = await run_in_threadpool(site.read, read)
+        if _csv(request):
+            return csv_response(
+                f"{staff_id}-history",
+                ["device_id", "staff_id", "from", "to", "ended_by", "sessions", "logoffs"],
+                (_interval_row(interval) for interval in intervals),
+            )
+        return site.page(
+            request,
+            "staff.html",
+            staff_id=staff_id,
+            held=held,
+            intervals=intervals,
+            since=when(since),
+            until=when(until),
+        )
+
+    async def exceptions(self, request: Request) -> Response:
+        site = self._site
+        flags = await run_in_threadpool(site.read, queries.flags)
+        if _csv(request):
+            return csv_response(
+                "exceptions",
+                ["id", "type", "device_id", "source", "opened", "closed", "detail", "acked_by", "acked_at"],
+                (
+                    [
+                        f.id,
+                        f.type,
+                        f.device_id,
+                        f.source,
+                        rfc3339(f.opened),
+                        rfc3339(f.closed) if f.closed is not None else None,
+                        f.detail,
+                        f.acked_by,
+                        rfc3339(f.acked_at) if f.acked_at is not None else None,
+                    ]
+                    for f in flags
+                ),
+            )
+        return site.page(request, "exceptions.html", flags=flags)
+
+    async def acknowledge(self, request: Request) -> Response:
+        site, login = self._site, _login(request)
+        flag_id: int = request.path_params["flag_id"]
+        await self._posted(request, login.csrf)
+        if not login.admin:
+            raise HTTPException(403, "only an admin acknowledges exceptions")
+        now = site.clock()
+
+        def ack(conn: Connection) -> bool:
+            done = conn.execute(
+                update(exceptions)
+                .where(exceptions.c.id == flag_id, exceptions.c.acked_by.is_(None))
+                .values(acked_by=login.user, acked_at=now)
+            ).rowcount
+            if done:
+                row = conn.execute(select(exceptions).where(exceptions.c.id == flag_id)).one()
+                audit(conn, now, login.user, "exception_acknowledged", f"#{flag_id} {row.type} {row.key}")
+            return bool(done)
+
+        if not await run_in_threadpool(site.write, ack):
+            raise HTTPException(404, f"no exception #{flag_id} waiting for acknowledgement")
+        return RedirectResponse("/exceptions", status_code=303)
+
+    async def audit(self, request: Request) -> Response:
+        """The console's own trail, for the security officer: admins only."""
+        if not _login(request).admin:
+            raise HTTPException(403, "only an admin reads the console's audit trail")
+        query = select(audit_log).order_by(audit_log.c.at.desc(), audit_log.c.id.desc()).limit(AUDIT_ROWS)
+        entries = await run_in_threadpool(self._site.read, lambda conn: conn.execute(query).all())
+        if _csv(request):
+            return csv_response(
+                "console-audit",
+                ["at", "actor", "action", "detail"],
+                ([rfc3339(e.at), e.actor, e.action, e.detail] for e in entries),
+            )
+        return self._site.page(request, "audit.html", entries=entries, limit=AUDIT_ROWS)
+
+    async def who(self, request: Request) -> Response:
+        site = self._site
+        device_id = (request.query_params.get("device") or "").strip()
+        at = instant(request.query_params.get("at"), "at")
+
+        def read(conn: Connection) -> tuple[list[str], queries.Holder | None]:
+            known = list(conn.execute(select(devices.c.device_id).order_by(devices.c.device_id)).scalars())
+            return known, queries.who(conn, device_id, at) if device_id and at is not None else None
+
+        known, holder = await run_in_threadpool(site.read, read)
+        if _csv(request) and holder is not None:
+            return csv_response(
+                f"{device_id}-who",
+                ["device_id", "at", "staff_id", "since", "logged_in", "session_id"],
+                [
+                    [
+                        holder.device_id,
+                        rfc3339(holder.at),
+                        holder.staff_id,
+                        rfc3339(holder.since) if holder.since is not None else None,
+                        "true" if holder.logged_in else "false",
+                        holder.session_id,
+                    ]
+                ],
+            )
+        at_text = request.query_params.get("at") or ""
+        return site.page(request, "who.html", known=known, device_id=device_id, at=at_text, holder=holder)
+
+
+def _zoomed(line: queries.Timeline) -> queries.Timeline:
+    """The default window narrowed to where something happened: a cart first used an hour ago
+    is not a sliver at the right end of a week."""
+    starts = [held.start for held in line.custody] + [session.start for session in line.sessions]
+    if not starts or min(starts) <= line.since:
+        return line
+    first = min(starts)
+    return replace(line, since=max(line.since, first - max(1.0, (line.until - first) * 0.05)))
+
+
+def _interval_row(held: queries.Interval) -> list[Any]:
+    return [
+        held.device_id,
+        held.staff_id,
+        rfc3339(held.start),
+        rfc3339(held.end) if held.end is not None else None,
+        held.ended_by,
+        held.sessions,
+        held.logoffs,
+    ]
+
+
+async def error_page(request: Request, exc: Exception) -> Response:
+    """HTTP errors as a page a person can read (and act on), not a bare status line."""
+    assert isinstance(exc, HTTPException)
+    site: Site = request.app.state.site
+    return site.page(request, "error.html", exc.status_code, status=exc.status_code, detail=exc.detail)

@@ -1,0 +1,116 @@
+"""`handoff ledger run` and `handoff ledger serve` as child processes, with their config."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from handoff.provision.render import render_toml
+from tests.kit.cli import handoff_env
+from tests.kit.net import free_tcp_port, wait_listening
+
+
+def ledger_config(
+    root: Path, database: str, port: int, console: dict[str, Any] | None = None, name: str = "", **mqtt: Any
+) -> Path:
+    path = root / f"ledger-{name or mqtt.get('client_id', 'handoff-ledger')}.toml"
+    tables: dict[str, Any] = {
+        "ledger": {"database": database, "offline_after_s": 60},
+        "mqtt": {"url": f"mqtt://127.0.0.1:{port}", "allow_insecure": True, **mqtt},
+    }
+    if console is not None:
+        tables["console"] = console
+    path.write_text(render_toml(tables, {}))
+    return path
+
+
+class Ledger:
+    """`handoff ledger run` as a child process."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config, self.log = config, log
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "handoff", "ledger", "run", "-c", str(self.config)],
+                env=handoff_env(),
+                stderr=out,
+            )
+        self.starts += 1
+        deadline = time.monotonic() + 15
+        while self.log.read_text().count("connected to") < self.starts and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        self.process.wait(10)
+        self.process = None
+
+
+def add_user(config: Path, name: str, role: str, password: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "handoff", "ledger", "users", "add", name, "--role", role, "-c", str(config)],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        env=handoff_env(),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+class Console:
+    """`handoff ledger serve` as a child process on a free loopback port: over TLS when the
+    config names a certificate, else plain HTTP with `allow_insecure` (loopback only)."""
+
+    def __init__(self, root: Path, database: str, broker_port: int, tls: tuple[Path, Path] | None = None) -> None:
+        self.port = free_tcp_port()
+        console: dict[str, Any] = {"listen": f"127.0.0.1:{self.port}"}
+        if tls is None:
+            console["allow_insecure"] = True
+        else:
+            console["cert_file"], console["key_file"] = str(tls[0]), str(tls[1])
+        self.scheme = "https" if tls else "http"
+        self.config = ledger_config(root, database, broker_port, console, name="console")
+        self.log = root / "console.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def add_user(self, name: str, role: str, password: str) -> None:
+        add_user(self.config, name, role, password)
+
+    def __enter__(self) -> Console:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "handoff", "ledger", "serve", "-c", str(self.config)],
+                env=handoff_env(),
+                stderr=out,
+            )
+        wait_listening(self.process, self.port, self.log)
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
