@@ -13,17 +13,21 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import Engine, func, select
 
-from handoff.ledger.database import engine_for
+from handoff.ledger.consumer import RECEIVE_MAXIMUM
+from handoff.ledger.database import engine_for, writing
 from handoff.ledger.ingest import Message, Recorder, evaluate
 from handoff.ledger.queries import who
-from handoff.ledger.schema import counters, devices, events, exceptions, sources, users
+from handoff.ledger.schema import counters, devices, events, exceptions, metadata, sources, users
 from handoff.sim.fleet import SimAppliance, status
 from handoff.timefmt import rfc3339
 from tests.kit.broker import Broker
@@ -33,6 +37,18 @@ from tests.kit.ledger import Ledger, ledger_config
 from tests.test_appliance_e2e import ANA, BO, Running
 
 PREFIX = "handoff/v1"
+
+
+def sim_fleet(port: int, *, rate: int, events: int, appliances: int = 4) -> subprocess.Popen[bytes]:
+    """`handoff sim fleet` publishing `events` events (and as many retained states) in all."""
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "handoff", "sim", "fleet", "--appliances", str(appliances), "--rate", str(rate)),
+            *("--events", str(events), "--mqtt", f"mqtt://127.0.0.1:{port}"),
+        ],
+        env=handoff_env(),
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def wait_for(check: Any, timeout: float = 30.0) -> Any:
@@ -101,6 +117,13 @@ def test_a_shift_through_a_real_appliance_answers_who_and_history(
             ledger.kill(signal.SIGTERM)
 
 
+def test_the_migrated_schema_is_the_one_schema_py_describes(engine: Engine) -> None:
+    """Alembic's own comparison of the database its migrations made against the metadata."""
+    with engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+    assert differences == []
+
+
 def test_killed_again_and_again_mid_stream_the_ledger_stores_every_event_exactly_once(
     tmp_path: Path, cli: CliRunner, engine: Engine, database: str
 ) -> None:
@@ -108,25 +131,7 @@ def test_killed_again_and_again_mid_stream_the_ledger_stores_every_event_exactly
         ledger = Ledger(ledger_config(tmp_path, database, broker.port), tmp_path / "ledger.log")
         ledger.start()
         ledger.kill()
-        fleet = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "handoff",
-                "sim",
-                "fleet",
-                "--appliances",
-                "4",
-                "--rate",
-                "1500",
-                "--events",
-                "3000",
-                "--mqtt",
-                f"mqtt://127.0.0.1:{broker.port}",
-            ],
-            env=handoff_env(),
-            stdout=subprocess.DEVNULL,
-        )
+        fleet = sim_fleet(broker.port, rate=1500, events=3000)
         rng = random.Random()
         for _ in range(4):
             ledger.start()
@@ -143,6 +148,25 @@ def test_killed_again_and_again_mid_stream_the_ledger_stores_every_event_exactly
         assert sorted(held) == [(750, 750)] * 4
         assert conn.execute(select(func.count()).select_from(events).where(events.c.chain_ok.is_(False))).scalar() == 0
         assert not conn.execute(select(exceptions).where(exceptions.c.type.in_(("seq_gap", "chain_break")))).all()
+
+
+def test_a_backlog_larger_than_the_receive_maximum_is_held_within_it(
+    tmp_path: Path, engine: Engine, database: str
+) -> None:
+    """20,000 messages queued while the ledger was down. mosquitto 2.0.11 sends a resumed
+    session far more than the Receive Maximum the ledger announced (eclipse/mosquitto#2301): the
+    ledger must stop reading rather than hold them all."""
+    with Broker(tmp_path / "broker", extra="max_queued_messages 0") as broker:
+        ledger = Ledger(ledger_config(tmp_path, database, broker.port), tmp_path / "ledger.log")
+        ledger.start()
+        ledger.kill(signal.SIGTERM)
+        assert sim_fleet(broker.port, rate=50_000, events=10_000).wait(120) == 0
+        ledger.start()
+        assert wait_for(lambda: stored(engine) >= 10_000, 120), stored(engine)
+        ledger.kill(signal.SIGTERM)
+    taken, held = map(int, re.findall(r"(\d+) messages taken .* at most (\d+) held", ledger.log.read_text())[-1])
+    assert taken >= 20_000, taken
+    assert 0 < held <= RECEIVE_MAXIMUM, f"{held} messages held unacknowledged at once"
 
 
 def made(appliance: SimAppliance, count: int, start: float = 1_800_000_000.0) -> list[Message]:
@@ -164,6 +188,37 @@ def test_duplicates_and_reordering_across_sources_are_stored_once_and_verified(e
         assert not conn.execute(select(exceptions).where(exceptions.c.closed.is_(None))).all(), (
             "holes filled later close"
         )
+
+
+def test_two_ledgers_writing_at_once_take_turns_and_lose_no_watermark_or_link(engine: Engine) -> None:
+    """Two ledgers on `$share` get consecutive events of one appliance: seq 2 in one batch,
+    seq 3 in another, written at once. Each batch reads the watermark and the events around its
+    own before writing; were they to overlap, seq 3's batch would not see seq 2 (uncommitted),
+    leave the link between them unchecked, open a seq_gap and write back the old watermark."""
+    stream = made(SimAppliance("site", "WOW-1"), 3)
+    recorder = Recorder(PREFIX)
+    with writing(engine) as conn:
+        recorder.apply(conn, stream[:1], 1.0)
+
+    def other_ledger() -> None:
+        with writing(engine) as conn:
+            recorder.apply(conn, stream[2:], 2.0)
+
+    second = threading.Thread(target=other_ledger)
+    with writing(engine) as conn:
+        recorder.apply(conn, stream[1:2], 2.0)
+        second.start()
+        second.join(2.0)
+        assert second.is_alive(), "the second batch waits for the first to commit"
+    second.join(30)
+    with engine.connect() as conn:
+        assert conn.execute(select(sources.c.contiguous_upto, sources.c.max_seq)).one() == (3, 3)
+        assert conn.execute(select(events.c.seq, events.c.chain_ok).order_by(events.c.seq)).all() == [
+            (1, True),
+            (2, True),
+            (3, True),
+        ]
+        assert not conn.execute(select(exceptions)).all()
 
 
 def test_a_gap_opens_an_exception_that_closes_when_the_missing_events_arrive(engine: Engine) -> None:
@@ -304,25 +359,7 @@ def test_two_ledgers_on_a_shared_subscription_split_the_stream_and_lose_nothing_
         ]
         for ledger in ledgers:
             ledger.start()
-        fleet = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "handoff",
-                "sim",
-                "fleet",
-                "--appliances",
-                "4",
-                "--rate",
-                "1000",
-                "--events",
-                "3000",
-                "--mqtt",
-                f"mqtt://127.0.0.1:{broker.port}",
-            ],
-            env=handoff_env(),
-            stdout=subprocess.DEVNULL,
-        )
+        fleet = sim_fleet(broker.port, rate=1000, events=3000)
         assert wait_for(lambda: stored(engine) > 500)
         ledgers[1].kill()
         assert fleet.wait(60) == 0

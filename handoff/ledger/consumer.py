@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from handoff.audit.keys import load_public_keys
 from handoff.ledger.config import LedgerConfig
+from handoff.ledger.database import writing
 from handoff.ledger.ingest import Message, Recorder, evaluate
 from handoff.mqtt import connection
 
@@ -33,7 +34,8 @@ BATCH_WAIT_S: Final = 0.05
 EVALUATE_EVERY_S: Final = 1.0
 SESSION_EXPIRY_S: Final = 7 * 86400
 RECEIVE_MAXIMUM: Final = 4000
-"""Unacknowledged messages the broker may send at once: a batch must be able to fill."""
+"""Unacknowledged messages the broker may send at once, and the most the ledger holds: a batch
+must be able to fill while the one before it commits."""
 
 
 def subscriptions(config: LedgerConfig) -> list[str]:
@@ -51,7 +53,12 @@ class Consumer:
         keys = config.ledger.audit_keys
         self._recorder = Recorder(config.mqtt.topic_prefix, load_public_keys(keys, "ledger.audit_keys") if keys else [])
         self._pending: list[tuple[Message, int, int]] = []
-        self._arrived = threading.Condition()
+        self._held = 0
+        """Messages taken from paho and not yet acknowledged: pending, and in the batch committing."""
+        self._most_held = 0
+        lock = threading.Lock()
+        self._arrived = threading.Condition(lock)
+        self._room = threading.Condition(lock)
         self._stopping = threading.Event()
         self._committed = 0
         self._client = self._new_client()
@@ -94,9 +101,16 @@ class Consumer:
                     next_evaluation = self._clock() + EVALUATE_EVERY_S
                     self._evaluate()
         finally:
+            with self._room:
+                self._stopping.set()
+                self._room.notify()
             self._client.disconnect()
             self._client.loop_stop()
-            log.info("stopped; %d messages taken from the broker and committed in this run", self._committed)
+            log.info(
+                "stopped; %d messages taken from the broker and committed in this run, at most %d held at once",
+                self._committed,
+                self._most_held,
+            )
 
     def _take_batch(self) -> list[tuple[Message, int, int]]:
         with self._arrived:
@@ -108,15 +122,18 @@ class Consumer:
         return batch
 
     def _commit(self, batch: list[tuple[Message, int, int]]) -> None:
-        with self._engine.begin() as conn:
+        with writing(self._engine) as conn:
             self._recorder.apply(conn, [message for message, _, _ in batch], self._clock())
         for _, mid, qos in batch:
             self._client.ack(mid, qos)
         self._committed += len(batch)
+        with self._room:
+            self._held -= len(batch)
+            self._room.notify()
 
     def _evaluate(self) -> None:
         settings = self._config.ledger
-        with self._engine.begin() as conn:
+        with writing(self._engine) as conn:
             evaluate(conn, self._clock(), settings.overdue_after_s, settings.offline_after_s, settings.holds_many)
 
     def _on_connect(
@@ -145,7 +162,15 @@ class Consumer:
             log.warning("connection lost: %s; paho reconnects", reason)
 
     def _on_message(self, client: Client, userdata: object, message: MQTTMessage) -> None:
+        """On paho's network thread: waiting here, while the ledger holds RECEIVE_MAXIMUM
+        messages, is what stops paho reading from the socket. A message dropped on stopping is
+        not acknowledged, so the broker delivers it again to the next session."""
         with self._arrived:
+            self._room.wait_for(lambda: self._held < RECEIVE_MAXIMUM or self._stopping.is_set())
+            if self._stopping.is_set():
+                return
             self._pending.append((Message(message.topic, bytes(message.payload)), message.mid, message.qos))
+            self._held += 1
+            self._most_held = max(self._most_held, self._held)
             if len(self._pending) in (1, BATCH_MAX):
                 self._arrived.notify()

@@ -6,15 +6,21 @@ only after its commit, so the commit must survive power loss); PostgreSQL throug
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.resources import files
-from typing import Any
+from typing import Any, Final
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from handoff.errors import HandoffError
+
+WRITER_LOCK: Final = 0x68616E646F6666
+"""The PostgreSQL advisory lock a writing transaction holds ("handoff" in ASCII)."""
+_WRITER: Final = "handoff_ledger_writer"
 
 
 def engine_for(url: str) -> Engine:
@@ -24,12 +30,31 @@ def engine_for(url: str) -> Engine:
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     try:
         migrate(engine)
     except SQLAlchemyError as exc:
         where = url.rsplit("@", 1)[-1]
         raise HandoffError(f"ledger.database {where}: cannot be opened: {getattr(exc, 'orig', None) or exc}") from None
     return engine
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A transaction that reads the ledger's state and writes what follows from it, alone.
+
+    A batch reads its sources' watermarks, the events around its own and the open exceptions,
+    then writes: two ledgers on a shared subscription doing that at once would each miss the
+    other's uncommitted events, leave the link between them unchecked and write back stale
+    watermarks. So writing transactions take turns: on PostgreSQL under one advisory lock
+    (held to the commit), on SQLite by taking the write lock at BEGIN IMMEDIATE.
+    """
+    with engine.connect() as conn:
+        conn.execution_options(**{_WRITER: True})
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(WRITER_LOCK)))
+            yield conn
 
 
 def migrate(engine: Engine) -> None:
@@ -41,8 +66,15 @@ def migrate(engine: Engine) -> None:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """sqlite3's own transaction handling is turned off (it runs SELECTs outside any transaction):
+    `_sqlite_begin` starts each one instead, as SQLAlchemy's SQLite documentation advises."""
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITER) else "BEGIN")

@@ -11,15 +11,16 @@ outage) is simply in the right place, and nothing derived can disagree with the 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
+import orjson
+import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, String, and_, any_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from handoff.audit.chain import NotCanonical, digest, genesis, link
@@ -170,7 +171,7 @@ class Recorder:
         if not _insert_ignoring(conn, checkpoints, [row]):
             return
         held = conn.execute(select(events.c.payload).where(events.c.source == source, events.c.seq == data["seq"]))
-        chains = {json.loads(payload)["data"].get("chain") for (payload,) in held}
+        chains = {orjson.loads(payload)["data"].get("chain") for (payload,) in held}
         key = f"{source}#checkpoint{data['seq']}"
         if self._keys and not signed:
             detail = f"checkpoint at seq {data['seq']}: signature does not verify under ledger.audit_keys"
@@ -183,7 +184,7 @@ class Recorder:
         if not fresh:
             return
         ids = [item.body["id"] for item in fresh]
-        known = {row[0] for row in conn.execute(select(events.c.id).where(events.c.id.in_(ids)))}
+        known = _stored(conn, ids)
         new: dict[str, Fresh] = {}
         for item in fresh:
             if item.body["id"] not in known:
@@ -191,7 +192,6 @@ class Recorder:
         if not new:
             return
         ordered = sorted(new.values(), key=lambda item: (item.body["source"], item.body["data"]["seq"]))
-        _insert_ignoring(conn, events, [_row(item, book.now) for item in ordered])
         by_source: dict[str, list[Fresh]] = {}
         for item in ordered:
             by_source.setdefault(item.body["source"], []).append(item)
@@ -215,6 +215,9 @@ class _Sources:
         self._conn, self._book = conn, book
 
     def take(self, by_source: dict[str, list[Fresh]]) -> None:
+        """Check the new events' links against each other and the stored ones, store them with
+        that result (the links of stored events that waited for one of these are updated), and
+        move the watermarks."""
         conn = self._conn
         rows = {row.source: row for row in conn.execute(select(sources).where(sources.c.source.in_(list(by_source))))}
         around = or_(
@@ -224,20 +227,23 @@ class _Sources:
             )
         )
         held: dict[str, Held] = {}
-        mine = {item.body["id"]: item.body for items in by_source.values() for item in items}
         query = select(events.c.id, events.c.source, events.c.seq, events.c.payload, events.c.chain_ok).where(around)
         for event_id, source, seq, payload, chain_ok in conn.execute(query):
-            body = mine.get(event_id) or json.loads(payload)
-            held.setdefault(source, {}).setdefault(seq, []).append((event_id, body, chain_ok))
-        checked: list[dict[str, Any]] = []
-        marks: list[dict[str, Any]] = []
+            held.setdefault(source, {}).setdefault(seq, []).append((event_id, orjson.loads(payload), chain_ok))
         for source, items in by_source.items():
-            checked += self._links(source, items, held.get(source, {}))
-            marks.append(self._watermark(source, items, rows.get(source), held.get(source, {})))
+            for item in items:
+                held.setdefault(source, {}).setdefault(item.seq, []).append((item.body["id"], item.body, None))
+        checked: dict[str, bool] = {}
+        for source, items in by_source.items():
+            checked.update(self._links(source, items, held[source]))
+        new = [item for items in by_source.values() for item in items]
+        _insert_events(conn, [_row(item, checked.pop(item.body["id"], None), self._book.now) for item in new])
         if checked:
             conn.execute(
-                update(events).where(events.c.id == bindparam("event_id")).values(chain_ok=bindparam("ok")), checked
+                update(events).where(events.c.id == bindparam("event_id")).values(chain_ok=bindparam("ok")),
+                [{"event_id": event_id, "ok": ok} for event_id, ok in checked.items()],
             )
+        marks = [self._watermark(source, items, rows.get(source), held[source]) for source, items in by_source.items()]
         if fresh := [mark for mark in marks if mark["source"] not in rows]:
             conn.execute(insert(sources), fresh)
         if known := [{**mark, "key": mark["source"]} for mark in marks if mark["source"] in rows]:
@@ -252,16 +258,18 @@ class _Sources:
                 [{key: mark[key] for key in ("key", "first_seq", "contiguous_upto", "max_seq")} for mark in known],
             )
 
-    def _links(self, source: str, items: list[Fresh], by_seq: Held) -> list[dict[str, Any]]:
+    def _links(self, source: str, items: list[Fresh], by_seq: Held) -> dict[str, bool]:
+        """Whether each new event, and each stored one next after a new one that was still
+        waiting for it, links to the event before it; by id."""
         mine = {item.body["id"] for item in items}
         device = items[0].where.device_id
-        checked = []
+        checked = {}
         for seq in sorted({item.seq for item in items} | {item.seq + 1 for item in items}):
             for event_id, body, chain_ok in by_seq.get(seq, []):
                 if event_id in mine or chain_ok is None:
                     ok = _link_ok(source, seq, body, by_seq)
                     if ok is not None:
-                        checked.append({"event_id": event_id, "ok": ok})
+                        checked[event_id] = ok
                     if ok is False:
                         detail = f"seq {seq} does not link to seq {seq - 1}: altered, inserted or out of place"
                         self._book.open("chain_break", device, source, f"{source}#{seq}", detail)
@@ -458,7 +466,33 @@ def _insert_ignoring(conn: Connection, table: Any, rows: list[dict[str, Any]]) -
     return int(conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows).rowcount or 0)
 
 
-def _row(item: Fresh, now: float) -> dict[str, Any]:
+def _stored(conn: Connection, ids: list[str]) -> set[str]:
+    """Which of these event ids are stored. On PostgreSQL as `= ANY(array)`: one parameter, so
+    every batch sends the same statement, which psycopg parses once; `IN` with a batch's 2,000
+    ids is a new statement each time, 12 ms of the ledger's CPU against 3 ms."""
+    if conn.dialect.name == "postgresql":
+        among = events.c.id == any_(literal(ids, postgresql.ARRAY(String)))
+    else:
+        among = events.c.id.in_(ids)
+    return set(conn.execute(select(events.c.id).where(among)).scalars())
+
+
+def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """New events only (the batch asked which ids are stored, in a writing transaction that
+    runs alone). On PostgreSQL through psycopg's COPY: the hot statement of ingest, at about
+    3 us of the ledger's CPU per row against 19 us for an executemany INSERT through
+    SQLAlchemy, and a quarter of the server's time (bench/README.md)."""
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(events), rows)
+        return
+    columns = [column.name for column in events.columns]
+    raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
+    with raw.cursor() as cursor, cursor.copy(f"COPY events ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[column] for column in columns])
+
+
+def _row(item: Fresh, chain_ok: bool | None, now: float) -> dict[str, Any]:
     event, data = item.body, item.body["data"]
     return {
         "id": event["id"],
@@ -472,7 +506,7 @@ def _row(item: Fresh, now: float) -> dict[str, Any]:
         "reason": _text(data.get("reason")),
         "for_id": _text(data.get("for")),
         "at": item.at,
-        "chain_ok": None,
+        "chain_ok": chain_ok,
         "payload": item.raw,
         "received": now,
     }
@@ -501,9 +535,12 @@ def _checked_event(where: Route, body: dict[str, Any]) -> float:
 
 
 def _json_object(payload: bytes) -> dict[str, Any]:
+    """Parsed with orjson: a quarter of the standard parser's time on an event (1.6 us against
+    6.2 us), and every message is parsed. It refuses what an appliance never sends and the
+    standard parser lets through (NaN, lone surrogates, integers beyond 64 bits): not JSON."""
     try:
-        body = json.loads(payload)
-    except (ValueError, RecursionError):
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError:
         raise Refused("not_json") from None
     if not isinstance(body, dict):
         raise Refused("not_json")
