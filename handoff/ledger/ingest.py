@@ -544,7 +544,22 @@ def _json_object(payload: bytes) -> dict[str, Any]:
         raise Refused("not_json") from None
     if not isinstance(body, dict):
         raise Refused("not_json")
+    if b"\\u0000" in payload and _holds_nul(body):
+        raise Refused("nul_character")
     return body
+
+
+def _holds_nul(value: object) -> bool:
+    """A NUL character: JSON may carry one, PostgreSQL's text cannot, and one such message would
+    make every batch that holds it fail, again at each redelivery. Looked for only in the rare
+    message whose text holds the escape."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 def _text(value: object) -> str | None:
