@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import stat
 from pathlib import Path
 from typing import Final
 
 from handoff.errors import ConfigError
+from handoff.secret_file import read_private
 
 MIN_SECRET_BYTES: Final = 16
 
@@ -35,15 +35,7 @@ class BadgeSecret:
 def load_secret(path: Path) -> BadgeSecret:
     """Read the site secret, refusing one that is missing, empty, short or readable by others."""
     key = "appliance.badge_secret_file"
-    try:
-        mode = path.stat().st_mode
-        data = path.read_bytes().strip()
-    except FileNotFoundError:
-        raise ConfigError(f"{key}: {path} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"{key}: {path} cannot be read: {exc.strerror}") from None
-    if mode & (stat.S_IROTH | stat.S_IWOTH):
-        raise ConfigError(f"{key}: {path} is readable or writable by others; run: chmod 600 {path}")
+    data = read_private(path, key)
     if not data:
         raise ConfigError(f"{key}: {path} is empty")
     if len(data) < MIN_SECRET_BYTES:

@@ -11,11 +11,11 @@ give it the site key.
 from __future__ import annotations
 
 import secrets
-import stat
 from pathlib import Path
 from typing import Final
 
 from handoff.errors import ConfigError
+from handoff.secret_file import read_private
 
 SCBK_BYTES: Final = 16
 SCBK_D: Final = bytes(range(0x30, 0x40))
@@ -24,17 +24,11 @@ SCBK_D: Final = bytes(range(0x30, 0x40))
 
 def load_scbk(path: Path, key: str) -> bytes:
     """The site key from `path`; `key` names the config key (`readers[0].scbk_file`) in the one error line."""
+    data = read_private(path, key, missing_hint="; make one with: handoff provision --osdp-install")
     try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        raise ConfigError(f"{key}: {path} does not exist; make one with: handoff provision --osdp-install") from None
+        text = data.decode("ascii")
     except UnicodeDecodeError:
         raise ConfigError(f"{key}: {path} is not 32 hex digits (it holds non-ASCII bytes)") from None
-    except OSError as exc:
-        raise ConfigError(f"{key}: {path} cannot be read: {exc.strerror}") from None
-    if mode & (stat.S_IROTH | stat.S_IWOTH):
-        raise ConfigError(f"{key}: {path} is readable or writable by others; run: chmod 600 {path}")
     try:
         scbk = bytes.fromhex(text)
     except ValueError:

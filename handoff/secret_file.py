@@ -1,0 +1,25 @@
+"""Reading a site secret from a file, refused unless it is private.
+
+The badge secret and an OSDP reader's key are read the same way: a missing or unreadable file,
+or one that others may read or write, is one line naming the config key and what to do."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from handoff.errors import ConfigError
+
+
+def read_private(path: Path, key: str, *, missing_hint: str = "") -> bytes:
+    """The bytes of `path`, stripped; `missing_hint` follows "does not exist" in the error."""
+    try:
+        mode = path.stat().st_mode
+        data = path.read_bytes().strip()
+    except FileNotFoundError:
+        raise ConfigError(f"{key}: {path} does not exist{missing_hint}") from None
+    except OSError as exc:
+        raise ConfigError(f"{key}: {path} cannot be read: {exc.strerror}") from None
+    if mode & (stat.S_IROTH | stat.S_IWOTH):
+        raise ConfigError(f"{key}: {path} is readable or writable by others; run: chmod 600 {path}")
+    return data
