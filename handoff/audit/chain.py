@@ -1,7 +1,8 @@
 """How one event is linked to the one before it, so that no event can be edited, dropped,
 inserted or moved without breaking a link.
 
-    digest(E)   = SHA-256( RFC 8785 canonical JSON of event E with `data.chain` left out )
+    digest(E)   = SHA-256( RFC 8785 canonical JSON of event E with `data.chain` and
+                           `data.signature` left out )
     chain(E_1)  = SHA-256( genesis(source) || digest(E_1) )
     chain(E_n)  = SHA-256( chain(E_{n-1}) || digest(E_n) )        (raw 32-byte values)
     genesis(s)  = SHA-256( "handoff-chain-v1\\n" || s )
@@ -22,6 +23,7 @@ import rfc8785
 
 GENESIS_TAG: Final = b"handoff-chain-v1\n"
 SAFE_INTEGER: Final = 2**53 - 1
+UNLINKED: Final = frozenset({"chain", "signature"})
 
 
 def genesis(source: str) -> str:
@@ -30,8 +32,10 @@ def genesis(source: str) -> str:
 
 
 def digest(event: Mapping[str, Any]) -> bytes:
-    """SHA-256 of the event's canonical JSON without `data.chain`."""
-    data = {key: value for key, value in event["data"].items() if key != "chain"}
+    """SHA-256 of the event's canonical JSON without `data.chain` and `data.signature`: the
+    signature covers the link, so the link cannot cover the signature; and a trail links the
+    same whether or not its appliance signs."""
+    data = {key: value for key, value in event["data"].items() if key not in UNLINKED}
     return hashlib.sha256(canonical({**event, "data": data})).digest()
 
 
