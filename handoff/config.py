@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from handoff.config_errors import KeyedValueError, first_error
+from handoff.core.policy import AgentPolicy, Policy
 from handoff.errors import ConfigError
 
 DEFAULT_CONFIG_PATH: Final = Path("/etc/handoff/handoff.toml")
@@ -97,6 +98,9 @@ class PolicyConfig(Section):
     max_session_s: float = seconds_field(43200.0, 7 * DAY, "7 days")
     custody_timeout_s: float = seconds_field(86400.0, 30 * DAY, "30 days")
     retap_guard_s: float = seconds_field(2.0, 60.0, "1 minute", zero_ok=True)
+
+    def for_core(self) -> Policy:
+        return Policy(self.idle_timeout_s, self.max_session_s, self.custody_timeout_s, self.retap_guard_s)
 
 
 class MqttConfig(Section):
@@ -240,6 +244,9 @@ class AgentConfig(Section):
     keys_file: FilePath
     confirm_s: float = seconds_field(10.0, 3600.0, "1 hour")
     require_confirmed: bool = False
+
+    def for_core(self) -> AgentPolicy:
+        return AgentPolicy(self.confirm_s, self.require_confirmed)
 
 
 class AuditConfig(Section):

@@ -14,7 +14,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from handoff import db
-from handoff.agent.receipt import ActionOutcome, make_receipt
 from handoff.audit.keys import public_pem
 from handoff.badge_ref import load_secret
 from handoff.config import load_config
@@ -24,6 +23,7 @@ from handoff.feedback.board import load_board
 from handoff.feedback.cues import PATTERNS, Cue
 from handoff.feedback.output import CueFeedback, Feedback, GpioLights
 from handoff.readers.base import BadgePresented, BadgeRemoved
+from handoff.receipt import ActionOutcome, make_receipt
 from handoff.runtime.appliance import Appliance, ReceiptMessage, Stop
 from handoff.runtime.clock import Clock, SystemClock
 from handoff.store import Store

@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from handoff import db
 from handoff.audit.checkpoint import make_checkpoint
 from handoff.cloudevents import CONTENT_TYPE, EventContext, source, uuid7
-from handoff.config import AgentConfig, PolicyConfig
 from handoff.core.codec import state_summary
 from handoff.core.events import (
     CHECKIN_REASONS,
@@ -38,12 +37,13 @@ from handoff.core.inputs import (
     Tick,
 )
 from handoff.core.machine import step
+from handoff.core.policy import AgentPolicy, Policy
 from handoff.core.state import initial_state
 from handoff.store import Store
 from tests.asyncapi_schemas import document, validate_event, validator
 from tests.test_core_table import Cart
 
-POLICY = PolicyConfig(idle_timeout_s=10, max_session_s=25, custody_timeout_s=100, retap_guard_s=1)
+POLICY = Policy(idle_timeout_s=10, max_session_s=25, custody_timeout_s=100, retap_guard_s=1)
 CONTEXT = EventContext("st-elsewhere", "WOW-3N-07", "rdr-0042", clock_synced=True)
 
 
@@ -100,7 +100,7 @@ def scenario_events() -> list[Event]:
 def agent_events() -> list[Event]:
     """With an agent that must confirm: a return confirmed while the next badge waits, a
     handoff refused for want of a receipt and confirmed late, a logoff that failed."""
-    cart = Cart(agent=AgentConfig(keys_file=Path(__file__), confirm_s=5, require_confirmed=True))
+    cart = Cart(agent=AgentPolicy(confirm_s=5, require_confirmed=True))
     cart.new_id = lambda: uuid7(cart.now + next(cart.ids) / 1000)  # type: ignore[method-assign]
     made = [
         *cart.tap_and_lift("ana", ref="aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").events,

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from handoff.config import AgentConfig
 from handoff.core.codec import state_from_dict, state_to_dict
 from handoff.core.inputs import ForceLogoff, Receipt, SetMaintenance, Tick
 from handoff.core.machine import AWAITING_RECEIPT, next_deadline
+from handoff.core.policy import AgentPolicy
 from handoff.core.state import shifted
 from tests.test_core_table import POLICY, Cart, kinds
 
 CONFIRM_S = 10.0
 
 
-def agent(*, require: bool = False) -> AgentConfig:
-    return AgentConfig(keys_file=Path(__file__), confirm_s=CONFIRM_S, require_confirmed=require)
+def agent(*, require: bool = False) -> AgentPolicy:
+    return AgentPolicy(confirm_s=CONFIRM_S, require_confirmed=require)
 
 
 def with_agent(*, require: bool = False) -> Cart:

@@ -7,14 +7,14 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handoff.config import PolicyConfig
 from handoff.core.codec import state_from_dict, state_to_dict
 from handoff.core.events import Event
 from handoff.core.inputs import Activity, ForceLogoff, Input, Lift, Restart, Revoked, SetMaintenance, Tap, Tick
 from handoff.core.machine import IGNORED_PRESENT, IGNORED_RETAP, step
+from handoff.core.policy import Policy
 from handoff.core.state import State, initial_state
 
-POLICY = PolicyConfig(idle_timeout_s=30, max_session_s=100, custody_timeout_s=200, retap_guard_s=2)
+POLICY = Policy(idle_timeout_s=30, max_session_s=100, custody_timeout_s=200, retap_guard_s=2)
 STAFF = ["A", "B", "C"]
 READERS = ["nfc:usb", "pcsc:Virtual PCD 00 00"]
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
-from handoff.config import AgentConfig, PolicyConfig
 from handoff.core.events import Event
 from handoff.core.inputs import Activity, ForceLogoff, Input, Lift, Restart, Revoked, SetMaintenance, Tap, Tick
 from handoff.core.machine import IGNORED_PRESENT, IGNORED_RETAP, Outcome, next_deadline, step
+from handoff.core.policy import AgentPolicy, Policy
 from handoff.core.state import State, initial_state
 
-POLICY = PolicyConfig(idle_timeout_s=300, max_session_s=3600, custody_timeout_s=7200, retap_guard_s=2.0)
+POLICY = Policy(idle_timeout_s=300, max_session_s=3600, custody_timeout_s=7200, retap_guard_s=2.0)
 
 
 def tap(staff: str | None, *, reader: str = "nfc:usb", revoked: bool = False, ref: str | None = None) -> Tap:
@@ -27,7 +27,7 @@ class Cart:
     now: float = 1_000.0
     state: State = field(default_factory=lambda: initial_state(1_000.0))
     ids: itertools.count[int] = field(default_factory=itertools.count)
-    agent: AgentConfig | None = None
+    agent: AgentPolicy | None = None
 
     def new_id(self) -> str:
         return f"id-{next(self.ids)}"
@@ -81,7 +81,7 @@ def test_holder_tap_within_guard_is_ignored() -> None:
 
 def test_zero_guard_checks_in_at_once() -> None:
     cart = Cart()
-    policy = PolicyConfig(retap_guard_s=0)
+    policy = replace(POLICY, retap_guard_s=0)
     state = step(cart.state, tap("A"), 0.0, policy, cart.new_id).state
     state = step(state, Lift("nfc:usb", "ref-A"), 0.0, policy, cart.new_id).state
     assert [e.type for e in step(state, tap("A"), 0.0, policy, cart.new_id).events] == ["checkin"]

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from handoff.config import PcscReaderConfig
 from handoff.errors import ConfigError
-from handoff.piv.cak import cak_identify, load_anchors
 from handoff.readers.apdu import CardRejected
 from handoff.readers.base import BadgePresented, BadRead, ReaderEvent
+from handoff.readers.piv.cak import cak_identify, load_anchors
 from handoff.readers.registry import build_readers
 from handoff.sim.piv_card import PivApplet
 from tests.kit import pcscd

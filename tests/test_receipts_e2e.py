@@ -1,6 +1,6 @@
 """Logoff receipts reaching a real `handoff run` through real mosquitto (SPEC sections 2 and 8).
 
-The receipts here are made and signed by the same code the agent uses (handoff.agent.receipt)
+The receipts here are made and signed by the same code the agent uses (handoff.receipt)
 and published as the agent publishes them; the agent process itself is not needed to show
 what the appliance does with a receipt, a forged one, or none.
 """
@@ -18,8 +18,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt import publish
 
-from handoff.agent.receipt import ActionOutcome, agent_source, make_receipt
 from handoff.audit.keys import public_pem
+from handoff.receipt import ActionOutcome, agent_source, make_receipt
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner
 from tests.kit.config import DEVICE, PREFIX, SITE, Layout

@@ -13,7 +13,7 @@ from typing import Any
 
 from handoff.agent.config import ActionConfig, CommandAction, LogindAction
 from handoff.agent.logind import Logind, LogindError
-from handoff.agent.receipt import ActionOutcome
+from handoff.receipt import ActionOutcome
 
 
 def run_actions(actions: Sequence[ActionConfig], event: Mapping[str, Any], logind: Logind) -> list[ActionOutcome]:

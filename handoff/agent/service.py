@@ -26,10 +26,10 @@ from handoff.agent.actions import run_actions
 from handoff.agent.config import AgentFileConfig
 from handoff.agent.journal import Due, Journal
 from handoff.agent.logind import Logind, LogindError
-from handoff.agent.receipt import ActionOutcome, agent_source, make_receipt
 from handoff.commands.signing import sign_command
 from handoff.mqtt.publisher import Publisher, PublisherSettings
 from handoff.mqtt.topics import Topics
+from handoff.receipt import ActionOutcome, agent_source, make_receipt
 from handoff.store import Store
 from handoff.timefmt import rfc3339
 

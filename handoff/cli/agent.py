@@ -7,20 +7,17 @@ import os
 import signal
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from handoff.agent.config import load_agent_config, resolve_agent_config_path
-from handoff.agent.service import AgentService, StopAgent
 from handoff.audit.keys import load_signing_key, private_pem, public_pem
-from handoff.cli.run import configure_logging
+from handoff.cli.logs import configure_logging
 from handoff.errors import UsageError
 from handoff.instance_lock import hold_instance_lock
 
 
-def register(sub: Any) -> None:
-    agent = sub.add_parser("agent", help="the agent on the attached device: ends sessions, sends signed receipts")
+def register(agent: argparse.ArgumentParser) -> None:
     agent.add_argument(
         "-c",
         "--config",
@@ -49,6 +46,8 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from handoff.agent.service import AgentService, StopAgent
+
     config = load_agent_config(resolve_agent_config_path(args.config))
     key = load_signing_key(config.agent.key_file, "agent.key_file")
     configure_logging()

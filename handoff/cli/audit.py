@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -17,8 +16,7 @@ from handoff.audit.verify import Finding, NotATrail, verify_lines
 from handoff.errors import UsageError
 
 
-def register(sub: Any) -> None:
-    audit = sub.add_parser("audit", help="verify a tamper-evident event trail")
+def register(audit: argparse.ArgumentParser) -> None:
     actions = audit.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=type(audit))
     verify = actions.add_parser(
         "verify", help="check every link and checkpoint of a trail (JSON lines: outbox export or broker capture)"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from handoff.badge_ref import load_secret
 from handoff.cli.common import add_config_option, config_from, open_database
@@ -12,8 +11,7 @@ from handoff.directory import Directory, read_csv
 from handoff.errors import UsageError
 
 
-def register(sub: Any) -> None:
-    badges = sub.add_parser("badges", help="manage the badge directory")
+def register(badges: argparse.ArgumentParser) -> None:
     actions = badges.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=type(badges))
 
     importer = actions.add_parser("import", help="replace the directory with a CSV (uid,staff_id,name,role[,revoked])")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from handoff.cli.common import add_config_option
 from handoff.config import resolve_config_path
@@ -13,8 +12,7 @@ from handoff.doctor.run import run_checks
 from handoff.doctor.system import PROC_MODULES
 
 
-def register(sub: Any) -> None:
-    doctor = sub.add_parser("doctor", help="self-test this cart and say how to fix what is wrong")
+def register(doctor: argparse.ArgumentParser) -> None:
     add_config_option(doctor)
     doctor.add_argument("--timeout", type=float, default=5.0, metavar="S", help="broker timeout (default 5)")
     doctor.add_argument("--proc-modules", type=Path, default=PROC_MODULES, help=argparse.SUPPRESS)

@@ -1,4 +1,8 @@
-"""`handoff ledger run | serve | who | history | exceptions | users add` (SPEC section 10)."""
+"""`handoff ledger run | serve | who | history | exceptions | users add` (SPEC section 10).
+
+Every subcommand needs the database; the consumer (`run`) and the web console (`serve`) are
+imported by their own handler only, so that a query does not load a web server.
+"""
 
 from __future__ import annotations
 
@@ -15,17 +19,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import uvicorn
 from argon2 import PasswordHasher
 from sqlalchemy import Engine, insert, select
 
 from handoff import compact_json
-from handoff.cli.run import configure_logging
+from handoff.cli.logs import configure_logging
 from handoff.errors import ConfigError, UsageError
 from handoff.ledger.config import LedgerConfig, load_ledger_config, resolve_ledger_config_path
-from handoff.ledger.console.app import create_app
 from handoff.ledger.console.logins import ROLES
-from handoff.ledger.consumer import Consumer
 from handoff.ledger.database import engine_for
 from handoff.ledger.queries import history, open_exceptions, who
 from handoff.ledger.schema import audit_log, users
@@ -35,8 +36,7 @@ MIN_PASSWORD = 12
 log = logging.getLogger("handoff.ledger")
 
 
-def register(sub: Any) -> None:
-    ledger = sub.add_parser("ledger", help="the custody record of every appliance (SPEC section 10)")
+def register(ledger: argparse.ArgumentParser) -> None:
     actions = ledger.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=type(ledger))
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -94,6 +94,8 @@ def _instant(text: str | None, option: str) -> float | None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from handoff.ledger.consumer import Consumer
+
     config, engine = _open(args)
     configure_logging()
     consumer = Consumer(config, engine)
@@ -108,6 +110,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from handoff.ledger.console.app import create_app
+
     config, engine = _open(args)
     configure_logging()
     console = config.console

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from handoff import compact_json
 from handoff.cli.common import add_config_option, config_from, open_database
@@ -13,8 +12,7 @@ from handoff.store import Store
 from handoff.timefmt import rfc3339
 
 
-def register(sub: Any) -> None:
-    outbox = sub.add_parser("outbox", help="inspect the durable event outbox")
+def register(outbox: argparse.ArgumentParser) -> None:
     actions = outbox.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=type(outbox))
     lister = actions.add_parser("list", help="one line per event: seq, type, made, sent")
     lister.add_argument("--unsent", action="store_true", help="only events the broker has not acknowledged")

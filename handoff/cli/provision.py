@@ -143,8 +143,7 @@ def _add_flag(parser: argparse.ArgumentParser, flag: Flag) -> None:
         parser.add_argument(flag.flag, action=_ReaderFlag, spec=flag, type=flag.kind, metavar="VALUE", help=what)
 
 
-def register(sub: Any) -> None:
-    parser = sub.add_parser("provision", help="write this cart's config, TLS key and CSR, and site secret")
+def register(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(readers=())
     for flag in FLAGS:
         _add_flag(parser, flag)

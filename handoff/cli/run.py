@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
 
 from handoff.cli.common import add_config_option, config_from
+from handoff.cli.logs import configure_logging
 from handoff.cloudevents import uuid7
 from handoff.instance_lock import hold_instance_lock
 from handoff.runtime.appliance import Stop
 from handoff.runtime.wiring import build
 
 
-def register(sub: Any) -> None:
-    runner = sub.add_parser("run", help="run the appliance in the foreground until SIGTERM/SIGINT")
+def register(runner: argparse.ArgumentParser) -> None:
     add_config_option(runner)
     runner.set_defaults(func=_run)
 
@@ -63,10 +59,3 @@ class _StopSignals:
             self._early.append(stop)
         else:
             self._submit(stop)
-
-
-def configure_logging() -> None:
-    """The journal adds its own timestamps; a terminal wants them in the line."""
-    under_journal = "JOURNAL_STREAM" in os.environ
-    fmt = "%(levelname)s %(message)s" if under_journal else "%(asctime)s %(levelname)s %(message)s"
-    logging.basicConfig(level=logging.INFO, format=fmt, stream=sys.stderr)

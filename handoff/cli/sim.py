@@ -6,21 +6,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 from urllib.parse import urlsplit
 
 from handoff.directory import parse_uid
 from handoff.errors import UsageError
-from handoff.sim.fleet import run_fleet
-from handoff.sim.nfc_badge import NfcBadge
-from handoff.sim.piv_card import load_applet
-from handoff.sim.vpcd import VirtualCard, uid_responder
 
 ACTIVATION_TIMEOUT_S: Final = 5.0
 
 
-def register(sub: Any) -> None:
-    sim = sub.add_parser("sim", help="present simulated badges to a running appliance")
+def register(sim: argparse.ArgumentParser) -> None:
     kinds = sim.add_subparsers(dest="kind", required=True, metavar="KIND", parser_class=type(sim))
 
     tap = kinds.add_parser("tap", help="present an ISO/IEC 14443-A badge on nfcpy's UDP frontend")
@@ -60,6 +55,8 @@ def register(sub: Any) -> None:
 
 
 def _fleet(args: argparse.Namespace) -> int:
+    from handoff.sim.fleet import run_fleet
+
     url = urlsplit(args.mqtt)
     if url.scheme != "mqtt" or not url.hostname:
         raise UsageError(f"--mqtt {args.mqtt!r}: must be mqtt://HOST:PORT (the simulator speaks plain MQTT only)")
@@ -102,6 +99,8 @@ def _positive_float(text: str) -> float:
 
 
 def _tap(args: argparse.Namespace) -> int:
+    from handoff.sim.nfc_badge import NfcBadge
+
     uid = _uid(args.uid)
     host, port = _udp_device(args.device)
     try:
@@ -116,6 +115,9 @@ def _tap(args: argparse.Namespace) -> int:
 
 
 def _card(args: argparse.Namespace) -> int:
+    from handoff.sim.piv_card import load_applet
+    from handoff.sim.vpcd import VirtualCard, uid_responder
+
     uid = _uid(args.uid)
     host, _, port = args.vpcd.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:

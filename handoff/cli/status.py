@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
 
 from handoff.cli.common import add_config_option, config_from, open_database
 from handoff.disk import disk_state
@@ -12,8 +11,7 @@ from handoff.store import Store
 from handoff.timefmt import rfc3339
 
 
-def register(sub: Any) -> None:
-    status = sub.add_parser("status", help="state, holder, outbox depth, broker connectivity, disk, readers")
+def register(status: argparse.ArgumentParser) -> None:
     add_config_option(status)
     status.set_defaults(func=_status)
 

@@ -11,13 +11,11 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from handoff.commands.limits import DEFAULT_MAX_BYTES, MAX_BYTES
 from handoff.commands.signing import verify_signature
 from handoff.directory import Badge, text_problem
 
 NAMES: Final = ("force_logoff", "maintenance", "activity", "directory")
-MAX_BYTES: Final = {"directory": 8 * 1024 * 1024}
-DEFAULT_MAX_BYTES: Final = 4096
-LARGEST_COMMAND_BYTES: Final = max(DEFAULT_MAX_BYTES, *MAX_BYTES.values())
 MAX_AGE_S: Final = 300.0
 MAX_SKEW_S: Final = 60.0
 BADGE_KEYS: Final = {"badge_ref", "staff_id", "name", "role", "revoked"}

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Final, assert_never
 
-from handoff.config import AgentConfig, PolicyConfig
 from handoff.core.events import Event, EventType
 from handoff.core.inputs import (
     Activity,
@@ -32,6 +31,7 @@ from handoff.core.inputs import (
     Tap,
     Tick,
 )
+from handoff.core.policy import AgentPolicy, Policy
 from handoff.core.state import Custody, SessionEnd, State, Waiting
 
 NewId = Callable[[], str]
@@ -56,9 +56,9 @@ def step(
     state: State,
     event_input: Input,
     now: float,
-    policy: PolicyConfig,
+    policy: Policy,
     new_id: NewId,
-    agent: AgentConfig | None = None,
+    agent: AgentPolicy | None = None,
 ) -> Outcome:
     if isinstance(event_input, Restart):
         restarted = _restart(state, now, new_id)
@@ -69,7 +69,7 @@ def step(
     return _tracked(Outcome(handled.state, expired.events + handled.events, handled.ignored), agent)
 
 
-def next_deadline(state: State, policy: PolicyConfig, agent: AgentConfig | None = None) -> float | None:
+def next_deadline(state: State, policy: Policy, agent: AgentPolicy | None = None) -> float | None:
     """When the next timer fires if nothing else happens; None when no timer runs."""
     deadlines = [end.ended_at + agent.confirm_s for end in state.ends if end.answer == "pending"] if agent else []
     custody = state.custody
@@ -82,7 +82,7 @@ def next_deadline(state: State, policy: PolicyConfig, agent: AgentConfig | None 
     return min(deadlines, default=None)
 
 
-def _tracked(outcome: Outcome, agent: AgentConfig | None) -> Outcome:
+def _tracked(outcome: Outcome, agent: AgentPolicy | None) -> Outcome:
     """Every session end made in this step starts waiting for its receipt, and every checkout
     says how the session end before it stands, in event order.
 
@@ -112,7 +112,7 @@ def _tracked(outcome: Outcome, agent: AgentConfig | None) -> Outcome:
     )
 
 
-def _expire(state: State, now: float, policy: PolicyConfig, new_id: NewId, agent: AgentConfig | None) -> Outcome:
+def _expire(state: State, now: float, policy: Policy, new_id: NewId, agent: AgentPolicy | None) -> Outcome:
     events: tuple[Event, ...] = ()
     if agent is not None:
         for end in state.ends:
@@ -148,7 +148,7 @@ def _unconfirmed(state: State, end: SessionEnd, now: float, new_id: NewId, reaso
     return Outcome(replace(state, ends=answered, waiting=waiting), events)
 
 
-def _receipt(state: State, receipt: Receipt, now: float, new_id: NewId, agent: AgentConfig | None) -> Outcome:
+def _receipt(state: State, receipt: Receipt, now: float, new_id: NewId, agent: AgentPolicy | None) -> Outcome:
     end = next((end for end in state.ends if end.event_id == receipt.for_id), None) if agent else None
     if end is None:
         return Outcome(state, ignored="unknown_event")
@@ -175,7 +175,7 @@ def _receipt(state: State, receipt: Receipt, now: float, new_id: NewId, agent: A
 
 
 def _handle(
-    state: State, event_input: Input, now: float, policy: PolicyConfig, new_id: NewId, agent: AgentConfig | None
+    state: State, event_input: Input, now: float, policy: Policy, new_id: NewId, agent: AgentPolicy | None
 ) -> Outcome:
     match event_input:
         case Tap():
@@ -218,7 +218,7 @@ def _maintenance(state: State, on: bool, now: float, new_id: NewId) -> Outcome:
     return Outcome(replace(ended.state, mode="maintenance"), ended.events)
 
 
-def _tap(state: State, tap: Tap, now: float, policy: PolicyConfig, new_id: NewId, agent: AgentConfig | None) -> Outcome:
+def _tap(state: State, tap: Tap, now: float, policy: Policy, new_id: NewId, agent: AgentPolicy | None) -> Outcome:
     if tap.badge_ref is not None:
         key = (tap.reader, tap.badge_ref)
         if key in state.present:

@@ -17,7 +17,7 @@ from paho.mqtt.properties import Properties
 
 from handoff import compact_json
 from handoff.cloudevents import CONTENT_TYPE
-from handoff.commands.parse import LARGEST_COMMAND_BYTES
+from handoff.commands.limits import LARGEST_COMMAND_BYTES
 from handoff.config import MqttConfig
 from handoff.errors import ConfigError
 from handoff.mqtt.topics import Topics

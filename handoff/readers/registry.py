@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 
 from handoff.config import KeyboardReaderConfig, NfcReaderConfig, OsdpReaderConfig, ReaderConfig
 from handoff.feedback.output import Lights
-from handoff.piv.cak import cak_identify, load_anchors
 from handoff.readers.base import Emit, Reader, ReaderHealth
 from handoff.readers.keyboard import KeyboardReader
 from handoff.readers.nfc import NfcReader
 from handoff.readers.osdp import OsdpReader
 from handoff.readers.pcsc import PcscReader
+from handoff.readers.piv.cak import cak_identify, load_anchors
 from handoff.readers.scbk import load_scbk
 
 

@@ -17,7 +17,6 @@ from typing import Any, Final, Protocol, TypeAlias
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from handoff.agent.receipt import check_receipt
 from handoff.badge_ref import BadgeSecret
 from handoff.cloudevents import EventContext
 from handoff.config import Config
@@ -30,6 +29,7 @@ from handoff.errors import HandoffError
 from handoff.feedback.cues import Cue
 from handoff.feedback.output import Feedback
 from handoff.readers.base import BadgePresented, BadgeRemoved, BadRead, ReaderEvent
+from handoff.receipt import check_receipt
 from handoff.runtime.clock import Clock
 from handoff.runtime.cues import cue_for, describe
 from handoff.store import StoreError
@@ -103,6 +103,8 @@ class Appliance:
         agent_keys: Sequence[Ed25519PublicKey] = (),
     ) -> None:
         self._config = config
+        self._policy = config.policy.for_core()
+        self._agent = config.agent.for_core() if config.agent is not None else None
         self._conn = conn
         self._store = store
         self._directory = Directory(conn)
@@ -294,7 +296,7 @@ class Appliance:
     def _step_and_commit(self, event_input: Input) -> Outcome:
         """Raises StoreError, having changed nothing, when the store refuses the commit."""
         now = self._clock.time()
-        outcome = step(self._state, event_input, now, self._config.policy, self._new_id, self._config.agent)
+        outcome = step(self._state, event_input, now, self._policy, self._new_id, self._agent)
         changed = bool(outcome.events) or outcome.state.mode != self._state.mode
         changed = changed or outcome.state.waiting != self._state.waiting
         if changed:
@@ -324,7 +326,7 @@ class Appliance:
             self._heartbeat()
             return
         now = self._clock.time()
-        deadline = next_deadline(self._state, self._config.policy, self._config.agent)
+        deadline = next_deadline(self._state, self._policy, self._agent)
         if deadline is not None and deadline <= now:
             self._apply(Tick())
         self._warn_before_idle_lock(now)
@@ -356,7 +358,7 @@ class Appliance:
         custody = self._state.custody
         if self._state.mode != "in_use" or custody is None:
             return None
-        policy = self._config.policy
+        policy = self._policy
         lock_at = custody.last_activity + policy.idle_timeout_s
         if lock_at > custody.session_start + policy.max_session_s or self._warned_for == lock_at:
             return None
@@ -368,7 +370,7 @@ class Appliance:
             return RESTART_RETRY_S
         now = self._clock.time()
         wake_at = [self._next_directory_check]
-        deadline = next_deadline(self._state, self._config.policy, self._config.agent)
+        deadline = next_deadline(self._state, self._policy, self._agent)
         if deadline is not None:
             wake_at.append(deadline)
         warning = self._idle_warning()

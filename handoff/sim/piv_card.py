@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from handoff.errors import UsageError
-from handoff.piv.apdu import tlv
 from handoff.readers.apdu import GET_UID
 from handoff.readers.chuid import SELECT_PIV
+from handoff.readers.piv.apdu import tlv
 from handoff.readers.tlv import parse_tlv
 
 OK = b"\x90\x00"

@@ -2,6 +2,8 @@
 
 Both ends live here so that the one construction cannot drift: `data` signed with Ed25519
 over its RFC 8785 JSON without `signature` (handoff.audit.signature), inside a CloudEvent.
+A module of its own, outside `handoff.agent`, because the appliance checks receipts without
+being an agent: the two programs share this wire format and nothing else.
 """
 
 from __future__ import annotations

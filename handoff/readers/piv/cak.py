@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from handoff.errors import ConfigError
-from handoff.piv.apdu import ALG_ECC_P256, ALG_RSA_2048, GET_CAK_CERTIFICATE, KEY_CARD_AUTH, send_chained, tlv
 from handoff.readers.apdu import SW_OK, CardRejected, Identify, Transmit
 from handoff.readers.chuid import SELECT_PIV, get_response_chain
+from handoff.readers.piv.apdu import ALG_ECC_P256, ALG_RSA_2048, GET_CAK_CERTIFICATE, KEY_CARD_AUTH, send_chained, tlv
 from handoff.readers.tlv import parse_tlv
 
 SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")

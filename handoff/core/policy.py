@@ -1,0 +1,26 @@
+"""The timers and rules the transition function obeys, as plain values.
+
+The core is handed these rather than the validated config models so that it stays free of the
+config layer (pydantic, TOML, file paths): the shell validates the file, then converts
+(`PolicyConfig.for_core`, `AgentConfig.for_core`), and tests build them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Policy:
+    idle_timeout_s: float
+    max_session_s: float
+    custody_timeout_s: float
+    retap_guard_s: float
+
+
+@dataclass(frozen=True)
+class AgentPolicy:
+    """With an agent on the attached device, every session end waits `confirm_s` for its receipt."""
+
+    confirm_s: float
+    require_confirmed: bool
