@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-import sqlite_utils
-
 from handoff.badge_ref import BadgeSecret
 from handoff.db import transaction
 from handoff.errors import UsageError
@@ -48,7 +46,6 @@ class Badge:
 class Directory:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        self._db = sqlite_utils.Database(conn)
 
     def lookup(self, badge_ref: str) -> Badge | None:
         row = self._conn.execute(
@@ -57,10 +54,10 @@ class Directory:
         return _badge(row) if row else None
 
     def badges(self) -> list[Badge]:
-        return [
-            Badge(r["badge_ref"], r["staff_id"], r["name"], r["role"], bool(r["revoked"]))
-            for r in self._db["badges"].rows_where(order_by="staff_id, badge_ref")
-        ]
+        rows = self._conn.execute(
+            "SELECT badge_ref, staff_id, name, role, revoked FROM badges ORDER BY staff_id, badge_ref"
+        )
+        return [_badge(row) for row in rows]
 
     def is_honoured(self, staff_id: str) -> bool:
         """True while the staff member holds at least one badge that is not revoked."""

@@ -23,7 +23,6 @@ EXTRA_OF_MODULE: Final = {
     "pyudev": "appliance",
     "osdp": "appliance",
     "serial": "appliance",
-    "sqlite_utils": "appliance",
     "jeepney": "agent",
     "sqlalchemy": "ledger",
     "alembic": "ledger",

@@ -21,7 +21,8 @@ from handoff.core.inputs import Tick
 from handoff.directory import Directory, read_csv
 from handoff.feedback.board import load_board
 from handoff.feedback.cues import PATTERNS, Cue
-from handoff.feedback.output import CueFeedback, Feedback, GpioLights
+from handoff.feedback.gpio import GpioLights
+from handoff.feedback.output import CueFeedback, Feedback
 from handoff.readers.base import BadgePresented, BadgeRemoved
 from handoff.receipt import ActionOutcome, make_receipt
 from handoff.runtime.appliance import Appliance, ReceiptMessage, Stop

@@ -13,7 +13,8 @@ from gpiozero.pins.mock import MockFactory
 from handoff.errors import ConfigError
 from handoff.feedback.board import Board, load_board, parse_board
 from handoff.feedback.cues import PATTERNS, Cue
-from handoff.feedback.output import CueFeedback, GpioLights, NoFeedback, open_feedback
+from handoff.feedback.gpio import GpioLights
+from handoff.feedback.output import CueFeedback, NoFeedback, open_feedback
 from tests.kit.gpio import mock_pins
 
 BOARD = load_board("pi-cart-v1")

@@ -14,7 +14,7 @@ from tests.kit.config import Layout
 from tests.kit.imports import handoff_modules_after, import_cycles, modules_after, package_imports
 
 LEDGER = {"sqlalchemy", "alembic", "psycopg", "argon2", "starlette", "uvicorn", "jinja2", "multipart"}
-APPLIANCE_HARDWARE = {"nfc", "smartcard", "gpiozero", "evdev", "pyudev", "osdp", "serial", "sqlite_utils"}
+APPLIANCE_HARDWARE = {"nfc", "smartcard", "gpiozero", "evdev", "pyudev", "osdp", "serial"}
 AGENT = {"jeepney"}
 
 

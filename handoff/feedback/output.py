@@ -4,7 +4,7 @@
 only a newer cue cuts it short, because the newest tap is the one the clinician is watching.
 An ambient change that arrives meanwhile (the loop sends one after every commit) waits until
 the cue is over. Between cues the ambient state is lit, with a slow amber blink while offline.
-The outputs are the cart's pins (`GpioLights`) and any reader that has its own LED and beeper
+The outputs are the cart's pins (`handoff.feedback.gpio`) and any reader that has its own LED and beeper
 (an OSDP reader): every frame is shown on all of them at once.
 """
 
@@ -16,10 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import Final, Protocol, TypeAlias
 
-from gpiozero import LED, Buzzer, DigitalOutputDevice, GPIOZeroError
-
 from handoff.errors import ConfigError
-from handoff.feedback.board import Board, load_board
+from handoff.feedback.board import load_board
 from handoff.feedback.cues import AMBIENT, FAULT, OFFLINE_BLINK_S, PATTERNS, UNCONFIRMED, Cue
 
 
@@ -59,23 +57,6 @@ class _Ambient:
 _CLOSE: Final = object()
 _BLINK: Final = object()
 _Item: TypeAlias = Cue | _Ambient | object
-
-
-class GpioLights:
-    def __init__(self, board: Board) -> None:
-        self._outputs: dict[str, DigitalOutputDevice] = {
-            name: (Buzzer if name == "buzzer" else LED)(pin, active_high=board.active_high, initial_value=False)
-            for name, pin in board.pins.items()
-        }
-
-    def light(self, lit: frozenset[str]) -> None:
-        for name, output in self._outputs.items():
-            if (name in lit) != bool(output.value):
-                output.value = name in lit
-
-    def close(self) -> None:
-        for output in self._outputs.values():
-            output.close()
 
 
 class CueFeedback:
@@ -154,6 +135,10 @@ def open_feedback(board_name: str, readers: Sequence[Lights] = ()) -> Feedback:
     if board_name == "none":
         return CueFeedback(readers) if readers else NoFeedback()
     board = load_board(board_name)
+    from gpiozero import GPIOZeroError  # noqa: PLC0415 - only a cart with a board loads gpiozero
+
+    from handoff.feedback.gpio import GpioLights  # noqa: PLC0415
+
     try:
         return CueFeedback([GpioLights(board), *readers])
     except GPIOZeroError as exc:
