@@ -25,7 +25,7 @@ usermod -a -G gpio,dialout,input handoff
 
 python3 -m venv --system-site-packages "$prefix/venv"
 "$prefix/venv/bin/pip" install -q --upgrade pip
-"$prefix/venv/bin/pip" install -q "$repo"
+"$prefix/venv/bin/pip" install -q "$repo[appliance]"
 install -d -m 0755 "$prefix/docs"
 cp -r "$repo/docs/." "$prefix/docs/"
 

@@ -19,9 +19,11 @@ EXTRA_OF_MODULE: Final = {
     "nfc": "appliance",
     "smartcard": "appliance",
     "gpiozero": "appliance",
+    "gpiozerocli": "appliance",
     "evdev": "appliance",
     "pyudev": "appliance",
     "osdp": "appliance",
+    "osdp_sys": "appliance",
     "serial": "appliance",
     "jeepney": "agent",
     "sqlalchemy": "ledger",
@@ -51,16 +53,20 @@ class MissingExtra(HandoffError):
     @staticmethod
     @contextmanager
     def named_for(command: str) -> Iterator[None]:
-        """Turn a missing module of an extra, imported anywhere inside, into a `MissingExtra` for `command`.
-
-        A missing module that no extra provides is a broken install, not a choice: it stays a
-        traceback for the bug report.
-        """
+        """Turn a missing module, imported anywhere inside, into one line for `command`: the
+        extra to install, or, for a module every install has, that this install is broken."""
         try:
             yield
         except ModuleNotFoundError as exc:
-            module = (exc.name or "").partition(".")[0]
+            module = (exc.name or str(exc)).partition(".")[0]
             extra = EXTRA_OF_MODULE.get(module)
             if extra is None:
-                raise
+                raise BrokenInstall(command, module) from None
             raise MissingExtra(command, extra, module) from None
+
+
+class BrokenInstall(HandoffError):
+    """A module that every install has is missing: reinstalling is the fix, not a traceback."""
+
+    def __init__(self, command: str, module: str) -> None:
+        super().__init__(f"{command} cannot run: this install of handoff lacks the module {module!r}; reinstall it")
