@@ -1,4 +1,5 @@
-"""The appliance's one SQLite database: directory, state and outbox live together.
+"""The appliance's one SQLite database: directory, state and outbox live together; and how
+every program of the package opens its own database (the agent's is `handoff.agent.database`).
 
 One file means one transaction can cover a state change and the events it makes. WAL with
 synchronous=FULL makes every commit survive power loss, which is the point of the outbox.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -100,39 +102,50 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         acked REAL
     );
     """,
-    # The agent (docs/agent.md) keeps, in its own database, every session end it was asked to
-    # act on: `acting` is written before the actions run and the receipt with `done`, so after a
-    # crash an event is never acted on twice, and a repeated event gets the same receipt.
-    """
-    CREATE TABLE agent_events (
-        id TEXT PRIMARY KEY,
-        body TEXT NOT NULL,
-        received REAL NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('new', 'acting', 'done')),
-        receipt_id TEXT,
-        receipt BLOB,
-        resend INTEGER NOT NULL DEFAULT 0
-    );
-    """,
+    # 6 created the agent's journal here when the agent used this schema; it has its own
+    # database now (handoff/agent/database.py). Empty, so that the numbers after it still mean
+    # what they meant.
+    "",
 )
 
 
 def connect(data_dir: Path) -> sqlite3.Connection:
-    """Open (creating and migrating when needed) the database under `data_dir`.
+    """Open (creating and migrating when needed) the appliance's database under `data_dir`."""
+    return open_database(APPLIANCE, data_dir)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """One program's database: its file, its migrations, and how its messages name it."""
+
+    file_name: str
+    migrations: tuple[str, ...]
+    data_dir_key: str
+    """The config key of the directory it lives in, for every message about it."""
+    after_loss: str
+    """What to do once a damaged file has been moved aside and a new one made."""
+
+
+APPLIANCE: Final = Schema(DB_NAME, MIGRATIONS, "appliance.data_dir", "then import the badge directory")
+
+
+def open_database(schema: Schema, data_dir: Path) -> sqlite3.Connection:
+    """Open (creating and migrating when needed) `schema`'s database under `data_dir`.
 
     Autocommit mode: writers open their own `transaction()`, so nothing is ever left
     half-committed by an implicit transaction the code did not ask for.
     """
-    ensure_data_dir(data_dir)
+    ensure_data_dir(data_dir, schema.data_dir_key)
+    path = data_dir / schema.file_name
     try:
-        conn = sqlite3.connect(data_dir / DB_NAME, isolation_level=None, timeout=10.0, check_same_thread=False)
+        conn = sqlite3.connect(path, isolation_level=None, timeout=10.0, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
-        _migrate(conn)
+        _migrate(conn, schema.migrations)
     except sqlite3.DatabaseError as exc:
         if exc.sqlite_errorcode in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
-            raise CorruptDatabase(data_dir / DB_NAME, str(exc)) from None
+            raise CorruptDatabase(path, str(exc), schema.after_loss) from None
         raise HandoffError(f"database in {data_dir} cannot be opened: {exc}") from None
     except (OSError, sqlite3.Error) as exc:
         raise HandoffError(f"database in {data_dir} cannot be opened: {exc}") from None
@@ -146,33 +159,33 @@ class CorruptDatabase(HandoffError):
     a person can decide whether a backup is better than what can still be read.
     """
 
-    def __init__(self, path: Path, problem: str) -> None:
+    def __init__(self, path: Path, problem: str, after_loss: str = APPLIANCE.after_loss) -> None:
         super().__init__(
             f"database {path} is corrupt ({problem}): restore it from a backup, or stop handoff, move "
             f"{path.name}* aside (keep the copy: `sqlite3 {path.name} .recover` still reads its events) "
-            "and start again, then import the badge directory"
+            f"and start again, {after_loss}"
         )
         self.path = path
 
 
-def check_integrity(conn: sqlite3.Connection, data_dir: Path) -> None:
+def check_integrity(conn: sqlite3.Connection, data_dir: Path, schema: Schema = APPLIANCE) -> None:
     """PRAGMA quick_check (every page and index, not row contents): raises `CorruptDatabase` if it fails."""
-    path = data_dir / DB_NAME
+    path = data_dir / schema.file_name
     try:
         rows = conn.execute("PRAGMA quick_check").fetchall()
     except sqlite3.DatabaseError as exc:
-        raise CorruptDatabase(path, str(exc)) from None
+        raise CorruptDatabase(path, str(exc), schema.after_loss) from None
     problems = [line.strip() for row in rows for line in str(row[0]).splitlines() if line.strip() not in ("", "ok")]
     if problems:
         more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
-        raise CorruptDatabase(path, f"{problems[0]}{more}")
+        raise CorruptDatabase(path, f"{problems[0]}{more}", schema.after_loss)
 
 
-def connect_checked(data_dir: Path) -> sqlite3.Connection:
-    """`connect`, then `check_integrity`: how every command opens the database at its start."""
-    conn = connect(data_dir)
+def connect_checked(data_dir: Path, schema: Schema = APPLIANCE) -> sqlite3.Connection:
+    """`open_database`, then `check_integrity`: how every command opens the database at its start."""
+    conn = open_database(schema, data_dir)
     try:
-        check_integrity(conn, data_dir)
+        check_integrity(conn, data_dir, schema)
     except CorruptDatabase:
         conn.close()
         raise
@@ -196,9 +209,9 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
+def _migrate(conn: sqlite3.Connection, migrations: tuple[str, ...]) -> None:
     current = conn.execute("PRAGMA user_version").fetchone()[0]
-    for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+    for number, script in enumerate(migrations[current:], start=current + 1):
         with transaction(conn):
             for statement in filter(str.strip, script.split(";")):
                 conn.execute(statement)

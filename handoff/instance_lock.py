@@ -1,4 +1,5 @@
-"""One `handoff run` per data directory: a second would double every tap and fight for the broker.
+"""One `handoff run` (or `handoff agent`) per data directory: a second would double every tap
+and fight for the broker.
 
 The lock is `flock` on a file in the data directory, so the kernel drops it when the holder
 dies however it dies (kill -9, power loss): no stale lock to clean up. The file holds the
@@ -18,12 +19,14 @@ from handoff.errors import ConfigError
 LOCK_NAME: Final = "handoff.lock"
 
 
-def hold_instance_lock(data_dir: Path) -> TextIO:
+def hold_instance_lock(data_dir: Path, command: str = "handoff run", key: str = "appliance.data_dir") -> TextIO:
     """Take the lock, or refuse naming the lock file and the pid holding it.
 
-    The caller keeps the returned file open for as long as it runs; closing it releases the lock.
+    `command` is the program that holds its data directory this way, and `key` the config key
+    of that directory. The caller keeps the returned file open for as long as it runs; closing
+    it releases the lock.
     """
-    ensure_data_dir(data_dir)
+    ensure_data_dir(data_dir, key)
     path = data_dir / LOCK_NAME
     handle = path.open("a+", encoding="ascii")
     try:
@@ -33,8 +36,7 @@ def hold_instance_lock(data_dir: Path) -> TextIO:
         holder = handle.read().strip() or "unknown"
         handle.close()
         raise ConfigError(
-            f"another handoff run holds the lock {path} (pid {holder}); stop it first, "
-            "or give this config its own appliance.data_dir"
+            f"another {command} holds the lock {path} (pid {holder}); stop it first, or give this config its own {key}"
         ) from None
     handle.seek(0)
     handle.truncate()

@@ -1,9 +1,11 @@
-"""The durable outbox: a state change and the events it makes land in one SQLite commit.
+"""The appliance's store: a state change and the events it makes land in one SQLite commit.
 
 The runtime waits for `Store.commit` before any LED says "accepted", so an event the user was
 told about is on disk. `seq` comes from `appliance_state.last_seq`, not from the outbox rows,
 so purging acknowledged rows can never make a number come back. Plain sqlite3 with an explicit
-BEGIN IMMEDIATE keeps the transaction exactly as wide as one commit.
+BEGIN IMMEDIATE keeps the transaction exactly as wide as one commit. The events wait in the
+outbox shared with the agent (`handoff.outbox`); the state, the chain head, the signed
+checkpoints and the seq-rewind record are the appliance's alone.
 """
 
 from __future__ import annotations
@@ -12,37 +14,17 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Final, NamedTuple
+from typing import Any
 
-from handoff import compact_json, db
+from handoff import compact_json
 from handoff.audit.chain import genesis, sealed
 from handoff.audit.checkpoint import CheckpointPolicy, make_checkpoint
 from handoff.cloudevents import EventContext, envelope, source
 from handoff.core.codec import state_from_dict, state_summary, state_to_dict
 from handoff.core.events import Event
 from handoff.core.state import State, initial_state
-from handoff.errors import HandoffError
-
-SECONDS_PER_DAY: Final = 86400.0
-
-
-class StoreError(HandoffError):
-    """The database refused a write (disk full, read-only, I/O error); nothing committed is lost."""
-
-
-class StoredEvent(NamedTuple):
-    """An event as it sits in the outbox: `topic` is the suffix under `P/S/D/`.
-
-    A tuple in the outbox's column order, so rows go to and come from SQLite as they are.
-    """
-
-    seq: int
-    id: str
-    topic: str
-    payload: bytes
-    created: float
+from handoff.outbox import Outbox, StoredEvent, writing
 
 
 @dataclass(frozen=True)
@@ -62,29 +44,6 @@ class Rewind:
         )
 
 
-@dataclass(frozen=True)
-class Blocked:
-    """The broker refused the event at `seq` (a negative PUBACK: an ACL denial, a payload it will not
-    take). Order holds, so every later event waits behind it; kept for status, doctor and the light."""
-
-    seq: int
-    reason: str
-    since: float
-
-    def describe(self) -> str:
-        return f"outbox blocked at seq {self.seq}: {self.reason}"
-
-
-@dataclass(frozen=True)
-class LinkRecord:
-    """Broker connectivity as the publisher last saw it, for `handoff status` in another process."""
-
-    connected: bool
-    since: float
-    last_error: str | None
-    readers: list[dict[str, Any]]
-
-
 def _numbered(event: Event, seq: int, context: EventContext, created: float, previous: str) -> tuple[StoredEvent, str]:
     """The stored event and its link, which the next event of the commit links to."""
     payload, chain = sealed(envelope(event, seq, context), previous)
@@ -98,54 +57,14 @@ def _renumbered(event: StoredEvent, seq: int, previous: str) -> tuple[StoredEven
     return event._replace(seq=seq, payload=payload), chain
 
 
-def queue_message(conn: sqlite3.Connection, topic: str, message_id: str, payload: bytes, created: float) -> None:
-    """Append one message that is not an appliance event (the agent's receipts and activity)
-    to the outbox, inside the caller's transaction, so that it commits with what the caller
-    records beside it.
-
-    It is numbered as events are, so the publisher sends it in order and retires it on its
-    PUBACK the same way; in such a database the state row holds only the numbering.
-    """
-    (seq,) = conn.execute(
-        "INSERT INTO appliance_state (id, body, last_seq) VALUES (1, 'null', 1)"
-        " ON CONFLICT (id) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq"
-    ).fetchone()
-    conn.execute(
-        "INSERT INTO outbox (seq, id, topic, payload, created) VALUES (?, ?, ?, ?, ?)",
-        (seq, message_id, topic, payload, created),
-    )
-
-
-def _runs(seqs: Sequence[int]) -> Iterator[tuple[int, int]]:
-    """(first, last) of each run of consecutive numbers: PUBACKs arrive in order, so usually one."""
-    ordered = sorted(seqs)
-    first = previous = ordered[0]
-    for seq in ordered[1:]:
-        if seq != previous + 1:
-            yield first, previous
-            first = seq
-        previous = seq
-    yield first, previous
-
-
-@contextmanager
-def _writing(conn: sqlite3.Connection, what: str) -> Iterator[sqlite3.Connection]:
-    try:
-        with db.transaction(conn):
-            yield conn
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot {what} in the database: {exc}") from None
-
-
-class Store:
+class Store(Outbox):
     def __init__(
         self,
         conn: sqlite3.Connection,
         clock: Callable[[], float] = time.time,
         checkpoints: CheckpointPolicy | None = None,
     ) -> None:
-        self._conn = conn
-        self._clock = clock
+        super().__init__(conn, clock)
         self._checkpoints = checkpoints
 
     def load_state(self) -> State | None:
@@ -161,7 +80,7 @@ class Store:
         """
         now = self._clock()
         body = compact_json.dumps(state_to_dict(state))
-        with _writing(self._conn, "commit events") as conn:
+        with writing(self._conn, "commit events") as conn:
             last_seq, chain, checkpoint_seq, checkpoint_at = conn.execute(
                 "INSERT INTO appliance_state (id, body, last_seq) VALUES (1, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET body = excluded.body, last_seq = last_seq + excluded.last_seq"
@@ -201,7 +120,7 @@ class Store:
         unsigned = last_seq - checkpoint_seq
         if unsigned <= 0 or not (force or self._checkpoints.due(unsigned, now - checkpoint_at)):
             return False
-        with _writing(self._conn, "sign a checkpoint") as conn:
+        with writing(self._conn, "sign a checkpoint") as conn:
             self._sign(conn, last_seq, chain, now, context)
         return True
 
@@ -221,7 +140,7 @@ class Store:
         return [(int(seq), bytes(payload)) for seq, payload in rows]
 
     def mark_checkpoint_acked(self, seq: int) -> None:
-        with _writing(self._conn, "record a checkpoint's acknowledgement") as conn:
+        with writing(self._conn, "record a checkpoint's acknowledgement") as conn:
             conn.execute("UPDATE checkpoints SET acked = ? WHERE seq = ?", (self._clock(), seq))
 
     def all_checkpoints(self) -> Iterator[tuple[int, bytes, float, float | None]]:
@@ -245,36 +164,6 @@ class Store:
         summary = state_summary(state_from_dict(json.loads(row[0])))
         return {**summary, "seq": row[1], "event_id": row[2], "chain": row[3]}
 
-    def unsent(self, after_seq: int = 0, limit: int = 1000) -> list[StoredEvent]:
-        rows = self._conn.execute(
-            "SELECT seq, id, topic, payload, created FROM unsent WHERE seq > ? ORDER BY seq LIMIT ?",
-            (after_seq, limit),
-        ).fetchall()
-        return [StoredEvent._make(row) for row in rows]
-
-    def all_events(self) -> Iterator[tuple[StoredEvent, float | None]]:
-        """Every event still held, sent or not, oldest first, with its acknowledgement time."""
-        rows = self._conn.execute("SELECT seq, id, topic, payload, created, acked FROM outbox ORDER BY seq")
-        for seq, id_, topic, payload, created, acked in rows:
-            yield StoredEvent(seq, id_, topic, payload, created), acked
-
-    def mark_acked(self, seqs: Sequence[int]) -> None:
-        """Stamp the acknowledged rows, one UPDATE per run of consecutive seqs, and move the
-        watermark up to the first row still waiting."""
-        if not seqs:
-            return
-        now = self._clock()
-        with _writing(self._conn, "record acknowledgements") as conn:
-            conn.executemany(
-                "UPDATE outbox SET acked = ? WHERE seq BETWEEN ? AND ? AND acked IS NULL",
-                [(now, first, last) for first, last in _runs(seqs)],
-            )
-            conn.execute(
-                "UPDATE delivery SET acked_upto = coalesce("
-                " (SELECT seq - 1 FROM outbox WHERE seq > delivery.acked_upto AND acked IS NULL ORDER BY seq LIMIT 1),"
-                " (SELECT max(seq) FROM outbox), acked_upto) WHERE id = 1"
-            )
-
     def rebase_above(self, broker_seq: int, broker_event_id: str | None, broker_chain: str | None) -> Rewind | None:
         """Number the unacknowledged events above `broker_seq` if this database lost what the broker saw.
 
@@ -286,7 +175,7 @@ class Store:
         are made again from the broker's chain head, so the chain runs on across the incident.
         """
         now = self._clock()
-        with _writing(self._conn, "renumber events above the broker's seq") as conn:
+        with writing(self._conn, "renumber events above the broker's seq") as conn:
             state = conn.execute("SELECT last_seq FROM appliance_state WHERE id = 1").fetchone()
             local_seq = state[0] if state else 0
             if broker_seq <= local_seq:
@@ -324,66 +213,8 @@ class Store:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'seq_rewind'").fetchone()
         return Rewind(**json.loads(row[0])) if row else None
 
-    def has_unsent(self) -> bool:
-        """Cheaper than `depth()` during a backlog: one primary-key probe above the watermark."""
-        return self._conn.execute("SELECT 1 FROM unsent LIMIT 1").fetchone() is not None
-
-    def depth(self) -> int:
-        row = self._conn.execute("SELECT count(*) FROM unsent").fetchone()
-        return int(row[0])
-
-    def oldest_unsent_created(self) -> float | None:
-        row = self._conn.execute("SELECT min(created) FROM unsent").fetchone()
-        return None if row[0] is None else float(row[0])
-
-    def purge(self, retention_days: float) -> int:
-        """Drop acknowledged events older than the retention; unsent ones are never touched.
-
-        The checkpoint just below the oldest event kept stays: it anchors an export's first link.
-        """
-        cutoff = self._clock() - retention_days * SECONDS_PER_DAY
-        with _writing(self._conn, "purge acknowledged events") as conn:
-            cursor = conn.execute(
-                "DELETE FROM outbox WHERE seq <= (SELECT acked_upto FROM delivery WHERE id = 1) AND acked < ?",
-                (cutoff,),
-            )
-            conn.execute(
-                "DELETE FROM checkpoints WHERE acked < ? AND seq < (SELECT min(seq) FROM outbox) - 1", (cutoff,)
-            )
-        return cursor.rowcount
-
-    def record_link(self, connected: bool, last_error: str | None, readers: list[dict[str, Any]]) -> None:
-        """Keep `since` when the connectivity did not change, so status shows how long it has held."""
-        now = self._clock()
-        with _writing(self._conn, "record broker connectivity") as conn:
-            conn.execute(
-                "INSERT INTO broker_link (id, connected, since, last_error, readers) VALUES (1, ?, ?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET"
-                " since = CASE WHEN connected = excluded.connected THEN since ELSE excluded.since END,"
-                " connected = excluded.connected, last_error = excluded.last_error, readers = excluded.readers",
-                (int(connected), now, last_error, compact_json.dumps(readers)),
-            )
-
-    def link(self) -> LinkRecord | None:
-        row = self._conn.execute(
-            "SELECT connected, since, last_error, readers FROM broker_link WHERE id = 1"
-        ).fetchone()
-        if row is None:
-            return None
-        return LinkRecord(bool(row[0]), float(row[1]), row[2], json.loads(row[3]))
-
-    def record_blocked(self, blocked: Blocked | None) -> None:
-        """Keep the refusal the outbox waits behind, or forget it once that event got through."""
-        with _writing(self._conn, "record the blocked outbox") as conn:
-            if blocked is None:
-                conn.execute("DELETE FROM meta WHERE key = 'outbox_blocked'")
-            else:
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('outbox_blocked', ?)"
-                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (compact_json.dumps(asdict(blocked)),),
-                )
-
-    def blocked(self) -> Blocked | None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key = 'outbox_blocked'").fetchone()
-        return Blocked(**json.loads(row[0])) if row else None
+    def _purge(self, conn: sqlite3.Connection, cutoff: float) -> int:
+        """The checkpoint just below the oldest event kept stays: it anchors an export's first link."""
+        purged = super()._purge(conn, cutoff)
+        conn.execute("DELETE FROM checkpoints WHERE acked < ? AND seq < (SELECT min(seq) FROM outbox) - 1", (cutoff,))
+        return purged

@@ -15,7 +15,8 @@ from handoff import db
 from handoff.cloudevents import CONTENT_TYPE
 from handoff.mqtt import publisher as publisher_module
 from handoff.mqtt.publisher import Publisher, PublisherSettings
-from handoff.store import Store, StoredEvent
+from handoff.outbox import StoredEvent
+from handoff.store import Store
 from tests.kit.broker import Broker
 from tests.kit.collector import Collector
 from tests.kit.config import PREFIX

@@ -12,7 +12,8 @@ from handoff import db
 from handoff.cloudevents import EventContext, uuid7
 from handoff.core.events import Event
 from handoff.core.state import Custody, State, initial_state
-from handoff.store import Store, StoreError
+from handoff.outbox import StoreError
+from handoff.store import Store
 
 CONTEXT = EventContext(site="st-elsewhere", device_id="WOW-3N-07", reader_id="rdr-0042", clock_synced=True)
 

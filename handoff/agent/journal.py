@@ -17,7 +17,7 @@ from typing import Any, Final, Literal
 
 from handoff import compact_json
 from handoff.db import transaction
-from handoff.store import queue_message
+from handoff.outbox import append
 
 RECEIPTS_TOPIC: Final = "receipts"
 
@@ -69,7 +69,7 @@ class Journal:
                 "UPDATE agent_events SET state = 'done', receipt_id = ?, receipt = ?, resend = 0 WHERE id = ?",
                 (receipt["id"], payload, event_id),
             )
-            queue_message(self._conn, RECEIPTS_TOPIC, receipt["id"], payload, self._clock())
+            append(self._conn, RECEIPTS_TOPIC, receipt["id"], payload, self._clock())
 
     def resend(self, event_id: str) -> None:
         with transaction(self._conn):
@@ -77,8 +77,8 @@ class Journal:
                 "SELECT receipt_id, receipt FROM agent_events WHERE id = ?", (event_id,)
             ).fetchone()
             self._conn.execute("UPDATE agent_events SET resend = 0 WHERE id = ?", (event_id,))
-            queue_message(self._conn, RECEIPTS_TOPIC, receipt_id, payload, self._clock())
+            append(self._conn, RECEIPTS_TOPIC, receipt_id, payload, self._clock())
 
     def queue(self, topic: str, message_id: str, payload: bytes) -> None:
         with transaction(self._conn):
-            queue_message(self._conn, topic, message_id, payload, self._clock())
+            append(self._conn, topic, message_id, payload, self._clock())

@@ -3,8 +3,9 @@ proves it with a signed receipt (SPEC section 8).
 
 One thread owns the journal and runs the actions; the publisher's thread only notes each
 incoming event (committing it before the broker gets its PUBACK) and wakes it. Receipts and
-activity reports leave through the appliance's own outbox and publisher, with the appliance's
-presence (state, status, last will) left to the appliance.
+activity reports leave through the agent's own outbox (handoff.agent.database) and the same
+publisher as the appliance's, with the appliance's presence (state, status, last will) left to
+the appliance.
 """
 
 from __future__ import annotations
@@ -21,16 +22,17 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from handoff import __version__, compact_json, db
+from handoff import __version__, compact_json
+from handoff.agent import database
 from handoff.agent.actions import run_actions
 from handoff.agent.config import AgentFileConfig
 from handoff.agent.journal import Due, Journal
 from handoff.agent.logind import Logind, LogindError
 from handoff.commands.signing import sign_command
-from handoff.mqtt.publisher import Publisher, PublisherSettings
+from handoff.mqtt.publisher import Publisher
 from handoff.mqtt.topics import Topics
+from handoff.outbox import Outbox
 from handoff.receipt import ActionOutcome, agent_source, make_receipt
-from handoff.store import Store
 from handoff.timefmt import rfc3339
 
 log = logging.getLogger("handoff.agent")
@@ -70,8 +72,8 @@ class AgentService:
         self._logind = logind or Logind()
         self._clock = clock
         self._source = agent_source(identity.site, identity.agent_id)
-        self._journal = Journal(db.connect_checked(identity.data_dir), clock)
-        self._arrivals = Journal(db.connect(identity.data_dir), clock)
+        self._journal = Journal(database.connect_checked(identity.data_dir), clock)
+        self._arrivals = Journal(database.connect(identity.data_dir), clock)
         """The publisher thread's own connection: it notes events while the loop acts."""
         self._inbox: queue.SimpleQueue[StopAgent | None] = queue.SimpleQueue()
         topics = Topics(config.mqtt.topic_prefix, identity.site, identity.device_id)
@@ -79,12 +81,11 @@ class AgentService:
         self._publisher = Publisher(
             config.mqtt,
             topics,
-            Store(db.connect(identity.data_dir)),
+            Outbox(database.connect(identity.data_dir)),
             source=self._source,
             version=__version__,
             disk=dict,
             subscriptions=watched,
-            settings=PublisherSettings(presence=False),
         )
         self._idle_since: int | None = None
         self._logind_fault: str | None = None

@@ -51,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     config = load_agent_config(resolve_agent_config_path(args.config))
     key = load_signing_key(config.agent.key_file, "agent.key_file")
     configure_logging()
-    lock = hold_instance_lock(config.agent.data_dir)
+    lock = hold_instance_lock(config.agent.data_dir, "handoff agent", "agent.data_dir")
     service = AgentService(config, key)
 
     def stop(signum: int, _frame: FrameType | None) -> None:

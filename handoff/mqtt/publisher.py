@@ -38,7 +38,8 @@ from handoff.config import MqttConfig
 from handoff.mqtt import connection
 from handoff.mqtt.backoff import backoff_delay
 from handoff.mqtt.topics import Topics
-from handoff.store import Blocked, Store, StoredEvent, StoreError
+from handoff.outbox import Blocked, Outbox, StoredEvent, StoreError
+from handoff.store import Store
 from handoff.timefmt import rfc3339
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,6 @@ class PublisherSettings:
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 60.0
     retention_days: float = 30.0
-    presence: bool = True
-    """Publish the device's retained state and status (with the offline last will) and read the
-    state back on connect: the appliance's presence. The agent publishes receipts for the same
-    device from its own outbox, and must leave the appliance's presence alone."""
 
 
 @dataclass(frozen=True)
@@ -152,7 +149,7 @@ class Publisher:
         self,
         config: MqttConfig,
         topics: Topics,
-        store: Store,
+        store: Outbox,
         *,
         source: str,
         version: str,
@@ -327,7 +324,7 @@ class _Session:
     def __init__(
         self,
         link: Link,
-        store: Store,
+        store: Outbox,
         inbox: Inbox,
         *,
         status: Callable[[], bytes],
@@ -351,7 +348,11 @@ class _Session:
         self._subscriptions = subscriptions
         """Further topics (full names) and who takes their messages: called on the publisher's
         thread before the message is acknowledged, so a handler that commits it loses nothing."""
-        self._presence = settings.presence
+        self._appliance = store if isinstance(store, Store) else None
+        """The appliance's store, which brings its presence (retained state and status with the
+        offline last will, the state read back on connect) and its signed checkpoints. The agent
+        publishes from an outbox that has neither: it publishes for the same device and must
+        leave the appliance's presence alone."""
         self._retention_days = settings.retention_days
         self._clock = clock
         self._connected = False
@@ -391,6 +392,10 @@ class _Session:
         self._client.on_subscribe = self._on_subscribe
         self._client.max_inflight_messages_set(0)
         self._client.max_queued_messages_set(0)
+
+    @property
+    def _presence(self) -> bool:
+        return self._appliance is not None
 
     def run(self) -> str | None:
         """None after a connection that worked and ended; otherwise why it failed."""
@@ -527,7 +532,7 @@ class _Session:
         """
         if self._checkpoints_stale:
             self._checkpoints_stale = False
-            held = self._store.unsent_checkpoints()
+            held = self._appliance.unsent_checkpoints() if self._appliance is not None else []
             self._checkpoints = deque((seq, payload) for seq, payload in held if seq > self._checkpoints_sent_upto)
         if not self._checkpoints or self._checkpoints[0][0] > self._sent_upto:
             return False
@@ -560,9 +565,9 @@ class _Session:
         Read before looking for unsent events: a commit landing in between is then caught by
         that look, and its events go first.
         """
-        if not self._state_due or self._waiting or self._outbox_more or not self._presence:
+        if not self._state_due or self._waiting or self._outbox_more or self._appliance is None:
             return
-        retained = self._store.retained_state()
+        retained = self._appliance.retained_state()
         if self._store.unsent(self._sent_upto, 1):
             self._outbox_more = True
             return
@@ -585,8 +590,10 @@ class _Session:
         broker_seq = seen.get("seq")
         if seen.get("source") != self._link.source or isinstance(broker_seq, bool) or not isinstance(broker_seq, int):
             return
+        if self._appliance is None:
+            return
         try:
-            rewind = self._store.rebase_above(
+            rewind = self._appliance.rebase_above(
                 broker_seq, _text_or_none(seen.get("event_id")), _text_or_none(seen.get("chain"))
             )
         except StoreError as exc:
@@ -624,8 +631,8 @@ class _Session:
 
     def _flush_acks(self) -> None:
         try:
-            while self._acked_checkpoints:
-                self._store.mark_checkpoint_acked(self._acked_checkpoints[-1])
+            while self._acked_checkpoints and self._appliance is not None:
+                self._appliance.mark_checkpoint_acked(self._acked_checkpoints[-1])
                 self._acked_checkpoints.pop()
             if self._acked:
                 self._store.mark_acked(self._acked)

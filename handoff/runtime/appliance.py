@@ -28,11 +28,11 @@ from handoff.directory import Directory
 from handoff.errors import HandoffError
 from handoff.feedback.cues import Cue
 from handoff.feedback.output import Feedback
+from handoff.outbox import StoreError
 from handoff.readers.base import BadgePresented, BadgeRemoved, BadRead, ReaderEvent
 from handoff.receipt import check_receipt
 from handoff.runtime.clock import Clock
 from handoff.runtime.cues import cue_for, describe
-from handoff.store import StoreError
 
 log = logging.getLogger("handoff")
 
