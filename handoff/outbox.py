@@ -173,11 +173,13 @@ class Outbox:
 
     def purge(self, retention_days: float) -> int:
         """Drop acknowledged messages older than the retention; unsent ones are never touched."""
-        cutoff = self._clock() - retention_days * SECONDS_PER_DAY
         with writing(self._conn, "purge acknowledged events") as conn:
-            return self._purge(conn, cutoff)
+            return self._purge_acknowledged(conn, self._purge_cutoff(retention_days))
 
-    def _purge(self, conn: sqlite3.Connection, cutoff: float) -> int:
+    def _purge_cutoff(self, retention_days: float) -> float:
+        return self._clock() - retention_days * SECONDS_PER_DAY
+
+    def _purge_acknowledged(self, conn: sqlite3.Connection, cutoff: float) -> int:
         cursor = conn.execute(
             "DELETE FROM outbox WHERE seq <= (SELECT acked_upto FROM delivery WHERE id = 1) AND acked < ?",
             (cutoff,),

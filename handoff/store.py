@@ -213,8 +213,13 @@ class Store(Outbox):
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'seq_rewind'").fetchone()
         return Rewind(**json.loads(row[0])) if row else None
 
-    def _purge(self, conn: sqlite3.Connection, cutoff: float) -> int:
-        """The checkpoint just below the oldest event kept stays: it anchors an export's first link."""
-        purged = super()._purge(conn, cutoff)
-        conn.execute("DELETE FROM checkpoints WHERE acked < ? AND seq < (SELECT min(seq) FROM outbox) - 1", (cutoff,))
+    def purge(self, retention_days: float) -> int:
+        """The outbox's purge, and the checkpoints with it, except the one just below the oldest
+        event kept: it anchors an export's first link."""
+        cutoff = self._purge_cutoff(retention_days)
+        with writing(self._conn, "purge acknowledged events") as conn:
+            purged = self._purge_acknowledged(conn, cutoff)
+            conn.execute(
+                "DELETE FROM checkpoints WHERE acked < ? AND seq < (SELECT min(seq) FROM outbox) - 1", (cutoff,)
+            )
         return purged
