@@ -168,8 +168,10 @@ class Outbox:
         return int(row[0])
 
     def oldest_unsent_created(self) -> float | None:
-        row = self._conn.execute("SELECT min(created) FROM unsent").fetchone()
-        return None if row[0] is None else float(row[0])
+        """When the first message still waiting was made: a primary-key probe, where the oldest
+        `created` of all would read every unsent row (the queue is in the order it was made)."""
+        row = self._conn.execute("SELECT created FROM unsent ORDER BY seq LIMIT 1").fetchone()
+        return None if row is None else float(row[0])
 
     def purge(self, retention_days: float) -> int:
         """Drop acknowledged messages older than the retention; unsent ones are never touched."""
