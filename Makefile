@@ -52,6 +52,7 @@ bench: setup
 	$(PY) -m bench.ledger_ingest
 	$(PY) -m bench.ledger_who
 	$(PY) -m bench.console_pages
+	$(PY) -m bench.startup
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
