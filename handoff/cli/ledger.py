@@ -1,4 +1,4 @@
-"""`handoff ledger run | serve | who | history | exceptions | users add` (SPEC section 10).
+"""`handoff ledger run | serve | who | history | exceptions | users add` (docs/ledger.md).
 
 Every subcommand needs the database; the consumer (`run`) and the web console (`serve`) are
 imported by their own handler only, so that a query does not load a web server.
