@@ -110,3 +110,8 @@ def test_a_missing_module_no_extra_provides_is_a_broken_install_in_one_line(appl
         done.stderr
         == "handoff: handoff status cannot run: this install of handoff lacks the module 'orjson'; reinstall it\n"
     )
+
+
+def test_the_pi_installer_installs_the_appliance_and_make_setup_every_program() -> None:
+    assert '"$prefix/venv/bin/pip" install -q "$repo[appliance]"' in (REPO / "firmware" / "install.sh").read_text()
+    assert "-e '.[appliance,agent,ledger,test]'" in (REPO / "Makefile").read_text()
