@@ -16,7 +16,7 @@ import pytest
 from handoff.extras import EXTRA_OF_MODULE
 from tests.kit.cli import REPO
 from tests.kit.config import Layout
-from tests.kit.imports import run_without
+from tests.kit.imports import modules_after, run_without
 
 EXTRAS = ("appliance", "agent", "ledger")
 EVERY_EXTRA_MODULE = sorted(EXTRA_OF_MODULE)
@@ -67,6 +67,15 @@ def test_status_outbox_and_badges_run_on_the_base_install(appliance: Layout) -> 
     for argv in (["status"], ["outbox", "list"], ["badges", "list"]):
         done = run_without(EVERY_EXTRA_MODULE, [*argv, "-c", str(appliance.config)])
         assert done.returncode == 0, (argv, done.stderr)
+
+
+def test_what_docs_install_md_lists_for_the_base_imports_no_extras_module() -> None:
+    code = (
+        "import handoff.cli.audit, handoff.cli.outbox, handoff.cli.badges, handoff.cli.status, handoff.cli.sim\n"
+        "import handoff.sim.nfc_badge, handoff.sim.piv_card, handoff.sim.vpcd, handoff.sim.fleet"
+    )
+    loaded = {name.partition(".")[0] for name in modules_after(code)}
+    assert loaded.isdisjoint(EXTRA_OF_MODULE)
 
 
 def test_the_agent_key_is_made_without_the_agent_extra(tmp_path) -> None:

@@ -39,7 +39,7 @@ GROUPS: Final = {
     "doctor": Group("handoff.cli.doctor", "self-test this cart and say how to fix what is wrong"),
     "audit": Group("handoff.cli.audit", "verify a tamper-evident event trail"),
     "agent": Group("handoff.cli.agent", "the agent on the attached device: ends sessions, sends signed receipts"),
-    "ledger": Group("handoff.cli.ledger", "the custody record of every appliance"),
+    "ledger": Group("handoff.cli.ledger", "the custody record of every appliance (docs/ledger.md)"),
 }
 
 
