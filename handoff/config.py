@@ -100,7 +100,8 @@ class PolicyConfig(Section):
     retap_guard_s: float = seconds_field(2.0, 60.0, "1 minute", zero_ok=True)
 
     def for_core(self) -> Policy:
-        return Policy(self.idle_timeout_s, self.max_session_s, self.custody_timeout_s, self.retap_guard_s)
+        """Every key of `[policy]` is a rule of the core, under the same name."""
+        return Policy(**self.model_dump())
 
 
 class MqttConfig(Section):

@@ -7,8 +7,12 @@ bench/startup.py's job.
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 
+from handoff.config import AgentConfig, PolicyConfig
+from handoff.core.policy import AgentPolicy, Policy
 from tests.kit.cli import REPO
 from tests.kit.config import Layout
 from tests.kit.imports import handoff_modules_after, import_cycles, modules_after, package_imports
@@ -86,3 +90,13 @@ def test_no_two_parts_of_the_package_import_each_other() -> None:
     read from the source: the parts form layers, with no cycle between any of them."""
     graph = package_imports(REPO / "handoff")
     assert import_cycles(graph) == []
+
+
+def test_every_policy_key_reaches_the_core_under_its_own_name() -> None:
+    """The core takes plain values, not the config models: a key added to `[policy]` needs its
+    field in `handoff.core.policy.Policy` too, or the core would never see it."""
+    assert set(PolicyConfig.model_fields) == {field.name for field in fields(Policy)}
+    assert PolicyConfig(retap_guard_s=0).for_core() == Policy(300.0, 43200.0, 86400.0, 0.0)
+    agent = AgentConfig(keys_file="/k.pem", confirm_s=5, require_confirmed=True)
+    assert {field.name for field in fields(AgentPolicy)} <= set(AgentConfig.model_fields)
+    assert agent.for_core() == AgentPolicy(confirm_s=5, require_confirmed=True)
