@@ -13,6 +13,8 @@ from handoff import db
 from handoff.agent import database
 from handoff.agent.journal import Journal
 from handoff.audit.keys import private_pem
+from handoff.directory import Badge, Directory
+from handoff.errors import ConfigError
 from handoff.instance_lock import hold_instance_lock
 from handoff.outbox import Outbox
 from handoff.provision.render import render_toml
@@ -97,6 +99,16 @@ def test_an_older_agents_journal_and_unsent_receipts_are_taken_over_once(tmp_pat
     conn.close()
     again = database.connect_checked(tmp_path)
     assert [event.id for event in Outbox(again).unsent()] == ["rc-1"]
+
+
+def test_an_appliances_database_in_the_agents_directory_is_refused_and_left_alone(tmp_path: Path) -> None:
+    """An agent pointed at an appliance's data directory must not take (and rename) its database."""
+    Directory(db.connect(tmp_path)).replace([Badge("ab" * 32, "ana", "Ana", "RN")])
+    before = (tmp_path / db.DB_NAME).read_bytes()
+    with pytest.raises(ConfigError) as refused:
+        database.connect_checked(tmp_path)
+    assert refused.value.key == "agent.data_dir" and "holds an appliance's database" in str(refused.value)
+    assert (tmp_path / db.DB_NAME).read_bytes() == before
 
 
 def test_a_damaged_agent_database_is_named_with_the_agents_own_advice(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from handoff import db
+from handoff.errors import ConfigError
 from handoff.outbox import SELF_NUMBERED_SCHEMA
 
 MIGRATIONS: Final[tuple[str, ...]] = (
@@ -55,9 +56,23 @@ def connect_checked(data_dir: Path) -> sqlite3.Connection:
 
 def _adopt(conn: sqlite3.Connection, legacy: Path) -> None:
     """Copy the journal and the unsent messages of an agent that used the appliance's schema,
-    then rename its file. Idempotent, so a crash before the rename only repeats the copy."""
-    conn.execute("ATTACH DATABASE ? AS legacy", (f"file:{legacy}?mode=ro",))
+    then rename its file. Idempotent, so a crash before the rename only repeats the copy.
+
+    An appliance's own database (custody state, badges) in the same directory is refused, not
+    taken: renaming it would cost that appliance its events.
+    """
+    conn.execute("ATTACH DATABASE ? AS legacy", (str(legacy),))
     try:
+        appliance = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM legacy.appliance_state WHERE body != 'null')"
+            " OR EXISTS (SELECT 1 FROM legacy.badges)"
+        ).fetchone()[0]
+        if appliance:
+            raise ConfigError(
+                f"agent.data_dir {legacy.parent} holds an appliance's database ({legacy.name}): "
+                "give the agent a directory of its own",
+                key="agent.data_dir",
+            )
         with db.transaction(conn):
             conn.execute(
                 "INSERT OR IGNORE INTO agent_events SELECT id, body, received, state, receipt_id, receipt, resend"
