@@ -159,7 +159,7 @@ class CorruptDatabase(HandoffError):
     a person can decide whether a backup is better than what can still be read.
     """
 
-    def __init__(self, path: Path, problem: str, after_loss: str = APPLIANCE.after_loss) -> None:
+    def __init__(self, path: Path, problem: str, after_loss: str) -> None:
         super().__init__(
             f"database {path} is corrupt ({problem}): restore it from a backup, or stop handoff, move "
             f"{path.name}* aside (keep the copy: `sqlite3 {path.name} .recover` still reads its events) "
@@ -168,7 +168,7 @@ class CorruptDatabase(HandoffError):
         self.path = path
 
 
-def check_integrity(conn: sqlite3.Connection, data_dir: Path, schema: Schema = APPLIANCE) -> None:
+def check_integrity(conn: sqlite3.Connection, data_dir: Path, schema: Schema) -> None:
     """PRAGMA quick_check (every page and index, not row contents): raises `CorruptDatabase` if it fails."""
     path = data_dir / schema.file_name
     try:
