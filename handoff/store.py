@@ -20,6 +20,7 @@ from handoff import compact_json, db
 from handoff.audit.chain import genesis, sealed
 from handoff.audit.checkpoint import CheckpointPolicy, make_checkpoint
 from handoff.cloudevents import EventContext, envelope, source
+from handoff.commands.seen import SeenCommand, remember
 from handoff.core.codec import state_from_dict, state_summary, state_to_dict
 from handoff.core.events import Event
 from handoff.core.state import State, initial_state
@@ -152,16 +153,21 @@ class Store:
         row = self._conn.execute("SELECT body FROM appliance_state WHERE id = 1").fetchone()
         return state_from_dict(json.loads(row[0])) if row else None
 
-    def commit(self, state: State, events: Sequence[Event], context: EventContext) -> list[StoredEvent]:
+    def commit(
+        self, state: State, events: Sequence[Event], context: EventContext, command: SeenCommand | None = None
+    ) -> list[StoredEvent]:
         """Save `state` and append `events` numbered after the last seq ever handed out.
 
         The state row's upsert allocates the numbers and returns the last one with the chain
         head, so each event is linked to the one before in the same transaction that numbers
         it: a crash cannot leave a hole in the chain. A checkpoint is signed here when one is due.
+        `command` is the id of the command that caused them, remembered in the same transaction.
         """
         now = self._clock()
         body = compact_json.dumps(state_to_dict(state))
         with _writing(self._conn, "commit events") as conn:
+            if command is not None:
+                remember(conn, command, now)
             last_seq, chain, checkpoint_seq, checkpoint_at = conn.execute(
                 "INSERT INTO appliance_state (id, body, last_seq) VALUES (1, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET body = excluded.body, last_seq = last_seq + excluded.last_seq"

@@ -120,7 +120,7 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
         clock=clock,
         new_id=new_id,
         clock_synced=clock_synced,
-        on_command=lambda command: commands.handle(command.name, command.payload, clock.wall()),
+        commands=commands,
         heartbeat=notifier.watchdog,
         agent_keys=agent_keys,
     )
