@@ -53,9 +53,10 @@ ACK_FLUSH_S: Final = 0.05
 IDLE_WAIT_S: Final = 1.0
 """Longest wait in select() with nothing due: paho's keepalive is checked at least this often."""
 STATUS_EVERY_S: Final = 60.0
-STATUS_CHECK_S: Final = 1.0
+STATUS_CHECK_S: Final = 0.5
 """How often reader health and the outbox's emptiness are compared with what status last said:
-a change is saved (for `handoff status`) and published within this, and never more often."""
+a change is saved (for `handoff status`) and published within this, so status is true within a
+second of any change, and never more often."""
 UNSUPPORTED_PROTOCOL_VERSION: Final = 0x84
 """CONNACK's answer (MQTT 5 code; paho maps 3.1.1's return code 1 to it) from a broker that does
 not speak the version `mqtt.protocol` names."""
@@ -255,23 +256,27 @@ class Publisher:
             if self._status_changed():
                 self._record_link(False, error)
 
-    def _status_key(self) -> str:
-        return compact_json.dumps([self._health(), self._store.has_unsent(), self._loop_status()])
+    def _status_key(self, health: list[dict[str, Any]]) -> str:
+        return compact_json.dumps([health, self._store.has_unsent(), self._loop_status()])
 
     def _status_changed(self) -> bool:
-        """Whether status has news since it was last said; it counts as said from here on."""
+        """Whether status has news since it was last recorded."""
         try:
-            key = self._status_key()
+            return self._status_key(self._health()) != self._status_said
         except sqlite3.Error as exc:
             log.error("cannot read the outbox for status: %s", exc)
             return False
-        changed, self._status_said = key != self._status_said, key
-        return changed
 
     def _record_link(self, connected: bool, error: str | None) -> None:
+        """What is recorded is what counts as said: one reading of reader health serves both, so
+        a reader that opens while this runs is seen as news by the next check, not lost."""
         self._link_up = connected
+        health = self._health()
         try:
-            self._store.record_link(connected, error, self._health())
+            self._status_said = self._status_key(health)
+            self._store.record_link(connected, error, health)
+        except sqlite3.Error as exc:
+            log.error("cannot read the outbox for status: %s", exc)
         except StoreError as exc:
             log.error("%s", exc)
 
@@ -441,7 +446,6 @@ class _Session:
             self._history_checked = True
         for topic in self._subscriptions:
             client.subscribe(topic, qos=1)
-        self._status_changed()
         last_flush = last_status = last_purge = last_check = self._clock()
         purge_due = True
         while self._connected:
