@@ -32,6 +32,8 @@ def _status(args: argparse.Namespace) -> int:
     blocked = store.blocked()
     if blocked is not None:
         print(f"WARNING {blocked.describe()} since {rfc3339(blocked.since)}; later events wait behind it")
+    for topic, refused in sorted(store.refused().items()):
+        print(f"WARNING broker refused publishes on {refused.describe(topic)} at {rfc3339(refused.at)}")
     rewind = store.rewind()
     if rewind is not None:
         print(f"WARNING {rewind.describe()} at {rfc3339(rewind.at)}; see docs/integration.md")

@@ -7,8 +7,9 @@ it (a `ConfigError`) and not an SSL traceback from inside paho's network loop.
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal, TypeAlias
 
 from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY, CleanStartOption, Client
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -20,7 +21,17 @@ from handoff.cloudevents import CONTENT_TYPE
 from handoff.commands.parse import LARGEST_COMMAND_BYTES
 from handoff.config import MqttConfig
 from handoff.errors import ConfigError
-from handoff.mqtt.topics import Topics
+
+Protocol: TypeAlias = Literal["5", "3.1.1"]
+
+
+@dataclass(frozen=True)
+class Will:
+    """The retained message the broker publishes when the connection dies without a goodbye."""
+
+    topic: str
+    payload: bytes
+
 
 SESSION_EXPIRY_S: Final = 7 * 86400
 """How long the broker keeps our session (and commands queued for us) while we are away."""
@@ -72,19 +83,26 @@ def offline_payload(version: str) -> bytes:
 
 def new_client(
     config: MqttConfig,
-    topics: Topics,
-    version: str,
     context: ssl.SSLContext | None,
     secret: str | None,
     *,
-    will: bool = True,
+    will: Will | None,
+    client_id: str | None = None,
+    protocol: Protocol | None = None,
+    keep_session: bool = True,
 ) -> Client:
-    """A fresh client per connection: paho's in-memory queue must not replay what the outbox resends."""
-    v5 = config.protocol == "5"
+    """The one place a paho client is built, from `MqttConfig`: protocol, session, TLS, credentials, will.
+
+    The publisher builds a fresh one per connection (paho's in-memory queue must not replay what
+    the outbox resends). `client_id` and `protocol` override the config for `handoff doctor`,
+    which must not take the running appliance's session and tries both versions, and
+    `keep_session=False` leaves no session behind (on MQTT 5 `connect_properties` keeps one).
+    """
+    v5 = (protocol or config.protocol) == "5"
     client = Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=config.client_id,
-        clean_session=None if v5 else False,
+        client_id=config.client_id if client_id is None else client_id,
+        clean_session=None if v5 else not keep_session,
         protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
         reconnect_on_failure=False,
     )
@@ -92,8 +110,8 @@ def new_client(
         client.tls_set_context(context)
     if config.username:
         client.username_pw_set(config.username, secret)
-    if will:
-        client.will_set(topics.status, offline_payload(version), qos=1, retain=True)
+    if will is not None:
+        client.will_set(will.topic, will.payload, qos=1, retain=True)
     return client
 
 

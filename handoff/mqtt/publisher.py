@@ -87,6 +87,17 @@ class Link:
     secret: str | None
 
 
+@dataclass(frozen=True)
+class _Sent:
+    """What a message in flight carries, so its PUBACK is matched to what it settles."""
+
+    topic: str
+    """Its suffix under `P/S/D/`, e.g. `checkpoint` or `events/checkout`: refusals are counted by it."""
+    seq: int | None = None
+    """The event's seq for an outbox row, the covered seq for a checkpoint."""
+    event: bool = False
+
+
 class Inbox:
     """What other threads hand the publisher thread: wake-ups, command results and the stop request.
 
@@ -229,6 +240,7 @@ class Publisher:
                 on_link=self._record_link,
                 status_changed=self._status_changed,
                 on_outcome=self._record_outcome,
+                on_refused=self._record_refused,
                 on_command=self._on_command,
                 subscriptions=self._subscriptions,
                 settings=self._settings,
@@ -304,6 +316,12 @@ class Publisher:
             log.error("%s", exc)
         return True
 
+    def _record_refused(self, topic: str, reason: str) -> None:
+        try:
+            self._store.record_refused(topic, reason)
+        except StoreError as exc:
+            log.error("%s", exc)
+
     def _status(self) -> bytes:
         body: dict[str, Any] = {
             "status": "online",
@@ -339,6 +357,7 @@ class _Session:
         on_link: Callable[[bool, str | None], None],
         status_changed: Callable[[], bool],
         on_outcome: Callable[[tuple[int, str] | None, list[int]], bool],
+        on_refused: Callable[[str, str], None],
         on_command: Callable[[str, bytes], None],
         subscriptions: Mapping[str, Callable[[bytes], None]],
         settings: PublisherSettings,
@@ -352,6 +371,7 @@ class _Session:
         self._on_link = on_link
         self._status_changed = status_changed
         self._on_outcome = on_outcome
+        self._on_refused = on_refused
         self._on_command = on_command
         self._subscriptions = subscriptions
         """Further topics (full names) and who takes their messages: called on the publisher's
@@ -362,16 +382,13 @@ class _Session:
         self._connected = False
         self._error: str | None = None
         self._window = INFLIGHT
-        self._inflight: dict[int, int | None] = {}
-        """Message id to the event's seq; None for a message that is not an event."""
+        self._inflight: dict[int, _Sent] = {}
         self._waiting: deque[StoredEvent] = deque()
         """Read from the outbox, not yet handed to paho."""
         self._outbox_more = True
         self._sent_upto = 0
         self._control: deque[tuple[str, bytes, bool]] = deque()
         self._acked: list[int] = []
-        self._checkpoint_mids: dict[int, int] = {}
-        """Message id to the seq of the checkpoint it carries."""
         self._checkpoints: deque[tuple[int, bytes]] = deque()
         self._checkpoints_stale = True
         self._checkpoints_sent_upto = 0
@@ -386,8 +403,9 @@ class _Session:
         self._history_checked = False
         self._broker_state: dict[str, Any] | None = None
         self._props = connection.event_properties(link.config)
+        will = connection.Will(link.topics.status, connection.offline_payload(link.version))
         self._client: Client = connection.new_client(
-            link.config, link.topics, link.version, link.tls, link.secret, will=self._presence
+            link.config, link.tls, link.secret, will=will if self._presence else None
         )
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -441,7 +459,7 @@ class _Session:
         if self._presence:
             _, self._state_mid = client.subscribe(self._topics.state, qos=1)
             _, self._history_mid = client.subscribe(self._topics.commands, qos=1)
-            self._control.append((self._topics.status, self._status(), True))
+            self._control.append(("status", self._status(), True))
         else:
             self._history_checked = True
         for topic in self._subscriptions:
@@ -475,7 +493,7 @@ class _Session:
                     self._say_status()
                     last_status = now
             if now - last_status >= STATUS_EVERY_S and self._presence:
-                self._control.append((self._topics.status, self._status(), True))
+                self._control.append(("status", self._status(), True))
                 last_status = now
             if purge_due or now - last_purge >= PURGE_EVERY_S:
                 self._purge()
@@ -484,7 +502,7 @@ class _Session:
 
     def _say_status(self) -> None:
         if self._presence:
-            self._control.append((self._topics.status, self._status(), True))
+            self._control.append(("status", self._status(), True))
 
     def _wait(self, timeout: float) -> bool:
         """Wait for the broker, a wake-up or `timeout`, then let paho read, write and keep alive.
@@ -512,14 +530,14 @@ class _Session:
 
     def _pump(self) -> None:
         """Fill the window: status, state and command results first, then events in seq order."""
-        topics = self._topics
         while self._history_checked and self._connected and len(self._inflight) < self._window:
             if self._control:
-                self._send(*self._control.popleft())
+                topic, payload, retain = self._control.popleft()
+                self._send(_Sent(topic), payload, retain=retain)
             elif (result := self._inbox.take_result()) is not None:
-                self._send(topics.cmd_result, result)
+                self._send(_Sent("cmd_result"), result)
             elif event := self._next_event():
-                self._send(topics.under(event.topic), event.payload, seq=event.seq)
+                self._send(_Sent(event.topic, event.seq, event=True), event.payload)
                 self._sent_upto = event.seq
             elif not self._send_checkpoint():
                 return
@@ -536,8 +554,7 @@ class _Session:
         if not self._checkpoints or self._checkpoints[0][0] > self._sent_upto:
             return False
         seq, payload = self._checkpoints.popleft()
-        info = self._send(self._topics.checkpoint, payload, retain=True)
-        self._checkpoint_mids[info.mid] = seq
+        self._send(_Sent("checkpoint", seq), payload, retain=True)
         self._checkpoints_sent_upto = seq
         return True
 
@@ -548,11 +565,13 @@ class _Session:
             self._waiting.extend(batch)
         return self._waiting.popleft() if self._waiting else None
 
-    def _send(self, topic: str, payload: bytes, retain: bool = False, seq: int | None = None) -> MQTTMessageInfo:
-        properties = self._props if seq is not None else None
-        info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
+    def _send(self, sent: _Sent, payload: bytes, retain: bool = False) -> MQTTMessageInfo:
+        properties = self._props if sent.event else None
+        info = self._client.publish(
+            self._topics.under(sent.topic), payload, qos=1, retain=retain, properties=properties
+        )
         if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self._inflight[info.mid] = seq
+            self._inflight[info.mid] = sent
         else:
             self._connected = False
             self._error = f"publish refused by client: {info.rc.name}"
@@ -574,7 +593,7 @@ class _Session:
         if retained is not None:
             retained["source"] = self._link.source
         if retained is not None and retained != self._state_sent:
-            self._control.append((self._topics.state, compact_json.dumps(retained).encode(), True))
+            self._control.append(("state", compact_json.dumps(retained).encode(), True))
             self._state_sent = retained
 
     def _check_history(self) -> None:
@@ -618,7 +637,7 @@ class _Session:
             return False
         self._flush_acks()
         if self._presence:
-            info = self._send(self._topics.status, connection.offline_payload(self._link.version), retain=True)
+            info = self._send(_Sent("status"), connection.offline_payload(self._link.version), retain=True)
             end = self._clock() + 2.0
             while not info.is_published() and self._connected and (left := end - self._clock()) > 0:
                 self._wait(min(left, ACK_FLUSH_S))
@@ -671,22 +690,23 @@ class _Session:
     def _on_publish(
         self, client: Client, userdata: Any, mid: int, reason: ReasonCode, properties: Properties | None
     ) -> None:
-        if mid not in self._inflight:
-            return
-        seq = self._inflight.pop(mid)
-        checkpoint = self._checkpoint_mids.pop(mid, None)
-        if checkpoint is not None and not reason.is_failure:
-            self._acked_checkpoints.append(checkpoint)
-        if seq is None:
-            if reason.is_failure:
-                log.warning("broker refused a status, state or command result message: %s", reason)
+        sent = self._inflight.pop(mid, None)
+        if sent is None:
             return
         if not reason.is_failure:
-            self._acked.append(seq)
+            if sent.event and sent.seq is not None:
+                self._acked.append(sent.seq)
+            elif sent.topic == "checkpoint" and sent.seq is not None:
+                self._acked_checkpoints.append(sent.seq)
+            return
+        code = f"{reason} (0x{reason.value:02x})"
+        self._on_refused(sent.topic, code)
+        if not sent.event or sent.seq is None:
+            what = f"the {sent.topic} message" + (f" covering seq {sent.seq}" if sent.seq is not None else "")
+            log.error("broker refused %s: %s; check its ACL for this topic", what, code)
         elif self._connected:  # the first refusal; later ones in the same read wait behind it anyway
-            code = f"{reason} (0x{reason.value:02x})"
-            self._on_outcome((seq, code), [])
-            self._error = f"broker refused event seq {seq}: {code}"
+            self._on_outcome((sent.seq, code), [])
+            self._error = f"broker refused event seq {sent.seq} on {sent.topic}: {code}"
             self._connected = False
             client.disconnect()
 
