@@ -28,6 +28,7 @@ from handoff.config import READER_KINDS, SECTIONS, Config, OsdpReaderConfig, def
 from handoff.doctor.broker import check_broker
 from handoff.doctor.result import Status
 from handoff.errors import ConfigError, UsageError
+from handoff.feedback.board import default_board
 from handoff.provision.files import write_file
 from handoff.provision.pki import build_csr, generate_key, key_pem, load_key
 from handoff.provision.render import Value, render_toml
@@ -176,6 +177,10 @@ def _provision(args: argparse.Namespace) -> int:
     # Pinned in the file: the certificate's CN must keep matching even if the SD card moves to another Pi.
     args.reader_id = args.reader_id or default_reader_id()
     secret = _secret_bytes(args, out / SECRET_NAME, interactive)
+    if args.board is None:
+        args.board = default_board()
+        if args.board == "none":
+            print('feedback.board = "none": not a Raspberry Pi, so no GPIO lights or buzzer; --board picks a pin map')
     config = _config(args, config_path)
 
     out.mkdir(parents=True, exist_ok=True)

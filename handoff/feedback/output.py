@@ -13,10 +13,11 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Final, Protocol, TypeAlias
 
-from gpiozero import LED, Buzzer, DigitalOutputDevice, GPIOZeroError
+from gpiozero import LED, Buzzer, Device, DigitalOutputDevice, GPIOZeroError, PinFactoryFallback
 
 from handoff.errors import ConfigError
 from handoff.feedback.board import Board, load_board
@@ -154,10 +155,32 @@ def open_feedback(board_name: str, readers: Sequence[Lights] = ()) -> Feedback:
     if board_name == "none":
         return CueFeedback(readers) if readers else NoFeedback()
     board = load_board(board_name)
+    problem = gpio_problem()
+    if problem is not None:
+        raise ConfigError(gpio_unusable(board_name, problem))
     try:
         return CueFeedback([GpioLights(board), *readers])
     except GPIOZeroError as exc:
-        raise ConfigError(
-            f'feedback.board = "{board_name}" needs GPIO, which is not usable here ({exc}); '
-            'install lgpio on a Pi, or set board = "none"'
-        ) from None
+        raise ConfigError(gpio_unusable(board_name, str(exc))) from None
+
+
+def gpio_problem() -> str | None:
+    """Why gpiozero finds no way to drive pins here (not a Pi, no pin library), or None.
+
+    The first step of building any output, asked alone so `handoff doctor` fails exactly where
+    `handoff run` would refuse, without claiming pins a running appliance holds.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PinFactoryFallback)
+            Device.ensure_pin_factory()
+    except (GPIOZeroError, ImportError, OSError, RuntimeError) as exc:
+        return str(exc)
+    return None
+
+
+def gpio_unusable(board_name: str, problem: str) -> str:
+    return (
+        f'feedback.board = "{board_name}" needs GPIO, which is not usable here ({problem}); '
+        'install lgpio on a Pi, or set board = "none"'
+    )
