@@ -7,20 +7,24 @@ it (a `ConfigError`) and not an SSL traceback from inside paho's network loop.
 from __future__ import annotations
 
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY, CleanStartOption, Client
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from handoff import compact_json
+from handoff.audit.signature import public_key_b64, signed
 from handoff.cloudevents import CONTENT_TYPE
 from handoff.commands.parse import LARGEST_COMMAND_BYTES
 from handoff.config import MqttConfig
 from handoff.errors import ConfigError
+from handoff.timefmt import rfc3339
 
 Protocol: TypeAlias = Literal["5", "3.1.1"]
 
@@ -77,8 +81,13 @@ def password(config: MqttConfig) -> str | None:
         raise ConfigError(f"mqtt.password_file {config.password_file}: cannot be read ({_why(exc)})") from None
 
 
-def offline_payload(version: str) -> bytes:
-    return compact_json.dumps({"status": "offline", "version": version}).encode()
+def offline_payload(version: str, key: Ed25519PrivateKey | None) -> bytes:
+    """The last will, signed like every status, with the key it is signed by: a ledger that
+    believes it has checked it. Made when the client connects, so its `time` dates the connection."""
+    body: dict[str, Any] = {"status": "offline", "version": version, "time": rfc3339(time.time())}
+    if key is not None:
+        body["public_key"] = public_key_b64(key)
+    return compact_json.dumps(signed(key, body)).encode()
 
 
 def new_client(
