@@ -442,6 +442,22 @@ class Store:
         row = conn.execute("SELECT value FROM meta WHERE key = 'refused_topics'").fetchone()
         return {topic: Refused(**fields) for topic, fields in json.loads(row[0]).items()} if row else {}
 
+    def record_fault(self, fault: str | None) -> None:
+        """Why the publisher thread died, for `handoff status` in another process; None clears it."""
+        with _writing(self._conn, "record the publisher's failure") as conn:
+            if fault is None:
+                conn.execute("DELETE FROM meta WHERE key = 'publisher_fault'")
+            else:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('publisher_fault', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (fault,),
+                )
+
+    def fault(self) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'publisher_fault'").fetchone()
+        return str(row[0]) if row else None
+
     def blocked(self) -> Blocked | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'outbox_blocked'").fetchone()
         return Blocked(**json.loads(row[0])) if row else None

@@ -32,6 +32,9 @@ def _status(args: argparse.Namespace) -> int:
     blocked = store.blocked()
     if blocked is not None:
         print(f"WARNING {blocked.describe()} since {rfc3339(blocked.since)}; later events wait behind it")
+    fault = store.fault()
+    if fault is not None:
+        print(f"WARNING {fault}; nothing is published until the appliance restarts")
     for topic, refused in sorted(store.refused().items()):
         print(f"WARNING broker refused publishes on {refused.describe(topic)} at {rfc3339(refused.at)}")
     rewind = store.rewind()

@@ -199,6 +199,8 @@ class Publisher:
         self._blocked = store.blocked()
         self._status_said: str | None = None
         """What the last saved or published status said, as `_status_key` spells it."""
+        self._fault: str | None = None
+        self._session: _Session | None = None
 
     @property
     def connected(self) -> bool:
@@ -209,6 +211,12 @@ class Publisher:
     def blocked(self) -> Blocked | None:
         """The broker's refusal every later event waits behind, if any: the ambient light shows a fault."""
         return self._blocked
+
+    @property
+    def fault(self) -> str | None:
+        """Why the publisher thread died, if it did. Nothing is delivered until the appliance
+        restarts: the ambient light shows a fault and the systemd watchdog is no longer fed."""
+        return self._fault
 
     @property
     def topics(self) -> Topics:
@@ -235,9 +243,34 @@ class Publisher:
         self._inbox.close()
 
     def _run(self) -> None:
+        """Any exception not met on purpose below is a bug: it must not end delivery silently."""
+        try:
+            self._forget_fault()
+            self._connect_and_serve()
+        except Exception as exc:
+            self._die(exc)
+
+    def _die(self, exc: Exception) -> None:
+        self._fault = f"publisher thread failed: {type(exc).__name__}: {exc}"
+        self._link_up = False
+        log.critical("%s; nothing is published until the appliance restarts", self._fault, exc_info=exc)
+        if self._session is not None:
+            self._session.drop()
+        try:
+            self._store.record_fault(self._fault)
+            self._store.record_link(False, self._fault, self._health())
+        except (StoreError, sqlite3.Error) as failed:
+            log.error("cannot record the publisher's failure for status: %s", failed)
+
+    def _forget_fault(self) -> None:
+        """A fault recorded by the appliance's previous run is history once this one publishes."""
+        if self._store.fault() is not None:
+            self._store.record_fault(None)
+
+    def _connect_and_serve(self) -> None:
         attempt = 0
         while not self._inbox.stopping():
-            session = _Session(
+            self._session = session = _Session(
                 self._link,
                 self._store,
                 self._inbox,
@@ -452,6 +485,13 @@ class _Session:
             self._client.disconnect()
             return f"cannot read the outbox: {exc}"
         return self._error
+
+    def drop(self) -> None:
+        """Close the socket without DISCONNECT: the broker publishes the last will (offline) at once."""
+        sock = self._client.socket()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
 
     def _without_connack(self, what: str) -> str:
         """A broker that does not speak `mqtt.protocol` may refuse, hang up, or never answer."""

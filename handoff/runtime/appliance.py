@@ -87,6 +87,8 @@ class Publisher(Protocol):
     def connected(self) -> bool: ...
     @property
     def blocked(self) -> object | None: ...
+    @property
+    def fault(self) -> str | None: ...
 
 
 class Commands(Protocol):
@@ -401,7 +403,7 @@ class Appliance:
 
     def _refresh_ambient(self, *, force: bool = False) -> None:
         online = self._publisher.connected
-        blocked = self._publisher.blocked is not None
+        blocked = self._publisher.blocked is not None or self._publisher.fault is not None
         if force or (online, blocked) != (self._online, self._outbox_blocked):
             self._online, self._outbox_blocked = online, blocked
             warning = self._state.unconfirmed_warning

@@ -27,7 +27,7 @@ from handoff.readers.registry import ReaderSet, build_readers
 from handoff.runtime.appliance import Appliance, Command, ReceiptMessage
 from handoff.runtime.clock import SystemClock
 from handoff.store import Store
-from handoff.systemd import Notifier
+from handoff.systemd import Heartbeat, Notifier
 
 log = logging.getLogger("handoff")
 
@@ -124,7 +124,7 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
         new_id=new_id,
         clock_synced=clock_synced,
         commands=commands,
-        heartbeat=notifier.watchdog,
+        heartbeat=Heartbeat(notifier, lambda: publisher.fault),
         agent_keys=agent_keys,
     )
     owner.append(appliance)
