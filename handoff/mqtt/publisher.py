@@ -35,7 +35,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from handoff import compact_json
-from handoff.audit.signature import public_key_b64, signed
+from handoff.audit.signature import public_key_b64, signature_ok, signed
 from handoff.config import MqttConfig
 from handoff.mqtt import connection
 from handoff.mqtt.backoff import backoff_delay
@@ -585,13 +585,17 @@ class _Session:
         """Before anything is published: has the broker seen a higher `seq` from us than we remember?
 
         It has when the database lost events (a deleted WAL, an emptied or restored file). Then the
-        unsent events move above the broker's number, so no `seq` is ever published twice.
+        unsent events move above the broker's number, so no `seq` is ever published twice. With a
+        key, only a state this appliance signed counts: a forged one would push its numbering away.
         """
         self._history_checked = True
         self._client.unsubscribe(self._topics.state)
         seen = self._broker_state or {}
         broker_seq = seen.get("seq")
         if seen.get("source") != self._link.source or isinstance(broker_seq, bool) or not isinstance(broker_seq, int):
+            return
+        if self._link.key is not None and not signature_ok(seen, [self._link.key.public_key()]):
+            log.warning("ignored a retained state with this appliance's source that it did not sign")
             return
         try:
             rewind = self._store.rebase_above(
