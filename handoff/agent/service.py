@@ -59,7 +59,7 @@ def distrust(event: Any, device_id: str, keys: Sequence[Ed25519PublicKey]) -> st
 
 
 def actionable(event: dict[str, Any]) -> bool:
-    """A forced_logoff, or a checkin with reason `returned` (SPEC section 8)."""
+    """A forced_logoff, or a checkin with reason `returned`: the session ends the agent acts on (docs/agent.md)."""
     kind = event.get("type")
     return kind == "org.handoff.forced_logoff" or (
         kind == "org.handoff.checkin" and event["data"].get("reason") == "returned"
