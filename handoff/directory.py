@@ -20,6 +20,7 @@ from handoff.badge_ref import BadgeSecret
 from handoff.db import transaction
 from handoff.errors import UsageError
 from handoff.readers.pacs import LAYOUTS, MAX_TEXT, parse_credential, text_badge_bytes
+from handoff.staff_id import staff_id_problem
 
 UID_LENGTHS: Final = (4, 7, 10)
 IDENTIFIER_LENGTHS: Final = {
@@ -200,7 +201,7 @@ def _parse_rows(path: Path, rows: Iterable[list[str]], secret: BadgeSecret) -> l
         except ValueError as exc:
             raise UsageError(f"{path}: line {line}: {exc}") from None
         for column in ("staff_id", "name", "role"):
-            problem = text_problem(cells[column])
+            problem = staff_id_problem(cells[column]) if column == "staff_id" else text_problem(cells[column])
             if problem:
                 raise UsageError(f"{path}: line {line}: {column} {problem}")
         revoked_text = cells.get("revoked", "").lower()

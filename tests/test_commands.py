@@ -262,3 +262,14 @@ def test_directory_names_with_control_characters_are_refused(channel: Channel, n
     _, result = channel.send("directory", {"version": 2, "badges": [badge]})
     assert result["error"] == "invalid" and "printable" in result["message"]
     assert Directory(channel.conn).version() == 0
+
+
+@pytest.mark.parametrize("staff_id", ["-rf", "--config=/tmp/evil.conf", "{session_id}", "ana diaz", "a" * 65, ""])
+def test_directory_staff_ids_outside_the_rule_are_refused(channel: Channel, staff_id: str) -> None:
+    """A staff id reaches the logoff program's argv on the workstation: none that reads as an option."""
+    good = {"badge_ref": REF, "staff_id": "ana.diaz@x_1-2", "name": "Ana", "role": "RN", "revoked": False}
+    assert channel.send("directory", {"version": 2, "badges": [good]})[1]["ok"]
+    bad = {**good, "staff_id": staff_id}
+    _, result = channel.send("directory", {"version": 3, "badges": [bad]})
+    assert result["error"] == "invalid" and "A-Z a-z 0-9" in result["message"]
+    assert Directory(channel.conn).version() == 2 and Directory(channel.conn).lookup(REF) is not None

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from handoff.audit.keys import load_public_keys, load_signing_key
+from handoff.audit.signature import fingerprint
 from handoff.badge_ref import load_secret
 from handoff.cli.provision import FLAGS
 from handoff.config import READER_KINDS, SECTIONS, PcscReaderConfig, load_config
@@ -224,10 +225,12 @@ def test_a_corrupt_reader_key_is_one_line(tmp_path: Path) -> None:
 
 
 def test_provision_makes_the_audit_key_so_a_provisioned_cart_always_signs(tmp_path: Path) -> None:
-    assert handoff(*base_flags(tmp_path, "--generate-secret", "--no-broker-check")).returncode == 0
+    made = handoff(*base_flags(tmp_path, "--generate-secret", "--no-broker-check"))
+    assert made.returncode == 0
     etc = tmp_path / "etc"
     config = load_config(etc / "handoff.toml")
     assert config.audit is not None and config.audit.key_file == etc / "audit.key"
+    assert f"appliance key fingerprint: {fingerprint(load_signing_key(etc / 'audit.key'))}" in made.stdout
     assert (mode(etc / "audit.key"), mode(etc / "audit.pub")) == (0o600, 0o644)
     key = load_signing_key(etc / "audit.key")
     assert load_public_keys(etc / "audit.pub", "audit.pub")[0].public_bytes_raw() == key.public_key().public_bytes_raw()

@@ -34,7 +34,7 @@ from handoff.store import Store
 from tests.kit.broker import Broker
 from tests.kit.collector import Collector
 from tests.kit.config import PREFIX
-from tests.kit.outbox import CONTEXT, checkout, in_use, mqtt_config, publisher
+from tests.kit.outbox import CONTEXT, SOURCE, checkout, in_use, mqtt_config, publisher
 
 KEY = Ed25519PrivateKey.generate()
 OTHER = Ed25519PrivateKey.generate()
@@ -207,3 +207,56 @@ def test_signed_bytes_are_rfc8785_on_both_sides(body: dict[str, Any]) -> None:
     event = {"type": "x", "data": body}
     inner = {k: v for k, v in body.items() if k != "signature"}
     assert event_signed_bytes(event) == rfc8785.dumps({"type": "x", "data": inner})
+
+
+def test_a_forged_retained_state_does_not_renumber_the_appliance(tmp_path: Path) -> None:
+    """On connect the appliance reads back its retained state to notice a database that lost
+    events; a state it did not sign, claiming a higher seq, must not move its numbering."""
+    data = tmp_path / "data"
+    store = signing_store(data)
+    with Broker(tmp_path / "broker") as broker:
+        forger = Collector(broker.port, "unused/topic")
+        forged = {"state": "available", "staff_id": None, "seq": 5000, "event_id": "x", "chain": None, "source": SOURCE}
+        forger.client.publish(f"{PREFIX}/state", json.dumps(forged), qos=1, retain=True).wait_for_publish(5)
+        forger.close()
+        store.commit(in_use("ana"), [checkout("ana")], CONTEXT)
+        running = publisher(mqtt_config(broker.port), data, settings=FAST, key=KEY)
+        events = Collector(broker.port, f"{PREFIX}/events/#")
+        running.start()
+        try:
+            got = events.wait_until(bool)
+        finally:
+            running.stop()
+            events.close()
+    assert [m.json()["data"]["seq"] for m in got] == [1] and store.rewind() is None
+
+
+def test_a_lost_database_still_renumbers_above_its_own_signed_state(tmp_path: Path) -> None:
+    """The check above must not blind the appliance to its own state: a database that lost its
+    events, with the same key, moves above the seq its signed retained state names, re-signed."""
+    with Broker(tmp_path / "broker") as broker:
+        events = Collector(broker.port, f"{PREFIX}/events/#")
+        first = signing_store(tmp_path / "first")
+        for name in ("ana", "bo", "cy"):
+            first.commit(in_use(name), [checkout(name)], CONTEXT)
+        running = publisher(mqtt_config(broker.port), tmp_path / "first", settings=FAST, key=KEY)
+        running.start()
+        try:
+            events.wait_until(lambda got: len(got) >= 3)
+            states = Collector(broker.port, f"{PREFIX}/state")
+            states.wait_until(lambda got: any(m.json()["seq"] == 3 for m in got))
+            states.close()
+        finally:
+            running.stop()
+        wiped = signing_store(tmp_path / "wiped")
+        wiped.commit(in_use("dee"), [checkout("dee")], CONTEXT)
+        running = publisher(mqtt_config(broker.port), tmp_path / "wiped", settings=FAST, key=KEY)
+        running.start()
+        try:
+            got = events.wait_until(lambda got: len(got) >= 4)
+        finally:
+            running.stop()
+            events.close()
+    last = got[3].json()
+    assert last["data"]["seq"] == 4 and event_signature_ok(last, [KEY.public_key()])
+    assert wiped.rewind() is not None

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic.fields import FieldInfo
 
 from handoff.audit.keys import load_signing_key, private_pem, public_pem
+from handoff.audit.signature import fingerprint
 from handoff.config import READER_KINDS, SECTIONS, Config, OsdpReaderConfig, default_reader_id, parse_config
 from handoff.doctor.broker import check_broker
 from handoff.doctor.result import Status
@@ -195,7 +196,13 @@ def _provision(args: argparse.Namespace) -> int:
         audit_key = _audit_key(config.audit.key_file)
         write_file(out / AUDIT_KEY_NAME, private_pem(audit_key), 0o600)
         write_file(out / AUDIT_PUB_NAME, public_pem(audit_key), 0o644)
-        print(f"checkpoints are signed with {out / AUDIT_KEY_NAME}; give {out / AUDIT_PUB_NAME} to the auditors")
+        print(
+            f"everything this cart publishes is signed with {out / AUDIT_KEY_NAME}; "
+            f"give {out / AUDIT_PUB_NAME} to the auditors and the ledger (handoff ledger enrol)"
+        )
+        print(
+            f"appliance key fingerprint: {fingerprint(audit_key)} (compare it in the ledger's console when enrolling)"
+        )
     write_file(config_path, _toml(args, config_path).encode(), 0o644)
     print(f"wrote {config_path}, {key_path} and {out / CSR_NAME} (reader {app.reader_id})")
     if not (out / CERT_NAME).exists():

@@ -1,10 +1,10 @@
 """May this cart publish on every topic it uses? A broker ACL missing one refuses it quietly.
 
-MQTT 5 says so in the PUBACK. MQTT 3.1.1 acknowledges a refused publish as if delivered, so
-there the probe is read back: no echo within the wait counts as refused (an identity that may
-write its own topics but not read them cannot be told apart, hence docs/integration.md gives
-the appliance readwrite on its own topics). What is found refused is counted for
-`handoff status`, as the running appliance counts the refusals it meets.
+MQTT 5 says so in the PUBACK: each refusal fails the check and is counted for `handoff status`,
+as the running appliance counts the refusals it meets. MQTT 3.1.1 acknowledges a refused
+publish as if delivered, so there each probe is read back; one that does not come back is
+refused or on a topic this identity may write but not read (docs/integration.md gives it write
+only on events and checkpoint), which doctor cannot tell apart: a warning, not counted.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from handoff import compact_json, db
 from handoff.config import Config
 from handoff.core.events import EventType
 from handoff.doctor.broker import doctor_client
-from handoff.doctor.result import CheckResult, failed, passed, skipped
+from handoff.doctor.result import CheckResult, failed, passed, skipped, warned
 from handoff.errors import ConfigError, HandoffError
 from handoff.mqtt.connection import tls_context
 from handoff.mqtt.topics import Topics
@@ -58,6 +58,8 @@ class _Probe:
     """Publish or subscribe message id to what it was for: `publishing on <suffix>` or `reading <suffix>`."""
     refused: dict[str, str] = field(default_factory=dict)
     echoed: set[str] = field(default_factory=set)
+    unconfirmed: list[str] = field(default_factory=list)
+    """On MQTT 3.1.1: topic suffixes whose probe did not come back."""
 
 
 def check_topics(config: Config, timeout: float = 5.0) -> CheckResult:
@@ -80,6 +82,13 @@ def check_topics(config: Config, timeout: float = 5.0) -> CheckResult:
             NAME,
             f"the broker refuses {named}: give this cart access to {topics.base}/<topic> in the "
             "broker's ACL (docs/integration.md)",
+        )
+    if probe.unconfirmed:
+        return warned(
+            NAME,
+            f"{NO_ECHO} for {', '.join(probe.unconfirmed)}: MQTT 3.1.1 does not say when a broker refuses, "
+            "and these probes did not come back (refused, or not readable by this cart); "
+            'set mqtt.protocol = "5" if the broker speaks it, or check its ACL for these topics',
         )
     how = "" if probe.v5 else ", each read back (MQTT 3.1.1 does not say when it refuses)"
     return passed(NAME, f"the broker accepts publishes on all {len(published_topics())} topics{how}")
@@ -109,8 +118,7 @@ def _probe(config: Config, topics: Topics, context: ssl.SSLContext | None, timeo
         _loop(client, lambda: not probe.pending and (probe.v5 or set(suffixes) <= probe.echoed), timeout)
         probe.refused.update({what: "no answer in time" for what in probe.pending.values()})
         if not probe.v5:
-            unechoed = [suffix for suffix in suffixes if suffix not in probe.echoed]
-            probe.refused.update({f"publishing on {suffix}": NO_ECHO for suffix in unechoed})
+            probe.unconfirmed = [suffix for suffix in suffixes if suffix not in probe.echoed]
         return probe
     finally:
         client.disconnect()

@@ -24,6 +24,7 @@ from handoff.cloudevents import CONTENT_TYPE
 from handoff.commands.parse import LARGEST_COMMAND_BYTES
 from handoff.config import MqttConfig
 from handoff.errors import ConfigError
+from handoff.secret_file import read_private
 from handoff.timefmt import rfc3339
 
 Protocol: TypeAlias = Literal["5", "3.1.1"]
@@ -61,7 +62,7 @@ def tls_context(config: MqttConfig, *, client_certificate: bool = True) -> ssl.S
             raise ConfigError(f"mqtt.ca_file {config.ca_file}: not a usable CA certificate ({_why(exc)})") from None
     if client_certificate and config.cert_file is not None and config.key_file is not None:
         _readable(config.cert_file, "mqtt.cert_file")
-        _readable(config.key_file, "mqtt.key_file")
+        read_private(config.key_file, "mqtt.key_file", owner_only=True)
         try:
             context.load_cert_chain(certfile=str(config.cert_file), keyfile=str(config.key_file))
         except (OSError, ssl.SSLError) as exc:

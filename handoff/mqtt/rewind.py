@@ -11,8 +11,10 @@ import json
 import logging
 from typing import Any, Final
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from paho.mqtt.reasoncodes import ReasonCode
 
+from handoff.audit.signature import signature_ok
 from handoff.mqtt.errors import RewindNotRecorded
 from handoff.store import Store, StoreError
 
@@ -24,9 +26,12 @@ renumbering above it could not be stored."""
 
 
 class RewindGuard:
-    def __init__(self, store: Store, source: str) -> None:
+    def __init__(self, store: Store, source: str, key: Ed25519PublicKey | None) -> None:
         self._store = store
         self._source = source
+        self._key = key
+        """With a key, only a state this appliance signed counts: a forged one would push its
+        numbering away."""
         self._state_mid: int | None = None
         self._commands_mid: int | None = None
         self._seen: dict[str, Any] | None = None
@@ -68,6 +73,9 @@ class RewindGuard:
             return
         if not 0 < broker_seq <= LARGEST_SEQ:
             log.warning("the retained state claims seq %d, which no appliance reaches: ignored", broker_seq)
+            return
+        if self._key is not None and not signature_ok(seen, [self._key]):
+            log.warning("ignored a retained state with this appliance's source that it did not sign")
             return
         try:
             rewind = self._store.rebase_above(

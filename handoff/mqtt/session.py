@@ -79,7 +79,7 @@ class Session:
         """Publish the retained status and state, with the last will: not the agent, which must
         leave the appliance's presence alone."""
         self._outcomes = outcomes
-        self._guard = RewindGuard(store, link.source)
+        self._guard = RewindGuard(store, link.source, link.key.public_key() if link.key is not None else None)
         self._router = route(self._guard)
         self._drain = OutboxDrain(store, inbox)
         self._retention_days = retention_days
