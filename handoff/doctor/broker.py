@@ -19,7 +19,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from handoff.config import MqttConfig
 from handoff.doctor.result import CheckResult, failed, passed, skipped, warned
 from handoff.errors import ConfigError
-from handoff.mqtt.connection import Protocol, new_client, password, tls_context
+from handoff.mqtt.connection import MqttVersion, password, probe_client, tls_context
 
 CERT_WARN_DAYS: Final = 30
 
@@ -122,7 +122,7 @@ def check_protocol(config: MqttConfig, timeout: float = 5.0) -> CheckResult:
 NO_ANSWER: Final = "no CONNACK in time"
 
 
-def _connack(config: MqttConfig, protocol: Protocol, context: ssl.SSLContext | None, timeout: float) -> str | None:
+def _connack(config: MqttConfig, protocol: MqttVersion, context: ssl.SSLContext | None, timeout: float) -> str | None:
     """None if the broker accepted a CONNECT in `protocol`, else what it answered."""
     client = doctor_client(config, context, protocol)
     answered = threading.Event()
@@ -149,18 +149,10 @@ def _connack(config: MqttConfig, protocol: Protocol, context: ssl.SSLContext | N
     return outcome[0] if outcome else NO_ANSWER
 
 
-def doctor_client(config: MqttConfig, context: ssl.SSLContext | None, protocol: Protocol) -> mqtt.Client:
-    """The appliance's own identity and credentials, under its own client id: a running
-    appliance keeps its session, and no last will is left behind."""
-    return new_client(
-        config,
-        context,
-        password(config),
-        will=None,
-        client_id=f"{config.client_id}-doctor",
-        protocol=protocol,
-        keep_session=False,
-    )
+def doctor_client(config: MqttConfig, context: ssl.SSLContext | None, protocol: MqttVersion) -> mqtt.Client:
+    """The appliance's own identity and credentials, in `protocol`, under its own client id."""
+    tried = config.model_copy(update={"protocol": protocol})
+    return probe_client(tried, context, password(config), f"{config.client_id}-doctor")
 
 
 def check_client_cert(config: MqttConfig, now: datetime) -> CheckResult:

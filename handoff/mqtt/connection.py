@@ -27,7 +27,7 @@ from handoff.errors import ConfigError
 from handoff.secret_file import read_private
 from handoff.timefmt import rfc3339
 
-Protocol: TypeAlias = Literal["5", "3.1.1"]
+MqttVersion: TypeAlias = Literal["5", "3.1.1"]
 
 
 @dataclass(frozen=True)
@@ -91,28 +91,28 @@ def offline_payload(version: str, key: Ed25519PrivateKey | None) -> bytes:
     return compact_json.dumps(signed(key, body)).encode()
 
 
-def new_client(
-    config: MqttConfig,
-    context: ssl.SSLContext | None,
-    secret: str | None,
-    *,
-    will: Will | None,
-    client_id: str | None = None,
-    protocol: Protocol | None = None,
-    keep_session: bool = True,
-) -> Client:
-    """The one place a paho client is built, from `MqttConfig`: protocol, session, TLS, credentials, will.
+def new_client(config: MqttConfig, context: ssl.SSLContext | None, secret: str | None, *, will: Will | None) -> Client:
+    """A program's own client. The publisher builds a fresh one per connection: paho's in-memory
+    queue must not replay what the outbox resends."""
+    client = _client(config, context, secret, persistent=True)
+    if will is not None:
+        client.will_set(will.topic, will.payload, qos=1, retain=True)
+    return client
 
-    The publisher builds a fresh one per connection (paho's in-memory queue must not replay what
-    the outbox resends). `client_id` and `protocol` override the config for `handoff doctor`,
-    which must not take the running appliance's session and tries both versions, and
-    `keep_session=False` leaves no session behind (on MQTT 5 `connect_properties` keeps one).
-    """
-    v5 = (protocol or config.protocol) == "5"
+
+def probe_client(config: MqttConfig, context: ssl.SSLContext | None, secret: str | None, client_id: str) -> Client:
+    """A short-lived client for checks (`handoff doctor`), under its own id (the program's id
+    would end the running program's session), with no will and no session left behind."""
+    return _client(config.model_copy(update={"client_id": client_id}), context, secret, persistent=False)
+
+
+def _client(config: MqttConfig, context: ssl.SSLContext | None, secret: str | None, *, persistent: bool) -> Client:
+    """The one place a paho client is built: protocol and session, TLS and credentials."""
+    v5 = config.protocol == "5"
     client = Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=config.client_id if client_id is None else client_id,
-        clean_session=None if v5 else not keep_session,
+        client_id=config.client_id,
+        clean_session=None if v5 else not persistent,
         protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
         reconnect_on_failure=False,
     )
@@ -120,8 +120,6 @@ def new_client(
         client.tls_set_context(context)
     if config.username:
         client.username_pw_set(config.username, secret)
-    if will is not None:
-        client.will_set(will.topic, will.payload, qos=1, retain=True)
     return client
 
 
