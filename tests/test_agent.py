@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt import publish
 from paho.mqtt.client import CallbackAPIVersion, Client, MQTTProtocolVersion
 
+from handoff.agent.actions import run_command
+from handoff.agent.config import CommandAction
 from handoff.audit.keys import load_signing_key
 from handoff.audit.signature import event_signature, event_signature_ok, public_key_b64
 from handoff.provision.render import render_toml
@@ -428,3 +430,12 @@ def test_forged_events_run_nothing_and_the_real_handoff_runs_once(world: World) 
     ended = next(e for e in real if e["type"] == "org.handoff.forced_logoff" and e["data"]["staff_id"] == "ana")
     assert confirmed["data"]["for"] == ended["id"]
     assert world.acted.read_text() == f"ana {ended['data']['session_id']}\n"
+
+
+def test_placeholders_are_substituted_once(tmp_path: Path) -> None:
+    """A value that looks like a placeholder reaches the program as it is, not expanded again."""
+    acted = tmp_path / "acted.txt"
+    action = CommandAction(argv=(*APPEND, str(acted), "{reason}", "{staff_id}", "x{session_id}y"))
+    event = {"id": "e-1", "data": {"staff_id": "ana", "session_id": "{staff_id}", "reason": "{event_id}"}}
+    assert run_command(action, event).done
+    assert acted.read_text() == "{event_id} ana x{staff_id}y\n"

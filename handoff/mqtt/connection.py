@@ -83,8 +83,9 @@ def password(config: MqttConfig) -> str | None:
 
 
 def offline_payload(version: str, key: Ed25519PrivateKey | None) -> bytes:
-    """The last will, signed like every status, with the key it is signed by: a ledger that
-    believes it has checked it. Made when the client connects, so its `time` dates the connection."""
+    """The last will, signed and carrying the public key like every status, so that an `offline`
+    nobody signed cannot pass for this appliance's. Made when the client connects: its `time`
+    dates the connection, not the disconnection."""
     body: dict[str, Any] = {"status": "offline", "version": version, "time": rfc3339(time.time())}
     if key is not None:
         body["public_key"] = public_key_b64(key)
