@@ -38,6 +38,7 @@ from handoff.sim.nfc_badge import NfcBadge
 from tests.kit.broker import Broker
 from tests.kit.cli import handoff_env, run_handoff
 from tests.kit.config import DEVICE, SITE, Layout
+from tests.kit.keys import write_audit_key
 from tests.kit.net import free_udp_port
 
 BADGES = ("08A1B2C3", "08D4E5F6")
@@ -103,11 +104,13 @@ def main() -> None:
     keys.write_text(run_handoff("agent", "keygen", "--out", str(key)).stdout)
     port = free_udp_port()
     layout = Layout.create(work)
+    audit_key, appliance_pub = write_audit_key(work)
     config_path = layout.configure(
         port=broker.port,
         readers=[{"kind": "nfc", "path": f"udp:127.0.0.1:{port}"}],
         policy={"retap_guard_s": 0},
         agent={"keys_file": str(keys), "confirm_s": 10},
+        audit={"key_file": str(audit_key)},
     )
     csv = work / "badges.csv"
     csv.write_text("uid,staff_id,name,role\n" + "".join(f"{uid},s{i},Staff {i},RN\n" for i, uid in enumerate(BADGES)))
@@ -121,6 +124,7 @@ def main() -> None:
         "device_id": DEVICE,
         "agent_id": "bench",
         "key_file": str(key),
+        "appliance_key": str(appliance_pub),
         "data_dir": str(work / "agent"),
     }
     mqtt = {"url": f"mqtt://127.0.0.1:{broker.port}", "allow_insecure": True}

@@ -15,7 +15,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from handoff import db
 from handoff.mqtt.connection import event_properties
-from handoff.mqtt.publisher import INFLIGHT, PublisherSettings
+from handoff.mqtt.drain import INFLIGHT
+from handoff.mqtt.publisher import PublisherSettings
 from handoff.store import Store
 from tests.kit.broker import Broker
 from tests.kit.config import PREFIX

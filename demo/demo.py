@@ -31,6 +31,7 @@ from tests.kit.broker import Broker
 from tests.kit.cli import handoff_env, run_handoff
 from tests.kit.collector import Collector, Message
 from tests.kit.config import DEVICE, PREFIX, SITE, Layout
+from tests.kit.keys import write_audit_key
 from tests.kit.ledger import Console
 from tests.kit.net import free_udp_port
 
@@ -80,11 +81,14 @@ def main() -> int:
     nfc_port = free_udp_port()
     agent_key, agents = work / "agent.key", work / "agents.pem"
     agents.write_text(run_handoff("agent", "keygen", "--out", str(agent_key)).stdout)
-    config = Layout.create(work).configure(
+    layout = Layout.create(work)
+    audit_key, appliance_pub = write_audit_key(work)
+    config = layout.configure(
         port=broker.port,
         readers=[{"kind": "nfc", "path": f"udp:127.0.0.1:{nfc_port}"}],
         policy={"idle_timeout_s": 6, "max_session_s": 120, "custody_timeout_s": 600, "retap_guard_s": 3},
         agent={"keys_file": str(agents), "confirm_s": 3},
+        audit={"key_file": str(audit_key)},
     )
     env = {"HANDOFF_CONFIG": str(config)}
     logged_off = work / "ehr-logoffs.txt"
@@ -97,6 +101,7 @@ def main() -> int:
                     "device_id": DEVICE,
                     "agent_id": "ws-3n-07",
                     "key_file": str(agent_key),
+                    "appliance_key": str(appliance_pub),
                     "data_dir": str(work / "agent"),
                 },
                 "mqtt": {"url": f"mqtt://127.0.0.1:{broker.port}", "allow_insecure": True},

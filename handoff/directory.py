@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -18,6 +18,7 @@ from handoff.badge_ref import BadgeSecret
 from handoff.db import transaction
 from handoff.errors import UsageError
 from handoff.readers.pacs import LAYOUTS, MAX_TEXT, parse_credential, text_badge_bytes
+from handoff.staff_id import staff_id_problem
 
 UID_LENGTHS: Final = (4, 7, 10)
 IDENTIFIER_LENGTHS: Final = {
@@ -70,10 +71,17 @@ class Directory:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'directory_version'").fetchone()
         return int(row[0]) if row else 0
 
-    def replace(self, badges: Iterable[Badge], version: int | None = None) -> int:
+    def replace(
+        self,
+        badges: Iterable[Badge],
+        version: int | None = None,
+        *,
+        within: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> int:
         """Swap in a whole new directory atomically; returns the new version.
 
         Without an explicit version the current one is bumped by one (a local CSV import).
+        `within` writes in the same transaction (a directory command's id), so both land or neither.
         """
         with transaction(self._conn):
             current = self.version()
@@ -86,6 +94,8 @@ class Directory:
                 [(b.badge_ref, b.staff_id, b.name, b.role, int(b.revoked)) for b in badges],
             )
             self._set_version(new_version)
+            if within is not None:
+                within(self._conn)
         return new_version
 
     def revoke(self, staff_id: str) -> int:
@@ -188,7 +198,7 @@ def _parse_rows(path: Path, rows: Iterable[list[str]], secret: BadgeSecret) -> l
         except ValueError as exc:
             raise UsageError(f"{path}: line {line}: {exc}") from None
         for column in ("staff_id", "name", "role"):
-            problem = text_problem(cells[column])
+            problem = staff_id_problem(cells[column]) if column == "staff_id" else text_problem(cells[column])
             if problem:
                 raise UsageError(f"{path}: line {line}: {column} {problem}")
         revoked_text = cells.get("revoked", "").lower()

@@ -82,6 +82,19 @@ class Blocked:
 
 
 @dataclass(frozen=True)
+class Refused:
+    """How often the broker refused publishes on one topic, and the last reason: counted for
+    `handoff status`, since a refused checkpoint or state leaves no other trace on the cart."""
+
+    count: int
+    reason: str
+    at: float
+
+    def describe(self, topic: str) -> str:
+        return f"{topic}: {self.count} refused, last {self.reason}"
+
+
+@dataclass(frozen=True)
 class LinkRecord:
     """Broker connectivity as the publisher last saw it, for `handoff status` in another process."""
 
@@ -223,3 +236,40 @@ class Outbox:
     def blocked(self) -> Blocked | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'outbox_blocked'").fetchone()
         return Blocked(**json.loads(row[0])) if row else None
+
+    def record_refused(self, topic: str, reason: str) -> None:
+        """Count one refusal of a publish on `topic` (its suffix under `P/S/D/`, e.g. `checkpoint`)."""
+        now = self._clock()
+        with writing(self._conn, "count a refused publish") as conn:
+            held = self._refused(conn)
+            count = held[topic].count + 1 if topic in held else 1
+            held[topic] = Refused(count, reason, now)
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('refused_topics', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (compact_json.dumps({name: asdict(refused) for name, refused in held.items()}),),
+            )
+
+    def refused(self) -> dict[str, Refused]:
+        return self._refused(self._conn)
+
+    @staticmethod
+    def _refused(conn: sqlite3.Connection) -> dict[str, Refused]:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'refused_topics'").fetchone()
+        return {topic: Refused(**fields) for topic, fields in json.loads(row[0]).items()} if row else {}
+
+    def record_fault(self, fault: str | None) -> None:
+        """Why the publisher thread died, for `handoff status` in another process; None clears it."""
+        with writing(self._conn, "record the publisher's failure") as conn:
+            if fault is None:
+                conn.execute("DELETE FROM meta WHERE key = 'publisher_fault'")
+            else:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('publisher_fault', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (fault,),
+                )
+
+    def fault(self) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'publisher_fault'").fetchone()
+        return str(row[0]) if row else None

@@ -17,10 +17,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from handoff import compact_json
-from handoff.audit.chain import genesis, sealed
+from handoff.audit.chain import canonical, genesis, sealed
 from handoff.audit.checkpoint import CheckpointPolicy, make_checkpoint
+from handoff.audit.signature import event_signature
 from handoff.cloudevents import EventContext, envelope, source
+from handoff.commands.seen import SeenCommand, remember
 from handoff.core.codec import state_from_dict, state_summary, state_to_dict
 from handoff.core.events import Event
 from handoff.core.state import State, initial_state
@@ -44,17 +48,30 @@ class Rewind:
         )
 
 
-def _numbered(event: Event, seq: int, context: EventContext, created: float, previous: str) -> tuple[StoredEvent, str]:
+def _numbered(
+    event: Event, seq: int, context: EventContext, created: float, previous: str, key: Ed25519PrivateKey | None
+) -> tuple[StoredEvent, str]:
     """The stored event and its link, which the next event of the commit links to."""
-    payload, chain = sealed(envelope(event, seq, context), previous)
+    payload, chain = _signed(envelope(event, seq, context), previous, key)
     return StoredEvent(seq, event.id, f"events/{event.type}", payload, created), chain
 
 
-def _renumbered(event: StoredEvent, seq: int, previous: str) -> tuple[StoredEvent, str]:
+def _renumbered(event: StoredEvent, seq: int, previous: str, key: Ed25519PrivateKey | None) -> tuple[StoredEvent, str]:
+    """A new `seq` and link change what the signature covers, so the old one goes and a new one is made."""
     body = json.loads(event.payload)
     body["data"]["seq"] = seq
-    payload, chain = sealed(body, previous)
+    body["data"].pop("signature", None)
+    payload, chain = _signed(body, previous, key)
     return event._replace(seq=seq, payload=payload), chain
+
+
+def _signed(body: dict[str, Any], previous: str, key: Ed25519PrivateKey | None) -> tuple[bytes, str]:
+    """The stored bytes: linked, then signed over the linked event, so the signature covers the chain."""
+    payload, chain = sealed(body, previous)
+    if key is None:
+        return payload, chain
+    body["data"]["signature"] = event_signature(key, body)
+    return canonical(body), chain
 
 
 class Store(Outbox):
@@ -66,21 +83,28 @@ class Store(Outbox):
     ) -> None:
         super().__init__(conn, clock)
         self._checkpoints = checkpoints
+        self._key = checkpoints.key if checkpoints is not None else None
+        """With [audit] one key signs the checkpoints and every event; without it nothing is signed."""
 
     def load_state(self) -> State | None:
         row = self._conn.execute("SELECT body FROM appliance_state WHERE id = 1").fetchone()
         return state_from_dict(json.loads(row[0])) if row else None
 
-    def commit(self, state: State, events: Sequence[Event], context: EventContext) -> list[StoredEvent]:
+    def commit(
+        self, state: State, events: Sequence[Event], context: EventContext, command: SeenCommand | None = None
+    ) -> list[StoredEvent]:
         """Save `state` and append `events` numbered after the last seq ever handed out.
 
         The state row's upsert allocates the numbers and returns the last one with the chain
         head, so each event is linked to the one before in the same transaction that numbers
         it: a crash cannot leave a hole in the chain. A checkpoint is signed here when one is due.
+        `command` is the id of the command that caused them, remembered in the same transaction.
         """
         now = self._clock()
         body = compact_json.dumps(state_to_dict(state))
         with writing(self._conn, "commit events") as conn:
+            if command is not None:
+                remember(conn, command, now)
             last_seq, chain, checkpoint_seq, checkpoint_at = conn.execute(
                 "INSERT INTO appliance_state (id, body, last_seq) VALUES (1, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET body = excluded.body, last_seq = last_seq + excluded.last_seq"
@@ -92,7 +116,7 @@ class Store(Outbox):
             chain = chain or genesis(source(context.site, context.reader_id))
             stored: list[StoredEvent] = []
             for seq, event in enumerate(events, start=last_seq - len(events) + 1):
-                numbered, chain = _numbered(event, seq, context, now, chain)
+                numbered, chain = _numbered(event, seq, context, now, chain, self._key)
                 stored.append(numbered)
             conn.executemany("INSERT INTO outbox (seq, id, topic, payload, created) VALUES (?, ?, ?, ?, ?)", stored)
             conn.execute(
@@ -189,7 +213,7 @@ class Store(Outbox):
             chain = broker_chain or genesis(json.loads(rows[0][3])["source"]) if rows else broker_chain
             moved: list[StoredEvent] = []
             for seq, row in enumerate(rows, start=broker_seq + 1):
-                renumbered, chain = _renumbered(StoredEvent._make(row), seq, str(chain))
+                renumbered, chain = _renumbered(StoredEvent._make(row), seq, str(chain), self._key)
                 moved.append(renumbered)
             conn.execute("DELETE FROM outbox WHERE seq > ?", (acked_upto,))
             conn.executemany("INSERT INTO outbox (seq, id, topic, payload, created) VALUES (?, ?, ?, ?, ?)", moved)

@@ -1,13 +1,15 @@
 """sd_notify for `Type=notify` with a watchdog: READY once serving, WATCHDOG from the state loop.
 
 The watchdog is pinged by the thread that owns the state, so a wedged loop (not just a live
-process) gets the appliance restarted. Outside systemd every call is a no-op.
+process) gets the appliance restarted; `Heartbeat` withholds the ping once another vital thread
+(the publisher) has died, which the loop cannot see. Outside systemd every call is a no-op.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 
 
 class Notifier:
@@ -47,3 +49,15 @@ class Notifier:
                 sock.sendto(message.encode(), self._address)
             except OSError:
                 return
+
+
+class Heartbeat:
+    """The state loop's watchdog ping, sent only while no vital thread reports a fault."""
+
+    def __init__(self, notifier: Notifier, *faults: Callable[[], str | None]) -> None:
+        self._notifier = notifier
+        self._faults = faults
+
+    def __call__(self) -> None:
+        if all(fault() is None for fault in self._faults):
+            self._notifier.watchdog()

@@ -13,18 +13,26 @@ import stat
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt import publish
 from paho.mqtt.client import CallbackAPIVersion, Client, MQTTProtocolVersion
 
+from handoff.agent.actions import run_command
+from handoff.agent.config import CommandAction
+from handoff.audit.keys import load_signing_key
+from handoff.audit.signature import event_signature, event_signature_ok, public_key_b64
 from handoff.provision.render import render_toml
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner, handoff_env
-from tests.kit.config import DEVICE, PREFIX, SITE, Layout
+from tests.kit.collector import Message
+from tests.kit.config import DEVICE, PREFIX, READER, SITE, Layout
+from tests.kit.keys import write_audit_key
 from tests.kit.logind import FakeLogind, FakeSession, LogindBus
 from tests.test_appliance_e2e import ANA, BO, Running
 from tests.test_receipts_e2e import kinds
@@ -61,7 +69,9 @@ class World:
         assert made.returncode == 0, made.stderr
         (root / "agents.pem").write_text(made.stdout)
         agent = {"keys_file": str(root / "agents.pem"), "confirm_s": CONFIRM_S, "require_confirmed": require}
-        self.cart = Running(appliance, self.broker, cli, policy, agent=agent)
+        self.audit_key, self.appliance_pub = write_audit_key(root)
+        audit = {"key_file": str(self.audit_key)}
+        self.cart = Running(appliance, self.broker, cli, policy, audit=audit, agent=agent)
         self.acted = root / "acted.txt"
         self.agent: subprocess.Popen[str] | None = None
         self.agent_log = root / "agent.log"
@@ -74,6 +84,7 @@ class World:
                 "device_id": DEVICE,
                 "agent_id": "ws-test",
                 "key_file": str(self.key),
+                "appliance_key": str(self.appliance_pub),
                 "data_dir": str(self.root / "agent-data"),
             },
             "mqtt": {
@@ -109,6 +120,17 @@ class World:
         self.agent = None
         self.agent_log.write_text(self.agent_log.read_text().replace("connected to", "was connected to"))
         return code
+
+    def publish(self, topic: str, body: Any) -> None:
+        """As anyone who can publish on the broker (a forger), not as the cart."""
+        payload = json.dumps(body)
+        publish.single(topic, payload, qos=1, hostname="127.0.0.1", port=self.broker.port)
+
+    def wait_log(self, text: str, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.agent_log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert text in self.agent_log.read_text(), self.agent_log.read_text()
 
     def events(self, count: int) -> list[dict[str, Any]]:
         return [m.json() for m in self.cart.events.wait_for_count(lambda m: "/events/" in m.topic, count)]
@@ -310,14 +332,110 @@ def test_activity_from_the_agent_postpones_the_idle_lock(world: World) -> None:
         ([{"kind": "logind", "mode": "reboot"}], "", "actions[0].mode"),
         ([{"kind": "command", "argv": ["true"], "timeout_s": 0}], "", "actions[0].timeout_s"),
         ([{"kind": "logind"}], '[activity]\nkind = "logind"\nevery = 3\n', "activity.every"),
+        ([{"kind": "logind"}], "", "agent.appliance_key"),
     ],
 )
 def test_a_bad_agent_config_is_one_line_naming_the_key(
     tmp_path: Path, cli: CliRunner, actions: list[dict[str, Any]], extra: str, named: str
 ) -> None:
-    identity = {"site": SITE, "device_id": DEVICE, "key_file": str(tmp_path / "k"), "data_dir": str(tmp_path / "d")}
+    identity = {
+        "site": SITE,
+        "device_id": DEVICE,
+        "key_file": str(tmp_path / "k"),
+        "appliance_key": str(tmp_path / "a.pub"),
+        "data_dir": str(tmp_path / "d"),
+    }
+    if named == "agent.appliance_key":
+        del identity["appliance_key"]
     config = tmp_path / "agent.toml"
     config.write_text(render_toml({"agent": identity}, {"actions": actions}) + extra)
     result = cli("agent", "-c", config)
     assert result.returncode == 2 and named in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def a_forced_logoff(key: Ed25519PrivateKey | None, staff_id: str = "ana", device: str = DEVICE) -> dict[str, Any]:
+    """A forced_logoff as the appliance makes it, signed by `key` (None: unsigned)."""
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": f"urn:handoff:{SITE}:{READER}",
+        "type": "org.handoff.forced_logoff",
+        "subject": device,
+        "time": "2026-12-03T12:00:00Z",
+        "datacontenttype": "application/json",
+        "data": {
+            "device_id": device,
+            "reader_id": READER,
+            "seq": 99,
+            "staff_id": staff_id,
+            "session_id": "s-1",
+            "reason": "remote",
+            "chain": "00" * 32,
+        },
+    }
+    if key is not None:
+        event["data"]["signature"] = event_signature(key, event)
+    return event
+
+
+def test_forged_events_run_nothing_and_the_real_handoff_runs_once(world: World) -> None:
+    """Whoever can publish on the broker: unsigned, wrongly signed, self-signed, another cart's
+    and altered events are ignored; an event the cart did sign with a staff id that a program
+    would read as an option or a placeholder gets a failed receipt and nothing run."""
+    world.configure_agent([{"kind": "command", "argv": [*APPEND, str(world.acted), "{staff_id}", "{session_id}"]}])
+    world.start_agent()
+    cart_key = load_signing_key(world.audit_key)
+    forger, other_cart = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    self_signed = a_forced_logoff(None, "mallory")
+    self_signed["data"]["public_key"] = public_key_b64(forger)
+    self_signed["data"]["signature"] = event_signature(forger, self_signed)
+    altered = a_forced_logoff(cart_key)
+    altered["data"]["staff_id"] = "mallory"
+    elsewhere = a_forced_logoff(cart_key)
+    elsewhere["data"]["device_id"] = "WOW-9Z-99"
+    elsewhere["data"]["signature"] = event_signature(cart_key, elsewhere)
+    forgeries: list[Any] = [
+        a_forced_logoff(None),
+        a_forced_logoff(forger),
+        self_signed,
+        a_forced_logoff(other_cart, device="WOW-9Z-99"),
+        a_forced_logoff(cart_key, device="WOW-9Z-99"),
+        elsewhere,
+        altered,
+        "not an event",
+    ]
+    for forged in forgeries:
+        world.publish(f"{PREFIX}/events/forced_logoff", forged)
+    world.wait_log("ignored 8 event(s) not signed by this cart's appliance key")
+    assert "bad_signature 5, malformed 1, wrong_device 2" in world.agent_log.read_text()
+    hostile = ["--help", "-rf", "{session_id}"]
+    for staff_id in hostile:
+        world.publish(f"{PREFIX}/events/forced_logoff", a_forced_logoff(cart_key, staff_id))
+    refused = world.receipts(3)
+    assert [r["data"]["staff_id"] for r in refused] == hostile
+    assert all(r["data"]["result"] == "failed" and "not run" in r["data"]["actions"][0]["detail"] for r in refused)
+    world.cart.tap(ANA)
+    world.cart.tap(BO)
+    public = [cart_key.public_key()]
+
+    def made_by_the_cart(message: Message) -> bool:
+        body = message.json() if "/events/" in message.topic else None
+        if not isinstance(body, dict) or not event_signature_ok(body, public):
+            return False
+        return body["data"]["device_id"] == body["subject"] == DEVICE and body["data"]["staff_id"] in ("ana", "bo")
+
+    real = [m.json() for m in world.cart.events.wait_for_count(made_by_the_cart, 5)]
+    confirmed = next(e for e in real if e["type"] == "org.handoff.logoff_confirmed")
+    ended = next(e for e in real if e["type"] == "org.handoff.forced_logoff" and e["data"]["staff_id"] == "ana")
+    assert confirmed["data"]["for"] == ended["id"]
+    assert world.acted.read_text() == f"ana {ended['data']['session_id']}\n"
+
+
+def test_placeholders_are_substituted_once(tmp_path: Path) -> None:
+    """A value that looks like a placeholder reaches the program as it is, not expanded again."""
+    acted = tmp_path / "acted.txt"
+    action = CommandAction(argv=(*APPEND, str(acted), "{reason}", "{staff_id}", "x{session_id}y"))
+    event = {"id": "e-1", "data": {"staff_id": "ana", "session_id": "{staff_id}", "reason": "{event_id}"}}
+    assert run_command(action, event).done
+    assert acted.read_text() == "{event_id} ana x{staff_id}y\n"

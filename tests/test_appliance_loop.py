@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from handoff import db
 from handoff.audit.keys import public_pem
 from handoff.badge_ref import load_secret
+from handoff.commands.handler import CommandHandler
 from handoff.config import load_config
 from handoff.core.inputs import Tick
 from handoff.directory import Directory, read_csv
@@ -105,7 +106,7 @@ class Loop:
             clock=clock or self.clock,
             new_id=lambda: f"id-{next(ids)}",
             clock_synced=lambda: True,
-            on_command=lambda command: [],
+            commands=CommandHandler(conn, self.config.appliance.device_id, [], lambda result: None),
             heartbeat=lambda: None,
             agent_keys=[AGENT_KEY.public_key()] if agent else [],
         )

@@ -26,6 +26,7 @@ from handoff import compact_json, db
 from handoff.audit.chain import NotCanonical, canonical, digest, genesis, link, sealed
 from handoff.audit.checkpoint import CheckpointPolicy, make_checkpoint
 from handoff.audit.keys import private_pem, public_pem
+from handoff.audit.signature import event_signature, signature
 from handoff.audit.verify import Finding, Summary, verify_lines
 from handoff.store import Store
 from tests.kit.broker import Broker
@@ -53,8 +54,9 @@ def trail_of(store: Store) -> list[dict[str, object]]:
     return lines + [json.loads(payload) for _, payload, _, _ in store.all_checkpoints()]
 
 
-def verdict(records: list[dict[str, object]], key: Ed25519PrivateKey = KEY) -> Summary | Finding:
-    return verify_lines(iter(json.dumps(r) for r in records), [key.public_key()])
+def verdict(records: list[dict[str, object]], *keys: Ed25519PrivateKey) -> Summary | Finding:
+    """Verified under `keys`, the appliance's KEY by default."""
+    return verify_lines(iter(json.dumps(r) for r in records), [key.public_key() for key in keys or (KEY,)])
 
 
 def events_of(records: list[dict[str, object]]) -> list[dict[str, object]]:
@@ -131,9 +133,38 @@ def _signed_by_another_key(trail: list[dict[str, object]]) -> None:
     trail[trail.index(checkpoint)] = forged
 
 
+OTHER = Ed25519PrivateKey.generate()
+"""Another appliance's key: trusted too when an auditor passes both with --key."""
+
+
+def _resign(record: dict[str, object], key: Ed25519PrivateKey) -> None:
+    data = record["data"]
+    if record["type"] == "org.handoff.checkpoint":
+        data["signature"] = signature(key, data)  # type: ignore[index,arg-type]
+    else:
+        data["signature"] = event_signature(key, record)  # type: ignore[index]
+
+
+def _tampered_event_signature(trail: list[dict[str, object]]) -> None:
+    event = at_seq(trail, 6)
+    event["data"]["signature"] = at_seq(trail, 7)["data"]["signature"]  # type: ignore[index]
+
+
+def _an_unsigned_event(trail: list[dict[str, object]]) -> None:
+    del at_seq(trail, 3)["data"]["signature"]  # type: ignore[attr-defined]
+
+
+def _whole_trail_signed_by_another_key(trail: list[dict[str, object]]) -> None:
+    for record in trail:
+        _resign(record, OTHER)
+
+
 @pytest.mark.parametrize(
     ("mutate", "reason", "seq"),
     [
+        (_tampered_event_signature, "bad_signature", 6),
+        (_an_unsigned_event, "bad_signature", 3),
+        (_whole_trail_signed_by_another_key, "bad_signature", 1),
         (_change_a_byte, "altered", 4),
         (_delete_one, "missing", 4),
         (_delete_after_checkpoint, "missing", 9),
@@ -151,6 +182,31 @@ def test_each_mutation_is_named_at_its_seq(tmp_path: Path, mutate: object, reaso
     result = verdict(trail)
     assert isinstance(result, Finding), result
     assert (result.reason, result.seq) == (reason, seq), result.describe()
+
+
+@pytest.mark.parametrize(
+    ("other_from", "seq"),
+    [(6, 6), (11, 5), (1, 5)],
+    ids=["later events by the other key", "a checkpoint by the other key", "events by one key, checkpoints the other"],
+)
+def test_with_several_keys_a_sources_trail_must_verify_under_one(tmp_path: Path, other_from: int, seq: int) -> None:
+    """Both appliances' keys are trusted, yet a trail mixing them was put together by someone."""
+    trail = make_trail(tmp_path, 10, every=5)
+    assert isinstance(verdict(trail, KEY, OTHER), Summary)
+    for record in trail:
+        is_checkpoint = record["type"] == "org.handoff.checkpoint"
+        if (other_from == 11 and is_checkpoint and record["data"]["seq"] == 5) or (  # type: ignore[index]
+            other_from <= 10 and not is_checkpoint and record["data"]["seq"] >= other_from  # type: ignore[index]
+        ):
+            _resign(record, OTHER)
+    result = verdict(trail, KEY, OTHER)
+    assert isinstance(result, Finding) and (result.reason, result.seq) == ("other_key", seq), result
+
+
+def test_a_trail_wholly_signed_by_another_trusted_key_verifies_under_it(tmp_path: Path) -> None:
+    trail = make_trail(tmp_path, 10, every=5)
+    _whole_trail_signed_by_another_key(trail)
+    assert isinstance(verdict(trail, KEY, OTHER), Summary)
 
 
 def test_a_restored_old_database_that_runs_on_is_a_fork(tmp_path: Path) -> None:
@@ -252,6 +308,7 @@ def test_a_real_appliance_trail_captured_from_the_broker_verifies(
     """Taps through a real `handoff run` and mosquitto; the capture and the outbox export both verify."""
     key = tmp_path / "audit.key"
     key.write_bytes(private_pem(KEY))
+    key.chmod(0o600)
     public = tmp_path / "audit.pub"
     public.write_bytes(public_pem(KEY))
     with Broker(tmp_path / "broker") as broker:
@@ -301,6 +358,7 @@ store.checkpoint(CONTEXT, force=True)
 def test_kill_nine_during_commits_leaves_the_chain_whole(tmp_path: Path) -> None:
     data, key = tmp_path / "data", tmp_path / "audit.key"
     key.write_bytes(private_pem(KEY))
+    key.chmod(0o600)
     command = [sys.executable, "-c", KILLED_WRITER, str(data), str(key)]
     rng = random.Random(int.from_bytes(os.urandom(4), "big"))
     for _ in range(6):
@@ -378,3 +436,22 @@ def test_sealing_in_one_encoding_gives_the_documented_link_and_canonical_bytes(e
     payload, chain = sealed(json.loads(json.dumps(event)), previous.hex())
     assert chain == expected
     assert payload == canonical({**event, "data": {**event["data"], "chain": expected}})
+
+
+def test_verify_cli_names_a_mixed_trail_and_a_tampered_signature(tmp_path: Path, cli: CliRunner) -> None:
+    trail = make_trail(tmp_path / "data", 10, every=5)
+    keys = []
+    for name, key in (("a.pub", KEY), ("b.pub", OTHER)):
+        (tmp_path / name).write_bytes(public_pem(key))
+        keys += ["--key", tmp_path / name]
+    _resign(next(r for r in trail if r["type"] == "org.handoff.checkpoint" and r["data"]["seq"] == 10), OTHER)  # type: ignore[index]
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("".join(compact_json.dumps(r) + "\n" for r in trail))
+    result = cli("audit", "verify", mixed, *keys)
+    assert result.returncode == 1 and "seq 10" in result.stdout and "other_key" in result.stdout, result.stdout
+    trail = make_trail(tmp_path / "again", 10, every=5)
+    _tampered_event_signature(trail)
+    tampered = tmp_path / "tampered.jsonl"
+    tampered.write_text("".join(compact_json.dumps(r) + "\n" for r in trail))
+    result = cli("audit", "verify", tampered, *keys)
+    assert result.returncode == 1 and "seq 6" in result.stdout and "bad_signature" in result.stdout, result.stdout

@@ -54,6 +54,11 @@ def test_config_from_environment(appliance: Layout, cli: CliRunner) -> None:
         ("uid,staff_id,name,role\n04A1B2C3,,b,c\n", "line 2: staff_id is empty"),
         ("uid,staff_id,name,role,revoked\n04A1B2C3,a,b,c,maybe\n", "line 2: revoked must be"),
         ("uid,staff_id,name,role\n04A1B2C3,a,b,c\n04:a1:b2:c3,d,e,f\n", "line 3: this uid already appears"),
+        ("uid,staff_id,name,role\n04A1B2C3,-rf,b,c\n", "line 2: staff_id must be 1 to 64 of"),
+        ("uid,staff_id,name,role\n04A1B2C3,--help,b,c\n", "line 2: staff_id must be"),
+        ("uid,staff_id,name,role\n04A1B2C3,{session_id},b,c\n", "line 2: staff_id must be"),
+        ("uid,staff_id,name,role\n04A1B2C3,ana diaz,b,c\n", "line 2: staff_id must be"),
+        ("uid,staff_id,name,role\n04A1B2C3," + "a" * 65 + ",b,c\n", "line 2: staff_id must be"),
     ],
 )
 def test_bad_csv_refused_whole_and_old_directory_kept(

@@ -53,8 +53,7 @@ def test_hostile_payload_is_refused_not_raised(
 ) -> None:
     channel = Channel(tmp_path, Ed25519PrivateKey.generate() if signed else None)
     directory = Directory(channel.conn)
-    inputs = channel.handler.handle(name, payload, NOW)
-    assert inputs == []
+    assert channel.handler.handle(name, payload, NOW) is None
     assert channel.results[-1]["ok"] is False
     assert channel.results[-1]["error"] == "malformed", what
     validator("commandResult").validate(channel.results[-1])
@@ -85,10 +84,10 @@ def test_a_locked_database_is_answered_and_the_command_can_be_resent(tmp_path: P
     other = db.connect(tmp_path)
     other.execute("BEGIN IMMEDIATE")
 
-    assert channel.handler.handle(name, payload, NOW) == []
+    assert channel.deliver(name, payload)[0] == []
     assert channel.results[-1]["error"] == "unavailable"
     validator("commandResult").validate(channel.results[-1])
 
     other.execute("ROLLBACK")
-    channel.handler.handle(name, payload, NOW)
+    channel.deliver(name, payload)
     assert channel.results[-1]["ok"] is True, channel.results[-1]

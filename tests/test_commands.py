@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from handoff import db
 from handoff.audit.keys import load_public_keys, private_pem, public_pem
 from handoff.commands.handler import CommandHandler
+from handoff.commands.seen import remember
 from handoff.commands.signing import sign_command
-from handoff.core.inputs import Activity, ForceLogoff, SetMaintenance
+from handoff.core.inputs import Activity, ForceLogoff, Input, SetMaintenance
+from handoff.db import transaction
 from handoff.directory import Badge, Directory
 from handoff.errors import ConfigError
 from handoff.timefmt import rfc3339
@@ -39,11 +42,25 @@ class Channel:
 
     def send(
         self, name: str, fields: dict[str, Any] | None = None, *, now: float = NOW, sign: bool = True, **over: Any
-    ):
+    ) -> tuple[list[Input], dict[str, Any]]:
         payload = {"id": str(uuid.uuid4()), "issued_at": rfc3339(NOW - 1), **(fields or {}), **over}
         if self.key is not None and sign:
             payload = sign_command(self.key, DEVICE, name, payload)
-        return self.handler.handle(name, json.dumps(payload).encode(), now), self.results[-1]
+        return self.deliver(name, json.dumps(payload).encode(), now)
+
+    def deliver(self, name: str, raw: bytes, now: float = NOW) -> tuple[list[Input], dict[str, Any]]:
+        """As the appliance's loop does: an order's id is committed, then the order is settled."""
+        order = self.handler.handle(name, raw, now)
+        if order is None:
+            return [], self.results[-1]
+        try:
+            with transaction(self.conn):
+                remember(self.conn, order.seen, now)
+        except sqlite3.Error as exc:
+            self.handler.settle(order, now, failure=str(exc))
+            return [], self.results[-1]
+        self.handler.settle(order, now)
+        return [order.input], self.results[-1]
 
 
 @pytest.fixture
@@ -85,7 +102,7 @@ def test_directory_replaces_atomically_and_refuses_older(channel: Channel) -> No
 def test_malformed_commands_are_answered_and_change_nothing(
     channel: Channel, name: str, raw: bytes, error: str
 ) -> None:
-    assert channel.handler.handle(name, raw, NOW) == []
+    assert channel.deliver(name, raw)[0] == []
     assert channel.results[-1]["error"] == error and channel.results[-1]["ok"] is False
 
 
@@ -100,9 +117,9 @@ def test_expiry_and_clock_skew(channel: Channel) -> None:
 def test_replay_is_refused_even_after_reopening(tmp_path: Path) -> None:
     channel = Channel(tmp_path, allow_unsigned=True)
     payload = json.dumps({"id": str(uuid.uuid4()), "issued_at": rfc3339(NOW)}).encode()
-    assert channel.handler.handle("force_logoff", payload, NOW) == [ForceLogoff()]
+    assert channel.deliver("force_logoff", payload)[0] == [ForceLogoff()]
     reopened = Channel(tmp_path, allow_unsigned=True)
-    assert reopened.handler.handle("force_logoff", payload, NOW + 10) == []
+    assert reopened.deliver("force_logoff", payload, NOW + 10)[0] == []
     assert reopened.results[-1]["error"] == "replayed"
 
 
@@ -113,17 +130,17 @@ def test_signed_commands(tmp_path: Path) -> None:
     assert channel.send("force_logoff", sign=False)[1]["error"] == "unsigned"
     other = Ed25519PrivateKey.generate()
     forged = sign_command(other, DEVICE, "force_logoff", {"id": str(uuid.uuid4()), "issued_at": rfc3339(NOW)})
-    assert channel.handler.handle("force_logoff", json.dumps(forged).encode(), NOW) == []
+    assert channel.deliver("force_logoff", json.dumps(forged).encode())[0] == []
     assert channel.results[-1]["error"] == "bad_signature"
     for device, name in (("WOW-OTHER", "force_logoff"), (DEVICE, "activity")):
         signed = sign_command(key, device, name, {"id": str(uuid.uuid4()), "issued_at": rfc3339(NOW)})
-        assert channel.handler.handle("force_logoff", json.dumps(signed).encode(), NOW) == []
+        assert channel.deliver("force_logoff", json.dumps(signed).encode())[0] == []
         assert channel.results[-1]["error"] == "bad_signature"
     tampered = sign_command(
         key, DEVICE, "maintenance", {"id": str(uuid.uuid4()), "issued_at": rfc3339(NOW), "on": False}
     )
     tampered["on"] = True
-    assert channel.handler.handle("maintenance", json.dumps(tampered).encode(), NOW) == []
+    assert channel.deliver("maintenance", json.dumps(tampered).encode())[0] == []
     assert channel.results[-1]["error"] == "bad_signature"
 
 
@@ -147,7 +164,7 @@ def test_allow_unsigned_with_a_key_still_checks_signatures(tmp_path: Path) -> No
     forged = sign_command(
         Ed25519PrivateKey.generate(), DEVICE, "activity", {"id": str(uuid.uuid4()), "issued_at": rfc3339(NOW)}
     )
-    assert channel.handler.handle("activity", json.dumps(forged).encode(), NOW) == []
+    assert channel.deliver("activity", json.dumps(forged).encode())[0] == []
     assert channel.results[-1]["error"] == "bad_signature"
 
 
@@ -235,7 +252,8 @@ def test_signature_covers_rfc8785_canonical_json(tmp_path: Path) -> None:
     signature = base64.b64encode(key.sign(message)).decode()
     wire = f'{{"x":{{"\ue000":2.0,"\U0001f600":1.0}},"on":true,"issued_at":"{issued}","id":"{command_id}",'
     wire += f'"signature":"{signature}"}}'
-    assert handler.handle("maintenance", wire.encode(), NOW) == [SetMaintenance(True)], handler_results[-1]
+    order = handler.handle("maintenance", wire.encode(), NOW)
+    assert order is not None and order.input == SetMaintenance(True), handler_results
 
 
 @pytest.mark.parametrize("name", ["Ana\x1b[31m", "Ana\nDiaz", "Ana\x00", "Ana\u202e"])
@@ -244,3 +262,14 @@ def test_directory_names_with_control_characters_are_refused(channel: Channel, n
     _, result = channel.send("directory", {"version": 2, "badges": [badge]})
     assert result["error"] == "invalid" and "printable" in result["message"]
     assert Directory(channel.conn).version() == 0
+
+
+@pytest.mark.parametrize("staff_id", ["-rf", "--config=/tmp/evil.conf", "{session_id}", "ana diaz", "a" * 65, ""])
+def test_directory_staff_ids_outside_the_rule_are_refused(channel: Channel, staff_id: str) -> None:
+    """A staff id reaches the logoff program's argv on the workstation: none that reads as an option."""
+    good = {"badge_ref": REF, "staff_id": "ana.diaz@x_1-2", "name": "Ana", "role": "RN", "revoked": False}
+    assert channel.send("directory", {"version": 2, "badges": [good]})[1]["ok"]
+    bad = {**good, "staff_id": staff_id}
+    _, result = channel.send("directory", {"version": 3, "badges": [bad]})
+    assert result["error"] == "invalid" and "A-Z a-z 0-9" in result["message"]
+    assert Directory(channel.conn).version() == 2 and Directory(channel.conn).lookup(REF) is not None

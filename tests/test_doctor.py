@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
 from handoff.audit.keys import private_pem, public_pem
+from handoff.audit.signature import fingerprint
 from handoff.clock import STA_UNSYNC, TIME_ERROR, synced_from_timex
 from handoff.config import Config, load_config
 from handoff.doctor.broker import check_broker, check_client_cert
@@ -283,7 +283,7 @@ def test_commands_check_names_every_key_of_a_rotation(tmp_path: Path) -> None:
     keys.write_bytes(public_pem(old) + public_pem(new))
     config = load_config(write_config(tmp_path, **files, appliance={"command_key_file": str(keys)}))
     both = check_commands(config)
-    fingerprints = [hashlib.sha256(k.public_key().public_bytes_raw()).hexdigest()[:16] for k in (old, new)]
+    fingerprints = [fingerprint(k) for k in (old, new)]
     assert both.status is Status.PASS and f"(keys {fingerprints[0]}, {fingerprints[1]})" in both.detail
     p256 = ec.generate_private_key(ec.SECP256R1()).public_key()
     keys.write_bytes(public_pem(new) + p256.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
@@ -302,6 +302,7 @@ def test_audit_check_says_whether_checkpoints_are_signed(tmp_path: Path) -> None
     assert unsigned.status is Status.WARN and "provision" in unsigned.detail
     key = tmp_path / "audit.key"
     key.write_bytes(private_pem(Ed25519PrivateKey.generate()))
+    key.chmod(0o600)
     config.write_text(config_text(tmp_path / "data", secret, audit={"key_file": str(key)}))
     assert check_audit(load_config(config)).status is Status.PASS
     key.write_text("not a key")

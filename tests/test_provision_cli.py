@@ -15,10 +15,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from handoff.audit.keys import load_public_keys, load_signing_key
+from handoff.audit.signature import fingerprint
 from handoff.badge_ref import load_secret
 from handoff.cli.provision import FLAGS
 from handoff.config import READER_KINDS, SECTIONS, PcscReaderConfig, load_config
+from handoff.doctor.result import Status
+from handoff.doctor.system import check_gpio
+from handoff.feedback.board import default_board
 from tests.kit.cli import handoff_env, run_handoff
+from tests.kit.config import Layout
 from tests.kit.pki import make_ca, write_cert
 from tests.kit.tls_broker import tls_broker
 
@@ -220,13 +225,45 @@ def test_a_corrupt_reader_key_is_one_line(tmp_path: Path) -> None:
 
 
 def test_provision_makes_the_audit_key_so_a_provisioned_cart_always_signs(tmp_path: Path) -> None:
-    assert handoff(*base_flags(tmp_path, "--generate-secret", "--no-broker-check")).returncode == 0
+    made = handoff(*base_flags(tmp_path, "--generate-secret", "--no-broker-check"))
+    assert made.returncode == 0
     etc = tmp_path / "etc"
     config = load_config(etc / "handoff.toml")
     assert config.audit is not None and config.audit.key_file == etc / "audit.key"
+    assert f"appliance key fingerprint: {fingerprint(load_signing_key(etc / 'audit.key'))}" in made.stdout
     assert (mode(etc / "audit.key"), mode(etc / "audit.pub")) == (0o600, 0o644)
     key = load_signing_key(etc / "audit.key")
     assert load_public_keys(etc / "audit.pub", "audit.pub")[0].public_bytes_raw() == key.public_key().public_bytes_raw()
     again = handoff(*base_flags(tmp_path, "--generate-secret", "--no-broker-check", "--force"))
     assert again.returncode == 0, again.stderr
     assert load_signing_key(etc / "audit.key").private_bytes_raw() == key.private_bytes_raw(), "kept across runs"
+
+
+def test_off_a_pi_provision_picks_no_board_and_the_result_runs_past_the_gpio_check(tmp_path: Path) -> None:
+    flags = base_flags(tmp_path, "--generate-secret", "--no-broker-check")
+    at = flags.index("--board")
+    done = handoff(*flags[:at], *flags[at + 2 :])
+    assert done.returncode == 0, done.stderr
+    assert 'feedback.board = "none": not a Raspberry Pi' in done.stdout
+    config = load_config(tmp_path / "etc" / "handoff.toml")
+    assert config.feedback.board == "none"
+    assert check_gpio(config).status is Status.PASS
+
+
+def test_the_pi_is_told_by_its_device_tree_model(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.write_bytes(b"Raspberry Pi 4 Model B Rev 1.4\0")
+    assert default_board(model) == "pi-cart-v1"
+    model.write_bytes(b"QEMU Virtual Machine\0")
+    assert default_board(model) == "none"
+    assert default_board(tmp_path / "absent") == "none"
+
+
+def test_doctor_fails_on_a_pin_map_that_run_refuses(appliance: Layout) -> None:
+    """Off a Pi (this machine) a GPIO pin map cannot be driven: doctor and run agree on the line."""
+    appliance.configure(feedback={"board": "pi-cart-v1"})
+    result = check_gpio(load_config(appliance.config))
+    assert result.status is Status.FAIL and 'feedback.board = "pi-cart-v1" needs GPIO' in result.detail
+    refused = handoff("run", "-c", appliance.config)
+    assert refused.returncode == 2 and 'feedback.board = "pi-cart-v1" needs GPIO' in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr

@@ -13,7 +13,7 @@ import pytest
 
 from handoff import db
 from handoff.cloudevents import CONTENT_TYPE
-from handoff.mqtt import publisher as publisher_module
+from handoff.mqtt import session as session_module
 from handoff.mqtt.publisher import Publisher, PublisherSettings
 from handoff.outbox import StoredEvent
 from handoff.store import Store
@@ -220,7 +220,7 @@ def _voluntary_switches(thread: threading.Thread) -> int:
 
 def test_idle_publisher_sleeps_and_a_wake_sends_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No polling: idle, the thread sleeps in select(); `wake()` ends that sleep, the idle timeout does not."""
-    monkeypatch.setattr(publisher_module, "IDLE_WAIT_S", 600.0)
+    monkeypatch.setattr(session_module, "IDLE_WAIT_S", 600.0)
     data = tmp_path / "data"
     store = Store(db.connect(data))
     with Broker(tmp_path / "broker") as broker:

@@ -76,7 +76,9 @@ def test_a_valid_receipt_confirms_and_forged_or_replayed_ones_change_nothing(car
     cart.tap(ANA)
     checkout, checkin = cart.published(2)
     assert checkout["data"]["previous_logoff"] is None and checkin["data"]["reason"] == "returned"
-    cart.send(receipt(checkin, key=Ed25519PrivateKey.generate()))
+    other_cart_agent = Ed25519PrivateKey.generate()
+    """Another cart's agent: under a site-wide agents.pem it would confirm this cart's logoff."""
+    cart.send(receipt(checkin, key=other_cart_agent))
     forged = receipt(checkin)
     forged["data"]["staff_id"] = "mallory"
     cart.send(forged)

@@ -6,7 +6,7 @@ import os
 import socket
 from pathlib import Path
 
-from handoff.systemd import Notifier
+from handoff.systemd import Heartbeat, Notifier
 
 
 def test_messages_reach_the_notify_socket(tmp_path: Path) -> None:
@@ -39,3 +39,19 @@ def test_outside_systemd_nothing_happens() -> None:
 
 def test_watchdog_meant_for_another_process_is_ignored() -> None:
     assert Notifier({"WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"}).watchdog_s is None
+
+
+def test_the_heartbeat_withholds_the_ping_while_a_vital_thread_reports_a_fault(tmp_path: Path) -> None:
+    path = tmp_path / "notify"
+    fault: list[str] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(path))
+        server.settimeout(0.2)
+        notifier = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "4000000"})
+        heartbeat = Heartbeat(notifier, lambda: fault[0] if fault else None)
+        heartbeat()
+        assert server.recv(64) == b"WATCHDOG=1"
+        fault.append("publisher thread failed: RuntimeError: boom")
+        heartbeat()
+        notifier.status("after")
+        assert server.recv(64) == b"STATUS=after", "no ping was sent once a fault was reported"

@@ -21,5 +21,5 @@ def test_unusable_ca_file_names_the_key_and_file(tmp_path: Path) -> None:
 def test_missing_client_key_names_the_key_and_file(tmp_path: Path) -> None:
     cert = tmp_path / "client.pem"
     cert.write_text("x")
-    with pytest.raises(ConfigError, match=r"mqtt\.key_file .*missing\.key: cannot be read"):
+    with pytest.raises(ConfigError, match=r"mqtt\.key_file: .*missing\.key does not exist"):
         tls_context(mqtt_config(8883, url="mqtts://127.0.0.1:8883", cert_file=cert, key_file=tmp_path / "missing.key"))

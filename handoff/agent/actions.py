@@ -7,16 +7,25 @@ rather than raising: a failed action makes a `failed` receipt, not a dead agent.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from handoff.agent.config import ActionConfig, CommandAction, LogindAction
 from handoff.agent.logind import Logind, LogindError
 from handoff.receipt import ActionOutcome
+from handoff.staff_id import staff_id_problem
+
+_PLACEHOLDER: Final = re.compile(r"\{(staff_id|session_id|reason|event_id)\}")
 
 
 def run_actions(actions: Sequence[ActionConfig], event: Mapping[str, Any], logind: Logind) -> list[ActionOutcome]:
+    """Nothing runs for a staff id outside the rule: the appliance refuses such ids already, and
+    the agent does not pass one on to a program that might read it as an option."""
+    problem = staff_id_problem(event.get("data", {}).get("staff_id"))
+    if problem is not None:
+        return [ActionOutcome(action.kind, False, f"not run: staff_id {problem}") for action in actions]
     outcomes = []
     for action in actions:
         if isinstance(action, CommandAction):
@@ -49,10 +58,9 @@ def run_command(action: CommandAction, event: Mapping[str, Any]) -> ActionOutcom
 
 
 def _substituted(part: str, values: Mapping[str, str]) -> str:
-    """Each placeholder replaced by its value; nothing else in the argument is interpreted."""
-    for name, value in values.items():
-        part = part.replace("{" + name + "}", value)
-    return part
+    """Each placeholder replaced by its value in one pass: a value that looks like a placeholder
+    stays as it is, and nothing else in the argument is interpreted."""
+    return _PLACEHOLDER.sub(lambda found: values[found.group(1)], part)
 
 
 def _run_logind(action: LogindAction, logind: Logind) -> ActionOutcome:

@@ -27,6 +27,8 @@ class AgentIdentity(Section):
     agent_id: Name
     """Filled from the host name when the file leaves it out."""
     key_file: FilePath = Path("/etc/handoff/agent.key")
+    appliance_key: FilePath
+    """The cart's audit public key: only events it signed are acted on, whoever can publish."""
     data_dir: FilePath = Path("/var/lib/handoff-agent")
 
 

@@ -16,11 +16,12 @@ import queue
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from handoff import __version__, compact_json
 from handoff.agent import database
@@ -28,6 +29,7 @@ from handoff.agent.actions import run_actions
 from handoff.agent.config import AgentFileConfig
 from handoff.agent.journal import Due, Journal
 from handoff.agent.logind import Logind, LogindError
+from handoff.audit.signature import event_signature_ok
 from handoff.commands.signing import sign_command
 from handoff.mqtt.publisher import Publisher
 from handoff.mqtt.topics import Topics
@@ -46,15 +48,24 @@ class StopAgent:
     why: str
 
 
-def actionable(event: Any, device_id: str) -> bool:
-    """A forced_logoff, or a checkin with reason `returned`, of this device."""
-    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or event.get("subject") != device_id:
-        return False
-    data = event.get("data")
-    if not isinstance(data, dict) or data.get("device_id") != device_id:
-        return False
+def distrust(event: Any, device_id: str, keys: Sequence[Ed25519PublicKey]) -> str | None:
+    """Why the event is not to be believed, or None: it must be signed by this cart's appliance
+    key and be about this device. The topic it came on proves nothing; anyone may publish there."""
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("data"), dict):
+        return "malformed"
+    if not event_signature_ok(event, keys):
+        return "bad_signature"
+    if event.get("subject") != device_id or event["data"].get("device_id") != device_id:
+        return "wrong_device"
+    return None
+
+
+def actionable(event: dict[str, Any]) -> bool:
+    """A forced_logoff, or a checkin with reason `returned`: the session ends the agent acts on (docs/agent.md)."""
     kind = event.get("type")
-    return kind == "org.handoff.forced_logoff" or (kind == "org.handoff.checkin" and data.get("reason") == "returned")
+    return kind == "org.handoff.forced_logoff" or (
+        kind == "org.handoff.checkin" and event["data"].get("reason") == "returned"
+    )
 
 
 class AgentService:
@@ -62,6 +73,7 @@ class AgentService:
         self,
         config: AgentFileConfig,
         key: Ed25519PrivateKey,
+        appliance_keys: Sequence[Ed25519PublicKey],
         *,
         logind: Logind | None = None,
         clock: Callable[[], float] = time.time,
@@ -69,6 +81,9 @@ class AgentService:
         identity = config.agent
         self._config = config
         self._key = key
+        self._appliance_keys = appliance_keys
+        self._ignored: Counter[str] = Counter()
+        """Events refused, by reason; on the publisher's thread only."""
         self._logind = logind or Logind()
         self._clock = clock
         self._source = agent_source(identity.site, identity.agent_id)
@@ -119,10 +134,13 @@ class AgentService:
         """On the publisher's thread, before the PUBACK: commit the event, then wake the loop."""
         try:
             event = json.loads(payload)
-        except ValueError:
-            log.warning("ignored a message that is not JSON on an events topic")
+        except (ValueError, RecursionError):
+            event = None
+        why = distrust(event, self._config.agent.device_id, self._appliance_keys)
+        if why is not None:
+            self._ignore(why)
             return
-        if not actionable(event, self._config.agent.device_id):
+        if not actionable(event):
             return
         try:
             self._arrivals.note(event)
@@ -130,6 +148,14 @@ class AgentService:
             log.error("could not record event %s: %s; it will not be acted on", event["id"], exc)
             return
         self.submit(None)
+
+    def _ignore(self, why: str) -> None:
+        """Counted, and logged at the 1st, 2nd, 4th, 8th... so that a flood cannot fill the log."""
+        self._ignored[why] += 1
+        total = self._ignored.total()
+        if total & (total - 1) == 0:
+            counts = ", ".join(f"{reason} {count}" for reason, count in sorted(self._ignored.items()))
+            log.warning("ignored %d event(s) not signed by this cart's appliance key (%s)", total, counts)
 
     def _act_on_everything_due(self) -> None:
         while (due := self._journal.due()) is not None:

@@ -22,15 +22,14 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from handoff.errors import ConfigError
+from handoff.secret_file import read_private
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.DOTALL)
 
 
 def load_signing_key(path: Path, key_name: str = "audit.key_file") -> Ed25519PrivateKey:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{key_name}: {path} cannot be read: {exc.strerror}") from None
+    """Refused unless only its owner may read it: a copy of it signs as the cart (or the agent)."""
+    data = read_private(path, key_name, owner_only=True)
     try:
         key = load_pem_private_key(data, password=None)
     except (ValueError, TypeError):

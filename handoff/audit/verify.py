@@ -13,7 +13,10 @@ What a failure is called, at the first `seq` it touches:
 - `reordered`: the link fails but the next event would fit here: two events changed places;
 - `inserted`: two events claim one `seq` and only one of them links;
 - `fork`: two events claim one `seq` and both link (a database restored from an old copy and run on);
-- `bad_signature`: a checkpoint no trusted key signed (an altered checkpoint is one of these);
+- `bad_signature`: an event or a checkpoint no trusted key signed (an altered one is one of these,
+  and so is an event without `data.signature`);
+- `other_key`: given several keys, an event or checkpoint signed by another key than the rest of
+  its source's trail: one appliance has one key, so a trail mixing two was put together;
 - `no_checkpoint`: nothing in the trail is under a valid signature.
 """
 
@@ -32,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from handoff import compact_json
 from handoff.audit.chain import NotCanonical, digest, genesis, link
 from handoff.audit.checkpoint import CHECKPOINT_TYPE
-from handoff.audit.signature import signature_ok
+from handoff.audit.signature import event_signer, signature_ok
 
 EVENT_PREFIX: Final = "org.handoff."
 UNCHAINED_TYPES: Final = frozenset({"org.handoff.logoff_receipt"})
@@ -92,10 +95,10 @@ class TrailVerifier:
             PRAGMA journal_mode = OFF;
             PRAGMA synchronous = OFF;
             CREATE TABLE events (source TEXT, seq INTEGER, id TEXT, digest BLOB, chain TEXT, raw TEXT,
-                                 PRIMARY KEY (source, id));
+                                 signer INTEGER, PRIMARY KEY (source, id));
             CREATE INDEX events_order ON events (source, seq, id);
             CREATE TABLE checkpoints (source TEXT, seq INTEGER, id TEXT, chain TEXT, valid INTEGER,
-                                      PRIMARY KEY (source, id));
+                                      signer INTEGER, PRIMARY KEY (source, id));
             BEGIN;
             """
         )
@@ -132,7 +135,7 @@ class TrailVerifier:
         seen = self._db.execute("SELECT digest, seq FROM events WHERE source = ? AND id = ?", (source, event_id))
         before = seen.fetchone()
         if before is None:
-            self._db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", row)
+            self._db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", (*row, self._signer(event)))
         elif before[0] != row[3]:
             self._early.append(Finding(source, min(seq, before[1]), "altered", f"id {event_id} seen with two contents"))
 
@@ -140,11 +143,17 @@ class TrailVerifier:
         seq, chain = data.get("seq"), data.get("chain")
         if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(chain, str):
             raise NotATrail("a checkpoint without an integer seq and a chain")
-        valid = data.get("source") == source and signature_ok(data, self._keys)
+        signer = next((index for index, key in enumerate(self._keys) if signature_ok(data, [key])), None)
+        valid = data.get("source") == source and signer is not None
         self._db.execute(
-            "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?, ?, ?)",
-            (source, seq, str(event.get("id", "")), chain, int(valid)),
+            "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)",
+            (source, seq, str(event.get("id", "")), chain, int(valid), signer),
         )
+
+    def _signer(self, event: Mapping[str, Any]) -> int | None:
+        """Which of the keys (by position) signed the event, or None."""
+        key = event_signer(event, self._keys)
+        return None if key is None else self._keys.index(key)
 
     def finish(self) -> Summary | Finding:
         self._db.execute("COMMIT")
@@ -155,6 +164,7 @@ class TrailVerifier:
             finding = self._walk(source, summary)
             if finding is not None:
                 findings.append(finding)
+            findings.extend(self._signatures(source))
         for source, seq in self._db.execute("SELECT source, seq FROM checkpoints WHERE valid = 0 ORDER BY source, seq"):
             findings.append(Finding(source, seq, "bad_signature", "no trusted key signed this checkpoint"))
         if findings:
@@ -209,6 +219,30 @@ class TrailVerifier:
             return Finding(source, last + 1, "missing", f"a signed checkpoint covers seq {max(beyond)}")
         summary.unsigned += last - signed_upto
         return None
+
+    def _signatures(self, source: str) -> list[Finding]:
+        """After the walk, so that at one `seq` a broken link is named before the signature it breaks.
+
+        The trail's key is the one that signed its earliest signed record; the first record
+        signed by another is named, as is the first event no trusted key signed."""
+        findings: list[Finding] = []
+        unsigned = self._db.execute(
+            "SELECT min(seq) FROM events WHERE source = ? AND signer IS NULL", (source,)
+        ).fetchone()[0]
+        if unsigned is not None:
+            findings.append(Finding(source, unsigned, "bad_signature", "no trusted key signed this event"))
+        signed = self._db.execute(
+            "SELECT seq, signer FROM events WHERE source = ? AND signer IS NOT NULL"
+            " UNION ALL SELECT seq, signer FROM checkpoints WHERE source = ? AND valid = 1 ORDER BY seq",
+            (source, source),
+        ).fetchall()
+        if signed:
+            trail_key = signed[0][1]
+            other = next((seq for seq, signer in signed if signer != trail_key), None)
+            if other is not None:
+                detail = f"signed by another key than seq {signed[0][0]}: one appliance signs with one key"
+                findings.append(Finding(source, other, "other_key", detail))
+        return findings
 
     def _by_seq(self, source: str) -> Iterator[tuple[int, list[_Row]]]:
         cursor = self._db.execute(

@@ -11,7 +11,7 @@ from types import FrameType
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from handoff.agent.config import load_agent_config, resolve_agent_config_path
-from handoff.audit.keys import load_signing_key, private_pem, public_pem
+from handoff.audit.keys import load_public_keys, load_signing_key, private_pem, public_pem
 from handoff.cli.logs import configure_logging
 from handoff.errors import UsageError
 from handoff.instance_lock import hold_instance_lock
@@ -50,9 +50,10 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_agent_config(resolve_agent_config_path(args.config))
     key = load_signing_key(config.agent.key_file, "agent.key_file")
+    appliance_keys = load_public_keys(config.agent.appliance_key, "agent.appliance_key")
     configure_logging()
     lock = hold_instance_lock(config.agent.data_dir, "handoff agent", "agent.data_dir")
-    service = AgentService(config, key)
+    service = AgentService(config, key, appliance_keys)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         service.submit(StopAgent(f"{signal.Signals(signum).name} received"))

@@ -24,10 +24,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic.fields import FieldInfo
 
 from handoff.audit.keys import load_signing_key, private_pem, public_pem
+from handoff.audit.signature import fingerprint
 from handoff.config import READER_KINDS, SECTIONS, Config, OsdpReaderConfig, default_reader_id, parse_config
 from handoff.doctor.broker import check_broker
 from handoff.doctor.result import Status
 from handoff.errors import ConfigError, UsageError
+from handoff.feedback.board import default_board
 from handoff.provision.files import write_file
 from handoff.provision.pki import build_csr, generate_key, key_pem, load_key
 from handoff.provision.render import Value, render_toml
@@ -175,6 +177,10 @@ def _provision(args: argparse.Namespace) -> int:
     # Pinned in the file: the certificate's CN must keep matching even if the SD card moves to another Pi.
     args.reader_id = args.reader_id or default_reader_id()
     secret = _secret_bytes(args, out / SECRET_NAME, interactive)
+    if args.board is None:
+        args.board = default_board()
+        if args.board == "none":
+            print('feedback.board = "none": not a Raspberry Pi, so no GPIO lights or buzzer; --board picks a pin map')
     config = _config(args, config_path)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -189,7 +195,13 @@ def _provision(args: argparse.Namespace) -> int:
         audit_key = _audit_key(config.audit.key_file)
         write_file(out / AUDIT_KEY_NAME, private_pem(audit_key), 0o600)
         write_file(out / AUDIT_PUB_NAME, public_pem(audit_key), 0o644)
-        print(f"checkpoints are signed with {out / AUDIT_KEY_NAME}; give {out / AUDIT_PUB_NAME} to the auditors")
+        print(
+            f"everything this cart publishes is signed with {out / AUDIT_KEY_NAME}; "
+            f"give {out / AUDIT_PUB_NAME} to the auditors and the ledger (handoff ledger enrol)"
+        )
+        print(
+            f"appliance key fingerprint: {fingerprint(audit_key)} (compare it in the ledger's console when enrolling)"
+        )
     write_file(config_path, _toml(args, config_path).encode(), 0o644)
     print(f"wrote {config_path}, {key_path} and {out / CSR_NAME} (reader {app.reader_id})")
     if not (out / CERT_NAME).exists():

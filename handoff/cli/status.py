@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import time
 
+from handoff.audit.keys import load_signing_key
+from handoff.audit.signature import fingerprint
 from handoff.cli.common import add_config_option, config_from, open_database
+from handoff.config import Config
 from handoff.disk import disk_state
+from handoff.errors import ConfigError
 from handoff.store import Store
 from handoff.timefmt import rfc3339
 
@@ -30,6 +34,11 @@ def _status(args: argparse.Namespace) -> int:
     blocked = store.blocked()
     if blocked is not None:
         print(f"WARNING {blocked.describe()} since {rfc3339(blocked.since)}; later events wait behind it")
+    fault = store.fault()
+    if fault is not None:
+        print(f"WARNING {fault}; nothing is published until the appliance restarts")
+    for topic, refused in sorted(store.refused().items()):
+        print(f"WARNING broker refused publishes on {refused.describe(topic)} at {rfc3339(refused.at)}")
     rewind = store.rewind()
     if rewind is not None:
         print(f"WARNING {rewind.describe()} at {rfc3339(rewind.at)}; see docs/integration.md")
@@ -42,9 +51,22 @@ def _status(args: argparse.Namespace) -> int:
         print(f"broker: {word} since {rfc3339(link.since)}{error}")
     disk = disk_state(config.appliance.data_dir)
     print(f"disk: {disk.free_bytes // (1024 * 1024)} MiB free{' (LOW)' if disk.low else ''}")
+    print(f"appliance key: {_key_line(config)}")
     readers = link.readers if link else []
     if not readers:
         print("readers: none reported")
     for reader in readers:
         print("reader: " + ", ".join(f"{key}={value}" for key, value in reader.items()))
     return 0
+
+
+def _key_line(config: Config) -> str:
+    """The fingerprint biomed compares with the console's when enrolling; a key that cannot be
+    used is said here rather than hiding the rest of the status."""
+    if config.audit is None:
+        return "none (no [audit]: nothing this cart publishes is signed, so no ledger believes it)"
+    try:
+        key = load_signing_key(config.audit.key_file)
+    except ConfigError as exc:
+        return f"UNUSABLE: {exc}"
+    return f"fingerprint {fingerprint(key)}"

@@ -1,21 +1,41 @@
-"""Applies parsed commands: remembers ids against replay, swaps directories, answers on cmd_result."""
+"""Checks commands, swaps directories, and answers on cmd_result from what a command did.
+
+A command that changes the custody state is not obeyed here: it becomes an `Order` for the
+appliance's loop, which records its id in the commit of the events it causes and only then
+calls `settle`, so "done" is never said of something that was not committed.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from handoff.commands.parse import ParsedCommand, Refusal, parse_command
+from handoff.commands.seen import SeenCommand, remember, was_seen
 from handoff.core.inputs import Activity, ForceLogoff, Input, SetMaintenance
-from handoff.db import transaction
 from handoff.directory import Directory
 from handoff.errors import UsageError
 from handoff.timefmt import rfc3339
 
 PublishResult = Callable[[dict[str, Any]], None]
+
+DONE = "done"
+NOTHING_TO_DO = "nothing to do"
+"""The answer (ok, no error) to a command whose wish already holds, e.g. `force_logoff` with no
+live session: the id is remembered all the same, so a replay cannot act later."""
+
+
+@dataclass(frozen=True)
+class Order:
+    """A command that passed every check, waiting to be applied and committed with its id."""
+
+    name: str
+    seen: SeenCommand
+    input: Input
 
 
 class CommandHandler:
@@ -38,57 +58,51 @@ class CommandHandler:
         self._allow_unsigned = allow_unsigned
         self._publish_result = publish_result
 
-    def handle(self, name: str, payload: bytes, now: float) -> list[Input]:
-        """The core inputs the command asks for; the answer goes out on cmd_result either way.
+    def handle(self, name: str, payload: bytes, now: float) -> Order | None:
+        """The order to apply, or None once the command is answered (refused, or a directory swapped).
 
         Never raises: the caller is the appliance's owning loop, which an exception would end.
         """
         keys = [*self._command_keys, *self._activity_keys] if name == "activity" else self._command_keys
         parsed = parse_command(name, payload, now, self._device_id, keys, allow_unsigned=self._allow_unsigned)
         if isinstance(parsed, Refusal):
-            return self._refuse(name, now, parsed)
+            self._refuse(name, now, parsed)
+            return None
         try:
-            obeyed = self._obey(parsed, now)
+            if was_seen(self._conn, parsed.command_id):
+                self._refuse(name, now, Refusal("replayed", "this command id was already received", parsed.command_id))
+                return None
+            if parsed.name == "directory":
+                self._swap_directory(parsed, now)
+                return None
         except sqlite3.Error as exc:
-            obeyed = Refusal("unavailable", f"the appliance's database is unavailable: {exc}", parsed.command_id)
-        if isinstance(obeyed, Refusal):
-            return self._refuse(name, now, obeyed)
-        message, inputs = obeyed
-        self._answer(name, parsed.command_id, now, message=message)
-        return inputs
+            self._refuse(name, now, _unavailable(exc, parsed.command_id))
+            return None
+        return Order(name, SeenCommand(parsed.command_id, parsed.expires), _input(parsed))
 
-    def _obey(self, command: ParsedCommand, now: float) -> tuple[str, list[Input]] | Refusal:
-        """Record the id only once the command is obeyed, so a refusal changes nothing.
+    def settle(self, order: Order, now: float, *, ignored: str | None = None, failure: str | None = None) -> None:
+        """Answer an order once its commit landed (`ignored` says why it changed nothing) or failed."""
+        if failure is not None:
+            self._refuse(order.name, now, Refusal("unavailable", failure, order.seen.id))
+            return
+        message = DONE if ignored is None else f"{NOTHING_TO_DO}: {ignored.replace('_', ' ')}"
+        self._answer(order.name, order.seen.id, now, message=message)
 
-        A directory is swapped before its id is recorded; if the appliance dies in between, a
-        replay is still refused, as stale, since its version is no longer newer.
-        """
-        replayed = Refusal("replayed", "this command id was already received", command.command_id)
-        if command.name != "directory":
-            if not self._remember(command, now):
-                return replayed
-            return "done", [_input(command)]
-        if self._conn.execute("SELECT 1 FROM seen_commands WHERE id = ?", (command.command_id,)).fetchone():
-            return replayed
+    def _swap_directory(self, command: ParsedCommand, now: float) -> None:
+        """The swap and the id in one transaction: a stale version is refused and its id not burnt."""
+        seen = SeenCommand(command.command_id, command.expires)
         try:
-            Directory(self._conn).replace(command.badges, command.version)
+            Directory(self._conn).replace(
+                command.badges, command.version, within=lambda conn: remember(conn, seen, now)
+            )
         except UsageError as stale:
-            return Refusal("stale_directory", str(stale), command.command_id)
-        self._remember(command, now)
-        return f"directory version {command.version} with {len(command.badges)} badges", []
+            self._refuse(command.name, now, Refusal("stale_directory", str(stale), command.command_id))
+            return
+        message = f"directory version {command.version} with {len(command.badges)} badges"
+        self._answer(command.name, command.command_id, now, message=message)
 
-    def _remember(self, command: ParsedCommand, now: float) -> bool:
-        """Check and record in one statement, so two copies of one command cannot both pass."""
-        with transaction(self._conn):
-            self._conn.execute("DELETE FROM seen_commands WHERE expires < ?", (now,))
-            inserted = self._conn.execute(
-                "INSERT OR IGNORE INTO seen_commands (id, expires) VALUES (?, ?)", (command.command_id, command.expires)
-            ).rowcount
-        return bool(inserted)
-
-    def _refuse(self, name: str, now: float, refusal: Refusal) -> list[Input]:
+    def _refuse(self, name: str, now: float, refusal: Refusal) -> None:
         self._answer(name, refusal.command_id, now, error=refusal.error, message=refusal.message)
-        return []
 
     def _answer(self, name: str, command_id: str | None, now: float, *, message: str, error: str | None = None) -> None:
         result: dict[str, Any] = {"id": command_id, "command": name, "ok": error is None, "message": message}
@@ -96,6 +110,10 @@ class CommandHandler:
             result["error"] = error
         result["time"] = rfc3339(now)
         self._publish_result(result)
+
+
+def _unavailable(exc: sqlite3.Error, command_id: str) -> Refusal:
+    return Refusal("unavailable", f"the appliance's database is unavailable: {exc}", command_id)
 
 
 def _input(command: ParsedCommand) -> Input:

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from handoff.commands.limits import DEFAULT_MAX_BYTES, MAX_BYTES
 from handoff.commands.signing import verify_signature
 from handoff.directory import Badge, text_problem
+from handoff.staff_id import RULE, staff_id_problem
 
 NAMES: Final = ("force_logoff", "maintenance", "activity", "directory")
 MAX_AGE_S: Final = 300.0
@@ -134,7 +135,8 @@ def _fields(name: str, body: dict[str, Any]) -> dict[str, Any] | Refusal:
         badge = _badge(entry)
         if badge is None:
             return Refusal(
-                "invalid", f"badges[{index}] needs badge_ref (64 hex), staff_id, name, role (printable text), revoked"
+                "invalid",
+                f"badges[{index}] needs badge_ref (64 hex), staff_id ({RULE}), name, role (printable text), revoked",
             )
         parsed.append(badge)
     if len({b.badge_ref for b in parsed}) != len(parsed):
@@ -151,6 +153,8 @@ def _badge(entry: Any) -> Badge | None:
     if not isinstance(ref, str) or len(ref) != 64 or any(c not in "0123456789abcdef" for c in ref):
         return None
     if not all(isinstance(t, str) and text_problem(t) is None for t in texts) or not isinstance(revoked, bool):
+        return None
+    if staff_id_problem(texts[0]) is not None:
         return None
     staff_id, badge_name, role = (str(t) for t in texts)
     return Badge(ref, staff_id, badge_name, role, revoked)

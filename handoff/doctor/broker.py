@@ -10,17 +10,16 @@ import socket
 import ssl
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal
+from typing import Final
 
 import paho.mqtt.client as mqtt
 from cryptography import x509
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from handoff.config import MqttConfig
 from handoff.doctor.result import CheckResult, failed, passed, skipped, warned
 from handoff.errors import ConfigError
-from handoff.mqtt.connection import password, tls_context
+from handoff.mqtt.connection import MqttVersion, password, probe_client, tls_context
 
 CERT_WARN_DAYS: Final = 30
 
@@ -123,16 +122,9 @@ def check_protocol(config: MqttConfig, timeout: float = 5.0) -> CheckResult:
 NO_ANSWER: Final = "no CONNACK in time"
 
 
-def _connack(
-    config: MqttConfig, protocol: Literal["5", "3.1.1"], context: ssl.SSLContext | None, timeout: float
-) -> str | None:
+def _connack(config: MqttConfig, protocol: MqttVersion, context: ssl.SSLContext | None, timeout: float) -> str | None:
     """None if the broker accepted a CONNECT in `protocol`, else what it answered."""
-    version = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{config.client_id}-doctor", protocol=version)
-    if context is not None:
-        client.tls_set_context(context)
-    if config.username:
-        client.username_pw_set(config.username, password(config))
+    client = doctor_client(config, context, protocol)
     answered = threading.Event()
     outcome: list[str | None] = []
 
@@ -155,6 +147,12 @@ def _connack(
         client.disconnect()
         client.loop_stop()
     return outcome[0] if outcome else NO_ANSWER
+
+
+def doctor_client(config: MqttConfig, context: ssl.SSLContext | None, protocol: MqttVersion) -> mqtt.Client:
+    """The appliance's own identity and credentials, in `protocol`, under its own client id."""
+    tried = config.model_copy(update={"protocol": protocol})
+    return probe_client(tried, context, password(config), f"{config.client_id}-doctor")
 
 
 def check_client_cert(config: MqttConfig, now: datetime) -> CheckResult:

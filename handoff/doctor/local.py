@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from handoff import db
 from handoff.audit.keys import load_public_keys, load_signing_key
+from handoff.audit.signature import fingerprint
 from handoff.badge_ref import load_secret
 from handoff.config import Config, load_config
 from handoff.doctor.result import CheckResult, failed, passed, skipped, warned
@@ -61,7 +61,7 @@ def check_commands(config: Config) -> CheckResult:
         )
     if app.command_key_file is None:
         return passed("commands", "no appliance.command_key_file: every command is refused until one is set")
-    fingerprints = ", ".join(_fingerprint(key) for key in keys)
+    fingerprints = ", ".join(fingerprint(key) for key in keys)
     return passed("commands", f"only commands signed under {app.command_key_file} are obeyed (keys {fingerprints})")
 
 
@@ -70,20 +70,18 @@ def check_audit(config: Config) -> CheckResult:
     if config.audit is None:
         return warned(
             "audit",
-            "no [audit] table: events are chained but no checkpoint is signed, so a rewritten trail "
-            "cannot be told from the real one; run handoff provision to make the audit key",
+            "no [audit] table: nothing this cart publishes is signed, so no ledger or agent believes it "
+            "and a rewritten trail cannot be told from the real one; run handoff provision to make the audit key",
         )
     try:
         key = load_signing_key(config.audit.key_file)
     except HandoffError as exc:
         return failed("audit", f"{exc}; run handoff provision to make a new audit key and give auditors its .pub")
-    fingerprint = _fingerprint(key.public_key())
-    return passed("audit", f"checkpoints are signed with {config.audit.key_file} (public key {fingerprint})")
-
-
-def _fingerprint(key: Ed25519PublicKey) -> str:
-    """Enough of the key's SHA-256 to tell keys apart, e.g. the old and new one during a rotation."""
-    return hashlib.sha256(key.public_bytes_raw()).hexdigest()[:16]
+    return passed(
+        "audit",
+        f"events, checkpoints and every message are signed with {config.audit.key_file} "
+        f"(fingerprint {fingerprint(key)})",
+    )
 
 
 def check_database(config: Config) -> CheckResult:

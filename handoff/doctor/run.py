@@ -25,6 +25,7 @@ from handoff.doctor.readers import (
 )
 from handoff.doctor.result import CheckResult, Status, skipped
 from handoff.doctor.system import PROC_MODULES, check_clock, check_gpio, check_nfc_kernel_modules
+from handoff.doctor.topics import check_topics
 
 
 def run_checks(
@@ -55,6 +56,7 @@ def run_checks(
         yield skipped("broker protocol", "the broker cannot be reached (see above)")
     else:
         yield check_protocol(config.mqtt, broker_timeout)
+        yield check_topics(config, broker_timeout)
     yield check_client_cert(config.mqtt, utc_now())
     yield check_clock()
     yield check_gpio(config)

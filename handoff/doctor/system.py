@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -15,7 +14,6 @@ from handoff.feedback.board import load_board
 
 NFC_STEALING_MODULES: Final = ("pn533", "pn533_usb", "port100")
 PROC_MODULES: Final = Path("/proc/modules")
-PI_MODEL: Final = Path("/proc/device-tree/model")
 
 
 def loaded_modules(proc_modules: Path) -> set[str]:
@@ -49,7 +47,8 @@ def check_clock(synced: Callable[[], bool] = clock_synced) -> CheckResult:
     )
 
 
-def check_gpio(config: Config, pi_model: Path = PI_MODEL) -> CheckResult:
+def check_gpio(config: Config) -> CheckResult:
+    """Fails where `handoff run` refuses to start: a pin map it cannot load or cannot drive."""
     board = config.feedback.board
     if board == "none":
         return passed("gpio", 'board = "none": no GPIO feedback is used')
@@ -59,15 +58,9 @@ def check_gpio(config: Config, pi_model: Path = PI_MODEL) -> CheckResult:
         return failed(
             "gpio", f"pin map for board {board!r} does not load: {exc}; fix feedback.board or hw/{board}.toml"
         )
-    if "Raspberry Pi" not in _read(pi_model):
-        return warned("gpio", f"pin map {board!r} loads, but this is not a Raspberry Pi: no pins to drive")
-    if not any(importlib.util.find_spec(m) for m in ("lgpio", "RPi.GPIO")):
-        return failed("gpio", "neither lgpio nor RPi.GPIO is importable; run: sudo apt install python3-lgpio")
-    return passed("gpio", f"pin map {board!r} loads and a pin library is installed")
+    from handoff.feedback.gpio import gpio_problem, gpio_unusable  # noqa: PLC0415 - gpiozero only with a board
 
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
+    problem = gpio_problem()
+    if problem is not None:
+        return failed("gpio", f"{gpio_unusable(board, problem)}; `handoff run` refuses to start until then")
+    return passed("gpio", f"pin map {board!r} loads and GPIO is usable here")

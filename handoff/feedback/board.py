@@ -14,6 +14,8 @@ from typing import Any, Final
 from handoff.errors import ConfigError
 
 OUTPUTS: Final = ("green", "red", "amber", "buzzer")
+PI_MODEL: Final = Path("/proc/device-tree/model")
+CART_BOARD: Final = "pi-cart-v1"
 BCM_PINS: Final = range(2, 28)
 
 
@@ -23,6 +25,18 @@ class Board:
     pins: dict[str, int]
     active_high: bool
     source: Path
+
+
+def is_raspberry_pi(model: Path = PI_MODEL) -> bool:
+    try:
+        return "Raspberry Pi" in model.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
+def default_board(model: Path = PI_MODEL) -> str:
+    """The cart's pin map on a Pi; "none" elsewhere, since `handoff run` refuses a pin map it cannot drive."""
+    return CART_BOARD if is_raspberry_pi(model) else "none"
 
 
 def board_dirs() -> list[Path]:

@@ -137,12 +137,12 @@ def open_feedback(board_name: str, readers: Sequence[Lights] = ()) -> Feedback:
     board = load_board(board_name)
     from gpiozero import GPIOZeroError  # noqa: PLC0415 - only a cart with a board loads gpiozero
 
-    from handoff.feedback.gpio import GpioLights  # noqa: PLC0415
+    from handoff.feedback.gpio import GpioLights, gpio_problem, gpio_unusable  # noqa: PLC0415
 
+    problem = gpio_problem()
+    if problem is not None:
+        raise ConfigError(gpio_unusable(board_name, problem))
     try:
         return CueFeedback([GpioLights(board), *readers])
     except GPIOZeroError as exc:
-        raise ConfigError(
-            f'feedback.board = "{board_name}" needs GPIO, which is not usable here ({exc}); '
-            'install lgpio on a Pi, or set board = "none"'
-        ) from None
+        raise ConfigError(gpio_unusable(board_name, str(exc))) from None

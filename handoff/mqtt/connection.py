@@ -7,20 +7,36 @@ it (a `ConfigError`) and not an SSL traceback from inside paho's network loop.
 from __future__ import annotations
 
 import ssl
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, Literal, TypeAlias
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY, CleanStartOption, Client
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from handoff import compact_json
+from handoff.audit.signature import public_key_b64, signed
 from handoff.cloudevents import CONTENT_TYPE
 from handoff.commands.limits import LARGEST_COMMAND_BYTES
 from handoff.config import MqttConfig
 from handoff.errors import ConfigError
-from handoff.mqtt.topics import Topics
+from handoff.secret_file import read_private
+from handoff.timefmt import rfc3339
+
+MqttVersion: TypeAlias = Literal["5", "3.1.1"]
+
+
+@dataclass(frozen=True)
+class Will:
+    """The retained message the broker publishes when the connection dies without a goodbye."""
+
+    topic: str
+    payload: bytes
+
 
 SESSION_EXPIRY_S: Final = 7 * 86400
 """How long the broker keeps our session (and commands queued for us) while we are away."""
@@ -46,7 +62,7 @@ def tls_context(config: MqttConfig, *, client_certificate: bool = True) -> ssl.S
             raise ConfigError(f"mqtt.ca_file {config.ca_file}: not a usable CA certificate ({_why(exc)})") from None
     if client_certificate and config.cert_file is not None and config.key_file is not None:
         _readable(config.cert_file, "mqtt.cert_file")
-        _readable(config.key_file, "mqtt.key_file")
+        read_private(config.key_file, "mqtt.key_file", owner_only=True)
         try:
             context.load_cert_chain(certfile=str(config.cert_file), keyfile=str(config.key_file))
         except (OSError, ssl.SSLError) as exc:
@@ -66,25 +82,38 @@ def password(config: MqttConfig) -> str | None:
         raise ConfigError(f"mqtt.password_file {config.password_file}: cannot be read ({_why(exc)})") from None
 
 
-def offline_payload(version: str) -> bytes:
-    return compact_json.dumps({"status": "offline", "version": version}).encode()
+def offline_payload(version: str, key: Ed25519PrivateKey | None) -> bytes:
+    """The last will, signed and carrying the public key like every status, so that an `offline`
+    nobody signed cannot pass for this appliance's. Made when the client connects: its `time`
+    dates the connection, not the disconnection."""
+    body: dict[str, Any] = {"status": "offline", "version": version, "time": rfc3339(time.time())}
+    if key is not None:
+        body["public_key"] = public_key_b64(key)
+    return compact_json.dumps(signed(key, body)).encode()
 
 
-def new_client(
-    config: MqttConfig,
-    topics: Topics,
-    version: str,
-    context: ssl.SSLContext | None,
-    secret: str | None,
-    *,
-    will: bool = True,
-) -> Client:
-    """A fresh client per connection: paho's in-memory queue must not replay what the outbox resends."""
+def new_client(config: MqttConfig, context: ssl.SSLContext | None, secret: str | None, *, will: Will | None) -> Client:
+    """A program's own client. The publisher builds a fresh one per connection: paho's in-memory
+    queue must not replay what the outbox resends."""
+    client = _client(config, context, secret, persistent=True)
+    if will is not None:
+        client.will_set(will.topic, will.payload, qos=1, retain=True)
+    return client
+
+
+def probe_client(config: MqttConfig, context: ssl.SSLContext | None, secret: str | None, client_id: str) -> Client:
+    """A short-lived client for checks (`handoff doctor`), under its own id (the program's id
+    would end the running program's session), with no will and no session left behind."""
+    return _client(config.model_copy(update={"client_id": client_id}), context, secret, persistent=False)
+
+
+def _client(config: MqttConfig, context: ssl.SSLContext | None, secret: str | None, *, persistent: bool) -> Client:
+    """The one place a paho client is built: protocol and session, TLS and credentials."""
     v5 = config.protocol == "5"
     client = Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=config.client_id,
-        clean_session=None if v5 else False,
+        clean_session=None if v5 else not persistent,
         protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
         reconnect_on_failure=False,
     )
@@ -92,8 +121,6 @@ def new_client(
         client.tls_set_context(context)
     if config.username:
         client.username_pw_set(config.username, secret)
-    if will:
-        client.will_set(topics.status, offline_payload(version), qos=1, retain=True)
     return client
 
 

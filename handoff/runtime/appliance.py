@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from handoff.badge_ref import BadgeSecret
 from handoff.cloudevents import EventContext
+from handoff.commands.handler import Order
+from handoff.commands.seen import SeenCommand
 from handoff.config import Config
 from handoff.core.events import Event
 from handoff.core.inputs import Input, Lift, Restart, Revoked, Tap, Tick
@@ -73,7 +75,9 @@ InboxItem: TypeAlias = ReaderEvent | Input | Command | ReceiptMessage | Stop
 
 class Store(Protocol):
     def load_state(self) -> State | None: ...
-    def commit(self, state: State, events: tuple[Event, ...], context: EventContext) -> object: ...
+    def commit(
+        self, state: State, events: tuple[Event, ...], context: EventContext, command: SeenCommand | None = None
+    ) -> object: ...
     def checkpoint(self, context: EventContext, *, force: bool = False) -> bool: ...
 
 
@@ -83,6 +87,13 @@ class Publisher(Protocol):
     def connected(self) -> bool: ...
     @property
     def blocked(self) -> object | None: ...
+    @property
+    def fault(self) -> str | None: ...
+
+
+class Commands(Protocol):
+    def handle(self, name: str, payload: bytes, now: float) -> Order | None: ...
+    def settle(self, order: Order, now: float, *, ignored: str | None = None, failure: str | None = None) -> None: ...
 
 
 class Appliance:
@@ -98,7 +109,7 @@ class Appliance:
         clock: Clock,
         new_id: Callable[[], str],
         clock_synced: Callable[[], bool],
-        on_command: Callable[[Command], list[Input]],
+        commands: Commands,
         heartbeat: Callable[[], None],
         agent_keys: Sequence[Ed25519PublicKey] = (),
     ) -> None:
@@ -114,7 +125,7 @@ class Appliance:
         self._clock = clock
         self._new_id = new_id
         self._clock_synced = clock_synced
-        self._on_command = on_command
+        self._commands = commands
         self._heartbeat = heartbeat
         self._agent_keys = agent_keys
         self._receipts: Counter[str] = Counter()
@@ -250,9 +261,10 @@ class Appliance:
                 self._reader_event(item)
             case ReceiptMessage(payload=payload):
                 self._receipt(payload)
-            case Command():
-                for event_input in self._on_command(item):
-                    self._apply(event_input)
+            case Command(name=name, payload=payload):
+                order = self._commands.handle(name, payload, self._clock.wall())
+                if order is not None:
+                    self._obey(order)
                 self._data_version, self._next_directory_check = -1, 0.0
             case _:
                 self._apply(item)
@@ -285,6 +297,16 @@ class Appliance:
             log.warning("receipt for %s ignored: %s", checked.for_id, outcome.ignored.replace("_", " "))
         self._receipts[verdict] += 1
 
+    def _obey(self, order: Order) -> None:
+        """The command's id goes into the commit of what it did; the answer follows that commit."""
+        try:
+            outcome = self._step_and_commit(order.input, command=order.seen)
+        except StoreError as exc:
+            log.error("could not record the %s command: %s; it is answered unavailable", order.name, exc)
+            self._commands.settle(order, self._clock.wall(), failure=str(exc))
+            return
+        self._commands.settle(order, self._clock.wall(), ignored=outcome.ignored)
+
     def _apply(self, event_input: Input) -> Outcome | None:
         try:
             return self._step_and_commit(event_input)
@@ -293,16 +315,19 @@ class Appliance:
             self._feedback.show(Cue.DEVICE_ERROR)
             return None
 
-    def _step_and_commit(self, event_input: Input) -> Outcome:
-        """Raises StoreError, having changed nothing, when the store refuses the commit."""
+    def _step_and_commit(self, event_input: Input, command: SeenCommand | None = None) -> Outcome:
+        """Raises StoreError, having changed nothing, when the store refuses the commit.
+
+        With `command` there is always a commit, even of nothing: its id is remembered either way.
+        """
         now = self._clock.time()
         outcome = step(self._state, event_input, now, self._policy, self._new_id, self._agent)
         changed = bool(outcome.events) or outcome.state.mode != self._state.mode
         changed = changed or outcome.state.waiting != self._state.waiting
-        if changed:
+        if changed or command is not None:
             to_wall = self._clock.wall() - now
             stamped = tuple(replace(event, time=event.time + to_wall) for event in outcome.events)
-            self._store.commit(shifted(outcome.state, to_wall), stamped, self._context())
+            self._store.commit(shifted(outcome.state, to_wall), stamped, self._context(), command)
         self._state = outcome.state
         cue = cue_for(outcome)
         if cue is not None:
@@ -380,7 +405,7 @@ class Appliance:
 
     def _refresh_ambient(self, *, force: bool = False) -> None:
         online = self._publisher.connected
-        blocked = self._publisher.blocked is not None
+        blocked = self._publisher.blocked is not None or self._publisher.fault is not None
         if force or (online, blocked) != (self._online, self._outbox_blocked):
             self._online, self._outbox_blocked = online, blocked
             warning = self._state.unconfirmed_warning

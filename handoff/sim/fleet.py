@@ -15,13 +15,14 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from paho.mqtt.client import Client, MQTTMessageInfo
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.client import MQTTMessageInfo
 
 from handoff import compact_json
 from handoff.audit.chain import genesis, sealed
 from handoff.cloudevents import EventContext, envelope, source, uuid7
+from handoff.config import MqttConfig
 from handoff.core.events import Event, EventType
+from handoff.mqtt.connection import Will, new_client
 from handoff.timefmt import rfc3339
 
 
@@ -91,12 +92,10 @@ def run_fleet(host: str, port: int, *, appliances: int, rate: float, events: int
     fleet = [SimAppliance(site, f"SIM-{index:05d}", prefix) for index in range(appliances)]
     clients = []
     for appliance in fleet:
-        client = Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=appliance.reader_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+        config = MqttConfig.model_validate(
+            {"url": f"mqtt://{host}:{port}", "allow_insecure": True, "client_id": appliance.reader_id}
         )
-        client.will_set(f"{appliance.base}/status", status("offline"), qos=1, retain=True)
+        client = new_client(config, None, None, will=Will(f"{appliance.base}/status", status("offline")))
         client.connect(host, port, keepalive=60)
         client.loop_start()
         client.publish(f"{appliance.base}/status", status("online"), qos=1, retain=True)

@@ -8,7 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from handoff import db
+from handoff.audit.checkpoint import CheckpointPolicy
 from handoff.cloudevents import EventContext, source, uuid7
 from handoff.config import MqttConfig
 from handoff.core.events import Event
@@ -53,16 +56,19 @@ def publisher(
     on_command: Callable[[str, bytes], None] = lambda name, payload: None,
     health_provider: Callable[[], list[dict[str, Any]]] = list,
     version: str = "test",
+    key: Ed25519PrivateKey | None = None,
 ) -> Publisher:
-    """A publisher on its own connection to the outbox in `data`, put together as the appliance does."""
+    """A publisher on its own connection to the outbox in `data`, put together as the appliance does:
+    with a `key`, its store holds the key too, as it re-signs events a seq rewind renumbers."""
     return Publisher(
         config,
         Topics(config.topic_prefix, SITE, DEVICE),
-        Store(db.connect(data)),
+        Store(db.connect(data), checkpoints=CheckpointPolicy(key, 100, 300.0) if key is not None else None),
         source=SOURCE,
         version=version,
         disk=lambda: disk_state(data).as_dict(),
         on_command=on_command,
         health_provider=health_provider,
         settings=settings or PublisherSettings(),
+        key=key,
     )
