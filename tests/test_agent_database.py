@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from handoff import db
 from handoff.agent import database
 from handoff.agent.journal import Journal
-from handoff.audit.keys import private_pem
+from handoff.audit.keys import private_pem, public_pem
 from handoff.directory import Badge, Directory
 from handoff.errors import ConfigError
 from handoff.instance_lock import hold_instance_lock
@@ -123,11 +123,14 @@ def agent_config(tmp_path: Path) -> Path:
     key = tmp_path / "agent.key"
     key.write_bytes(private_pem(Ed25519PrivateKey.generate()))
     key.chmod(0o600)
+    appliance_pub = tmp_path / "appliance.pub"
+    appliance_pub.write_bytes(public_pem(Ed25519PrivateKey.generate()))
     identity = {
         "site": SITE,
         "device_id": DEVICE,
         "agent_id": "ws-1",
         "key_file": str(key),
+        "appliance_key": str(appliance_pub),
         "data_dir": str(tmp_path / "d"),
     }
     config = tmp_path / "agent.toml"
@@ -152,7 +155,7 @@ def test_an_unreadable_key_names_agent_key_file(tmp_path: Path, cli: CliRunner, 
     (tmp_path / "agent.key").unlink()
     result = cli("agent", "-c", agent_config)
     assert result.returncode == 2
-    assert result.stderr.startswith(f"handoff: agent.key_file: {tmp_path / 'agent.key'} cannot be read"), result.stderr
+    assert result.stderr.startswith(f"handoff: agent.key_file: {tmp_path / 'agent.key'} does not exist"), result.stderr
 
 
 def test_a_second_agent_on_the_same_data_dir_is_refused_naming_agent_data_dir(
