@@ -23,7 +23,7 @@ from handoff.audit.keys import public_pem
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner
 from tests.kit.config import DEVICE, PREFIX, SITE, Layout
-from tests.test_appliance_e2e import ANA, BO, Running
+from tests.kit.running import ANA, BO, Running
 
 CONFIRM_S = 1.5
 AGENT_KEY = Ed25519PrivateKey.generate()

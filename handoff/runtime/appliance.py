@@ -263,9 +263,16 @@ class Appliance:
                 ref = self._secret.ref(identifier)
                 badge = self._directory.lookup(ref)
                 staff_id, role = (badge.staff_id, badge.role) if badge else (None, None)
-                self._apply(Tap(reader, ref, staff_id, revoked=bool(badge and badge.revoked), role=role))
-                if self._gestures.presented(reader, ref, technology, self._clock.time()):
-                    self._break_glass(reader, ref)
+                tap = Tap(reader, ref, staff_id, revoked=bool(badge and badge.revoked), role=role)
+                if not self._gestures.presented(reader, ref, technology, self._clock.time()):
+                    self._apply(tap)
+                    return
+                judged = self._apply(tap, quiet=True)
+                asked = self._break_glass(reader, ref, quiet=True)
+                cues = [cue_for(outcome) for outcome in (asked, judged) if outcome is not None]
+                cue = next((cue for cue in cues if cue is not None), None)
+                if cue is not None:
+                    self._feedback.show(cue)
             case BadgeRemoved(reader=reader, identifier=identifier, card_pulled=card_pulled):
                 ref = self._secret.ref(identifier)
                 self._gestures.removed(reader, ref)
@@ -274,11 +281,13 @@ class Appliance:
                 log.warning("card refused on %s: %s", reader, problem)
                 self._apply(Tap(reader, None, None, rejection=reason))
 
-    def _break_glass(self, reader: str, ref: str) -> None:
+    def _break_glass(self, reader: str, ref: str, *, quiet: bool = False) -> Outcome | None:
         """The directory is read again at this moment: the badge may have been enrolled since."""
         badge = self._directory.lookup(ref)
         staff_id, role = (badge.staff_id, badge.role) if badge else (None, None)
-        self._apply(BreakGlass(reader, ref, staff_id, revoked=bool(badge and badge.revoked), role=role))
+        return self._apply(
+            BreakGlass(reader, ref, staff_id, revoked=bool(badge and badge.revoked), role=role), quiet=quiet
+        )
 
     def _receipt(self, payload: bytes) -> None:
         """Checked here, at the edge; judged by the core. Whatever it is, it is counted."""
@@ -295,16 +304,20 @@ class Appliance:
             log.warning("receipt for %s ignored: %s", checked.for_id, outcome.ignored.replace("_", " "))
         self._receipts[verdict] += 1
 
-    def _apply(self, event_input: Input) -> Outcome | None:
+    def _apply(self, event_input: Input, *, quiet: bool = False) -> Outcome | None:
         try:
-            return self._step_and_commit(event_input)
+            return self._step_and_commit(event_input, quiet=quiet)
         except StoreError as exc:
             log.error("could not record %s: %s; nothing was accepted", type(event_input).__name__, exc)
             self._feedback.show(Cue.DEVICE_ERROR)
             return None
 
-    def _step_and_commit(self, event_input: Input) -> Outcome:
-        """Raises StoreError, having changed nothing, when the store refuses the commit."""
+    def _step_and_commit(self, event_input: Input, *, quiet: bool = False) -> Outcome:
+        """Raises StoreError, having changed nothing, when the store refuses the commit.
+
+        `quiet`: the caller shows one cue for this input and the next (a tap that claims the
+        break-glass button), so the clinician does not hear "rejected" cut off by "granted".
+        """
         now = self._clock.time()
         outcome = step(self._state, event_input, now, self._config.policy, self._new_id, self._config.agent)
         changed = bool(outcome.events) or outcome.state.mode != self._state.mode
@@ -317,7 +330,7 @@ class Appliance:
             self._store.commit(shifted(outcome.state, to_wall), stamped, self._context())
         self._state = outcome.state
         cue = Cue.IDLE_WARNING if warned else cue_for(outcome)
-        if cue is not None:
+        if cue is not None and not quiet:
             self._feedback.show(cue)
         for event in outcome.events:
             log.info("%s", describe(event))
