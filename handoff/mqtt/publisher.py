@@ -698,7 +698,7 @@ class _Session:
             self._history_read = True
 
     def _on_message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:
-        if message.topic == self._topics.state:
+        if self._presence and message.topic == self._topics.state:
             if not self._history_checked:
                 self._broker_state = _json_object(bytes(message.payload))
             return
