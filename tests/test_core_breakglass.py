@@ -191,6 +191,18 @@ def test_a_revocation_does_not_end_a_break_glass_session_but_the_idle_lock_does(
     assert kinds(cart.tap_and_lift(BO_REVOKED, after=1).events) == [("tap_rejected", None, "revoked")]
 
 
+def test_the_break_glass_holder_returns_the_device_with_the_same_badge() -> None:
+    cart = CoreCart(POLICY.model_copy(update={"break_glass_unknown": True}))
+    cart.hold(STRANGER)
+    assert cart.tap_and_lift(STRANGER, after=1).ignored == "retap_guard"
+    returned = cart.tap_and_lift(STRANGER, after=POLICY.retap_guard_s)
+    assert kinds(returned.events) == [("checkin", "unknown-" + "f" * 16, "returned")]
+    assert cart.state.mode == "available"
+    cart.hold(BO_REVOKED, after=1)
+    cart.feed(Tick(), after=POLICY.idle_timeout_s)
+    assert kinds(cart.tap_and_lift(BO_REVOKED, after=1).events) == [("tap_rejected", None, "revoked")]
+
+
 def test_a_reauth_after_a_break_glass_session_is_an_ordinary_one() -> None:
     cart = in_use_by_ana(agent=require_confirmed())
     cart.hold(BO, after=10)

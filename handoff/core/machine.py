@@ -337,6 +337,7 @@ def _tap(state: State, tap: Tap, now: float, policy: PolicyConfig, new_id: NewId
         if key in state.present:
             return Outcome(state, ignored=IGNORED_PRESENT)
         state = replace(state, present=state.present | {key})
+    tap = _as_break_glass_holder(state, tap)
     rejection = _rejection(state, tap)
     if rejection is not None or tap.staff_id is None or tap.badge_ref is None:
         return Outcome(state, (_refused(tap.reader, tap.badge_ref, now, new_id, rejection or "unknown_badge"),))
@@ -374,6 +375,18 @@ def _tap(state: State, tap: Tap, now: float, policy: PolicyConfig, new_id: NewId
     ended = _end_custody(state, now, handoff_id, "handoff", new_id, reader=tap.reader)
     taken = _checkout(ended.state, tap, now, handoff_id, new_id, custody.staff_id)
     return Outcome(taken.state, ended.events + taken.events)
+
+
+def _as_break_glass_holder(state: State, tap: Tap) -> Tap:
+    """The badge that holds a live break-glass session is its holder's, revoked or unknown: its
+    tap returns the device (or is a re-tap) like anyone's. Once the session has ended, the
+    badge is refused again and must break the glass anew."""
+    custody = state.custody
+    if custody is None or not custody.break_glass or state.mode != "in_use" or tap.rejection is not None:
+        return tap
+    if tap.badge_ref != custody.badge_ref:
+        return tap
+    return replace(tap, staff_id=custody.staff_id, revoked=False)
 
 
 def _blocked_by_last_end(state: State, staff_id: str) -> bool:
