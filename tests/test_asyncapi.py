@@ -99,6 +99,13 @@ def scenario_events() -> list[Event]:
         (1, tap("jo", "8", role="MD")),
         (1, [BreakGlass("nfc:usb", "9" * 64, "hal", revoked=True)]),
         (1, [BreakGlass("nfc:usb", "7" * 64, None)]),
+        (
+            1,
+            [
+                Tap("pcsc:x", "6" * 64, "kim", rejection="piv_expired"),
+                BreakGlass("pcsc:x", "6" * 64, "kim", expired=True),
+            ],
+        ),
     ]
     ids = itertools.count()
     state, now, events = initial_state(0), 1_800_000_000.0, []

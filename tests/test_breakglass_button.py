@@ -7,7 +7,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gpiozero.pins.mock import MockFactory
@@ -19,12 +21,14 @@ from handoff.feedback.board import load_board, parse_board
 from handoff.feedback.cues import PATTERNS, Cue
 from handoff.runtime.appliance import Stop
 from handoff.runtime.wiring import Parts, build
+from tests.kit import pcscd
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner
 from tests.kit.collector import Collector
 from tests.kit.config import PREFIX, Layout
 from tests.kit.gpio import mock_pins
 from tests.kit.net import free_udp_port
+from tests.kit.piv_cards import PivCa, write_card
 
 BOARD = load_board("pi-cart-v1")
 REVOKED = "04C0FFEE"
@@ -71,31 +75,44 @@ class Cart:
         return history
 
 
-@pytest.fixture
-def cart(appliance: Layout, cli: CliRunner, tmp_path: Path) -> Iterator[Cart]:
+@contextmanager
+def running(
+    appliance: Layout, cli: CliRunner, tmp_path: Path, reader: dict[str, Any], directory: str
+) -> Iterator[tuple[Parts, MockFactory, Collector]]:
     broker = Broker(tmp_path / "broker")
     broker.start()
-    nfc = f"udp:127.0.0.1:{free_udp_port()}"
     appliance.configure(
-        port=broker.port,
-        readers=[{"kind": "nfc", "path": nfc}],
-        feedback={"board": "pi-cart-v1"},
-        policy={"break_glass_hold_s": 30},
+        port=broker.port, readers=[reader], feedback={"board": "pi-cart-v1"}, policy={"break_glass_hold_s": 30}
     )
     csv = appliance.root / "badges.csv"
-    csv.write_text(f"uid,staff_id,name,role,revoked\n{REVOKED},cy,Cy Park,RN,true\n")
+    csv.write_text(f"uid,staff_id,name,role,revoked\n{directory}")
     assert cli("badges", "import", csv, "-c", appliance.config).returncode == 0
     events = Collector(broker.port, f"{PREFIX}/#")
-    with mock_pins() as factory:
-        parts = build(load_config(appliance.config), new_id=lambda: uuid7(time.time()))
-        runner = threading.Thread(target=parts.run, daemon=True)
-        runner.start()
-        events.wait_for(lambda m: m.topic == f"{PREFIX}/status" and m.json().get("status") == "online")
+    try:
+        with mock_pins() as factory:
+            parts = build(load_config(appliance.config), new_id=lambda: uuid7(time.time()))
+            runner = threading.Thread(target=parts.run, daemon=True)
+            runner.start()
+            try:
+                events.wait_for(lambda m: m.topic == f"{PREFIX}/status" and m.json().get("status") == "online")
+                yield parts, factory, events
+            finally:
+                parts.appliance.submit(Stop())
+                runner.join(10)
+    finally:
+        events.close()
+        broker.stop()
+
+
+@pytest.fixture
+def cart(appliance: Layout, cli: CliRunner, tmp_path: Path) -> Iterator[Cart]:
+    nfc = f"udp:127.0.0.1:{free_udp_port()}"
+    with running(appliance, cli, tmp_path, {"kind": "nfc", "path": nfc}, f"{REVOKED},cy,Cy Park,RN,true\n") as (
+        parts,
+        factory,
+        events,
+    ):
         yield Cart(parts, factory, nfc, events, cli)
-        parts.appliance.submit(Stop())
-        runner.join(10)
-    events.close()
-    broker.stop()
 
 
 def test_a_tap_after_the_button_breaks_the_glass_with_its_own_cue(cart: Cart) -> None:
@@ -120,8 +137,47 @@ def test_a_press_arms_only_the_next_tap(cart: Cart) -> None:
     cart.press()
     cart.tap(REVOKED)
     assert [kind for kind, _ in cart.types(3)] == ["tap_rejected", "break_glass", "checkout"]
+    time.sleep(2.1)  # past retap_guard_s, which no event marks
     cart.tap(REVOKED)
-    assert cart.types(4)[3] == ("tap_rejected", "revoked")
+    assert cart.types(4)[3] == ("checkin", "returned"), "the break-glass holder returns the device"
+    cart.tap(REVOKED)
+    assert cart.types(5)[4] == ("tap_rejected", "revoked"), "no press, no break-glass"
+
+
+def test_an_expired_piv_card_is_refused_and_breaks_the_glass_after_the_button(
+    appliance: Layout, cli: CliRunner, tmp_path: Path
+) -> None:
+    """A contact PIV card through a real pcscd and vpcd (`handoff sim card`): genuine, its key
+    proven, but out of its dates."""
+    pcscd.ensure_running()
+    ca = PivCa()
+    key, cert, card_uuid = ca.card(expired=True)
+    key_path, cert_path = write_card(tmp_path, key, cert)
+    reader = {
+        "kind": "pcsc",
+        "name": "Virtual PCD 00 00",
+        "auth": "piv-cak",
+        "trust_anchors": str(ca.write(tmp_path / "ca.pem")),
+    }
+    with running(appliance, cli, tmp_path, reader, f"{card_uuid.hex()},dee,Dee Lin,RN,false\n") as (_, factory, events):
+
+        def insert() -> None:
+            result = cli("sim", "card", "04A1B2C3", "--piv-key", key_path, "--piv-cert", cert_path, "--hold", "0.3")
+            assert result.returncode == 0, result.stderr
+
+        def types(count: int) -> list[tuple[str, str | None]]:
+            found = events.wait_for_count(lambda m: "/events/" in m.topic, count)
+            return [(m.json()["type"].removeprefix("org.handoff."), m.json()["data"]["reason"]) for m in found]
+
+        insert()
+        assert types(1) == [("tap_rejected", "piv_expired")]
+        assert BOARD.button is not None
+        factory.pin(BOARD.button).drive_low()
+        factory.pin(BOARD.button).drive_high()
+        insert()
+        assert types(4)[1:] == [("tap_rejected", "piv_expired"), ("break_glass", "expired"), ("checkout", None)]
+        declared = next(m.json() for m in events.snapshot() if m.topic.endswith("/events/break_glass"))
+        assert declared["data"]["staff_id"] == "dee"
 
 
 def test_a_pin_map_button_must_be_a_free_bcm_pin(tmp_path: Path) -> None:

@@ -10,7 +10,19 @@ from hypothesis import strategies as st
 
 from handoff.config import AgentConfig, PolicyConfig
 from handoff.core.codec import state_from_dict, state_summary, state_to_dict
-from handoff.core.inputs import Activity, HolderRole, Input, Lift, Receipt, Revoked, SetMaintenance, Tap, Tick, WarnIdle
+from handoff.core.inputs import (
+    Activity,
+    BreakGlass,
+    HolderRole,
+    Input,
+    Lift,
+    Receipt,
+    Revoked,
+    SetMaintenance,
+    Tap,
+    Tick,
+    WarnIdle,
+)
 from handoff.core.machine import BREAK_GLASS_SESSION, BREAK_GLASS_WINDOW_S, NOTHING_TO_OVERRIDE, idle_warning_due, step
 from handoff.core.state import initial_state, shifted
 from tests.kit.core_cart import CoreCart, badge, held, kinds
@@ -91,6 +103,18 @@ def test_an_unknown_badge_is_refused_unless_the_policy_allows_it() -> None:
     _, asked = lenient.hold(STRANGER)
     stand_in = "unknown-" + "f" * 16
     assert kinds(asked.events) == [("break_glass", stand_in, "unknown_badge"), ("checkout", stand_in, None)]
+
+
+def test_an_expired_piv_card_breaks_the_glass_and_its_holder_returns_the_device_with_it() -> None:
+    cart = CoreCart(POLICY)
+    card = Tap("pcsc:x", "e" * 64, "dee", rejection="piv_expired", role="RN")
+    tapped = cart.feed(card)
+    assert kinds(tapped.events) == [("tap_rejected", None, "piv_expired")]
+    assert tapped.events[0].badge_ref == "e" * 64
+    asked = cart.feed(BreakGlass("pcsc:x", "e" * 64, "dee", role="RN", expired=True))
+    assert kinds(asked.events) == [("break_glass", "dee", "expired"), ("checkout", "dee", None)]
+    cart.feed(Lift("pcsc:x", "e" * 64), after=1)
+    assert kinds(cart.tap_and_lift(card, after=POLICY.retap_guard_s).events) == [("checkin", "dee", "returned")]
 
 
 def test_a_badge_waiting_for_the_previous_logoff_breaks_the_glass_and_the_receipt_still_counts() -> None:

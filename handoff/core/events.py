@@ -46,7 +46,7 @@ REJECTION_REASONS: Final = (
     "break_glass_unknown_badge",
     "break_glass_limit",
 )
-BREAK_GLASS_REASONS: Final = ("unknown_badge", "revoked", "previous_session_open")
+BREAK_GLASS_REASONS: Final = ("unknown_badge", "revoked", "expired", "previous_session_open")
 """What a `break_glass` event overrode: the refusal the badge would otherwise have met."""
 UNCONFIRMED_REASONS: Final = ("timeout", "failed")
 

@@ -41,6 +41,8 @@ class BreakGlass:
     staff_id: str | None
     revoked: bool = False
     role: str | None = None
+    expired: bool = False
+    """A genuine PIV card out of its validity dates (its tap was refused as `piv_expired`)."""
 
 
 @dataclass(frozen=True)

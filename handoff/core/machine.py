@@ -316,6 +316,8 @@ def _overridden(state: State, ask: BreakGlass, staff_id: str, agent: AgentConfig
         return "unknown_badge"
     if ask.revoked:
         return "revoked"
+    if ask.expired:
+        return "expired"
     held_back = agent is not None and agent.require_confirmed and _blocked_by_last_end(state, staff_id)
     if state.waiting is not None or held_back:
         return "previous_session_open"
@@ -378,15 +380,15 @@ def _tap(state: State, tap: Tap, now: float, policy: PolicyConfig, new_id: NewId
 
 
 def _as_break_glass_holder(state: State, tap: Tap) -> Tap:
-    """The badge that holds a live break-glass session is its holder's, revoked or unknown: its
+    """The badge that holds a live break-glass session is its holder's, revoked, expired or unknown: its
     tap returns the device (or is a re-tap) like anyone's. Once the session has ended, the
     badge is refused again and must break the glass anew."""
     custody = state.custody
-    if custody is None or not custody.break_glass or state.mode != "in_use" or tap.rejection is not None:
+    if custody is None or not custody.break_glass or state.mode != "in_use" or tap.badge_ref != custody.badge_ref:
         return tap
-    if tap.badge_ref != custody.badge_ref:
+    if tap.rejection not in (None, "piv_expired"):
         return tap
-    return replace(tap, staff_id=custody.staff_id, revoked=False)
+    return replace(tap, staff_id=custody.staff_id, revoked=False, rejection=None)
 
 
 def _blocked_by_last_end(state: State, staff_id: str) -> bool:

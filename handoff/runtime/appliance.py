@@ -259,16 +259,17 @@ class Appliance:
 
     def _reader_event(self, event: ReaderEvent) -> None:
         match event:
-            case BadgePresented(reader=reader, identifier=identifier, technology=technology):
+            case BadgePresented(reader=reader, identifier=identifier, technology=technology, expired=expired):
                 ref = self._secret.ref(identifier)
                 badge = self._directory.lookup(ref)
                 staff_id, role = (badge.staff_id, badge.role) if badge else (None, None)
-                tap = Tap(reader, ref, staff_id, revoked=bool(badge and badge.revoked), role=role)
+                rejection = "piv_expired" if expired else None
+                tap = Tap(reader, ref, staff_id, revoked=bool(badge and badge.revoked), rejection=rejection, role=role)
                 if not self._gestures.presented(reader, ref, technology, self._clock.time()):
                     self._apply(tap)
                     return
                 judged = self._apply(tap, quiet=True)
-                asked = self._break_glass(reader, ref, quiet=True)
+                asked = self._break_glass(reader, ref, expired=expired, quiet=True)
                 cues = [cue_for(outcome) for outcome in (asked, judged) if outcome is not None]
                 cue = next((cue for cue in cues if cue is not None), None)
                 if cue is not None:
@@ -281,13 +282,13 @@ class Appliance:
                 log.warning("card refused on %s: %s", reader, problem)
                 self._apply(Tap(reader, None, None, rejection=reason))
 
-    def _break_glass(self, reader: str, ref: str, *, quiet: bool = False) -> Outcome | None:
+    def _break_glass(self, reader: str, ref: str, *, expired: bool = False, quiet: bool = False) -> Outcome | None:
         """The directory is read again at this moment: the badge may have been enrolled since."""
         badge = self._directory.lookup(ref)
         staff_id, role = (badge.staff_id, badge.role) if badge else (None, None)
-        return self._apply(
-            BreakGlass(reader, ref, staff_id, revoked=bool(badge and badge.revoked), role=role), quiet=quiet
-        )
+        revoked = bool(badge and badge.revoked)
+        asked = BreakGlass(reader, ref, staff_id, revoked=revoked, role=role, expired=expired)
+        return self._apply(asked, quiet=quiet)
 
     def _receipt(self, payload: bytes) -> None:
         """Checked here, at the edge; judged by the core. Whatever it is, it is counted."""

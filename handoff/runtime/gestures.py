@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-ARMED_S: Final = 10.0
+ARMED_S: Final = 30.0
 """How long a press of the break-glass button waits for the badge that claims it."""
 CONTACT: Final = "iso7816"
 
