@@ -170,4 +170,4 @@ def test_a_state_message_that_is_not_a_plausible_warning_shows_nothing(desk: Des
     (shown,) = desk.server.wait_for_shown(1)
     assert 0 < shown.expire_ms <= LEAD_S * 1000 + 500, "the first warning is the appliance's own"
     assert desk.agent.poll() is None, "the agent keeps running"
-    assert "ignored a state message" in desk.log.read_text()
+    assert 1 <= desk.log.read_text().count("ignored a state message") <= 2, "one line per run of them, not one each"

@@ -127,6 +127,8 @@ class AgentService:
         self._idle_since: int | None = None
         self._logind_fault: str | None = None
         self._notify_fault: str | None = None
+        self._odd_state_logged = False
+        """The publisher thread's: one log line per run of state messages it cannot read, not one each."""
 
     def submit(self, item: StopAgent | LockWarning | None) -> None:
         """Thread-safe and signal-safe (SimpleQueue): None wakes the loop, a StopAgent ends it."""
@@ -175,8 +177,11 @@ class AgentService:
         """On the publisher's thread: only read; the D-Bus call is the loop's."""
         warning = lock_warning(payload)
         if warning is None:
-            log.warning("ignored a state message that does not read as the appliance's")
+            if not self._odd_state_logged:
+                log.warning("ignored a state message that does not read as the appliance's")
+            self._odd_state_logged = True
             return
+        self._odd_state_logged = False
         self.submit(warning)
 
     def _warn(self, warning: LockWarning) -> None:
