@@ -5,7 +5,8 @@ the attached workstation (its logoff action writes a line to a file, as an EHR l
 would act), and a subscriber that prints each event as one line; then plays a shift:
 checkout, a handoff the agent confirms, re-tap guard, an idle lock while the agent is down
 (unconfirmed, then confirmed late when it is back), reauth, an unknown badge, a broker outage
-with taps buffered and replayed, and a return; the ledger records it all, and its web console
+with taps buffered and replayed, a return, and emergency access (break-glass) by a revoked badge
+held on the reader; the ledger records it all, and its web console
 serves it on a loopback port with a demo account. It ends by stopping everything it started
 (at a terminal, once you press Enter, so the console can be looked at).
 """
@@ -41,6 +42,8 @@ BADGES = {
     "Cy Park (RT)": "04A1B2C3D4E5F6071829",
 }
 UNKNOWN = "04DEADBEEF0001"
+REVOKED = ("Dee Lin (RN)", "04C0FFEE")
+"""A badge the directory still knows but has revoked: refused, unless its holder breaks the glass."""
 EHR_LOGOFF = [sys.executable, "-c", "import sys; open(sys.argv[1], 'a').write(f'logged off {sys.argv[2]}\\n')"]
 """The demo's stand-in for an EHR's logoff script: it notes whom it logged off."""
 CONSOLE_ACCOUNT = ("demo", "demo-console-password")
@@ -111,10 +114,12 @@ def main() -> int:
         )
     )
     csv = work / "badges.csv"
+    rows = [(name, uid, "false") for name, uid in BADGES.items()] + [(*REVOKED, "true")]
     csv.write_text(
-        "uid,staff_id,name,role\n"
+        "uid,staff_id,name,role,revoked\n"
         + "".join(
-            f"{uid},{name.split()[0].lower()},{name.split(' (')[0]},{name[-3:-1]}\n" for name, uid in BADGES.items()
+            f"{uid},{name.split()[0].lower()},{name.split(' (')[0]},{name[-3:-1]},{revoked}\n"
+            for name, uid, revoked in rows
         )
     )
     print(run_handoff("badges", "import", str(csv), env=env).stdout.strip())
@@ -144,9 +149,9 @@ def main() -> int:
 
     device = f"udp:127.0.0.1:{nfc_port}"
 
-    def tap(who: str, uid: str) -> None:
+    def tap(who: str, uid: str, hold_s: float = 0.5) -> None:
         say(who)
-        run_handoff("sim", "tap", uid, "--device", device, env=env)
+        run_handoff("sim", "tap", uid, "--device", device, "--hold", str(hold_s), env=env)
 
     try:
         start_agent()
@@ -186,6 +191,13 @@ def main() -> int:
         time.sleep(max(0.0, 3.5 - (time.monotonic() - cy_tapped)))
         tap("Cy taps again after the guard: she returns the cart", BADGES["Cy Park (RT)"])
         wait_for(16)
+        tap(
+            "Code blue: Dee's badge was revoked, so she holds it on the reader for 4 s: break-glass gives her the cart",
+            REVOKED[1],
+            hold_s=4.5,
+        )
+        printer.wait_until(lambda got: any(m.topic.endswith("/events/break_glass") for m in got))
+        print("    (every break-glass use is for review; Dee may do it twice in 30 days on this cart)")
         time.sleep(1.0)
         say(f"The console's fleet page, as CSV: {console.url}/fleet?format=csv")
         print("    " + fleet_csv(console.url).strip().replace("\n", "\n    "))
@@ -217,7 +229,7 @@ def main() -> int:
         f"\n{len(received)} events received, seq 1..{received[-1] if received else 0}, "
         f"{'no gaps' if gapless else 'GAPS'}; appliance exited {code}"
     )
-    return 0 if gapless and code == 0 and len(received) >= 16 else 1
+    return 0 if gapless and code == 0 and len(received) >= 19 else 1
 
 
 if __name__ == "__main__":

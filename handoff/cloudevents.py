@@ -63,6 +63,7 @@ def envelope(event: Event, seq: int, context: EventContext) -> dict[str, Any]:
         data["staff_id"] = None
     elif event.type == "checkout":
         data["previous_logoff"] = event.previous_logoff
+        data["break_glass"] = event.break_glass
     elif event.for_id is not None:
         data["for"] = event.for_id
     return {

@@ -98,6 +98,9 @@ class PolicyConfig(Section):
     max_session_s: float = seconds_field(43200.0, 7 * DAY, "7 days")
     custody_timeout_s: float = seconds_field(86400.0, 30 * DAY, "30 days")
     retap_guard_s: float = seconds_field(2.0, 60.0, "1 minute", zero_ok=True)
+    break_glass_hold_s: float = seconds_field(3.0, 30.0, "30 seconds")
+    break_glass_unknown: bool = False
+    break_glass_per_30d: int = Field(2, ge=0, le=100)
 
     def for_core(self) -> Policy:
         """Every key of `[policy]` is a rule of the core, under the same name."""

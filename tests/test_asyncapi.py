@@ -18,6 +18,7 @@ from handoff.audit.checkpoint import make_checkpoint
 from handoff.cloudevents import CONTENT_TYPE, EventContext, source, uuid7
 from handoff.core.codec import state_summary
 from handoff.core.events import (
+    BREAK_GLASS_REASONS,
     CHECKIN_REASONS,
     FORCED_LOGOFF_REASONS,
     REJECTION_REASONS,
@@ -26,7 +27,9 @@ from handoff.core.events import (
 )
 from handoff.core.inputs import (
     Activity,
+    BreakGlass,
     ForceLogoff,
+    HolderRole,
     Input,
     Lift,
     Receipt,
@@ -43,7 +46,15 @@ from handoff.store import Store
 from tests.asyncapi_schemas import document, validate_event, validator
 from tests.test_core_table import Cart
 
-POLICY = Policy(idle_timeout_s=10, max_session_s=25, custody_timeout_s=100, retap_guard_s=1)
+POLICY = Policy(
+    idle_timeout_s=10,
+    max_session_s=25,
+    custody_timeout_s=100,
+    retap_guard_s=1,
+    break_glass_hold_s=3.0,
+    break_glass_unknown=False,
+    break_glass_per_30d=2,
+)
 CONTEXT = EventContext("st-elsewhere", "WOW-3N-07", "rdr-0042", clock_synced=True)
 
 
@@ -77,7 +88,11 @@ def scenario_events() -> list[Event]:
         (1, [SetMaintenance(False)]),
         (1, tap(None, "d")),
         (1, tap("eve", "e", revoked=True)),
-        *[(1, [Tap("pcsc:x", None, None, rejection=reason)]) for reason in REJECTION_REASONS[3:]],
+        *[
+            (1, [Tap("pcsc:x", None, None, rejection=reason)])
+            for reason in REJECTION_REASONS[3:]
+            if not reason.startswith("break_glass")
+        ],
         (1, tap("fay", "f")),
         *[(8, [Activity()]) for _ in range(3)],
         (2, [Tick()]),
@@ -85,6 +100,20 @@ def scenario_events() -> list[Event]:
         (1, tap("ana", "a")),
         (2, [Revoked("ana")]),
         (1, [Tap("pcsc:contact", "0" * 64, "gus"), Lift("pcsc:contact", "0" * 64, card_pulled=True)]),
+        (1, [*tap("hal", "9", revoked=True), BreakGlass("nfc:usb", "9" * 64, "hal", revoked=True)]),
+        (1, tap("jo", "8", role="RN")),
+        (1, [HolderRole("jo", "MD")]),
+        (1, [BreakGlass("nfc:usb", "9" * 64, "hal", revoked=True)]),
+        (1, tap("jo", "8", role="MD")),
+        (1, [BreakGlass("nfc:usb", "9" * 64, "hal", revoked=True)]),
+        (1, [BreakGlass("nfc:usb", "7" * 64, None)]),
+        (
+            1,
+            [
+                Tap("pcsc:x", "6" * 64, "kim", rejection="piv_expired"),
+                BreakGlass("pcsc:x", "6" * 64, "kim", expired=True),
+            ],
+        ),
     ]
     ids = itertools.count()
     state, now, events = initial_state(0), 1_800_000_000.0, []
@@ -123,6 +152,9 @@ def agent_events() -> list[Event]:
     ).events
     made += cart.feed(ForceLogoff(), after=1).events
     made += cart.feed(Receipt(made[-1].id, done=False), after=1).events
+    waits = Tap("nfc:usb", "d" * 64, "dee")
+    made += cart.feed(waits, after=1).events
+    made += cart.feed(BreakGlass("nfc:usb", "d" * 64, "dee"), after=3).events
     return made
 
 
@@ -152,8 +184,10 @@ def test_scenario_covers_every_type_and_reason() -> None:
     assert {r for t, r in seen if t == "forced_logoff"} == set(FORCED_LOGOFF_REASONS)
     assert {r for t, r in seen if t == "tap_rejected"} == set(REJECTION_REASONS)
     assert {r for t, r in seen if t == "logoff_unconfirmed"} == set(UNCONFIRMED_REASONS)
+    assert {r for t, r in seen if t == "break_glass"} == set(BREAK_GLASS_REASONS) - {"unknown_badge"}
     assert {"checkout", "reauth", "logoff_confirmed"} <= {t for t, _ in seen}
-    assert {e.previous_logoff for e in scenario_events() if e.type == "checkout"} == {None, "confirmed"}
+    assert {e.break_glass for e in scenario_events() if e.type == "checkout"} == {False, True}
+    assert {e.previous_logoff for e in scenario_events() if e.type == "checkout"} == {None, "confirmed", "unconfirmed"}
 
 
 def test_every_emitted_event_matches_its_schema() -> None:
@@ -171,6 +205,7 @@ def test_reason_enums_are_the_cores() -> None:
     assert reasons("forced_logoff") == set(FORCED_LOGOFF_REASONS)
     assert reasons("tap_rejected") == set(REJECTION_REASONS)
     assert reasons("logoff_unconfirmed") == set(UNCONFIRMED_REASONS)
+    assert reasons("break_glass") == set(BREAK_GLASS_REASONS)
 
 
 @pytest.mark.parametrize(

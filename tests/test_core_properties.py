@@ -14,7 +14,15 @@ from handoff.core.machine import IGNORED_PRESENT, IGNORED_RETAP, step
 from handoff.core.policy import Policy
 from handoff.core.state import State, initial_state
 
-POLICY = Policy(idle_timeout_s=30, max_session_s=100, custody_timeout_s=200, retap_guard_s=2)
+POLICY = Policy(
+    idle_timeout_s=30,
+    max_session_s=100,
+    custody_timeout_s=200,
+    retap_guard_s=2,
+    break_glass_hold_s=3.0,
+    break_glass_unknown=False,
+    break_glass_per_30d=2,
+)
 STAFF = ["A", "B", "C"]
 READERS = ["nfc:usb", "pcsc:Virtual PCD 00 00"]
 

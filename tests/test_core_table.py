@@ -13,7 +13,15 @@ from handoff.core.machine import IGNORED_PRESENT, IGNORED_RETAP, Outcome, next_d
 from handoff.core.policy import AgentPolicy, Policy
 from handoff.core.state import State, initial_state
 
-POLICY = Policy(idle_timeout_s=300, max_session_s=3600, custody_timeout_s=7200, retap_guard_s=2.0)
+POLICY = Policy(
+    idle_timeout_s=300,
+    max_session_s=3600,
+    custody_timeout_s=7200,
+    retap_guard_s=2.0,
+    break_glass_hold_s=3.0,
+    break_glass_unknown=False,
+    break_glass_per_30d=2,
+)
 
 
 def tap(staff: str | None, *, reader: str = "nfc:usb", revoked: bool = False, ref: str | None = None) -> Tap:

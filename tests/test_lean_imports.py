@@ -96,7 +96,7 @@ def test_every_policy_key_reaches_the_core_under_its_own_name() -> None:
     """The core takes plain values, not the config models: a key added to `[policy]` needs its
     field in `handoff.core.policy.Policy` too, or the core would never see it."""
     assert set(PolicyConfig.model_fields) == {field.name for field in fields(Policy)}
-    assert PolicyConfig(retap_guard_s=0).for_core() == Policy(300.0, 43200.0, 86400.0, 0.0)
+    assert PolicyConfig(retap_guard_s=0).for_core() == Policy(300.0, 43200.0, 86400.0, 0.0, 3.0, False, 2)
     agent = AgentConfig(keys_file="/k.pem", confirm_s=5, require_confirmed=True)
     assert {field.name for field in fields(AgentPolicy)} <= set(AgentConfig.model_fields)
     assert agent.for_core() == AgentPolicy(confirm_s=5, require_confirmed=True)

@@ -20,10 +20,10 @@ from paho.mqtt import publish
 
 from handoff.audit.keys import public_pem
 from handoff.receipt import ActionOutcome, agent_source, make_receipt
+from tests.kit.appliance import ANA, BO, Running
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner
 from tests.kit.config import DEVICE, PREFIX, SITE, Layout
-from tests.test_appliance_e2e import ANA, BO, Running
 
 CONFIRM_S = 1.5
 AGENT_KEY = Ed25519PrivateKey.generate()

@@ -59,11 +59,26 @@ class ActivityConfig(Section):
     min_interval_s: float = seconds_field(30.0, 3600.0, "1 hour")
 
 
+def _bus_address(value: str) -> str:
+    if value and (":" not in value or not value.isprintable() or " " in value):
+        raise ValueError(f"must be a D-Bus address such as unix:path=/run/user/1000/bus, got {value!r}")
+    return value
+
+
+class WarningConfig(Section):
+    """The idle-lock warning on the screen (freedesktop Notifications on the desktop's session bus)."""
+
+    kind: Literal["notify", "none"] = "notify"
+    bus: Annotated[str, AfterValidator(_bus_address)] = ""
+    """The desktop session's D-Bus address; "" for $DBUS_SESSION_BUS_ADDRESS."""
+
+
 class AgentFileConfig(Section):
     agent: AgentIdentity
     mqtt: MqttConfig = MqttConfig()
     actions: Annotated[tuple[AnyAction, ...], Field(strict=False, min_length=1)]
     activity: ActivityConfig = ActivityConfig()
+    warning: WarningConfig = WarningConfig()
 
     @model_validator(mode="before")
     @classmethod

@@ -19,6 +19,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -29,7 +30,8 @@ from handoff.agent.actions import run_actions
 from handoff.agent.config import AgentFileConfig
 from handoff.agent.journal import Due, Journal
 from handoff.agent.logind import Logind, LogindError
-from handoff.audit.signature import event_signature_ok
+from handoff.agent.notify import DesktopWarning, NotifyError
+from handoff.audit.signature import event_signature_ok, signature_ok
 from handoff.commands.signing import sign_command
 from handoff.mqtt.publisher import Publisher
 from handoff.mqtt.topics import Topics
@@ -41,6 +43,10 @@ log = logging.getLogger("handoff.agent")
 
 FLUSH_ON_STOP_S: Final = 3.0
 INTERRUPTED: Final = "the agent stopped while acting; not run again"
+MAX_STATE_BYTES: Final = 4096
+MAX_WARNING_LEAD_S: Final = 300.0
+"""The appliance warns at most 30 s ahead; a lock announced further off than this, even allowing
+for two clocks that disagree, is not believed."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,38 @@ def distrust(event: Any, device_id: str, keys: Sequence[Ed25519PublicKey]) -> st
     if event.get("subject") != device_id or event["data"].get("device_id") != device_id:
         return "wrong_device"
     return None
+
+
+@dataclass(frozen=True)
+class LockWarning:
+    """What the appliance's retained state says of the idle lock: when it comes, or None."""
+
+    lock_at: float | None
+
+
+def lock_warning(payload: bytes, keys: Sequence[Ed25519PublicKey]) -> LockWarning | None:
+    """The appliance's `state` message read for `idle_lock_at`; None when it is not one.
+
+    Only a state signed by this cart's appliance key counts, as for events: anyone allowed to
+    publish on the state topic could otherwise put a false warning on the screen.
+    """
+    if len(payload) > MAX_STATE_BYTES:
+        return None
+    try:
+        state = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(state, dict) or not signature_ok(state, keys):
+        return None
+    announced = state.get("idle_lock_at")
+    if state.get("state") != "in_use" or announced is None:
+        return LockWarning(None)
+    if not isinstance(announced, str) or not announced.endswith("Z"):
+        return None
+    try:
+        return LockWarning(datetime.fromisoformat(announced).timestamp())
+    except ValueError:
+        return None
 
 
 def actionable(event: dict[str, Any]) -> bool:
@@ -90,9 +128,13 @@ class AgentService:
         self._journal = Journal(database.connect_checked(identity.data_dir), clock)
         self._arrivals = Journal(database.connect(identity.data_dir), clock)
         """The publisher thread's own connection: it notes events while the loop acts."""
-        self._inbox: queue.SimpleQueue[StopAgent | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[StopAgent | LockWarning | None] = queue.SimpleQueue()
         topics = Topics(config.mqtt.topic_prefix, identity.site, identity.device_id)
         watched = {topics.under("events/forced_logoff"): self._arrived, topics.under("events/checkin"): self._arrived}
+        warning = config.warning
+        self._warning = DesktopWarning(warning.bus or "SESSION") if warning.kind == "notify" else None
+        if self._warning is not None:
+            watched[topics.state] = self._state_arrived
         self._publisher = Publisher(
             config.mqtt,
             topics,
@@ -104,8 +146,11 @@ class AgentService:
         )
         self._idle_since: int | None = None
         self._logind_fault: str | None = None
+        self._notify_fault: str | None = None
+        self._odd_state_logged = False
+        """The publisher thread's: one log line per run of state messages it cannot read, not one each."""
 
-    def submit(self, item: StopAgent | None) -> None:
+    def submit(self, item: StopAgent | LockWarning | None) -> None:
         """Thread-safe and signal-safe (SimpleQueue): None wakes the loop, a StopAgent ends it."""
         self._inbox.put(item)
 
@@ -127,6 +172,8 @@ class AgentService:
                 if isinstance(item, StopAgent):
                     log.info("%s: stopping", item.why)
                     return
+                if isinstance(item, LockWarning):
+                    self._warn(item)
         finally:
             self._publisher.stop(flush_timeout=FLUSH_ON_STOP_S)
 
@@ -156,6 +203,36 @@ class AgentService:
         if total & (total - 1) == 0:
             counts = ", ".join(f"{reason} {count}" for reason, count in sorted(self._ignored.items()))
             log.warning("ignored %d event(s) not signed by this cart's appliance key (%s)", total, counts)
+
+    def _state_arrived(self, payload: bytes) -> None:
+        """On the publisher's thread: only read; the D-Bus call is the loop's."""
+        warning = lock_warning(payload, self._appliance_keys)
+        if warning is None:
+            if not self._odd_state_logged:
+                log.warning("ignored a state message that does not read as the appliance's")
+            self._odd_state_logged = True
+            return
+        self._odd_state_logged = False
+        self.submit(warning)
+
+    def _warn(self, warning: LockWarning) -> None:
+        """Show, update or withdraw the warning; a failure is logged once until it changes."""
+        assert self._warning is not None
+        now = self._clock()
+        lock_at = warning.lock_at
+        try:
+            if lock_at is not None and now < lock_at <= now + MAX_WARNING_LEAD_S:
+                self._warning.show(lock_at, now)
+                log.info("idle lock warning shown: the session locks in %.0f s", lock_at - now)
+            elif self._warning.shown:
+                self._warning.withdraw()
+                log.info("idle lock warning withdrawn")
+        except NotifyError as exc:
+            if str(exc) != self._notify_fault:
+                log.warning("cannot show the idle lock warning: %s", exc)
+            self._notify_fault = str(exc)
+            return
+        self._notify_fault = None
 
     def _act_on_everything_due(self) -> None:
         while (due := self._journal.due()) is not None:

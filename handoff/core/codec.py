@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, cast
 
-from handoff.core.state import MODES, Custody, Mode, SessionEnd, State, Waiting
+from handoff.core.state import MODES, BreakGlassUse, Custody, Mode, SessionEnd, State, Waiting
 from handoff.timefmt import rfc3339
 
 
@@ -26,12 +26,16 @@ def state_to_dict(state: State) -> dict[str, Any]:
             "session_start": custody.session_start,
             "last_activity": custody.last_activity,
             "last_accepted_tap": custody.last_accepted_tap,
+            "role": custody.role,
+            "break_glass": custody.break_glass,
         },
         "present": sorted([reader, ref] for reader, ref in state.present),
         "ends": [asdict(end) for end in state.ends],
         "last_end": state.last_end,
         "confirmed_upto": state.confirmed_upto,
         "waiting": None if state.waiting is None else asdict(state.waiting),
+        "break_glass_uses": [[use.staff_id, use.at] for use in state.break_glass_uses],
+        "warned_lock_at": state.warned_lock_at,
     }
 
 
@@ -49,14 +53,23 @@ def state_from_dict(raw: dict[str, Any]) -> State:
         last_end=raw.get("last_end"),
         confirmed_upto=raw.get("confirmed_upto"),
         waiting=Waiting(**raw["waiting"]) if raw.get("waiting") else None,
+        break_glass_uses=tuple(BreakGlassUse(str(staff), float(at)) for staff, at in raw.get("break_glass_uses", [])),
+        warned_lock_at=raw.get("warned_lock_at"),
     )
 
 
 def state_summary(state: State) -> dict[str, Any]:
-    """The retained `state` message (docs/integration.md), without `seq` (the store adds it)."""
+    """The retained `state` message (docs/integration.md), without `seq` (the store adds it).
+
+    `idle_lock_at` is how the agent learns when to warn on the screen: the appliance alone runs
+    the idle timer, and it sets this only once the warning is due, so the message changes twice
+    per warning at most rather than with every activity report.
+    """
     return {
         "state": state.mode,
         "staff_id": state.custody.staff_id if state.custody else None,
         "session_id": state.live_session_id,
         "since": rfc3339(state.since),
+        "break_glass": state.break_glass_session,
+        "idle_lock_at": None if state.warned_lock_at is None else rfc3339(state.warned_lock_at),
     }

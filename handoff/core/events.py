@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from typing import Final, Literal, TypeAlias
 
 EventType: TypeAlias = Literal[
-    "checkout", "checkin", "forced_logoff", "reauth", "tap_rejected", "logoff_confirmed", "logoff_unconfirmed"
+    "checkout",
+    "checkin",
+    "forced_logoff",
+    "reauth",
+    "tap_rejected",
+    "logoff_confirmed",
+    "logoff_unconfirmed",
+    "break_glass",
 ]
 LogoffAnswer: TypeAlias = Literal["pending", "unconfirmed", "confirmed"]
 
@@ -24,6 +31,7 @@ FORCED_LOGOFF_REASONS: Final = (
     "remote",
     "maintenance",
     "card_removed",
+    "role_changed",
 )
 REJECTION_REASONS: Final = (
     "unknown_badge",
@@ -35,7 +43,11 @@ REJECTION_REASONS: Final = (
     "piv_expired",
     "piv_missing",
     "previous_session_open",
+    "break_glass_unknown_badge",
+    "break_glass_limit",
 )
+BREAK_GLASS_REASONS: Final = ("unknown_badge", "revoked", "expired", "previous_session_open")
+"""What a `break_glass` event overrode: the refusal the badge would otherwise have met."""
 UNCONFIRMED_REASONS: Final = ("timeout", "failed")
 
 
@@ -54,5 +66,7 @@ class Event:
     """`for` on the wire: the session-ending event a logoff_confirmed / logoff_unconfirmed is about."""
     previous_logoff: LogoffAnswer | None = None
     """On a checkout with an agent configured: how the session end before it stands."""
+    break_glass: bool = False
+    """On a checkout: the session it opens is an emergency one (a `break_glass` event precedes it)."""
     id: str = field(kw_only=True)
     """Named by the core, not the store: a receipt refers to the event it answers by this id."""

@@ -23,6 +23,26 @@ class Tap:
     staff_id: str | None
     revoked: bool = False
     rejection: str | None = None
+    role: str | None = None
+    """The directory's role for the badge: a session remembers the role it was opened under."""
+
+
+@dataclass(frozen=True)
+class BreakGlass:
+    """The badge asks for emergency access: it stayed on the reader `break_glass_hold_s`, or
+    it was tapped just after the break-glass button was pressed.
+
+    It always follows the `Tap` of the same presence, which was judged as any tap: break-glass
+    only changes what that tap could not get.
+    """
+
+    reader: str
+    badge_ref: str
+    staff_id: str | None
+    revoked: bool = False
+    role: str | None = None
+    expired: bool = False
+    """A genuine PIV card out of its validity dates (its tap was refused as `piv_expired`)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +81,20 @@ class Revoked:
 
 
 @dataclass(frozen=True)
+class HolderRole:
+    """The directory now gives `staff_id` this role (it changed, or may have): a session opened
+    under another role ends, because what the holder may do on the device has changed."""
+
+    staff_id: str
+    role: str
+
+
+@dataclass(frozen=True)
+class WarnIdle:
+    """The moment to warn the holder of the idle lock has come (the shell keeps the timer)."""
+
+
+@dataclass(frozen=True)
 class ForceLogoff:
     """An operator ends the live session remotely (`cmd/force_logoff`)."""
 
@@ -84,4 +118,17 @@ class Receipt:
     done: bool
 
 
-Input: TypeAlias = Tap | Lift | Tick | Activity | Restart | Revoked | ForceLogoff | SetMaintenance | Receipt
+Input: TypeAlias = (
+    Tap
+    | BreakGlass
+    | Lift
+    | Tick
+    | Activity
+    | Restart
+    | Revoked
+    | HolderRole
+    | WarnIdle
+    | ForceLogoff
+    | SetMaintenance
+    | Receipt
+)

@@ -21,7 +21,9 @@ from typing import Final, assert_never
 from handoff.core.events import Event, EventType
 from handoff.core.inputs import (
     Activity,
+    BreakGlass,
     ForceLogoff,
+    HolderRole,
     Input,
     Lift,
     Receipt,
@@ -30,15 +32,25 @@ from handoff.core.inputs import (
     SetMaintenance,
     Tap,
     Tick,
+    WarnIdle,
 )
 from handoff.core.policy import AgentPolicy, Policy
-from handoff.core.state import Custody, SessionEnd, State, Waiting
+from handoff.core.state import BreakGlassUse, Custody, SessionEnd, State, Waiting
 
 NewId = Callable[[], str]
 
 IGNORED_RETAP: Final = "retap_guard"
 IGNORED_PRESENT: Final = "badge_still_present"
 AWAITING_RECEIPT: Final = "awaiting_receipt"
+NOTHING_TO_OVERRIDE: Final = "nothing_to_override"
+BREAK_GLASS_SESSION: Final = "break_glass_session"
+BREAK_GLASS_WINDOW_S: Final = 30 * 86400.0
+"""`break_glass_per_30d` counts the uses of this many seconds back."""
+UNKNOWN_STAFF_PREFIX: Final = "unknown-"
+"""A badge the directory does not know has no staff id; under `break_glass_unknown` its session
+is held by `unknown-` and the first 16 hex digits of its badge_ref, a stable and valid staff id."""
+IDLE_WARNING_MAX_LEAD_S: Final = 30.0
+IDLE_WARNING_SHARE: Final = 0.2
 ENDS_KEPT: Final = 16
 """Unconfirmed session ends kept for a late receipt; older ones are forgotten (and a receipt
 for one is then counted as unknown)."""
@@ -66,7 +78,35 @@ def step(
         return _tracked(Outcome(expired.state, restarted.events + expired.events), agent)
     expired = _expire(state, now, policy, new_id, agent)
     handled = _handle(expired.state, event_input, now, policy, new_id, agent)
-    return _tracked(Outcome(handled.state, expired.events + handled.events, handled.ignored), agent)
+    outcome = _tracked(Outcome(handled.state, expired.events + handled.events, handled.ignored), agent)
+    return replace(outcome, state=_warning_kept(outcome.state, policy))
+
+
+def idle_warning_due(state: State, policy: Policy) -> float | None:
+    """When to feed `WarnIdle` (the holder's idle lock is near), unless it was warned of already.
+
+    No warning when the session limit comes first: activity could not put that lock off.
+    """
+    lock_at = _idle_lock_at(state, policy)
+    if lock_at is None or state.warned_lock_at == lock_at:
+        return None
+    return lock_at - min(IDLE_WARNING_MAX_LEAD_S, policy.idle_timeout_s * IDLE_WARNING_SHARE)
+
+
+def _idle_lock_at(state: State, policy: Policy) -> float | None:
+    custody = state.custody
+    if state.mode != "in_use" or custody is None:
+        return None
+    lock_at = custody.last_activity + policy.idle_timeout_s
+    return None if lock_at > custody.session_start + policy.max_session_s else lock_at
+
+
+def _warning_kept(state: State, policy: Policy) -> State:
+    """A warning stands only for the lock it announced: activity that moves the lock, or any
+    end of the session, withdraws it."""
+    if state.warned_lock_at is None or state.warned_lock_at == _idle_lock_at(state, policy):
+        return state
+    return replace(state, warned_lock_at=None)
 
 
 def next_deadline(state: State, policy: Policy, agent: AgentPolicy | None = None) -> float | None:
@@ -164,7 +204,7 @@ def _receipt(state: State, receipt: Receipt, now: float, new_id: NewId, agent: A
     if waiting is None or waiting.for_id != end.event_id:
         return Outcome(state, events)
     state = replace(state, waiting=None)
-    tap = Tap(waiting.reader, waiting.badge_ref, waiting.staff_id)
+    tap = Tap(waiting.reader, waiting.badge_ref, waiting.staff_id, role=waiting.role)
     custody = state.custody
     if custody is None:
         taken = _checkout(state, tap, now, end.handoff_id, new_id)
@@ -180,6 +220,8 @@ def _handle(
     match event_input:
         case Tap():
             return _tap(state, event_input, now, policy, new_id, agent)
+        case BreakGlass():
+            return _break_glass(state, event_input, now, policy, new_id, agent)
         case Lift(reader=reader, badge_ref=badge_ref, card_pulled=card_pulled):
             state = replace(state, present=state.present - {(reader, badge_ref)})
             custody = state.custody
@@ -194,7 +236,16 @@ def _handle(
         case Revoked(staff_id=staff_id):
             if state.custody is None or state.custody.staff_id != staff_id:
                 return Outcome(state, ignored="not_the_holder")
+            if state.custody.break_glass:
+                return Outcome(state, ignored=BREAK_GLASS_SESSION)
             return _end_custody(replace(state, waiting=None), now, new_id(), "revoked", new_id)
+        case HolderRole():
+            return _holder_role(state, event_input, now, new_id)
+        case WarnIdle():
+            lock_at = _idle_lock_at(state, policy)
+            if lock_at is None or idle_warning_due(state, policy) is None:
+                return Outcome(state, ignored="no_warning_due")
+            return Outcome(replace(state, warned_lock_at=lock_at))
         case ForceLogoff():
             if state.mode != "in_use" or state.custody is None:
                 return Outcome(state, ignored="no_live_session")
@@ -207,6 +258,70 @@ def _handle(
         case Tick() | Restart():
             return Outcome(state)
     assert_never(event_input)
+
+
+def _holder_role(state: State, change: HolderRole, now: float, new_id: NewId) -> Outcome:
+    """The holder's role changed: their live session ends (they tap again to open one under the
+    new role). A locked holder has no session to end; their next tap brings the new role."""
+    custody = state.custody
+    if custody is None or custody.staff_id != change.staff_id:
+        return Outcome(state, ignored="not_the_holder")
+    if custody.role is None or custody.role == change.role:
+        return Outcome(state, ignored="role_unchanged")
+    if state.mode != "in_use":
+        return Outcome(state, ignored="no_live_session")
+    event = _event("forced_logoff", custody, now, new_id(), new_id, reason="role_changed")
+    return Outcome(replace(state, mode="locked", since=now, custody=replace(custody, role=change.role)), (event,))
+
+
+def _break_glass(
+    state: State, ask: BreakGlass, now: float, policy: Policy, new_id: NewId, agent: AgentPolicy | None
+) -> Outcome:
+    """Give the badge the device where its tap was refused or held back, within the limit.
+
+    The tap of the same presence came first and was judged as any tap: where it got the device
+    there is nothing to override, and no use is counted.
+    """
+    if state.mode == "maintenance":
+        return Outcome(state, (_refused(ask.reader, ask.badge_ref, now, new_id, "maintenance"),))
+    if ask.staff_id is None and not policy.break_glass_unknown:
+        return Outcome(state, (_refused(ask.reader, ask.badge_ref, now, new_id, "break_glass_unknown_badge"),))
+    staff_id = ask.staff_id or UNKNOWN_STAFF_PREFIX + ask.badge_ref[:16]
+    overrides = _overridden(state, ask, staff_id, agent)
+    if overrides is None:
+        return Outcome(state, ignored=NOTHING_TO_OVERRIDE)
+    recent = tuple(use for use in state.break_glass_uses if use.at > now - BREAK_GLASS_WINDOW_S)
+    if sum(use.staff_id == staff_id for use in recent) >= policy.break_glass_per_30d:
+        return Outcome(state, (_refused(ask.reader, ask.badge_ref, now, new_id, "break_glass_limit"),))
+    waiting_for = next((end for end in state.ends if state.waiting and end.event_id == state.waiting.for_id), None)
+    handoff_id = waiting_for.handoff_id if waiting_for is not None else new_id()
+    holder = state.custody
+    state = replace(state, waiting=None, break_glass_uses=(*recent, BreakGlassUse(staff_id, now)))
+    ended = _end_custody(state, now, handoff_id, "handoff", new_id, reader=ask.reader) if holder else Outcome(state)
+    tap = Tap(ask.reader, ask.badge_ref, staff_id, role=ask.role)
+    previous = holder.staff_id if holder is not None else None
+    taken = _checkout(ended.state, tap, now, handoff_id, new_id, previous, break_glass=True)
+    assert taken.state.custody is not None
+    declared = _event("break_glass", taken.state.custody, now, handoff_id, new_id, reason=overrides, reader=ask.reader)
+    return Outcome(taken.state, (*ended.events, declared, *taken.events))
+
+
+def _overridden(state: State, ask: BreakGlass, staff_id: str, agent: AgentPolicy | None) -> str | None:
+    """The refusal this badge meets right now, which break-glass sets aside; None when it has
+    the device already."""
+    custody = state.custody
+    if custody is not None and custody.staff_id == staff_id and state.mode == "in_use":
+        return None
+    if ask.staff_id is None:
+        return "unknown_badge"
+    if ask.revoked:
+        return "revoked"
+    if ask.expired:
+        return "expired"
+    held_back = agent is not None and agent.require_confirmed and _blocked_by_last_end(state, staff_id)
+    if state.waiting is not None or held_back:
+        return "previous_session_open"
+    return None
 
 
 def _maintenance(state: State, on: bool, now: float, new_id: NewId) -> Outcome:
@@ -224,6 +339,7 @@ def _tap(state: State, tap: Tap, now: float, policy: Policy, new_id: NewId, agen
         if key in state.present:
             return Outcome(state, ignored=IGNORED_PRESENT)
         state = replace(state, present=state.present | {key})
+    tap = _as_break_glass_holder(state, tap)
     rejection = _rejection(state, tap)
     if rejection is not None or tap.staff_id is None or tap.badge_ref is None:
         return Outcome(state, (_refused(tap.reader, tap.badge_ref, now, new_id, rejection or "unknown_badge"),))
@@ -235,7 +351,15 @@ def _tap(state: State, tap: Tap, now: float, policy: Policy, new_id: NewId, agen
     if custody.staff_id == tap.staff_id:
         if state.mode == "locked":
             session = new_id()
-            resumed = replace(custody, session_id=session, session_start=now, last_activity=now, last_accepted_tap=now)
+            resumed = replace(
+                custody,
+                session_id=session,
+                session_start=now,
+                last_activity=now,
+                last_accepted_tap=now,
+                role=tap.role,
+                break_glass=False,
+            )
             event = _event("reauth", resumed, now, new_id(), new_id, reader=tap.reader, badge_ref=tap.badge_ref)
             return Outcome(replace(state, mode="in_use", since=now, custody=resumed, waiting=None), (event,))
         if now - custody.last_accepted_tap < policy.retap_guard_s:
@@ -247,12 +371,24 @@ def _tap(state: State, tap: Tap, now: float, policy: Policy, new_id: NewId, agen
     if agent is not None and agent.require_confirmed and state.mode == "in_use":
         handoff_id = new_id()
         logoff = _event("forced_logoff", custody, now, handoff_id, new_id, reason="handoff", reader=tap.reader)
-        waiting = Waiting(tap.staff_id, tap.badge_ref, tap.reader, logoff.id)
+        waiting = Waiting(tap.staff_id, tap.badge_ref, tap.reader, logoff.id, tap.role)
         return Outcome(replace(state, mode="locked", since=now, waiting=waiting), (logoff,))
     handoff_id = new_id()
     ended = _end_custody(state, now, handoff_id, "handoff", new_id, reader=tap.reader)
     taken = _checkout(ended.state, tap, now, handoff_id, new_id, custody.staff_id)
     return Outcome(taken.state, ended.events + taken.events)
+
+
+def _as_break_glass_holder(state: State, tap: Tap) -> Tap:
+    """The badge that holds a live break-glass session is its holder's, revoked, expired or unknown: its
+    tap returns the device (or is a re-tap) like anyone's. Once the session has ended, the
+    badge is refused again and must break the glass anew."""
+    custody = state.custody
+    if custody is None or not custody.break_glass or state.mode != "in_use" or tap.badge_ref != custody.badge_ref:
+        return tap
+    if tap.rejection not in (None, "piv_expired"):
+        return tap
+    return replace(tap, staff_id=custody.staff_id, revoked=False, rejection=None)
 
 
 def _blocked_by_last_end(state: State, staff_id: str) -> bool:
@@ -273,7 +409,7 @@ def _wait_for_receipt(state: State, tap: Tap, now: float, new_id: NewId) -> Outc
     assert tap.staff_id is not None and tap.badge_ref is not None
     last = next(end for end in state.ends if end.event_id == state.last_end)
     if last.answer == "pending" and state.waiting is None:
-        waiting = Waiting(tap.staff_id, tap.badge_ref, tap.reader, last.event_id)
+        waiting = Waiting(tap.staff_id, tap.badge_ref, tap.reader, last.event_id, tap.role)
         return Outcome(replace(state, waiting=waiting), ignored=AWAITING_RECEIPT)
     if state.waiting is not None and state.waiting.badge_ref == tap.badge_ref:
         return Outcome(state, ignored=AWAITING_RECEIPT)
@@ -293,7 +429,14 @@ def _rejection(state: State, tap: Tap) -> str | None:
 
 
 def _checkout(
-    state: State, tap: Tap, now: float, handoff_id: str, new_id: NewId, previous_staff_id: str | None = None
+    state: State,
+    tap: Tap,
+    now: float,
+    handoff_id: str,
+    new_id: NewId,
+    previous_staff_id: str | None = None,
+    *,
+    break_glass: bool = False,
 ) -> Outcome:
     assert tap.staff_id is not None and tap.badge_ref is not None
     custody = Custody(
@@ -304,8 +447,11 @@ def _checkout(
         session_start=now,
         last_activity=now,
         last_accepted_tap=now,
+        role=tap.role,
+        break_glass=break_glass,
     )
     event = _event("checkout", custody, now, handoff_id, new_id, reader=tap.reader, previous_staff_id=previous_staff_id)
+    event = replace(event, break_glass=break_glass)
     return Outcome(replace(state, mode="in_use", since=now, custody=custody, waiting=None), (event,))
 
 

@@ -16,6 +16,12 @@ class Policy:
     max_session_s: float
     custody_timeout_s: float
     retap_guard_s: float
+    break_glass_hold_s: float
+    """How long a badge rests on the reader before its tap breaks the glass."""
+    break_glass_unknown: bool
+    """Whether a badge the directory does not know may break the glass too."""
+    break_glass_per_30d: int
+    """Break-glass uses allowed per staff member in any 30 days."""
 
 
 @dataclass(frozen=True)

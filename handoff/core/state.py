@@ -25,6 +25,12 @@ class Custody:
     session_start: float
     last_activity: float
     last_accepted_tap: float
+    role: str | None = None
+    """The directory's role when the session was opened (None for a badge the directory does
+    not know): a directory update that changes it ends the session."""
+    break_glass: bool = False
+    """The session was opened by break-glass: a revocation does not end it, and it stays
+    `break_glass` until it ends (a reauth opens an ordinary one)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,15 @@ class Waiting:
     badge_ref: str
     reader: str
     for_id: str
+    role: str | None = None
+
+
+@dataclass(frozen=True)
+class BreakGlassUse:
+    """One use of break-glass, kept for the per-staff limit over the last 30 days."""
+
+    staff_id: str
+    at: float
 
 
 @dataclass(frozen=True)
@@ -67,10 +82,19 @@ class State:
     """When the latest session end that was confirmed ended: older unconfirmed ones no longer
     keep the light amber."""
     waiting: Waiting | None = None
+    break_glass_uses: tuple[BreakGlassUse, ...] = ()
+    """Uses of the last 30 days, oldest first: durable with the rest, so a restart resets nothing."""
+    warned_lock_at: float | None = None
+    """The idle lock the holder has been warned of, while it still stands: the retained state
+    shows it, so the agent can put the warning on the screen."""
 
     @property
     def live_session_id(self) -> str | None:
         return self.custody.session_id if self.mode == "in_use" and self.custody else None
+
+    @property
+    def break_glass_session(self) -> bool:
+        return self.mode == "in_use" and self.custody is not None and self.custody.break_glass
 
     @property
     def last_logoff(self) -> Literal["pending", "unconfirmed", "confirmed"] | None:
@@ -107,4 +131,14 @@ def shifted(state: State, seconds: float) -> State:
         )
     ends = tuple(replace(end, ended_at=end.ended_at + seconds) for end in state.ends)
     confirmed_upto = None if state.confirmed_upto is None else state.confirmed_upto + seconds
-    return replace(state, since=state.since + seconds, custody=custody, ends=ends, confirmed_upto=confirmed_upto)
+    uses = tuple(replace(use, at=use.at + seconds) for use in state.break_glass_uses)
+    warned = None if state.warned_lock_at is None else state.warned_lock_at + seconds
+    return replace(
+        state,
+        since=state.since + seconds,
+        custody=custody,
+        ends=ends,
+        confirmed_upto=confirmed_upto,
+        break_glass_uses=uses,
+        warned_lock_at=warned,
+    )

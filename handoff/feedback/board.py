@@ -16,6 +16,8 @@ from handoff.errors import ConfigError
 OUTPUTS: Final = ("green", "red", "amber", "buzzer")
 PI_MODEL: Final = Path("/proc/device-tree/model")
 CART_BOARD: Final = "pi-cart-v1"
+BUTTON: Final = "break_glass_button"
+"""The one input a pin map may name: a push button between the pin and ground (pulled up)."""
 BCM_PINS: Final = range(2, 28)
 
 
@@ -25,6 +27,8 @@ class Board:
     pins: dict[str, int]
     active_high: bool
     source: Path
+    button: int | None = None
+    """The break-glass button's pin, when this build has one."""
 
 
 def is_raspberry_pi(model: Path = PI_MODEL) -> bool:
@@ -70,12 +74,16 @@ def parse_board(path: Path) -> Board:
         if isinstance(value, bool) or not isinstance(value, int) or value not in BCM_PINS:
             raise ConfigError(f"pin map {path}: pins.{output} must be a BCM pin number 2-27, got {value!r}")
         pins[output] = value
-    extra = set(pins_raw) - set(OUTPUTS)
+    extra = set(pins_raw) - {*OUTPUTS, BUTTON}
     if extra:
         raise ConfigError(f"pin map {path}: pins.{sorted(extra)[0]} is not a known output")
-    if len(set(pins.values())) != len(pins):
+    button = pins_raw.get(BUTTON)
+    if button is not None and (isinstance(button, bool) or not isinstance(button, int) or button not in BCM_PINS):
+        raise ConfigError(f"pin map {path}: pins.{BUTTON} must be a BCM pin number 2-27, got {button!r}")
+    used = [*pins.values(), *([button] if button is not None else [])]
+    if len(set(used)) != len(used):
         raise ConfigError(f"pin map {path}: two outputs share one pin")
     active_high = raw.get("active_high", True)
     if not isinstance(active_high, bool):
         raise ConfigError(f"pin map {path}: active_high must be true or false")
-    return Board(path.stem, pins, active_high, path)
+    return Board(path.stem, pins, active_high, path, button)

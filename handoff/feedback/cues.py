@@ -23,6 +23,7 @@ class Cue(Enum):
     IGNORED = "ignored"
     DEVICE_ERROR = "device_error"
     UNCONFIRMED = "unconfirmed"
+    BREAK_GLASS = "break_glass"
 
 
 @dataclass(frozen=True)
@@ -58,11 +59,21 @@ PATTERNS: Final[dict[Cue, tuple[Frame, ...]]] = {
     Cue.UNCONFIRMED: _frames(
         (0.3, "amber red buzzer"), (0.15, "amber"), (0.3, "amber red buzzer"), (0.15, "amber"), (0.3, "amber")
     ),
+    Cue.BREAK_GLASS: _frames(
+        (0.1, "green red buzzer"),
+        (0.1, "green"),
+        (0.1, "green red buzzer"),
+        (0.1, "green"),
+        (0.1, "green red buzzer"),
+        (0.5, "green red"),
+    ),
 }
 """IGNORED (a re-tap inside the guard) blinks without a sound: the tap was seen and nothing
 changed; a beep would read as "accepted" and invite a third tap. UNCONFIRMED (no receipt that
 the previous user was logged off) is two long low beeps with red and amber, unlike any answer
-to a tap, because nobody just tapped: it calls someone to look at the screen."""
+to a tap, because nobody just tapped: it calls someone to look at the screen. BREAK_GLASS
+(emergency access granted) is three quick beeps with green and red together: the device is
+yours, and this use will be reviewed; no other cue lights green and red at once."""
 
 AMBIENT: Final[dict[str, frozenset[str]]] = {
     "available": frozenset(),

@@ -1,4 +1,4 @@
-"""The cart's own lights and buzzer on GPIO pins (gpiozero), as a pin map under hw/ names them.
+"""The cart's own lights, buzzer and break-glass button on GPIO pins (gpiozero), as a pin map under hw/ names them.
 
 A module apart so that an appliance without a board (`feedback.board = "none"`) never loads
 gpiozero: it costs memory on every start and needs a pin factory only a Pi has.
@@ -7,10 +7,30 @@ gpiozero: it costs memory on every start and needs a pin factory only a Pi has.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from typing import Final
 
-from gpiozero import LED, Buzzer, Device, DigitalOutputDevice, GPIOZeroError, PinFactoryFallback
+from gpiozero import LED, Button, Buzzer, Device, DigitalOutputDevice, GPIOZeroError, PinFactoryFallback
 
-from handoff.feedback.board import Board
+from handoff.errors import ConfigError
+from handoff.feedback.board import BUTTON, Board
+
+BOUNCE_S: Final = 0.05
+"""A mechanical push button chatters for a few milliseconds: one press must be one press."""
+
+
+class BreakGlassPin:
+    """The break-glass button: a gpiozero Button whose press goes to `on_press` (the loop's inbox)."""
+
+    def __init__(self, board: Board, pin: int, on_press: Callable[[], None]) -> None:
+        try:
+            self._button = Button(pin, pull_up=True, bounce_time=BOUNCE_S)
+        except GPIOZeroError as exc:
+            raise ConfigError(f"pin map {board.source}: pins.{BUTTON} = {pin} cannot be used here ({exc})") from None
+        self._button.when_pressed = on_press
+
+    def close(self) -> None:
+        self._button.close()
 
 
 class GpioLights:

@@ -32,7 +32,16 @@ log = logging.getLogger("handoff.ledger")
 
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 EVENT_TYPES: Final = frozenset(
-    {"checkout", "checkin", "forced_logoff", "reauth", "tap_rejected", "logoff_confirmed", "logoff_unconfirmed"}
+    {
+        "checkout",
+        "checkin",
+        "forced_logoff",
+        "reauth",
+        "tap_rejected",
+        "logoff_confirmed",
+        "logoff_unconfirmed",
+        "break_glass",
+    }
 )
 
 

@@ -41,6 +41,11 @@ class RewindGuard:
         """Set once the retained state (if any) has arrived: the SUBACK after it says so."""
         self.checked = False
 
+    @property
+    def watching(self) -> bool:
+        """Only the appliance reads its own retained state back; to the agent it is news to pass on."""
+        return self._store is not None
+
     def subscribed(self, state_mid: int | None, commands_mid: int | None) -> None:
         """The state subscription, then another: its SUBACK comes after any retained state."""
         self._state_mid, self._commands_mid = state_mid, commands_mid

@@ -30,7 +30,7 @@ class Router:
         return list(self._subscriptions)
 
     def route(self, topic: str, payload: bytes) -> None:
-        if topic == self._topics.state:
+        if topic == self._topics.state and self._guard.watching:
             self._guard.retained_state(payload)
             return
         handler = self._subscriptions.get(topic)

@@ -28,6 +28,18 @@ class CardRejected(Exception):
         self.reason = reason
 
 
+class CardExpired(CardRejected):
+    """A genuine card (trusted issuer, key proven) whose certificate is outside its dates: refused
+    as `piv_expired`, but its holder is known, so break-glass can still give them the device."""
+
+    def __init__(self, identifier: bytes, problem: str) -> None:
+        super().__init__("piv_expired", problem)
+        self.identifier = identifier
+
+    def __repr__(self) -> str:
+        return f"CardExpired({self.reason!r})"
+
+
 def split_response(response: Sequence[int]) -> tuple[bytes, int]:
     """A raw response APDU into data and status word."""
     if len(response) < 2:

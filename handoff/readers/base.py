@@ -19,6 +19,9 @@ class BadgePresented:
     technology: str
     at: float
     """time.monotonic() when the badge was seen, for latency measurements."""
+    expired: bool = False
+    """A genuine PIV card out of its validity dates: refused (`piv_expired`), yet its holder is
+    known, so break-glass may give them the device."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from smartcard import scard
 
-from handoff.readers.apdu import CardRejected, Identify, split_response
+from handoff.readers.apdu import CardExpired, CardRejected, Identify, split_response
 from handoff.readers.backoff import reopen_delay
 from handoff.readers.base import BadgePresented, BadgeRemoved, BadRead, Emit
 from handoff.readers.chuid import read_uid_or_chuid
@@ -102,19 +102,27 @@ class PcscReader(ReaderWorker):
     def _card_state(self, context: Any, reader: str, event_state: int, emit: Emit) -> None:
         present = bool(event_state & scard.SCARD_STATE_PRESENT) and not event_state & scard.SCARD_STATE_MUTE
         if present and reader not in self._inserted:
-            self._inserted[reader] = identifier = self._read(context, reader, emit)
+            read = self._read(context, reader, emit)
+            self._inserted[reader] = identifier = read.identifier if isinstance(read, CardExpired) else read
             if identifier is not None:
-                emit(BadgePresented(_label(reader), identifier, "iso7816", time.monotonic()))
+                expired = isinstance(read, CardExpired)
+                emit(BadgePresented(_label(reader), identifier, "iso7816", time.monotonic(), expired=expired))
         elif not present and reader in self._inserted:
             identifier = self._inserted.pop(reader)
             if identifier is not None:
                 emit(BadgeRemoved(_label(reader), identifier, time.monotonic(), self._lock_on_card_removal))
 
-    def _read(self, context: Any, reader: str, emit: Emit) -> bytes | None:
-        """Identify the card, retrying a dropped link: a card still settling in the field often drops one."""
+    def _read(self, context: Any, reader: str, emit: Emit) -> bytes | CardExpired | None:
+        """Identify the card, retrying a dropped link: a card still settling in the field often drops one.
+
+        An expired card is identified all the same (returned as its `CardExpired`): it is a
+        presence like any other, refused by the core unless its holder breaks the glass.
+        """
         for attempt in range(1, LINK_ATTEMPTS + 1):
             try:
                 return self._identify_once(context, reader)
+            except CardExpired as expired:
+                return expired
             except _LinkLost as lost:
                 if attempt == LINK_ATTEMPTS:
                     emit(BadRead(_label(reader), lost.reason, str(lost), time.monotonic()))

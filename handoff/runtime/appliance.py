@@ -23,8 +23,8 @@ from handoff.commands.handler import Order
 from handoff.commands.seen import SeenCommand
 from handoff.config import Config
 from handoff.core.events import Event
-from handoff.core.inputs import Input, Lift, Restart, Revoked, Tap, Tick
-from handoff.core.machine import Outcome, next_deadline, step
+from handoff.core.inputs import BreakGlass, HolderRole, Input, Lift, Restart, Revoked, Tap, Tick, WarnIdle
+from handoff.core.machine import Outcome, idle_warning_due, next_deadline, step
 from handoff.core.state import State, initial_state, shifted
 from handoff.directory import Directory
 from handoff.errors import HandoffError
@@ -35,13 +35,12 @@ from handoff.readers.base import BadgePresented, BadgeRemoved, BadRead, ReaderEv
 from handoff.receipt import check_receipt
 from handoff.runtime.clock import Clock
 from handoff.runtime.cues import cue_for, describe
+from handoff.runtime.gestures import BreakGlassButton, Gestures
 
 log = logging.getLogger("handoff")
 
 DIRECTORY_POLL_S: Final = 1.0
 RESTART_RETRY_S: Final = 1.0
-IDLE_WARNING_MAX_LEAD_S: Final = 30.0
-IDLE_WARNING_SHARE: Final = 0.2
 
 
 class StoreUnavailable(HandoffError):
@@ -70,7 +69,7 @@ class ReceiptMessage:
     payload: bytes
 
 
-InboxItem: TypeAlias = ReaderEvent | Input | Command | ReceiptMessage | Stop
+InboxItem: TypeAlias = ReaderEvent | Input | Command | ReceiptMessage | BreakGlassButton | Stop
 
 
 class Store(Protocol):
@@ -135,14 +134,14 @@ class Appliance:
         self._state = initial_state(clock.time())
         self._data_version = -1
         self._next_directory_check = 0.0
-        self._warned_for: float | None = None
+        self._gestures = Gestures(self._policy.break_glass_hold_s)
         self._online = False
         self._outbox_blocked = False
         self._restart_pending = True
         """Until the Restart is recorded, the state on disk still shows a session that did not
         survive: judging a tap against it would log the holder off for the wrong reason."""
         self._restart_refused = False
-        self._deferred: deque[ReaderEvent | Input | Command | ReceiptMessage] = deque()
+        self._deferred: deque[ReaderEvent | Input | Command | ReceiptMessage | BreakGlassButton] = deque()
         self._store_fault: str | None = None
         """What arrived while the Restart could not be recorded, replayed once it is."""
 
@@ -197,7 +196,7 @@ class Appliance:
             body["logoff"] = self._state.last_logoff
         return body
 
-    def _serve(self, item: ReaderEvent | Input | Command | ReceiptMessage) -> None:
+    def _serve(self, item: ReaderEvent | Input | Command | ReceiptMessage | BreakGlassButton) -> None:
         """Every database failure of a wake lands here, whichever read or write met it.
 
         A write the store refused was already answered where it happened (nothing accepted);
@@ -244,7 +243,7 @@ class Appliance:
         if self._restart_refused:
             log.info("restart recorded; taps are accepted again")
 
-    def _hold(self, item: ReaderEvent | Input | Command | ReceiptMessage) -> None:
+    def _hold(self, item: ReaderEvent | Input | Command | ReceiptMessage | BreakGlassButton) -> None:
         """While the Restart waits: a tap is refused at once, the rest waits for its turn."""
         match item:
             case BadgePresented(reader=reader) | BadRead(reader=reader):
@@ -255,8 +254,11 @@ class Appliance:
             case _:
                 self._deferred.append(item)
 
-    def _dispatch(self, item: ReaderEvent | Input | Command | ReceiptMessage) -> None:
+    def _dispatch(self, item: ReaderEvent | Input | Command | ReceiptMessage | BreakGlassButton) -> None:
         match item:
+            case BreakGlassButton():
+                log.info("break-glass button pressed: the next tap asks for emergency access")
+                self._gestures.arm(self._clock.time())
             case BadgePresented() | BadgeRemoved() | BadRead():
                 self._reader_event(item)
             case ReceiptMessage(payload=payload):
@@ -271,16 +273,36 @@ class Appliance:
 
     def _reader_event(self, event: ReaderEvent) -> None:
         match event:
-            case BadgePresented(reader=reader, identifier=identifier):
+            case BadgePresented(reader=reader, identifier=identifier, technology=technology, expired=expired):
                 ref = self._secret.ref(identifier)
                 badge = self._directory.lookup(ref)
-                staff_id = badge.staff_id if badge else None
-                self._apply(Tap(reader, ref, staff_id, revoked=bool(badge and badge.revoked)))
+                staff_id, role = (badge.staff_id, badge.role) if badge else (None, None)
+                rejection = "piv_expired" if expired else None
+                tap = Tap(reader, ref, staff_id, revoked=bool(badge and badge.revoked), rejection=rejection, role=role)
+                if not self._gestures.presented(reader, ref, technology, self._clock.time()):
+                    self._apply(tap)
+                    return
+                judged = self._apply(tap, quiet=True)
+                asked = self._break_glass(reader, ref, expired=expired, quiet=True)
+                cues = [cue_for(outcome) for outcome in (asked, judged) if outcome is not None]
+                cue = next((cue for cue in cues if cue is not None), None)
+                if cue is not None:
+                    self._feedback.show(cue)
             case BadgeRemoved(reader=reader, identifier=identifier, card_pulled=card_pulled):
-                self._apply(Lift(reader, self._secret.ref(identifier), card_pulled))
+                ref = self._secret.ref(identifier)
+                self._gestures.removed(reader, ref)
+                self._apply(Lift(reader, ref, card_pulled))
             case BadRead(reader=reader, reason=reason, problem=problem):
                 log.warning("card refused on %s: %s", reader, problem)
                 self._apply(Tap(reader, None, None, rejection=reason))
+
+    def _break_glass(self, reader: str, ref: str, *, expired: bool = False, quiet: bool = False) -> Outcome | None:
+        """The directory is read again at this moment: the badge may have been enrolled since."""
+        badge = self._directory.lookup(ref)
+        staff_id, role = (badge.staff_id, badge.role) if badge else (None, None)
+        revoked = bool(badge and badge.revoked)
+        asked = BreakGlass(reader, ref, staff_id, revoked=revoked, role=role, expired=expired)
+        return self._apply(asked, quiet=quiet)
 
     def _receipt(self, payload: bytes) -> None:
         """Checked here, at the edge; judged by the core. Whatever it is, it is counted."""
@@ -307,35 +329,42 @@ class Appliance:
             return
         self._commands.settle(order, self._clock.wall(), ignored=outcome.ignored)
 
-    def _apply(self, event_input: Input) -> Outcome | None:
+    def _apply(self, event_input: Input, *, quiet: bool = False) -> Outcome | None:
         try:
-            return self._step_and_commit(event_input)
+            return self._step_and_commit(event_input, quiet=quiet)
         except StoreError as exc:
             log.error("could not record %s: %s; nothing was accepted", type(event_input).__name__, exc)
             self._feedback.show(Cue.DEVICE_ERROR)
             return None
 
-    def _step_and_commit(self, event_input: Input, command: SeenCommand | None = None) -> Outcome:
+    def _step_and_commit(
+        self, event_input: Input, command: SeenCommand | None = None, *, quiet: bool = False
+    ) -> Outcome:
         """Raises StoreError, having changed nothing, when the store refuses the commit.
 
         With `command` there is always a commit, even of nothing: its id is remembered either way.
+        `quiet`: the caller shows one cue for this input and the next (a tap that claims the
+        break-glass button), so the clinician does not hear "rejected" cut off by "granted".
         """
         now = self._clock.time()
         outcome = step(self._state, event_input, now, self._policy, self._new_id, self._agent)
         changed = bool(outcome.events) or outcome.state.mode != self._state.mode
         changed = changed or outcome.state.waiting != self._state.waiting
+        warned = outcome.state.warned_lock_at is not None and self._state.warned_lock_at is None
+        changed = changed or outcome.state.warned_lock_at != self._state.warned_lock_at
         if changed or command is not None:
             to_wall = self._clock.wall() - now
             stamped = tuple(replace(event, time=event.time + to_wall) for event in outcome.events)
             self._store.commit(shifted(outcome.state, to_wall), stamped, self._context(), command)
         self._state = outcome.state
-        cue = cue_for(outcome)
-        if cue is not None:
+        cue = Cue.IDLE_WARNING if warned else cue_for(outcome)
+        if cue is not None and not quiet:
             self._feedback.show(cue)
         for event in outcome.events:
             log.info("%s", describe(event))
-        if outcome.ignored and isinstance(event_input, Tap):
-            log.info("tap ignored on %s: %s", event_input.reader, outcome.ignored)
+        if outcome.ignored and isinstance(event_input, Tap | BreakGlass):
+            kind = "tap" if isinstance(event_input, Tap) else "break-glass"
+            log.info("%s ignored on %s: %s", kind, event_input.reader, outcome.ignored)
         if changed:
             self._publisher.wake()
             self._refresh_ambient(force=True)
@@ -354,7 +383,11 @@ class Appliance:
         deadline = next_deadline(self._state, self._policy, self._agent)
         if deadline is not None and deadline <= now:
             self._apply(Tick())
-        self._warn_before_idle_lock(now)
+        warn_at = idle_warning_due(self._state, self._policy)
+        if warn_at is not None and warn_at <= now:
+            self._apply(WarnIdle())
+        for reader, ref in self._gestures.held(now):
+            self._break_glass(reader, ref)
         if now >= self._next_directory_check:
             self._next_directory_check = now + DIRECTORY_POLL_S
             self._check_revocation()
@@ -363,7 +396,8 @@ class Appliance:
         self._heartbeat()
 
     def _check_revocation(self) -> None:
-        """Notice a revocation made by another process (CLI) or a directory command."""
+        """Notice a directory change made by another process (CLI import or revoke) or a
+        directory command: a revocation, or a new role for the holder's badge."""
         version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
         if version == self._data_version:
             return
@@ -371,24 +405,10 @@ class Appliance:
         custody = self._state.custody
         if custody is not None and not self._directory.is_honoured(custody.staff_id):
             self._apply(Revoked(custody.staff_id))
-
-    def _warn_before_idle_lock(self, now: float) -> None:
-        warning = self._idle_warning()
-        if warning is not None and now >= warning[0]:
-            self._warned_for = warning[1]
-            self._feedback.show(Cue.IDLE_WARNING)
-
-    def _idle_warning(self) -> tuple[float, float] | None:
-        """(when to warn, the idle lock it warns of), unless that lock was warned of already."""
         custody = self._state.custody
-        if self._state.mode != "in_use" or custody is None:
-            return None
-        policy = self._policy
-        lock_at = custody.last_activity + policy.idle_timeout_s
-        if lock_at > custody.session_start + policy.max_session_s or self._warned_for == lock_at:
-            return None
-        lead = min(IDLE_WARNING_MAX_LEAD_S, policy.idle_timeout_s * IDLE_WARNING_SHARE)
-        return lock_at - lead, lock_at
+        badge = self._directory.lookup(custody.badge_ref) if custody is not None else None
+        if custody is not None and badge is not None and badge.staff_id == custody.staff_id:
+            self._apply(HolderRole(custody.staff_id, badge.role))
 
     def _sleep_for(self) -> float:
         if self._restart_pending:
@@ -398,9 +418,10 @@ class Appliance:
         deadline = next_deadline(self._state, self._policy, self._agent)
         if deadline is not None:
             wake_at.append(deadline)
-        warning = self._idle_warning()
-        if warning is not None:
-            wake_at.append(warning[0])
+        warn_at = idle_warning_due(self._state, self._policy)
+        if warn_at is not None:
+            wake_at.append(warn_at)
+        wake_at.extend(self._gestures.deadlines())
         return max(0.0, min(DIRECTORY_POLL_S, *(moment - now for moment in wake_at)))
 
     def _refresh_ambient(self, *, force: bool = False) -> None:

@@ -15,6 +15,8 @@ def cue_for(outcome: Outcome) -> Cue | None:
         return Cue.REJECTED
     if "logoff_unconfirmed" in types:
         return Cue.UNCONFIRMED
+    if "break_glass" in types:
+        return Cue.BREAK_GLASS
     if ("checkout", None, True) in kinds:
         return Cue.HANDOFF
     if types & {"checkout", "reauth"}:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from handoff import __version__, db
 from handoff.audit.checkpoint import CheckpointPolicy
@@ -20,14 +20,19 @@ from handoff.cloudevents import source
 from handoff.commands.handler import CommandHandler
 from handoff.config import Config
 from handoff.disk import disk_state
+from handoff.feedback.button import open_button
 from handoff.feedback.output import Feedback, open_feedback
 from handoff.mqtt.publisher import Publisher, PublisherSettings
 from handoff.mqtt.topics import Topics
 from handoff.readers.registry import ReaderSet, build_readers
 from handoff.runtime.appliance import Appliance, Command, ReceiptMessage
 from handoff.runtime.clock import SystemClock
+from handoff.runtime.gestures import BreakGlassButton
 from handoff.store import Store
 from handoff.systemd import Heartbeat, Notifier
+
+if TYPE_CHECKING:
+    from handoff.feedback.gpio import BreakGlassPin
 
 log = logging.getLogger("handoff")
 
@@ -41,6 +46,7 @@ class Parts:
     publisher: Publisher
     feedback: Feedback
     notifier: Notifier
+    button: BreakGlassPin | None
 
     def run(self) -> None:
         self.publisher.start()
@@ -54,6 +60,8 @@ class Parts:
             self.readers.close()
             self.publisher.stop(flush_timeout=FLUSH_ON_STOP_S)
             self.feedback.close()
+            if self.button is not None:
+                self.button.close()
             log.info("stopped")
 
 
@@ -86,6 +94,12 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
 
     def on_receipt(payload: bytes) -> None:
         owner[0].submit(ReceiptMessage(payload))
+
+    def on_button() -> None:
+        if owner:
+            owner[0].submit(BreakGlassButton())
+
+    button = open_button(config.feedback.board, on_button)
 
     def health() -> list[dict[str, Any]]:
         return [asdict(h) for h in readers.health()]
@@ -128,4 +142,4 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
         agent_keys=agent_keys,
     )
     owner.append(appliance)
-    return Parts(appliance, readers, publisher, feedback, notifier)
+    return Parts(appliance, readers, publisher, feedback, notifier, button)

@@ -78,6 +78,8 @@ class SimAppliance:
             "session_id": None,
             "since": rfc3339(now),
             "seq": self.seq,
+            "break_glass": False,
+            "idle_lock_at": None,
         }
         return compact_json.dumps(body).encode()
 

@@ -24,6 +24,7 @@ from tests.kit.config import DEVICE, PREFIX, Layout
 from tests.kit.net import free_udp_port
 
 ANA, BO = "04A1B2C3", "04A1B2C3D4E5F6"
+DIRECTORY = f"uid,staff_id,name,role\n{ANA},ana,Ana Diaz,RN\n{BO},bo,Bo Chen,MD\n"
 
 
 class Running:
@@ -39,6 +40,7 @@ class Running:
         policy: Table,
         audit: Table | None = None,
         agent: Table | None = None,
+        directory: str = DIRECTORY,
     ) -> None:
         self.nfc = f"udp:127.0.0.1:{free_udp_port()}"
         self.broker_port = broker.port
@@ -57,7 +59,7 @@ class Running:
             agent=agent,
         )
         csv = appliance.root / "badges.csv"
-        csv.write_text(f"uid,staff_id,name,role\n{ANA},ana,Ana Diaz,RN\n{BO},bo,Bo Chen,MD\n")
+        csv.write_text(directory)
         assert cli("badges", "import", csv, "-c", appliance.config).returncode == 0
         self.events = Collector(broker.port, f"{PREFIX}/#")
         self.process: subprocess.Popen[str] | None = None
@@ -80,8 +82,8 @@ class Running:
         self.process = None
         return code, log
 
-    def tap(self, uid: str) -> None:
-        result = self.cli("sim", "tap", uid, "--device", self.nfc, "--hold", "0.2")
+    def tap(self, uid: str, hold: float = 0.2) -> None:
+        result = self.cli("sim", "tap", uid, "--device", self.nfc, "--hold", str(hold))
         assert result.returncode == 0, result.stderr
 
     def event_types(self, count: int) -> list[tuple[str, str | None, str | None]]:

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from handoff.errors import ConfigError
-from handoff.readers.apdu import SW_OK, CardRejected, Identify, Transmit
+from handoff.readers.apdu import SW_OK, CardExpired, CardRejected, Identify, Transmit
 from handoff.readers.chuid import SELECT_PIV, get_response_chain
 from handoff.readers.piv.apdu import ALG_ECC_P256, ALG_RSA_2048, GET_CAK_CERTIFICATE, KEY_CARD_AUTH, send_chained, tlv
 from handoff.readers.tlv import parse_tlv
@@ -57,8 +57,8 @@ def cak_identify(
             raise CardRejected("piv_missing", f"no PIV application on the card (status {selected:04X})")
         certificate = _read_certificate(transmit)
         _check_chain(certificate, anchors)
-        _check_dates(certificate, now())
         _check_possession(transmit, certificate, entropy)
+        _check_dates(certificate, now())
         return card_identifier(certificate)
 
     return identify
@@ -108,8 +108,9 @@ def _check_chain(certificate: x509.Certificate, anchors: Sequence[x509.Certifica
 
 
 def _check_dates(certificate: x509.Certificate, moment: datetime) -> None:
+    """Checked last: an out-of-date card that passed the rest is its holder's, known for break-glass."""
     if not certificate.not_valid_before_utc <= moment <= certificate.not_valid_after_utc:
-        raise CardRejected("piv_expired", "the card certificate is outside its validity dates")
+        raise CardExpired(card_identifier(certificate), "the card certificate is outside its validity dates")
 
 
 def _check_possession(transmit: Transmit, certificate: x509.Certificate, entropy: Callable[[int], bytes]) -> None:
