@@ -26,7 +26,7 @@ from handoff.ledger.config import LedgerConfig, load_ledger_config, resolve_ledg
 from handoff.ledger.console.app import create_app
 from handoff.ledger.console.logins import ROLES
 from handoff.ledger.consumer import Consumer
-from handoff.ledger.database import engine_for
+from handoff.ledger.database import engine_for, write_first
 from handoff.ledger.queries import history, open_exceptions, who
 from handoff.ledger.schema import audit_log, users
 from handoff.timefmt import rfc3339
@@ -125,6 +125,7 @@ def _serve(args: argparse.Namespace) -> int:
         ssl_certfile=console.cert_file,
         ssl_keyfile=console.key_file,
         log_config=None,
+        proxy_headers=False,
         server_header=False,
         date_header=False,
     )
@@ -211,11 +212,11 @@ def _add_user(args: argparse.Namespace) -> int:
     if len(password) < MIN_PASSWORD:
         raise UsageError(f"the password must have at least {MIN_PASSWORD} characters")
     _, engine = _open(args)
-    with engine.begin() as conn:
+    hashed = PasswordHasher().hash(password)
+    with write_first(engine) as conn:
         if conn.execute(select(users.c.name).where(users.c.name == args.name)).first():
             raise UsageError(f"user {args.name!r} exists")
         now = time.time()
-        hashed = PasswordHasher().hash(password)
         conn.execute(insert(users).values(name=args.name, role=args.role, password_hash=hashed, created=now))
         conn.execute(
             insert(audit_log).values(at=now, actor="cli", action="user_added", detail=f"{args.name} ({args.role})")

@@ -3,6 +3,8 @@ questions the CLI asks; every page with a table also answers `?format=csv`."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -11,7 +13,7 @@ from typing import Any, Final, TypeVar
 from urllib.parse import urlencode
 
 from sqlalchemy import Connection, Engine, select, text, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -24,7 +26,9 @@ from handoff.ledger import queries
 from handoff.ledger.config import LedgerConfig
 from handoff.ledger.console.logins import Accounts, Login, Sessions, Throttle, audit, new_token, same
 from handoff.ledger.console.tables import csv_response
+from handoff.ledger.console.text import shown
 from handoff.ledger.console.timeline import picture
+from handoff.ledger.database import busy, write_first
 from handoff.ledger.schema import audit_log, devices, exceptions
 from handoff.timefmt import rfc3339
 
@@ -35,6 +39,9 @@ MAX_FIELD: Final = 255
 T = TypeVar("T")
 AUDIT_ROWS: Final = 500
 TABLE_ROWS: Final = 500
+WRITE_TRIES: Final = 5
+MAX_ROW_ID: Final = 2**63 - 1
+log = logging.getLogger("handoff.ledger.console")
 
 
 def when(epoch: float | None) -> str:
@@ -73,6 +80,7 @@ class Site:
         self.throttle = Throttle(clock)
         self.templates = Jinja2Templates(directory=str(files("handoff.ledger.console") / "templates"))
         self.templates.env.filters["when"] = when
+        self.templates.env.filters["shown"] = shown
         self.templates.env.globals["version"] = __version__
         self.templates.env.globals["csv_url"] = csv_url
 
@@ -81,8 +89,18 @@ class Site:
             return question(conn)
 
     def write(self, change: Callable[[Connection], T]) -> T:
-        with self.engine.begin() as conn:
-            return change(conn)
+        """`change` in a transaction that holds the write lock from its start (see
+        `write_first`), tried again, a little later each time, while SQLite stays busy."""
+        tries = 0
+        while True:
+            try:
+                with write_first(self.engine) as conn:
+                    return change(conn)
+            except OperationalError as exc:
+                tries += 1
+                if not busy(exc) or tries == WRITE_TRIES:
+                    raise
+                time.sleep(0.05 * 2**tries)
 
     def page(self, request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
         login: Login | None = getattr(request.state, "login", None)
@@ -113,6 +131,13 @@ def _local(target: str | None) -> str:
     return "/fleet"
 
 
+def _row_id(text: str) -> int:
+    """A row id from a path: anything but a number a database row can have is no such row."""
+    if not text.isascii() or not text.isdigit() or int(text) > MAX_ROW_ID:
+        raise HTTPException(404, f"no exception #{text[:20]}")
+    return int(text)
+
+
 def _field(form: FormData, name: str) -> str:
     value = form.get(name)
     return value[:MAX_FIELD] if isinstance(value, str) else ""
@@ -125,7 +150,7 @@ class Pages:
     async def _posted(self, request: Request, expected: str | None) -> FormData:
         """The form of a POST, refused (403) unless it carries the CSRF token of this session
         (or, for the login form, of this browser's login cookie)."""
-        form = await request.form()
+        form = await request.form(max_files=0)
         if expected is None or not same(_field(form, "csrf") or None, expected):
             raise HTTPException(403, "this form has expired or did not come from this console; reload the page")
         return form
@@ -170,15 +195,19 @@ class Pages:
             response.headers["retry-after"] = str(int(wait) + 1)
             return response
 
-        def check(conn: Connection) -> tuple[str, str] | None:
-            role = site.accounts.check(conn, name, password)
-            if role is None:
+        stored = await run_in_threadpool(site.read, lambda conn: site.accounts.stored(conn, name))
+        verdict = await run_in_threadpool(site.accounts.verify, stored, password)
+
+        def record(conn: Connection) -> tuple[str, str] | None:
+            if verdict.role is None:
                 audit(conn, now, name, "login_failed", address)
                 return None
+            if verdict.rehashed:
+                site.accounts.rehash(conn, name, verdict.rehashed)
             audit(conn, now, name, "login", address)
             return site.sessions.begin(conn, name, request.cookies.get(site.cookie))
 
-        begun = await run_in_threadpool(site.write, check)
+        begun = await run_in_threadpool(site.write, record)
         if begun is None:
             site.throttle.failed(name, address)
             return await self.login_form(request, "Wrong name or password.", 401)
@@ -341,7 +370,7 @@ class Pages:
 
     async def acknowledge(self, request: Request) -> Response:
         site, login = self._site, _login(request)
-        flag_id: int = request.path_params["flag_id"]
+        flag_id = _row_id(request.path_params["flag_id"])
         await self._posted(request, login.csrf)
         if not login.admin:
             raise HTTPException(403, "only an admin acknowledges exceptions")
@@ -438,3 +467,21 @@ async def error_page(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     site: Site = request.app.state.site
     return site.page(request, "error.html", exc.status_code, status=exc.status_code, detail=exc.detail)
+
+
+async def unavailable_page(request: Request, exc: Exception) -> Response:
+    """The database refused or did not answer (stopped, or SQLite busy past every retry): the
+    user may try again; the log says why in one line."""
+    log.warning("%s %s: database unavailable: %s", request.method, request.url.path, getattr(exc, "orig", exc))
+    site: Site = request.app.state.site
+    detail = "The ledger's database did not answer. Try again in a moment."
+    response = site.page(request, "error.html", 503, status=503, detail=detail)
+    response.headers["retry-after"] = "5"
+    return response
+
+
+async def failure_page(request: Request, exc: Exception) -> Response:
+    """Anything else that went wrong: a page without the details (the server's log has them)."""
+    site: Site = request.app.state.site
+    detail = "Something went wrong in the console; its log has the details."
+    return site.page(request, "error.html", 500, status=500, detail=detail)
