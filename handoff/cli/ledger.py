@@ -17,21 +17,20 @@ from typing import Any
 
 import uvicorn
 from argon2 import PasswordHasher
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 
 from handoff import compact_json
 from handoff.cli.run import configure_logging
 from handoff.errors import ConfigError, UsageError
+from handoff.ledger import accounts
 from handoff.ledger.config import LedgerConfig, load_ledger_config, resolve_ledger_config_path
 from handoff.ledger.console.app import create_app
-from handoff.ledger.console.logins import ROLES
 from handoff.ledger.consumer import Consumer
 from handoff.ledger.database import engine_for, write_first
 from handoff.ledger.queries import history, open_exceptions, who
-from handoff.ledger.schema import audit_log, users
+from handoff.ledger.schema import users
 from handoff.timefmt import rfc3339
 
-MIN_PASSWORD = 12
 log = logging.getLogger("handoff.ledger")
 
 
@@ -67,13 +66,26 @@ def register(sub: Any) -> None:
     listed = command("exceptions", "open exceptions, oldest first")
     listed.add_argument("--format", choices=("text", "json"), default="text")
     listed.set_defaults(func=_exceptions)
-    accounts = command("users", "console accounts")
-    account_actions = accounts.add_subparsers(dest="users_action", required=True, metavar="ACTION")
-    add = account_actions.add_parser("add", help="add an account; the password is read from standard input")
-    add.add_argument("name")
-    add.add_argument("--role", choices=ROLES, required=True)
-    add.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS)
-    add.set_defaults(func=_add_user)
+    people = command("users", "console accounts: add, list, role, disable, enable, reset")
+    account_actions = people.add_subparsers(dest="users_action", required=True, metavar="ACTION")
+
+    def account_command(name: str, help_text: str, func: Any, *, named: bool = True) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = account_actions.add_parser(name, help=help_text)
+        if named:
+            parser.add_argument("name")
+        parser.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS)
+        parser.set_defaults(func=func)
+        return parser
+
+    add = account_command("add", "add an account; the password is read from standard input", _add_user)
+    add.add_argument("--role", choices=accounts.ROLES, required=True)
+    listing = account_command("list", "every account: role, enabled or not, live sessions", _list_users, named=False)
+    listing.add_argument("--format", choices=("text", "json"), default="text")
+    role = account_command("role", "give an account another role (from its next request on)", _user_role)
+    role.add_argument("role", choices=accounts.ROLES)
+    account_command("disable", "refuse the account's logins and end its sessions", _disable_user)
+    account_command("enable", "let a disabled account log in again", _enable_user)
+    account_command("reset", "a new password, read from standard input; ends the account's sessions", _reset_user)
 
 
 def _open(args: argparse.Namespace) -> tuple[LedgerConfig, Engine]:
@@ -207,21 +219,75 @@ def _exceptions(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_user(args: argparse.Namespace) -> int:
+def _new_password() -> str:
     password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
-    if len(password) < MIN_PASSWORD:
-        raise UsageError(f"the password must have at least {MIN_PASSWORD} characters")
+    problem = accounts.password_problem(password)
+    if problem:
+        raise UsageError(problem)
+    return password
+
+
+def _add_user(args: argparse.Namespace) -> int:
+    hashed = PasswordHasher().hash(_new_password())
     _, engine = _open(args)
-    hashed = PasswordHasher().hash(password)
     with write_first(engine) as conn:
-        if conn.execute(select(users.c.name).where(users.c.name == args.name)).first():
-            raise UsageError(f"user {args.name!r} exists")
-        now = time.time()
-        conn.execute(insert(users).values(name=args.name, role=args.role, password_hash=hashed, created=now))
-        conn.execute(
-            insert(audit_log).values(at=now, actor="cli", action="user_added", detail=f"{args.name} ({args.role})")
-        )
+        accounts.add(conn, time.time(), "cli", args.name, args.role, hashed)
     print(f"user {args.name} added ({args.role})")
+    return 0
+
+
+def _list_users(args: argparse.Namespace) -> int:
+    _, engine = _open(args)
+    with engine.connect() as conn:
+        found = accounts.listed(conn)
+    rows = [
+        {
+            "name": a.name,
+            "role": a.role,
+            "status": "disabled" if a.disabled else "enabled",
+            "created": rfc3339(a.created),
+            "sessions": a.sessions,
+        }
+        for a in found
+    ]
+    if args.format == "json":
+        print(compact_json.dumps(rows))
+    else:
+        for row in rows:
+            print(f"{row['name']}\t{row['role']}\t{row['status']}\t{row['created']}\t{row['sessions']} session(s)")
+    return 0
+
+
+def _user_role(args: argparse.Namespace) -> int:
+    _, engine = _open(args)
+    with write_first(engine) as conn:
+        accounts.set_role(conn, time.time(), "cli", args.name, args.role)
+    print(f"user {args.name} is now {args.role}")
+    return 0
+
+
+def _disable_user(args: argparse.Namespace) -> int:
+    _, engine = _open(args)
+    with write_first(engine) as conn:
+        accounts.set_disabled(conn, time.time(), "cli", args.name, True)
+    print(f"user {args.name} disabled; their sessions are ended")
+    return 0
+
+
+def _enable_user(args: argparse.Namespace) -> int:
+    _, engine = _open(args)
+    with write_first(engine) as conn:
+        accounts.set_disabled(conn, time.time(), "cli", args.name, False)
+    print(f"user {args.name} enabled")
+    return 0
+
+
+def _reset_user(args: argparse.Namespace) -> int:
+    hashed = PasswordHasher().hash(_new_password())
+    _, engine = _open(args)
+    with write_first(engine) as conn:
+        accounts.reset(conn, time.time(), "cli", args.name, hashed)
+    print(f"user {args.name} has a new password; their sessions are ended")
     return 0
 
 

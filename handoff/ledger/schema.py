@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -129,6 +130,7 @@ users = Table(
     Column("role", String(16), nullable=False),
     Column("password_hash", Text, nullable=False),
     Column("created", Float, nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default=false()),
 )
 
 audit_log = Table(
@@ -154,3 +156,28 @@ console_sessions = Table(
 """Console logins, kept in the database so that a logout, an expiry or a restart of the
 console ends them for certain; only a SHA-256 of the session token is stored, so a copy of the
 database lets nobody in."""
+
+staff = Table(
+    "staff",
+    metadata,
+    Column("staff_id", String(255), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("role", String(255), nullable=False),
+    Column("revoked", Boolean, nullable=False),
+    Index("staff_by_name", "name"),
+)
+"""Names and roles from the badge directory CSV the appliances use (`ledger directory import`),
+so pages show people, not ids. Never a badge uid: the ledger has no use for one."""
+
+assets = Table(
+    "assets",
+    metadata,
+    Column("device_id", String(255), primary_key=True),
+    Column("model", String(255), nullable=False),
+    Column("unit", String(255), nullable=False),
+    Column("asset_tag", String(255), nullable=False),
+    Column("site", String(255), nullable=False),
+    Index("assets_by_tag", "asset_tag"),
+)
+"""What each device is and where it belongs (`ledger assets import`), from the hospital's asset
+register: pages show the model, unit and asset tag next to the device id."""

@@ -137,3 +137,16 @@ def wait_for(check: Callable[[], T], timeout: float = 30.0) -> T:
     while not (result := check()) and time.monotonic() < deadline:
         time.sleep(0.1)
     return result
+
+
+def ledger_command(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """`handoff ledger ARGS -c CONFIG`, with `stdin` (a password) on its standard input."""
+    return subprocess.run(
+        [sys.executable, "-m", "handoff", "ledger", *args, "-c", str(config)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=handoff_env(),
+        check=False,
+        timeout=60,
+    )

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from handoff.ledger.config import LedgerConfig
+from handoff.ledger.console.admin import AccountPages
 from handoff.ledger.console.headers import SecurityHeaders
 from handoff.ledger.console.logins import Login, Sessions
 from handoff.ledger.console.pages import Pages, Site, error_page, failure_page, unavailable_page
@@ -77,6 +78,7 @@ class Console(Starlette):
 def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] = time.time) -> Console:
     site = Site(config, engine, clock)
     pages = Pages(site)
+    account_pages = AccountPages(site)
     routes = [
         Route("/", pages.home),
         Route("/login", pages.login_form, methods=["GET"]),
@@ -90,6 +92,8 @@ def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] 
         Route("/exceptions/{flag_id}/acknowledge", pages.acknowledge, methods=["POST"]),
         Route("/who", pages.who),
         Route("/audit", pages.audit),
+        Route("/users", account_pages.users),
+        Route("/users/{name}", account_pages.change, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(files("handoff.ledger.console") / "static")), name="static"),
     ]
     middleware = [Middleware(RequireLogin, site=site, sessions=site.sessions)]

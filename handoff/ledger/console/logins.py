@@ -19,12 +19,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, delete, insert, or_, select, update
 
-from handoff.ledger.schema import audit_log, console_sessions, users
+from handoff.ledger.schema import console_sessions, users
 
 IDLE_S: Final = 15 * 60
 LIFETIME_S: Final = 12 * 3600
 TOKEN_BYTES: Final = 32
-ROLES: Final = ("viewer", "admin")
 
 
 @dataclass(frozen=True)
@@ -74,8 +73,10 @@ class Accounts:
         self._decoy = self._hasher.hash(new_token())
 
     def stored(self, conn: Connection, name: str) -> tuple[str, str] | None:
-        """The account's password hash and role, if there is such an account."""
-        row = conn.execute(select(users.c.password_hash, users.c.role).where(users.c.name == name)).first()
+        """The account's password hash and role, if there is such an account and it is enabled."""
+        row = conn.execute(
+            select(users.c.password_hash, users.c.role).where(users.c.name == name, users.c.disabled.is_(False))
+        ).first()
         return (str(row.password_hash), str(row.role)) if row else None
 
     def verify(self, stored: tuple[str, str] | None, password: str) -> Verdict:
@@ -89,6 +90,9 @@ class Accounts:
             return Verdict(None)
         rehashed = self._hasher.hash(password) if self._hasher.check_needs_rehash(stored[0]) else None
         return Verdict(stored[1], rehashed)
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
 
     @staticmethod
     def rehash(conn: Connection, name: str, password_hash: str) -> None:
@@ -121,11 +125,14 @@ class Sessions:
         the fleet page's own refresh must not keep an abandoned login alive."""
         now, key = self._clock(), _hashed(token)
         row = conn.execute(
-            select(console_sessions, users.c.role)
+            select(console_sessions, users.c.role, users.c.disabled)
             .join(users, users.c.name == console_sessions.c.user_name)
             .where(console_sessions.c.token_hash == key)
         ).first()
         if row is None:
+            return None
+        if row.disabled:
+            conn.execute(delete(console_sessions).where(console_sessions.c.token_hash == key))
             return None
         if now - row.last_seen > IDLE_S or now - row.created > LIFETIME_S:
             conn.execute(delete(console_sessions).where(console_sessions.c.token_hash == key))
@@ -136,11 +143,6 @@ class Sessions:
 
     def end(self, conn: Connection, token: str) -> None:
         conn.execute(delete(console_sessions).where(console_sessions.c.token_hash == _hashed(token)))
-
-
-def audit(conn: Connection, at: float, actor: str, action: str, detail: str) -> None:
-    """One line of the console's audit trail (`audit_log`): logins, failures, acknowledgements."""
-    conn.execute(insert(audit_log).values(at=at, actor=actor, action=action, detail=detail))
 
 
 class Throttle:

@@ -15,7 +15,6 @@ from urllib.parse import urlencode
 from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -23,8 +22,10 @@ from starlette.templating import Jinja2Templates
 
 from handoff import __version__
 from handoff.ledger import queries
+from handoff.ledger.accounts import audit
 from handoff.ledger.config import LedgerConfig
-from handoff.ledger.console.logins import Accounts, Login, Sessions, Throttle, audit, new_token, same
+from handoff.ledger.console.forms import checked_form, current_login, field
+from handoff.ledger.console.logins import Accounts, Login, Sessions, Throttle, new_token
 from handoff.ledger.console.tables import csv_response
 from handoff.ledger.console.text import shown
 from handoff.ledger.console.timeline import picture
@@ -35,7 +36,6 @@ from handoff.timefmt import rfc3339
 DEVICE_WINDOW_S: Final = 7 * 86400
 STAFF_WINDOW_S: Final = 30 * 86400
 STATES: Final = ("in_use", "locked", "available", "maintenance")
-MAX_FIELD: Final = 255
 T = TypeVar("T")
 AUDIT_ROWS: Final = 500
 TABLE_ROWS: Final = 500
@@ -115,11 +115,6 @@ class Site:
         response.delete_cookie(name, path="/", secure=self.secure, httponly=True, samesite="strict")
 
 
-def _login(request: Request) -> Login:
-    login: Login = request.state.login
-    return login
-
-
 def _csv(request: Request) -> bool:
     return request.query_params.get("format") == "csv"
 
@@ -138,22 +133,9 @@ def _row_id(text: str) -> int:
     return int(text)
 
 
-def _field(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value[:MAX_FIELD] if isinstance(value, str) else ""
-
-
 class Pages:
     def __init__(self, site: Site) -> None:
         self._site = site
-
-    async def _posted(self, request: Request, expected: str | None) -> FormData:
-        """The form of a POST, refused (403) unless it carries the CSRF token of this session
-        (or, for the login form, of this browser's login cookie)."""
-        form = await request.form(max_files=0)
-        if expected is None or not same(_field(form, "csrf") or None, expected):
-            raise HTTPException(403, "this form has expired or did not come from this console; reload the page")
-        return form
 
     async def home(self, request: Request) -> Response:
         return RedirectResponse("/fleet", status_code=303)
@@ -183,8 +165,8 @@ class Pages:
 
     async def login(self, request: Request) -> Response:
         site = self._site
-        form = await self._posted(request, request.cookies.get(site.login_cookie))
-        name, password = _field(form, "name"), str(form.get("password") or "")
+        form = await checked_form(request, request.cookies.get(site.login_cookie))
+        name, password = field(form, "name"), str(form.get("password") or "")
         address = request.client.host if request.client else "unknown"
         now = site.clock()
         wait = site.throttle.wait_s(name, address)
@@ -213,14 +195,14 @@ class Pages:
             return await self.login_form(request, "Wrong name or password.", 401)
         site.throttle.succeeded(name)
         token, _ = begun
-        response = RedirectResponse(_local(_field(form, "next")), status_code=303)
+        response = RedirectResponse(_local(field(form, "next")), status_code=303)
         site.set_cookie(response, site.cookie, token)
         site.forget_cookie(response, site.login_cookie)
         return response
 
     async def logout(self, request: Request) -> Response:
-        site, login = self._site, _login(request)
-        await self._posted(request, login.csrf)
+        site, login = self._site, current_login(request)
+        await checked_form(request, login.csrf)
         token = request.cookies.get(site.cookie, "")
 
         def end(conn: Connection) -> None:
@@ -369,9 +351,9 @@ class Pages:
         return site.page(request, "exceptions.html", flags=flags)
 
     async def acknowledge(self, request: Request) -> Response:
-        site, login = self._site, _login(request)
+        site, login = self._site, current_login(request)
         flag_id = _row_id(request.path_params["flag_id"])
-        await self._posted(request, login.csrf)
+        await checked_form(request, login.csrf)
         if not login.admin:
             raise HTTPException(403, "only an admin acknowledges exceptions")
         now = site.clock()
@@ -393,7 +375,7 @@ class Pages:
 
     async def audit(self, request: Request) -> Response:
         """The console's own trail, for the security officer: admins only."""
-        if not _login(request).admin:
+        if not current_login(request).admin:
             raise HTTPException(403, "only an admin reads the console's audit trail")
         query = select(audit_log).order_by(audit_log.c.at.desc(), audit_log.c.id.desc()).limit(AUDIT_ROWS)
         entries = await run_in_threadpool(self._site.read, lambda conn: conn.execute(query).all())
