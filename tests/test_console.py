@@ -21,7 +21,7 @@ from handoff.ledger.console.app import create_app
 from handoff.ledger.console.headers import CSP
 from handoff.ledger.console.logins import IDLE_S, LIFETIME_S
 from handoff.ledger.database import engine_for
-from handoff.ledger.schema import audit_log, devices, events, exceptions
+from handoff.ledger.schema import audit_log, devices, events, exceptions, staff
 from handoff.provision.render import render_toml
 from tests.kit.cli import CliRunner
 from tests.kit.console import T0, Clock, csrf_of, log_in, session_cookie, words
@@ -44,6 +44,7 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Eng
                 device_id="WOW-1", site="north", state="in_use", staff_id="=cmd|x", since=T0 - 60, last_heard=T0
             )
         )
+        conn.execute(insert(staff).values(staff_id="ana", name="Ana Lima", role="nurse", revoked=False))
     yield config, engine
     engine.dispose()
 

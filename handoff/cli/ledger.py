@@ -10,6 +10,7 @@ import signal
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -22,7 +23,7 @@ from sqlalchemy import Engine, select
 from handoff import compact_json
 from handoff.cli.run import configure_logging
 from handoff.errors import ConfigError, UsageError
-from handoff.ledger import accounts
+from handoff.ledger import accounts, registers
 from handoff.ledger.config import LedgerConfig, load_ledger_config, resolve_ledger_config_path
 from handoff.ledger.console.app import create_app
 from handoff.ledger.consumer import Consumer
@@ -66,6 +67,11 @@ def register(sub: Any) -> None:
     listed = command("exceptions", "open exceptions, oldest first")
     listed.add_argument("--format", choices=("text", "json"), default="text")
     listed.set_defaults(func=_exceptions)
+    _register_people_and_registers(command)
+
+
+def _register_people_and_registers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """`ledger users ...` (console accounts) and `ledger directory|assets import` (names and equipment)."""
     people = command("users", "console accounts: add, list, role, disable, enable, reset")
     account_actions = people.add_subparsers(dest="users_action", required=True, metavar="ACTION")
 
@@ -77,6 +83,21 @@ def register(sub: Any) -> None:
         parser.set_defaults(func=func)
         return parser
 
+    directory = command("directory", "the staff directory: names and roles for the console")
+    directory_actions = directory.add_subparsers(dest="directory_action", required=True, metavar="ACTION")
+    imported = directory_actions.add_parser(
+        "import",
+        help="replace it with the badge CSV the appliances use (uid,staff_id,name,role[,revoked]); uids are not kept",
+    )
+    imported.add_argument("csv", metavar="FILE.csv", type=Path)
+    imported.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS)
+    imported.set_defaults(func=_import_directory)
+    register = command("assets", "the asset register: model, unit, asset tag and site of each device")
+    register_actions = register.add_subparsers(dest="assets_action", required=True, metavar="ACTION")
+    imported = register_actions.add_parser("import", help="replace it with a CSV (device_id,model,unit,asset_tag,site)")
+    imported.add_argument("csv", metavar="FILE.csv", type=Path)
+    imported.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS)
+    imported.set_defaults(func=_import_assets)
     add = account_command("add", "add an account; the password is read from standard input", _add_user)
     add.add_argument("--role", choices=accounts.ROLES, required=True)
     listing = account_command("list", "every account: role, enabled or not, live sessions", _list_users, named=False)
@@ -288,6 +309,25 @@ def _reset_user(args: argparse.Namespace) -> int:
     with write_first(engine) as conn:
         accounts.reset(conn, time.time(), "cli", args.name, hashed)
     print(f"user {args.name} has a new password; their sessions are ended")
+    return 0
+
+
+def _import_directory(args: argparse.Namespace) -> int:
+    members = registers.read_directory(args.csv)
+    _, engine = _open(args)
+    with write_first(engine) as conn:
+        registers.replace_directory(conn, time.time(), "cli", members, args.csv)
+    revoked = sum(member.revoked for member in members)
+    print(f"imported {len(members)} staff ({revoked} with every badge revoked) from {args.csv}; no badge uid is kept")
+    return 0
+
+
+def _import_assets(args: argparse.Namespace) -> int:
+    found = registers.read_assets(args.csv)
+    _, engine = _open(args)
+    with write_first(engine) as conn:
+        registers.replace_assets(conn, time.time(), "cli", found, args.csv)
+    print(f"imported {len(found)} devices from {args.csv}")
     return 0
 
 

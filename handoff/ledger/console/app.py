@@ -23,6 +23,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from handoff.ledger.config import LedgerConfig
 from handoff.ledger.console.admin import AccountPages
+from handoff.ledger.console.find_pages import FindPages
 from handoff.ledger.console.headers import SecurityHeaders
 from handoff.ledger.console.logins import Login, Sessions
 from handoff.ledger.console.pages import Pages, Site, error_page, failure_page, unavailable_page
@@ -79,6 +80,7 @@ def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] 
     site = Site(config, engine, clock)
     pages = Pages(site)
     account_pages = AccountPages(site)
+    find_pages = FindPages(site)
     routes = [
         Route("/", pages.home),
         Route("/login", pages.login_form, methods=["GET"]),
@@ -87,7 +89,9 @@ def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] 
         Route("/healthz", pages.healthz),
         Route("/fleet", pages.fleet),
         Route("/devices/{device_id}", pages.device),
+        Route("/staff", find_pages.staff_index),
         Route("/staff/{staff_id}", pages.staff),
+        Route("/search", find_pages.search),
         Route("/exceptions", pages.exceptions),
         Route("/exceptions/{flag_id}/acknowledge", pages.acknowledge, methods=["POST"]),
         Route("/who", pages.who),

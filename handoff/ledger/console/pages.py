@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any, Final, TypeVar
@@ -24,12 +24,14 @@ from handoff import __version__
 from handoff.ledger import queries
 from handoff.ledger.accounts import audit
 from handoff.ledger.config import LedgerConfig
+from handoff.ledger.console import find
 from handoff.ledger.console.forms import checked_form, current_login, field
 from handoff.ledger.console.logins import Accounts, Login, Sessions, Throttle, new_token
 from handoff.ledger.console.tables import csv_response
-from handoff.ledger.console.text import shown
+from handoff.ledger.console.text import person, shown
 from handoff.ledger.console.timeline import picture
 from handoff.ledger.database import busy, write_first
+from handoff.ledger.registers import Asset, StaffMember, assets_of, names_of
 from handoff.ledger.schema import audit_log, devices, exceptions
 from handoff.timefmt import rfc3339
 
@@ -81,6 +83,7 @@ class Site:
         self.templates = Jinja2Templates(directory=str(files("handoff.ledger.console") / "templates"))
         self.templates.env.filters["when"] = when
         self.templates.env.filters["shown"] = shown
+        self.templates.env.globals["person"] = person
         self.templates.env.globals["version"] = __version__
         self.templates.env.globals["csv_url"] = csv_url
 
@@ -220,11 +223,12 @@ class Pages:
         chosen_state = request.query_params.get("state") or None
         now = site.clock()
 
-        def read(conn: Connection) -> tuple[list[queries.DeviceNow], list[str]]:
+        def read(conn: Connection) -> tuple[list[queries.DeviceNow], list[str], Registers]:
             rows = queries.fleet(conn, now, settings.overdue_after_s, settings.offline_after_s, site=chosen_site)
-            return rows, queries.sites(conn)
+            shown = [row for row in rows if chosen_state is None or row.state == chosen_state]
+            return rows, queries.sites(conn), Registers.of(conn, shown)
 
-        rows, sites = await run_in_threadpool(site.read, read)
+        rows, sites, registers = await run_in_threadpool(site.read, read)
         counts = {state: sum(1 for row in rows if row.state == state) for state in STATES}
         counts["overdue"] = sum(1 for row in rows if row.overdue)
         counts["offline"] = sum(1 for row in rows if not row.online)
@@ -258,6 +262,8 @@ class Pages:
             chosen_site=chosen_site or "",
             chosen_state=chosen_state or "",
             now=now,
+            names=registers.names,
+            assets=registers.assets,
         )
 
     async def device(self, request: Request) -> Response:
@@ -269,13 +275,24 @@ class Pages:
         if since >= until:
             raise HTTPException(400, "since: must be before until")
 
-        def read(conn: Connection) -> tuple[Any, queries.Timeline, list[queries.Flag]]:
+        def read(
+            conn: Connection,
+        ) -> tuple[Any, queries.Timeline, list[queries.Flag], dict[str, StaffMember], Asset | None] | None:
+            if not find.device_known(conn, device_id):
+                return None
             found = queries.device(conn, device_id, now, settings.overdue_after_s, settings.offline_after_s)
-            return found, queries.timeline(conn, device_id, since, until), queries.flags(conn, device_id=device_id)
+            line = queries.timeline(conn, device_id, since, until)
+            holders = {held.staff_id for held in line.custody}
+            if found is not None and found.staff_id:
+                holders.add(found.staff_id)
+            names = names_of(conn, holders)
+            asset = assets_of(conn, {device_id}).get(device_id)
+            return found, line, queries.flags(conn, device_id=device_id), names, asset
 
-        found, line, flags = await run_in_threadpool(site.read, read)
-        if found is None and not line.custody and not flags:
-            raise HTTPException(404, f"no device {device_id!r} in the ledger")
+        answer = await run_in_threadpool(site.read, read)
+        if answer is None:
+            raise HTTPException(404, f"no such device: {device_id[:64]!r} is not in the ledger nor the asset register")
+        found, line, flags, names, asset = answer
         if "since" not in request.query_params:
             line = _zoomed(line)
         if _csv(request):
@@ -295,6 +312,8 @@ class Pages:
             flags=flags,
             since=when(line.since),
             until=when(line.until),
+            names=names,
+            asset=asset,
         )
 
     async def staff(self, request: Request) -> Response:
@@ -304,11 +323,17 @@ class Pages:
         until = instant(request.query_params.get("until"), "until") or now
         since = instant(request.query_params.get("since"), "since") or until - STAFF_WINDOW_S
 
-        def read(conn: Connection) -> tuple[list[str], list[queries.Interval]]:
+        def read(conn: Connection) -> tuple[list[str], list[queries.Interval], StaffMember | None] | None:
+            if not find.staff_known(conn, staff_id):
+                return None
             held = queries.holding(conn, staff_id)
-            return held, queries.history(conn, staff_id=staff_id, since=since, until=until)
+            member = names_of(conn, {staff_id}).get(staff_id)
+            return held, queries.history(conn, staff_id=staff_id, since=since, until=until), member
 
-        held, intervals = await run_in_threadpool(site.read, read)
+        answer = await run_in_threadpool(site.read, read)
+        if answer is None:
+            raise HTTPException(404, f"no such staff member: {staff_id[:64]!r} is not in the ledger nor the directory")
+        held, intervals, member = answer
         if _csv(request):
             return csv_response(
                 f"{staff_id}-history",
@@ -319,6 +344,7 @@ class Pages:
             request,
             "staff.html",
             staff_id=staff_id,
+            member=member,
             held=held,
             intervals=intervals,
             shown=_newest(intervals),
@@ -392,11 +418,14 @@ class Pages:
         device_id = (request.query_params.get("device") or "").strip()
         at = instant(request.query_params.get("at"), "at")
 
-        def read(conn: Connection) -> tuple[list[str], queries.Holder | None]:
+        def read(conn: Connection) -> tuple[list[str], queries.Holder | None, bool]:
             known = list(conn.execute(select(devices.c.device_id).order_by(devices.c.device_id)).scalars())
-            return known, queries.who(conn, device_id, at) if device_id and at is not None else None
+            exists = not device_id or find.device_known(conn, device_id)
+            return known, queries.who(conn, device_id, at) if exists and device_id and at is not None else None, exists
 
-        known, holder = await run_in_threadpool(site.read, read)
+        known, holder, exists = await run_in_threadpool(site.read, read)
+        if not exists:
+            raise HTTPException(404, f"no such device: {device_id[:64]!r} is not in the ledger")
         if _csv(request) and holder is not None:
             return csv_response(
                 f"{device_id}-who",
@@ -414,6 +443,19 @@ class Pages:
             )
         at_text = request.query_params.get("at") or ""
         return site.page(request, "who.html", known=known, device_id=device_id, at=at_text, holder=holder)
+
+
+@dataclass(frozen=True)
+class Registers:
+    """The directory's names and the asset register's records of what a page shows."""
+
+    names: dict[str, StaffMember]
+    assets: dict[str, Asset]
+
+    @classmethod
+    def of(cls, conn: Connection, rows: Sequence[queries.DeviceNow | queries.Interval]) -> Registers:
+        staff_ids = {row.staff_id for row in rows if row.staff_id}
+        return cls(names_of(conn, staff_ids), assets_of(conn, {row.device_id for row in rows}))
 
 
 def _newest(intervals: list[queries.Interval]) -> list[queries.Interval]:

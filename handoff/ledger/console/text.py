@@ -8,9 +8,13 @@ stays inside it, and a long one is cut, the whole kept in the element's title.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
+from urllib.parse import quote
 
 from markupsafe import Markup
+
+from handoff.ledger.registers import StaffMember
 
 CUT: Final = 64
 
@@ -22,3 +26,15 @@ def shown(value: object) -> Markup:
     if len(text) <= CUT:
         return Markup("<bdi>%s</bdi>") % text
     return Markup('<bdi title="%s">%s…</bdi>') % (text, text[:CUT])
+
+
+def person(staff_id: str | None, names: Mapping[str, StaffMember]) -> Markup:
+    """A staff member as a link to their page: their name from the directory where it has
+    them, with the id beside it (the id is what a badge and the CSV carry)."""
+    if not staff_id:
+        return Markup("—")
+    link = Markup('<a href="/staff/%s">') % quote(staff_id, safe="")
+    member = names.get(staff_id)
+    if member is None:
+        return link + shown(staff_id) + Markup("</a>")
+    return link + shown(member.name) + Markup('</a> <span class="id">') + shown(staff_id) + Markup("</span>")
