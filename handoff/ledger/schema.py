@@ -88,6 +88,7 @@ exceptions = Table(
     Column("detail", Text, nullable=False),
     Column("acked_by", String(255)),
     Column("acked_at", Float),
+    Column("ack_note", String(255)),
     Index("exceptions_open", "type", "key", "closed"),
 )
 

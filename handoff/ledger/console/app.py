@@ -23,6 +23,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from handoff.ledger.config import LedgerConfig
 from handoff.ledger.console.admin import AccountPages
+from handoff.ledger.console.exception_pages import ExceptionPages
 from handoff.ledger.console.find_pages import FindPages
 from handoff.ledger.console.headers import SecurityHeaders
 from handoff.ledger.console.logins import Login, Sessions
@@ -81,6 +82,7 @@ def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] 
     pages = Pages(site)
     account_pages = AccountPages(site)
     find_pages = FindPages(site)
+    exception_pages = ExceptionPages(site)
     routes = [
         Route("/", pages.home),
         Route("/login", pages.login_form, methods=["GET"]),
@@ -92,8 +94,9 @@ def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] 
         Route("/staff", find_pages.staff_index),
         Route("/staff/{staff_id}", pages.staff),
         Route("/search", find_pages.search),
-        Route("/exceptions", pages.exceptions),
-        Route("/exceptions/{flag_id}/acknowledge", pages.acknowledge, methods=["POST"]),
+        Route("/exceptions", exception_pages.listing),
+        Route("/exceptions/acknowledge", exception_pages.acknowledge_many, methods=["POST"]),
+        Route("/exceptions/{flag_id}/acknowledge", exception_pages.acknowledge_one, methods=["POST"]),
         Route("/who", pages.who),
         Route("/audit", pages.audit),
         Route("/users", account_pages.users),

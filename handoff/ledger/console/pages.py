@@ -12,7 +12,7 @@ from importlib.resources import files
 from typing import Any, Final, TypeVar
 from urllib.parse import urlencode
 
-from sqlalchemy import Connection, Engine, select, text, update
+from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -26,13 +26,14 @@ from handoff.ledger.accounts import audit
 from handoff.ledger.config import LedgerConfig
 from handoff.ledger.console import find
 from handoff.ledger.console.forms import checked_form, current_login, field
+from handoff.ledger.console.listing import choice, page_of, view_url
 from handoff.ledger.console.logins import Accounts, Login, Sessions, Throttle, new_token
 from handoff.ledger.console.tables import csv_response
 from handoff.ledger.console.text import person, shown
 from handoff.ledger.console.timeline import picture
 from handoff.ledger.database import busy, write_first
 from handoff.ledger.registers import Asset, StaffMember, assets_of, names_of
-from handoff.ledger.schema import audit_log, devices, exceptions
+from handoff.ledger.schema import audit_log, devices
 from handoff.timefmt import rfc3339
 
 DEVICE_WINDOW_S: Final = 7 * 86400
@@ -42,6 +43,7 @@ T = TypeVar("T")
 AUDIT_ROWS: Final = 500
 TABLE_ROWS: Final = 500
 WRITE_TRIES: Final = 5
+MAX_QUERY: Final = 255
 MAX_ROW_ID: Final = 2**63 - 1
 log = logging.getLogger("handoff.ledger.console")
 
@@ -129,13 +131,6 @@ def _local(target: str | None) -> str:
     return "/fleet"
 
 
-def _row_id(text: str) -> int:
-    """A row id from a path: anything but a number a database row can have is no such row."""
-    if not text.isascii() or not text.isdigit() or int(text) > MAX_ROW_ID:
-        raise HTTPException(404, f"no exception #{text[:20]}")
-    return int(text)
-
-
 class Pages:
     def __init__(self, site: Site) -> None:
         self._site = site
@@ -218,22 +213,40 @@ class Pages:
         return response
 
     async def fleet(self, request: Request) -> Response:
-        site, settings = self._site, self._site.settings
-        chosen_site = request.query_params.get("site") or None
-        chosen_state = request.query_params.get("state") or None
+        """Every device, filtered (site, state, overdue/offline, text), sorted and paged on the
+        server. The counts are of the site and text chosen, before the state: they add up to
+        the devices there, each a link to its rows."""
+        site, settings, params = self._site, self._site.settings, request.query_params
+        chosen_site = params.get("site") or ""
+        chosen_state = choice(params.get("state"), (*STATES, "none"), "state")
+        chosen_flag = choice(params.get("flag"), ("overdue", "offline"), "flag")
+        order = choice(params.get("sort"), tuple(FLEET_ORDERS), "sort") or "device"
+        descending = choice(params.get("dir"), ("asc", "desc"), "dir") == "desc"
+        text = (params.get("q") or "").strip()[:MAX_QUERY].lower()
         now = site.clock()
 
         def read(conn: Connection) -> tuple[list[queries.DeviceNow], list[str], Registers]:
-            rows = queries.fleet(conn, now, settings.overdue_after_s, settings.offline_after_s, site=chosen_site)
-            shown = [row for row in rows if chosen_state is None or row.state == chosen_state]
-            return rows, queries.sites(conn), Registers.of(conn, shown)
+            rows = queries.fleet(
+                conn, now, settings.overdue_after_s, settings.offline_after_s, site=chosen_site or None
+            )
+            return rows, queries.sites(conn), Registers.of(conn, rows)
 
         rows, sites, registers = await run_in_threadpool(site.read, read)
+        if text:
+            rows = [row for row in rows if text in registers.words(row)]
         counts = {state: sum(1 for row in rows if row.state == state) for state in STATES}
+        counts["none"] = sum(1 for row in rows if row.state not in STATES)
         counts["overdue"] = sum(1 for row in rows if row.overdue)
         counts["offline"] = sum(1 for row in rows if not row.online)
         counts["devices"] = len(rows)
-        shown = [row for row in rows if chosen_state is None or row.state == chosen_state]
+        chosen = [
+            row
+            for row in rows
+            if (not chosen_state or (row.state if row.state in STATES else "none") == chosen_state)
+            and (chosen_flag != "overdue" or row.overdue)
+            and (chosen_flag != "offline" or not row.online)
+        ]
+        chosen.sort(key=lambda row: FLEET_ORDERS[order](row, registers), reverse=descending)
         if _csv(request):
             return csv_response(
                 "fleet",
@@ -249,18 +262,30 @@ class Pages:
                         rfc3339(r.last_heard),
                         "yes" if r.overdue else "no",
                     ]
-                    for r in shown
+                    for r in chosen
                 ),
             )
+        view = {
+            "site": chosen_site,
+            "state": chosen_state,
+            "flag": chosen_flag,
+            "q": params.get("q", "").strip()[:MAX_QUERY],
+            "sort": "" if order == "device" else order,
+            "dir": "desc" if descending else "",
+        }
+        shown = page_of(chosen, params.get("page"))
         return site.page(
             request,
             "fleet.html",
-            rows=shown,
+            rows=shown.rows,
+            paged=shown,
             counts=counts,
             sites=sites,
             states=STATES,
-            chosen_site=chosen_site or "",
-            chosen_state=chosen_state or "",
+            view=view,
+            url=lambda **changes: view_url("/fleet", view, **changes),
+            order=order,
+            descending=descending,
             now=now,
             names=registers.names,
             assets=registers.assets,
@@ -352,53 +377,6 @@ class Pages:
             until=when(until),
         )
 
-    async def exceptions(self, request: Request) -> Response:
-        site = self._site
-        flags = await run_in_threadpool(site.read, queries.flags)
-        if _csv(request):
-            return csv_response(
-                "exceptions",
-                ["id", "type", "device_id", "source", "opened", "closed", "detail", "acked_by", "acked_at"],
-                (
-                    [
-                        f.id,
-                        f.type,
-                        f.device_id,
-                        f.source,
-                        rfc3339(f.opened),
-                        rfc3339(f.closed) if f.closed is not None else None,
-                        f.detail,
-                        f.acked_by,
-                        rfc3339(f.acked_at) if f.acked_at is not None else None,
-                    ]
-                    for f in flags
-                ),
-            )
-        return site.page(request, "exceptions.html", flags=flags)
-
-    async def acknowledge(self, request: Request) -> Response:
-        site, login = self._site, current_login(request)
-        flag_id = _row_id(request.path_params["flag_id"])
-        await checked_form(request, login.csrf)
-        if not login.admin:
-            raise HTTPException(403, "only an admin acknowledges exceptions")
-        now = site.clock()
-
-        def ack(conn: Connection) -> bool:
-            done = conn.execute(
-                update(exceptions)
-                .where(exceptions.c.id == flag_id, exceptions.c.acked_by.is_(None))
-                .values(acked_by=login.user, acked_at=now)
-            ).rowcount
-            if done:
-                row = conn.execute(select(exceptions).where(exceptions.c.id == flag_id)).one()
-                audit(conn, now, login.user, "exception_acknowledged", f"#{flag_id} {row.type} {row.key}")
-            return bool(done)
-
-        if not await run_in_threadpool(site.write, ack):
-            raise HTTPException(404, f"no exception #{flag_id} waiting for acknowledgement")
-        return RedirectResponse("/exceptions", status_code=303)
-
     async def audit(self, request: Request) -> Response:
         """The console's own trail, for the security officer: admins only."""
         if not current_login(request).admin:
@@ -453,9 +431,32 @@ class Registers:
     assets: dict[str, Asset]
 
     @classmethod
-    def of(cls, conn: Connection, rows: Sequence[queries.DeviceNow | queries.Interval]) -> Registers:
+    def of(cls, conn: Connection, rows: Sequence[queries.DeviceNow]) -> Registers:
         staff_ids = {row.staff_id for row in rows if row.staff_id}
         return cls(names_of(conn, staff_ids), assets_of(conn, {row.device_id for row in rows}))
+
+    def holder(self, row: queries.DeviceNow) -> str:
+        member = self.names.get(row.staff_id or "")
+        return member.name if member else row.staff_id or ""
+
+    def words(self, row: queries.DeviceNow) -> str:
+        """What the fleet's text filter looks in: ids, the holder's name, the asset's tag and model."""
+        asset = self.assets.get(row.device_id)
+        found = [row.device_id, row.staff_id or "", self.holder(row)]
+        if asset:
+            found += [asset.asset_tag, asset.model, asset.unit]
+        return " ".join(found).lower()
+
+
+FLEET_ORDERS: Final[dict[str, Callable[[queries.DeviceNow, Registers], tuple[Any, ...]]]] = {
+    "device": lambda row, _: (row.device_id,),
+    "site": lambda row, _: (row.site, row.device_id),
+    "state": lambda row, _: (row.state or "~", row.device_id),
+    "holder": lambda row, registers: (registers.holder(row).lower() or "~", row.device_id),
+    "since": lambda row, _: (row.since is None, row.since or 0.0, row.device_id),
+    "heard": lambda row, _: (row.last_heard, row.device_id),
+}
+"""The fleet's orders (`?sort=`), each ending on the device id so that pages never shuffle."""
 
 
 def _newest(intervals: list[queries.Interval]) -> list[queries.Interval]:

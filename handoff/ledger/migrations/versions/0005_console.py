@@ -1,5 +1,5 @@
-"""The console for daily use: accounts that can be disabled, the staff directory's names and
-roles (never a badge uid), and the devices' asset records.
+"""The console for daily use: accounts that can be disabled, a note with an acknowledgement,
+the staff directory's names and roles (never a badge uid), and the devices' asset records.
 
 Revision ID: 0005
 Revises: 0002
@@ -19,6 +19,8 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("users") as batch:
         batch.add_column(sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()))
+    with op.batch_alter_table("exceptions") as batch:
+        batch.add_column(sa.Column("ack_note", sa.String(255)))
     op.create_table(
         "staff",
         sa.Column("staff_id", sa.String(255), primary_key=True),
@@ -41,5 +43,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("assets")
     op.drop_table("staff")
+    with op.batch_alter_table("exceptions") as batch:
+        batch.drop_column("ack_note")
     with op.batch_alter_table("users") as batch:
         batch.drop_column("disabled")
