@@ -409,3 +409,19 @@ def test_a_name_cannot_turn_its_neighbours_around_and_a_long_one_is_cut(
     visible = re.sub(r"<[^>]*>", "", fleet)
     assert f"{huge[:64]}…" in visible and huge not in visible
     assert "bdi { unicode-bidi: isolate; }" in client.get("/static/console.css").text
+
+
+def test_a_local_time_is_read_in_the_browsers_zone_and_csv_stays_utc(client: TestClient) -> None:
+    log_in(client, *VIEWER)
+    asked = {"device": "WOW-1", "format": "csv"}
+    in_paris = client.get("/who", params={**asked, "at": "2027-07-15T10:00:00", "tz": "Europe/Paris"}).text
+    in_utc = client.get("/who", params={**asked, "at": "2027-07-15T08:00:00Z"}).text
+    assert in_paris == in_utc and ",2027-07-15T08:00:00" in in_utc
+    for zone in ("Mars/Olympus", "../../etc/passwd", "/etc/localtime"):
+        refused = client.get("/who", params={"device": "WOW-1", "at": "2027-07-15T10:00:00", "tz": zone})
+        assert refused.status_code == 400 and "is not a time zone" in refused.text, zone
+    page = client.get("/who", params={"device": "WOW-1", "at": "2027-07-15T10:00:00", "tz": "Europe/Paris"}).text
+    assert '<time datetime="2027-07-15T08:00:00Z">2027-07-15 08:00:00 +00:00</time>' in page
+    assert 'type="datetime-local"' in page and 'data-utc="2027-07-15T08:00:00Z"' in page
+    assert '<script src="/static/localtime.js" defer></script>' in page
+    assert "getTimezoneOffset" in client.get("/static/localtime.js").text

@@ -7,10 +7,11 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from importlib.resources import files
 from typing import Any, Final, TypeVar
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -29,7 +30,7 @@ from handoff.ledger.console.forms import checked_form, current_login, field
 from handoff.ledger.console.listing import choice, page_of, view_url
 from handoff.ledger.console.logins import Accounts, Login, Sessions, Throttle, new_token
 from handoff.ledger.console.tables import csv_response
-from handoff.ledger.console.text import person, shown
+from handoff.ledger.console.text import at, person, shown
 from handoff.ledger.console.timeline import picture
 from handoff.ledger.database import busy, write_first
 from handoff.ledger.registers import Asset, StaffMember, assets_of, names_of
@@ -58,15 +59,26 @@ def csv_url(request: Request) -> str:
     return f"{request.url.path}?{urlencode({**request.query_params, 'format': 'csv'})}"
 
 
-def instant(text: str | None, field: str) -> float | None:
-    """An RFC 3339 time, or what a browser's datetime-local field sends, taken as UTC."""
+def zone(name: str | None) -> tzinfo:
+    """The browser's time zone (an IANA name its script sends as `tz`), UTC without one."""
+    if not name:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise HTTPException(400, f"tz: {name[:64]!r} is not a time zone") from None
+
+
+def instant(text: str | None, field: str, local: tzinfo = UTC) -> float | None:
+    """An RFC 3339 time, or what a browser's datetime-local field sends: a time without offset
+    is read in the browser's zone `local` (UTC without its script)."""
     if not text:
         return None
     try:
         parsed = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise HTTPException(400, f"{field}: {text!r} is not a time; use e.g. 2027-01-15T08:00:00Z") from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+        raise HTTPException(400, f"{field}: {text[:64]!r} is not a time; use e.g. 2027-01-15T08:00:00Z") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=local)).timestamp()
 
 
 class Site:
@@ -85,6 +97,7 @@ class Site:
         self.templates = Jinja2Templates(directory=str(files("handoff.ledger.console") / "templates"))
         self.templates.env.filters["when"] = when
         self.templates.env.filters["shown"] = shown
+        self.templates.env.filters["at"] = at
         self.templates.env.globals["person"] = person
         self.templates.env.globals["version"] = __version__
         self.templates.env.globals["csv_url"] = csv_url
@@ -295,8 +308,9 @@ class Pages:
         site, settings = self._site, self._site.settings
         device_id = request.path_params["device_id"]
         now = site.clock()
-        until = instant(request.query_params.get("until"), "until") or now
-        since = instant(request.query_params.get("since"), "since") or until - DEVICE_WINDOW_S
+        local = zone(request.query_params.get("tz"))
+        until = instant(request.query_params.get("until"), "until", local) or now
+        since = instant(request.query_params.get("since"), "since", local) or until - DEVICE_WINDOW_S
         if since >= until:
             raise HTTPException(400, "since: must be before until")
 
@@ -345,8 +359,9 @@ class Pages:
         site = self._site
         staff_id = request.path_params["staff_id"]
         now = site.clock()
-        until = instant(request.query_params.get("until"), "until") or now
-        since = instant(request.query_params.get("since"), "since") or until - STAFF_WINDOW_S
+        local = zone(request.query_params.get("tz"))
+        until = instant(request.query_params.get("until"), "until", local) or now
+        since = instant(request.query_params.get("since"), "since", local) or until - STAFF_WINDOW_S
 
         def read(conn: Connection) -> tuple[list[str], list[queries.Interval], StaffMember | None] | None:
             if not find.staff_known(conn, staff_id):
@@ -394,7 +409,7 @@ class Pages:
     async def who(self, request: Request) -> Response:
         site = self._site
         device_id = (request.query_params.get("device") or "").strip()
-        at = instant(request.query_params.get("at"), "at")
+        at = instant(request.query_params.get("at"), "at", zone(request.query_params.get("tz")))
 
         def read(conn: Connection) -> tuple[list[str], queries.Holder | None, bool]:
             known = list(conn.execute(select(devices.c.device_id).order_by(devices.c.device_id)).scalars())
@@ -419,8 +434,7 @@ class Pages:
                     ]
                 ],
             )
-        at_text = request.query_params.get("at") or ""
-        return site.page(request, "who.html", known=known, device_id=device_id, at=at_text, holder=holder)
+        return site.page(request, "who.html", known=known, device_id=device_id, at_utc=when(at), holder=holder)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ stays inside it, and a long one is cut, the whole kept in the element's title.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Final
 from urllib.parse import quote
 
@@ -38,3 +39,15 @@ def person(staff_id: str | None, names: Mapping[str, StaffMember]) -> Markup:
     if member is None:
         return link + shown(staff_id) + Markup("</a>")
     return link + shown(member.name) + Markup('</a> <span class="id">') + shown(staff_id) + Markup("</span>")
+
+
+def at(epoch: float | None) -> Markup:
+    """A time as the page shows it: UTC with its offset, in a <time> element that the browser's
+    script (static/localtime.js) rewrites into the browser's own zone."""
+    if epoch is None:
+        return Markup("")
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return Markup('<time datetime="%s">%s</time>') % (
+        moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        moment.strftime("%Y-%m-%d %H:%M:%S +00:00"),
+    )
