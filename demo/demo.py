@@ -119,6 +119,10 @@ def main() -> int:
     console = Console(work, f"sqlite:///{work / 'ledger.db'}", broker.port)
     console.add_user(CONSOLE_ACCOUNT[0], "admin", CONSOLE_ACCOUNT[1])
     ledger_env = {"HANDOFF_LEDGER_CONFIG": str(console.config)}
+    assets = work / "assets.csv"
+    assets.write_text(f"device_id,model,unit,asset_tag,site\n{DEVICE},Capsa M38e,3 North,BIO-004711,{SITE}\n")
+    for register, path in (("directory", csv), ("assets", assets)):
+        print(run_handoff("ledger", register, "import", str(path), env=ledger_env).stdout.strip())
     ledger = subprocess.Popen(
         [sys.executable, "-m", "handoff", "ledger", "run"], env=handoff_env(ledger_env), stderr=subprocess.DEVNULL
     )

@@ -106,7 +106,7 @@ def test_a_wrong_password_is_refused_and_repeated_failures_lock_the_name(
 ) -> None:
     for _ in range(5):
         refused = log_in(client, ADMIN[0], "not the password")
-        assert refused.status_code == 401 and "Wrong name or password" in refused.text
+        assert refused.status_code == 401 and "Wrong name, password or one-time code" in refused.text
     throttled = log_in(client, *ADMIN)
     assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) > 0
     assert "__Host-handoff-session" not in throttled.headers.get("set-cookie", "")
@@ -119,7 +119,7 @@ def test_a_wrong_password_is_refused_and_repeated_failures_lock_the_name(
 
 def test_an_unknown_name_is_refused_like_a_wrong_password(client: TestClient) -> None:
     refused = log_in(client, "nobody-here", "whatever it is")
-    assert refused.status_code == 401 and "Wrong name or password" in refused.text
+    assert refused.status_code == 401 and "Wrong name, password or one-time code" in refused.text
 
 
 def test_headers_forbid_inline_script_and_pages_contain_none(client: TestClient) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, select
 from handoff import compact_json
 from handoff.cli.run import configure_logging
 from handoff.errors import ConfigError, UsageError
-from handoff.ledger import accounts, registers
+from handoff.ledger import accounts, registers, second_factor
 from handoff.ledger.config import LedgerConfig, load_ledger_config, resolve_ledger_config_path
 from handoff.ledger.console.app import create_app
 from handoff.ledger.consumer import Consumer
@@ -107,6 +107,9 @@ def _register_people_and_registers(command: Callable[[str, str], argparse.Argume
     account_command("disable", "refuse the account's logins and end its sessions", _disable_user)
     account_command("enable", "let a disabled account log in again", _enable_user)
     account_command("reset", "a new password, read from standard input; ends the account's sessions", _reset_user)
+    account_command(
+        "totp", "a TOTP second factor and 10 recovery codes for the account (shown once; replaces any)", _totp_user
+    )
 
 
 def _open(args: argparse.Namespace) -> tuple[LedgerConfig, Engine]:
@@ -328,6 +331,19 @@ def _import_assets(args: argparse.Namespace) -> int:
     with write_first(engine) as conn:
         registers.replace_assets(conn, time.time(), "cli", found, args.csv)
     print(f"imported {len(found)} devices from {args.csv}")
+    return 0
+
+
+def _totp_user(args: argparse.Namespace) -> int:
+    _, engine = _open(args)
+    with write_first(engine) as conn:
+        secret, codes = second_factor.enrol(conn, time.time(), "cli", args.name)
+    print(f"user {args.name} now needs a one-time code at login. Add this to their authenticator app:")
+    print(f"  {second_factor.uri(args.name, secret)}")
+    print(f"  (or type the key: {secret})")
+    print("Recovery codes, each good once; print them for the user now, they are not shown again:")
+    for code in codes:
+        print(f"  {code}")
     return 0
 
 

@@ -132,7 +132,13 @@ users = Table(
     Column("password_hash", Text, nullable=False),
     Column("created", Float, nullable=False),
     Column("disabled", Boolean, nullable=False, server_default=false()),
+    Column("totp_secret", String(64)),
+    Column("totp_last", BigInteger),
+    Column("recovery_codes", Text),
 )
+"""Console accounts: an argon2id password hash; optionally a TOTP secret (RFC 6238), the last
+time step a code was accepted at (a code is good once), and the SHA-256 of each unused
+recovery code (a JSON list)."""
 
 audit_log = Table(
     "audit_log",

@@ -22,7 +22,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from handoff import __version__
-from handoff.ledger import queries
+from handoff.ledger import queries, second_factor
 from handoff.ledger.accounts import audit
 from handoff.ledger.config import LedgerConfig
 from handoff.ledger.console import find
@@ -195,6 +195,9 @@ class Pages:
             if verdict.role is None:
                 audit(conn, now, name, "login_failed", address)
                 return None
+            if not second_factor.passes(conn, now, name, field(form, "code")):
+                audit(conn, now, name, "login_failed", f"{address} (one-time code)")
+                return None
             if verdict.rehashed:
                 site.accounts.rehash(conn, name, verdict.rehashed)
             audit(conn, now, name, "login", address)
@@ -203,7 +206,7 @@ class Pages:
         begun = await run_in_threadpool(site.write, record)
         if begun is None:
             site.throttle.failed(name, address)
-            return await self.login_form(request, "Wrong name or password.", 401)
+            return await self.login_form(request, "Wrong name, password or one-time code.", 401)
         site.throttle.succeeded(name)
         token, _ = begun
         response = RedirectResponse(_local(field(form, "next")), status_code=303)

@@ -1,5 +1,6 @@
-"""The console for daily use: accounts that can be disabled, a note with an acknowledgement,
-the staff directory's names and roles (never a badge uid), and the devices' asset records.
+"""The console for daily use: accounts that can be disabled or hold a TOTP second factor, a
+note with an acknowledgement, the staff directory's names and roles (never a badge uid), and
+the devices' asset records.
 
 Revision ID: 0005
 Revises: 0002
@@ -19,6 +20,9 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("users") as batch:
         batch.add_column(sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()))
+        batch.add_column(sa.Column("totp_secret", sa.String(64)))
+        batch.add_column(sa.Column("totp_last", sa.BigInteger))
+        batch.add_column(sa.Column("recovery_codes", sa.Text))
     with op.batch_alter_table("exceptions") as batch:
         batch.add_column(sa.Column("ack_note", sa.String(255)))
     op.create_table(
@@ -46,4 +50,7 @@ def downgrade() -> None:
     with op.batch_alter_table("exceptions") as batch:
         batch.drop_column("ack_note")
     with op.batch_alter_table("users") as batch:
+        batch.drop_column("recovery_codes")
+        batch.drop_column("totp_last")
+        batch.drop_column("totp_secret")
         batch.drop_column("disabled")
