@@ -8,6 +8,7 @@ Acknowledging says a person has seen an exception and taken it in hand; it does 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -224,8 +225,12 @@ class ExceptionPages:
 
     @staticmethod
     def _back(form: FormData) -> Response:
-        """Back to the view the form was sent from (a path on this console only)."""
+        """Back to the view the form was sent from (a path on this console only), at the row
+        after the one just acknowledged: the keyboard carries on from there, not from the top."""
         back = field(form, "back")
-        if not back.startswith("/exceptions") or back.startswith("//"):
+        if not back.startswith("/exceptions") or back.startswith("//") or "#" in back:
             back = "/exceptions"
+        focus = field(form, "focus")
+        if re.fullmatch(r"flag-[0-9]{1,19}", focus):
+            back += f"#{focus}"
         return RedirectResponse(back, status_code=303)
