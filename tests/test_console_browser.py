@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from handoff.ledger.database import engine_for
 from handoff.ledger.schema import devices, exceptions
+from tests.kit.axe import violations
 from tests.kit.broker import Broker
 from tests.kit.browser import chromium, screenshot_path
 from tests.kit.cli import CliRunner
@@ -77,7 +78,10 @@ def test_a_shift_seen_in_the_console(
             engine_name = database.split(":", 1)[0]
             with console, chromium() as browser:
                 context = browser.new_context(
-                    ignore_https_errors=True, viewport={"width": 1280, "height": 900}, timezone_id=ZONE
+                    ignore_https_errors=True,
+                    viewport={"width": 1280, "height": 900},
+                    timezone_id=ZONE,
+                    bypass_csp=True,  # for axe-core's injected script; tests/test_console.py checks the CSP
                 )
                 page = context.new_page()
                 page.clock.install()
@@ -89,6 +93,10 @@ def test_a_shift_seen_in_the_console(
                 expect(row).to_contain_text("online")
                 expect(page.locator(".counts")).to_contain_text("1 in use")
                 page.screenshot(path=screenshot_path(f"fleet-{engine_name}"), full_page=True)
+                for path in ("/fleet", f"/devices/{DEVICE}", "/staff/ana", "/exceptions", "/who", "/users", "/audit"):
+                    page.goto(f"{base}{path}")
+                    assert violations(page) == [], path
+                page.goto(f"{base}/fleet")
 
                 page.get_by_role("link", name=DEVICE).click()
                 expect(page.get_by_role("heading", level=1)).to_have_text(f"Device {DEVICE}")
