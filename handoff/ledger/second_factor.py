@@ -18,6 +18,7 @@ from typing import Final
 import pyotp
 from sqlalchemy import Connection, select, update
 
+from handoff import compact_json
 from handoff.errors import UsageError
 from handoff.ledger.accounts import audit
 from handoff.ledger.schema import users
@@ -35,7 +36,7 @@ def enrol(conn: Connection, at: float, actor: str, name: str) -> tuple[str, list
     once (or as a QR code of `uri`), and the codes, to be printed once and kept on paper."""
     secret = pyotp.random_base32()
     codes = [f"{secrets.token_hex(3)}-{secrets.token_hex(3)}" for _ in range(RECOVERY_CODES)]
-    stored = json.dumps([_digest(code) for code in codes])
+    stored = compact_json.dumps([_digest(code) for code in codes])
     done = conn.execute(
         update(users).where(users.c.name == name).values(totp_secret=secret, totp_last=None, recovery_codes=stored)
     ).rowcount
@@ -74,7 +75,7 @@ def passes(conn: Connection, at: float, name: str, code: str) -> bool:
     digest = _digest(given)
     if digest in unused:
         unused.remove(digest)
-        conn.execute(update(users).where(users.c.name == name).values(recovery_codes=json.dumps(unused)))
+        conn.execute(update(users).where(users.c.name == name).values(recovery_codes=compact_json.dumps(unused)))
         audit(conn, at, name, "recovery_code_used", f"{len(unused)} left")
         return True
     return False
