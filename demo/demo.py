@@ -13,6 +13,7 @@ serves it on a loopback port with a demo account. It ends by stopping everything
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -23,6 +24,8 @@ from http.cookiejar import CookieJar
 from pathlib import Path
 from urllib.parse import urlencode
 from urllib.request import HTTPCookieProcessor, build_opener
+
+import pyotp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -66,13 +69,19 @@ def say(text: str) -> None:
     print(f"\n▶ {text}", flush=True)
 
 
-def fleet_csv(base: str) -> str:
+def fleet_csv(base: str, secret: str) -> str:
     """Log in to the console as the demo account and fetch the fleet page's table, the way a
-    browser would: the login form's token, then the session cookie."""
+    browser would: the login form's token, the account's one-time code, then the session cookie."""
     browser = build_opener(HTTPCookieProcessor(CookieJar()))
     form = browser.open(f"{base}/login", timeout=10).read().decode()
     token = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
-    fields = {"csrf": token, "name": CONSOLE_ACCOUNT[0], "password": CONSOLE_ACCOUNT[1], "next": "/fleet?format=csv"}
+    fields = {
+        "csrf": token,
+        "name": CONSOLE_ACCOUNT[0],
+        "password": CONSOLE_ACCOUNT[1],
+        "code": pyotp.TOTP(secret).now(),
+        "next": "/fleet?format=csv",
+    }
     answer: bytes = browser.open(f"{base}/login", urlencode(fields).encode(), timeout=10).read()
     return answer.decode()
 
@@ -129,11 +138,23 @@ def main() -> int:
     console = Console(work, f"sqlite:///{work / 'ledger.db'}", broker.port)
     console.add_user(CONSOLE_ACCOUNT[0], "admin", CONSOLE_ACCOUNT[1])
     ledger_env = {"HANDOFF_LEDGER_CONFIG": str(console.config)}
+    assets = work / "assets.csv"
+    assets.write_text(f"device_id,model,unit,asset_tag,site\n{DEVICE},Capsa M38e,3 North,BIO-004711,{SITE}\n")
+    for register, path in (("directory", csv), ("assets", assets)):
+        print(run_handoff("ledger", register, "import", str(path), env=ledger_env).stdout.strip())
+    second = run_handoff("ledger", "users", "totp", CONSOLE_ACCOUNT[0], env=ledger_env).stdout
+    print(second.strip())
+    found = re.search(r"secret=([A-Z2-7]+)", second)
+    assert found, second
+    secret = found.group(1)
     ledger = subprocess.Popen(
         [sys.executable, "-m", "handoff", "ledger", "run"], env=handoff_env(ledger_env), stderr=subprocess.DEVNULL
     )
     console.start()
-    say(f"The ledger's web console is up at {console.url}/ (log in as {CONSOLE_ACCOUNT[0]} / {CONSOLE_ACCOUNT[1]})")
+    say(
+        f"The ledger's web console is up at {console.url}/ (log in as {CONSOLE_ACCOUNT[0]} / {CONSOLE_ACCOUNT[1]}"
+        f" and the one-time code of the address above, now {pyotp.TOTP(secret).now()}, or a recovery code)"
+    )
 
     def start_agent() -> None:
         agent.append(
@@ -200,7 +221,7 @@ def main() -> int:
         print("    (every break-glass use is for review; Dee may do it twice in 30 days on this cart)")
         time.sleep(1.0)
         say(f"The console's fleet page, as CSV: {console.url}/fleet?format=csv")
-        print("    " + fleet_csv(console.url).strip().replace("\n", "\n    "))
+        print("    " + fleet_csv(console.url, secret).strip().replace("\n", "\n    "))
         say("The ledger answers: who had the cart, and when?")
         for at in (ana_started + 1.0, time.time()):
             asked = run_handoff("ledger", "who", DEVICE, "--at", rfc3339(at), env=ledger_env)

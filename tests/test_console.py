@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, create_engine, insert, select
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
@@ -21,21 +21,14 @@ from handoff.ledger.console.app import create_app
 from handoff.ledger.console.headers import CSP
 from handoff.ledger.console.logins import IDLE_S, LIFETIME_S
 from handoff.ledger.database import engine_for
-from handoff.ledger.schema import audit_log, devices, events, exceptions
+from handoff.ledger.schema import audit_log, devices, events, exceptions, staff
 from handoff.provision.render import render_toml
 from tests.kit.cli import CliRunner
+from tests.kit.console import T0, Clock, csrf_of, log_in, session_cookie, words
 from tests.kit.ledger import add_user, ledger_config
 
 ADMIN, VIEWER = ("root-admin", "admin password 1"), ("ward-viewer", "viewer password 1")
-T0 = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
+FORM = "application/x-www-form-urlencoded"
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +44,7 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Eng
                 device_id="WOW-1", site="north", state="in_use", staff_id="=cmd|x", since=T0 - 60, last_heard=T0
             )
         )
+        conn.execute(insert(staff).values(staff_id="ana", name="Ana Lima", role="nurse", revoked=False))
     yield config, engine
     engine.dispose()
 
@@ -65,28 +59,6 @@ def client(ledger: tuple[Path, Engine], clock: Clock) -> Iterator[TestClient]:
     config, engine = ledger
     with TestClient(create_app(load_ledger_config(config), engine, clock), base_url="https://testserver") as made:
         yield made
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found, html
-    return found.group(1)
-
-
-def log_in(client: TestClient, name: str, password: str, follow: bool = False) -> object:
-    form = client.get("/login")
-    return client.post(
-        "/login",
-        data={"csrf": csrf_of(form.text), "name": name, "password": password, "next": "/fleet"},
-        follow_redirects=follow,
-    )
-
-
-def session_cookie(response: object) -> str:
-    headers = response.headers.get_list("set-cookie")  # type: ignore[attr-defined]
-    found = [h for h in headers if h.startswith("__Host-handoff-session=")]
-    assert found, headers
-    return str(found[0])
 
 
 def get_routes(client: TestClient) -> list[str]:
@@ -134,7 +106,7 @@ def test_a_wrong_password_is_refused_and_repeated_failures_lock_the_name(
 ) -> None:
     for _ in range(5):
         refused = log_in(client, ADMIN[0], "not the password")
-        assert refused.status_code == 401 and "Wrong name or password" in refused.text
+        assert refused.status_code == 401 and "Wrong name, password or one-time code" in refused.text
     throttled = log_in(client, *ADMIN)
     assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) > 0
     assert "__Host-handoff-session" not in throttled.headers.get("set-cookie", "")
@@ -147,7 +119,7 @@ def test_a_wrong_password_is_refused_and_repeated_failures_lock_the_name(
 
 def test_an_unknown_name_is_refused_like_a_wrong_password(client: TestClient) -> None:
     refused = log_in(client, "nobody-here", "whatever it is")
-    assert refused.status_code == 401 and "Wrong name or password" in refused.text
+    assert refused.status_code == 401 and "Wrong name, password or one-time code" in refused.text
 
 
 def test_headers_forbid_inline_script_and_pages_contain_none(client: TestClient) -> None:
@@ -226,7 +198,7 @@ def test_only_an_admin_acknowledges_and_the_audit_table_says_who_and_when(
         assert (row.acked_by, row.acked_at) == (ADMIN[0], clock.now)
         logged = conn.execute(select(audit_log).where(audit_log.c.action == "exception_acknowledged")).all()
     assert any(entry.actor == ADMIN[0] and f"#{flag}" in entry.detail for entry in logged)
-    assert f"by {ADMIN[0]} at" in client.get("/exceptions").text
+    assert f"by <bdi>{ADMIN[0]}</bdi> at" in client.get("/exceptions").text
 
 
 def test_logout_ends_the_session_for_good(client: TestClient) -> None:
@@ -323,12 +295,12 @@ def test_pages_show_the_fleet_device_staff_and_who_answers(client: TestClient, l
     assert "WOW-1" in fleet.text and "<strong>1</strong> in use" in fleet.text
     assert "WOW-1" not in client.get("/fleet?site=south").text.split("<tbody>")[1]
     device = client.get("/devices/WOW-1")
-    assert "held by ana from" in device.text and '<svg viewBox="0 0 960 130"' in device.text
+    assert "held by ana from" in words(device) and '<svg viewBox="0 0 960 130"' in device.text
     assert "returned" in device.text
     staff = client.get("/staff/ana")
     assert "/devices/WOW-1" in staff.text
     asked = client.get("/who", params={"device": "WOW-1", "at": "2027-01-15T08:00:00Z"})
-    assert "Nobody held WOW-1 then" in asked.text or "held WOW-1" in asked.text
+    assert "Nobody held WOW-1 then" in words(asked) or "held WOW-1" in words(asked)
     past = client.get("/who", params={"device": "WOW-1", "at": "2027-01-15T07:00:00"})
     assert past.status_code == 200
 
@@ -339,7 +311,7 @@ def test_only_an_admin_reads_the_console_audit_trail(client: TestClient) -> None
     assert 'href="/audit"' not in client.get("/fleet").text
     log_in(client, *ADMIN)
     trail = client.get("/audit")
-    assert trail.status_code == 200 and f'<th scope="row">{ADMIN[0]}</th><td>login</td>' in trail.text
+    assert trail.status_code == 200 and f'<th scope="row"><bdi>{ADMIN[0]}</bdi></th><td>login</td>' in trail.text
     assert client.get("/audit?format=csv").text.startswith("at,actor,action,detail")
 
 
@@ -364,3 +336,92 @@ def test_a_long_history_shows_the_newest_intervals_and_the_csv_holds_them_all(
     assert custody.index(">s599<") < custody.index(">s100<"), "newest first"
     assert ">s99<" not in custody
     assert client.get("/devices/WOW-LONG?format=csv").text.count("\n") == 601
+
+
+def test_an_id_no_row_can_have_is_no_such_exception_not_a_failure(client: TestClient) -> None:
+    log_in(client, *ADMIN)
+    token = csrf_of(client.get("/exceptions").text)
+    for flag in ("99999999999999999999999", "9223372036854775808", "-1", "١٢", "1e3"):
+        refused = client.post(f"/exceptions/{flag}/acknowledge", data={"csrf": token})
+        assert refused.status_code == 404, (flag, refused.text[:300])
+
+
+def test_every_error_page_carries_the_same_security_headers(ledger: tuple[Path, Engine], tmp_path: Path) -> None:
+    config = load_ledger_config(ledger[0])
+    headers = ("content-security-policy", "x-frame-options", "x-content-type-options", "referrer-policy")
+    with TestClient(create_app(config, ledger[1], Clock()), base_url="https://testserver") as client:
+        log_in(client, *VIEWER)
+        expected = {name: client.get("/fleet").headers[name] for name in (*headers, "strict-transport-security")}
+        answers = {
+            404: client.get("/no-such-page"),
+            405: client.get("/logout"),
+            413: client.post("/login", content=b"name=" + b"x" * 20_000, headers={"content-type": FORM}),
+        }
+    unmigrated = create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    with TestClient(
+        create_app(config, unmigrated, Clock()), base_url="https://testserver", raise_server_exceptions=False
+    ) as broken:
+        broken.cookies.set("__Host-handoff-session", "a" * 43)
+        answers[500] = broken.get("/fleet")
+        answers[503] = log_in(broken, *VIEWER)
+    for status, response in answers.items():
+        assert response.status_code == status, (status, response.text[:300])
+        assert {name: response.headers.get(name) for name in expected} == expected, status
+        assert "Traceback" not in response.text and "sqlite" not in response.text.lower(), status
+
+
+def test_a_client_names_its_address_in_x_forwarded_for_only_through_a_trusted_proxy(
+    ledger: tuple[Path, Engine], tmp_path: Path
+) -> None:
+    """The address the login limit counts is the one the audit trail records."""
+
+    def failed_from(console: dict[str, object], name: str) -> str:
+        config = ledger_config(tmp_path, str(ledger[1].url), 1883, console, name=name)
+        app = create_app(load_ledger_config(config), ledger[1], Clock())
+        with TestClient(app, base_url="https://testserver", client=("127.0.0.1", 40000)) as client:
+            client.headers["x-forwarded-for"] = "198.51.100.7"
+            assert log_in(client, name, "not a password").status_code == 401
+        with ledger[1].connect() as conn:
+            return str(conn.execute(select(audit_log.c.detail).where(audit_log.c.actor == name)).scalar_one())
+
+    assert failed_from({}, "sprayed-direct") == "127.0.0.1"
+    assert failed_from({"trusted_proxies": ["127.0.0.0/8"]}, "sprayed-proxied") == "198.51.100.7"
+    with pytest.raises(ConfigError) as refused:
+        load_ledger_config(ledger_config(tmp_path, "sqlite:///x.db", 1883, {"trusted_proxies": ["nginx"]}))
+    assert refused.value.key == "console.trusted_proxies" and "'nginx'" in str(refused.value)
+
+
+def test_a_name_cannot_turn_its_neighbours_around_and_a_long_one_is_cut(
+    client: TestClient, ledger: tuple[Path, Engine]
+) -> None:
+    reversing, huge = "ana\u202eoa", "x" * 60_000
+    with ledger[1].begin() as conn:
+        for device_id, staff_id in (("WOW-RTL", reversing), ("WOW-HUGE", huge)):
+            conn.execute(
+                insert(devices).values(
+                    device_id=device_id, site="east", state="in_use", staff_id=staff_id, since=T0, last_heard=T0
+                )
+            )
+    log_in(client, *VIEWER)
+    fleet = client.get("/fleet?site=east").text
+    assert f"<bdi>{reversing}</bdi>" in fleet
+    assert f'<bdi title="{huge}">{huge[:64]}…</bdi>' in fleet
+    visible = re.sub(r"<[^>]*>", "", fleet)
+    assert f"{huge[:64]}…" in visible and huge not in visible
+    assert "bdi { unicode-bidi: isolate; }" in client.get("/static/console.css").text
+
+
+def test_a_local_time_is_read_in_the_browsers_zone_and_csv_stays_utc(client: TestClient) -> None:
+    log_in(client, *VIEWER)
+    asked = {"device": "WOW-1", "format": "csv"}
+    in_paris = client.get("/who", params={**asked, "at": "2027-07-15T10:00:00", "tz": "Europe/Paris"}).text
+    in_utc = client.get("/who", params={**asked, "at": "2027-07-15T08:00:00Z"}).text
+    assert in_paris == in_utc and ",2027-07-15T08:00:00" in in_utc
+    for zone in ("Mars/Olympus", "../../etc/passwd", "/etc/localtime"):
+        refused = client.get("/who", params={"device": "WOW-1", "at": "2027-07-15T10:00:00", "tz": zone})
+        assert refused.status_code == 400 and "is not a time zone" in refused.text, zone
+    page = client.get("/who", params={"device": "WOW-1", "at": "2027-07-15T10:00:00", "tz": "Europe/Paris"}).text
+    assert '<time datetime="2027-07-15T08:00:00Z">2027-07-15 08:00:00 +00:00</time>' in page
+    assert 'type="datetime-local"' in page and 'data-utc="2027-07-15T08:00:00Z"' in page
+    assert '<script src="/static/localtime.js" defer></script>' in page
+    assert "getTimezoneOffset" in client.get("/static/localtime.js").text

@@ -9,14 +9,16 @@ from __future__ import annotations
 import re
 import signal
 import time
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
 from handoff.ledger.database import engine_for
 from handoff.ledger.schema import devices, exceptions
-from handoff.timefmt import rfc3339
+from tests.kit.axe import violations
 from tests.kit.broker import Broker
 from tests.kit.browser import chromium, screenshot_path
 from tests.kit.cli import CliRunner
@@ -26,6 +28,8 @@ from tests.kit.pki import make_ca, server_certificate
 from tests.test_appliance_e2e import ANA, BO, Running
 from tests.test_ledger import wait_for
 
+ZONE = "Europe/Paris"
+"""The browser's zone: the console shows times, and reads the times typed in, there."""
 ADMIN, VIEWER = ("biomed-lead", "a long admin passphrase"), ("ward-clerk", "a long viewer passphrase")
 
 
@@ -73,7 +77,12 @@ def test_a_shift_seen_in_the_console(
             console.add_user(*VIEWER[:1], "viewer", VIEWER[1])
             engine_name = database.split(":", 1)[0]
             with console, chromium() as browser:
-                context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
+                context = browser.new_context(
+                    ignore_https_errors=True,
+                    viewport={"width": 1280, "height": 900},
+                    timezone_id=ZONE,
+                    bypass_csp=True,  # for axe-core's injected script; tests/test_console.py checks the CSP
+                )
                 page = context.new_page()
                 page.clock.install()
                 base = console.url
@@ -84,6 +93,10 @@ def test_a_shift_seen_in_the_console(
                 expect(row).to_contain_text("online")
                 expect(page.locator(".counts")).to_contain_text("1 in use")
                 page.screenshot(path=screenshot_path(f"fleet-{engine_name}"), full_page=True)
+                for path in ("/fleet", f"/devices/{DEVICE}", "/staff/ana", "/exceptions", "/who", "/users", "/audit"):
+                    page.goto(f"{base}{path}")
+                    assert violations(page) == [], path
+                page.goto(f"{base}/fleet")
 
                 page.get_by_role("link", name=DEVICE).click()
                 expect(page.get_by_role("heading", level=1)).to_have_text(f"Device {DEVICE}")
@@ -94,12 +107,22 @@ def test_a_shift_seen_in_the_console(
                 expect(custody).to_contain_text("handoff")
                 expect(custody).to_contain_text("still held")
                 page.screenshot(path=screenshot_path(f"device-{engine_name}"), full_page=True)
+                for width in (768, 390):
+                    page.set_viewport_size({"width": width, "height": 900})
+                    page.screenshot(path=screenshot_path(f"device-{engine_name}-{width}"), full_page=True)
+                    assert page.evaluate("document.documentElement.scrollWidth") <= width, f"sideways at {width} px"
+                page.set_viewport_size({"width": 1280, "height": 900})
 
                 page.get_by_role("link", name="Who had it?").click()
                 page.get_by_label("Device").fill(DEVICE)
-                page.get_by_label(re.compile("^At")).fill(rfc3339(ana_held_at))
+                local = datetime.fromtimestamp(ana_held_at, ZoneInfo(ZONE))
+                page.get_by_label(re.compile("^At")).fill(local.strftime("%Y-%m-%dT%H:%M:%S"))
                 page.get_by_role("button", name="Ask").click()
                 expect(page.locator("#who-answer")).to_have_text(re.compile(rf"^ana held {DEVICE}, logged in, since "))
+                offset = local.strftime("%z")
+                expect(page.locator("#who-answer time")).to_contain_text(f" {offset[:3]}:{offset[3:]}")
+                typed = re.compile(rf"^{local.strftime('%Y-%m-%dT%H:%M')}(:{local.strftime('%S')})?$")
+                expect(page.get_by_label(re.compile("^At"))).to_have_value(typed)
 
                 page.get_by_role("link", name="Fleet").click()
                 cart.stop()

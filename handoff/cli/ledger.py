@@ -14,25 +14,25 @@ import signal
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from argon2 import PasswordHasher
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 
 from handoff import compact_json
 from handoff.cli.logs import configure_logging
 from handoff.errors import ConfigError, UsageError
+from handoff.ledger import accounts, registers, second_factor
 from handoff.ledger.config import LedgerConfig, load_ledger_config, resolve_ledger_config_path
-from handoff.ledger.console.logins import ROLES
-from handoff.ledger.database import engine_for
+from handoff.ledger.database import engine_for, write_first
 from handoff.ledger.queries import history, open_exceptions, who
-from handoff.ledger.schema import audit_log, users
+from handoff.ledger.schema import users
 from handoff.timefmt import rfc3339
 
-MIN_PASSWORD = 12
 log = logging.getLogger("handoff.ledger")
 
 
@@ -67,13 +67,49 @@ def register(ledger: argparse.ArgumentParser) -> None:
     listed = command("exceptions", "open exceptions, oldest first")
     listed.add_argument("--format", choices=("text", "json"), default="text")
     listed.set_defaults(func=_exceptions)
-    accounts = command("users", "console accounts")
-    account_actions = accounts.add_subparsers(dest="users_action", required=True, metavar="ACTION")
-    add = account_actions.add_parser("add", help="add an account; the password is read from standard input")
-    add.add_argument("name")
-    add.add_argument("--role", choices=ROLES, required=True)
-    add.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS)
-    add.set_defaults(func=_add_user)
+    _register_people_and_registers(command)
+
+
+def _register_people_and_registers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """`ledger users ...` (console accounts) and `ledger directory|assets import` (names and equipment)."""
+    people = command("users", "console accounts: add, list, role, disable, enable, reset")
+    account_actions = people.add_subparsers(dest="users_action", required=True, metavar="ACTION")
+
+    def account_command(name: str, help_text: str, func: Any, *, named: bool = True) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = account_actions.add_parser(name, help=help_text)
+        if named:
+            parser.add_argument("name")
+        parser.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS)
+        parser.set_defaults(func=func)
+        return parser
+
+    directory = command("directory", "the staff directory: names and roles for the console")
+    directory_actions = directory.add_subparsers(dest="directory_action", required=True, metavar="ACTION")
+    imported = directory_actions.add_parser(
+        "import",
+        help="replace it with the badge CSV the appliances use (uid,staff_id,name,role[,revoked]); uids are not kept",
+    )
+    imported.add_argument("csv", metavar="FILE.csv", type=Path)
+    imported.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS)
+    imported.set_defaults(func=_import_directory)
+    register = command("assets", "the asset register: model, unit, asset tag and site of each device")
+    register_actions = register.add_subparsers(dest="assets_action", required=True, metavar="ACTION")
+    imported = register_actions.add_parser("import", help="replace it with a CSV (device_id,model,unit,asset_tag,site)")
+    imported.add_argument("csv", metavar="FILE.csv", type=Path)
+    imported.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS)
+    imported.set_defaults(func=_import_assets)
+    add = account_command("add", "add an account; the password is read from standard input", _add_user)
+    add.add_argument("--role", choices=accounts.ROLES, required=True)
+    listing = account_command("list", "every account: role, enabled or not, live sessions", _list_users, named=False)
+    listing.add_argument("--format", choices=("text", "json"), default="text")
+    role = account_command("role", "give an account another role (from its next request on)", _user_role)
+    role.add_argument("role", choices=accounts.ROLES)
+    account_command("disable", "refuse the account's logins and end its sessions", _disable_user)
+    account_command("enable", "let a disabled account log in again", _enable_user)
+    account_command("reset", "a new password, read from standard input; ends the account's sessions", _reset_user)
+    account_command(
+        "totp", "a TOTP second factor and 10 recovery codes for the account (shown once; replaces any)", _totp_user
+    )
 
 
 def _open(args: argparse.Namespace) -> tuple[LedgerConfig, Engine]:
@@ -131,6 +167,7 @@ def _serve(args: argparse.Namespace) -> int:
         ssl_certfile=console.cert_file,
         ssl_keyfile=console.key_file,
         log_config=None,
+        proxy_headers=False,
         server_header=False,
         date_header=False,
     )
@@ -212,21 +249,107 @@ def _exceptions(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_user(args: argparse.Namespace) -> int:
+def _new_password() -> str:
     password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
-    if len(password) < MIN_PASSWORD:
-        raise UsageError(f"the password must have at least {MIN_PASSWORD} characters")
+    problem = accounts.password_problem(password)
+    if problem:
+        raise UsageError(problem)
+    return password
+
+
+def _add_user(args: argparse.Namespace) -> int:
+    hashed = PasswordHasher().hash(_new_password())
     _, engine = _open(args)
-    with engine.begin() as conn:
-        if conn.execute(select(users.c.name).where(users.c.name == args.name)).first():
-            raise UsageError(f"user {args.name!r} exists")
-        now = time.time()
-        hashed = PasswordHasher().hash(password)
-        conn.execute(insert(users).values(name=args.name, role=args.role, password_hash=hashed, created=now))
-        conn.execute(
-            insert(audit_log).values(at=now, actor="cli", action="user_added", detail=f"{args.name} ({args.role})")
-        )
+    with write_first(engine) as conn:
+        accounts.add(conn, time.time(), "cli", args.name, args.role, hashed)
     print(f"user {args.name} added ({args.role})")
+    return 0
+
+
+def _list_users(args: argparse.Namespace) -> int:
+    _, engine = _open(args)
+    with engine.connect() as conn:
+        found = accounts.listed(conn)
+    rows = [
+        {
+            "name": a.name,
+            "role": a.role,
+            "status": "disabled" if a.disabled else "enabled",
+            "created": rfc3339(a.created),
+            "sessions": a.sessions,
+        }
+        for a in found
+    ]
+    if args.format == "json":
+        print(compact_json.dumps(rows))
+    else:
+        for row in rows:
+            print(f"{row['name']}\t{row['role']}\t{row['status']}\t{row['created']}\t{row['sessions']} session(s)")
+    return 0
+
+
+def _user_role(args: argparse.Namespace) -> int:
+    _, engine = _open(args)
+    with write_first(engine) as conn:
+        accounts.set_role(conn, time.time(), "cli", args.name, args.role)
+    print(f"user {args.name} is now {args.role}")
+    return 0
+
+
+def _disable_user(args: argparse.Namespace) -> int:
+    _, engine = _open(args)
+    with write_first(engine) as conn:
+        accounts.set_disabled(conn, time.time(), "cli", args.name, True)
+    print(f"user {args.name} disabled; their sessions are ended")
+    return 0
+
+
+def _enable_user(args: argparse.Namespace) -> int:
+    _, engine = _open(args)
+    with write_first(engine) as conn:
+        accounts.set_disabled(conn, time.time(), "cli", args.name, False)
+    print(f"user {args.name} enabled")
+    return 0
+
+
+def _reset_user(args: argparse.Namespace) -> int:
+    hashed = PasswordHasher().hash(_new_password())
+    _, engine = _open(args)
+    with write_first(engine) as conn:
+        accounts.reset(conn, time.time(), "cli", args.name, hashed)
+    print(f"user {args.name} has a new password; their sessions are ended")
+    return 0
+
+
+def _import_directory(args: argparse.Namespace) -> int:
+    members = registers.read_directory(args.csv)
+    _, engine = _open(args)
+    with write_first(engine) as conn:
+        registers.replace_directory(conn, time.time(), "cli", members, args.csv)
+    revoked = sum(member.revoked for member in members)
+    print(f"imported {len(members)} staff ({revoked} with every badge revoked) from {args.csv}; no badge uid is kept")
+    return 0
+
+
+def _import_assets(args: argparse.Namespace) -> int:
+    found = registers.read_assets(args.csv)
+    _, engine = _open(args)
+    with write_first(engine) as conn:
+        registers.replace_assets(conn, time.time(), "cli", found, args.csv)
+    print(f"imported {len(found)} devices from {args.csv}")
+    return 0
+
+
+def _totp_user(args: argparse.Namespace) -> int:
+    _, engine = _open(args)
+    with write_first(engine) as conn:
+        secret, codes = second_factor.enrol(conn, time.time(), "cli", args.name)
+    print(f"user {args.name} now needs a one-time code at login. Add this to their authenticator app:")
+    print(f"  {second_factor.uri(args.name, secret)}")
+    print(f"  (or type the key: {secret})")
+    print("Recovery codes, each good once; print them for the user now, they are not shown again:")
+    for code in codes:
+        print(f"  {code}")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipaddress import ip_address
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -39,6 +39,15 @@ def _database_url(url: str) -> str:
     return url
 
 
+def _proxies(proxies: list[str]) -> list[str]:
+    for proxy in proxies:
+        try:
+            ip_network(proxy, strict=False)
+        except ValueError:
+            raise ValueError(f'must list IP addresses or networks, e.g. ["127.0.0.1"], got {proxy!r}') from None
+    return proxies
+
+
 class LedgerSettings(Section):
     database: Annotated[str, AfterValidator(_database_url)] = "sqlite:////var/lib/handoff/ledger.db"
     overdue_after_s: float = seconds_field(129600.0, 30 * DAY, "30 days")
@@ -65,6 +74,10 @@ class ConsoleConfig(Section):
     cert_file: OptionalPath = None
     key_file: OptionalPath = None
     allow_insecure: bool = False
+    trusted_proxies: Annotated[list[str], AfterValidator(_proxies)] = Field(default_factory=list)
+    """The reverse proxies whose `X-Forwarded-For` names the client (for the login limit and
+    the audit trail). None by default: anyone on the console's own host could otherwise name
+    any address and escape the per-address limit."""
 
     @property
     def host(self) -> str:

@@ -6,6 +6,7 @@ only after its commit, so the commit must survive power loss); PostgreSQL throug
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.resources import files
@@ -14,7 +15,7 @@ from typing import Any, Final
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event, func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from handoff.errors import HandoffError
 
@@ -78,3 +79,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITER) else "BEGIN")
+
+
+@contextmanager
+def write_first(engine: Engine) -> Iterator[Connection]:
+    """A short write beside the ledger's batches (the console's sessions, logins and
+    acknowledgements), which reads nothing the ledger's batches depend on.
+
+    On SQLite it takes the write lock at BEGIN IMMEDIATE: a transaction that began as a reader
+    and writes after a ledger commit fails at once with SQLITE_BUSY_SNAPSHOT, which the busy
+    timeout does not cover, while one that asks for the lock first waits its turn. On PostgreSQL
+    row locks suffice, so it does not queue behind ingest's advisory lock.
+    """
+    with engine.connect() as conn:
+        conn.execution_options(**{_WRITER: True})
+        with conn.begin():
+            yield conn
+
+
+def busy(exc: OperationalError) -> bool:
+    """SQLite's "database is locked/busy": another writer held on past the busy timeout."""
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)

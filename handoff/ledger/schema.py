@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -87,6 +88,7 @@ exceptions = Table(
     Column("detail", Text, nullable=False),
     Column("acked_by", String(255)),
     Column("acked_at", Float),
+    Column("ack_note", String(255)),
     Index("exceptions_open", "type", "key", "closed"),
 )
 
@@ -129,7 +131,14 @@ users = Table(
     Column("role", String(16), nullable=False),
     Column("password_hash", Text, nullable=False),
     Column("created", Float, nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default=false()),
+    Column("totp_secret", String(64)),
+    Column("totp_last", BigInteger),
+    Column("recovery_codes", Text),
 )
+"""Console accounts: an argon2id password hash; optionally a TOTP secret (RFC 6238), the last
+time step a code was accepted at (a code is good once), and the SHA-256 of each unused
+recovery code (a JSON list)."""
 
 audit_log = Table(
     "audit_log",
@@ -154,3 +163,28 @@ console_sessions = Table(
 """Console logins, kept in the database so that a logout, an expiry or a restart of the
 console ends them for certain; only a SHA-256 of the session token is stored, so a copy of the
 database lets nobody in."""
+
+staff = Table(
+    "staff",
+    metadata,
+    Column("staff_id", String(255), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("role", String(255), nullable=False),
+    Column("revoked", Boolean, nullable=False),
+    Index("staff_by_name", "name"),
+)
+"""Names and roles from the badge directory CSV the appliances use (`ledger directory import`),
+so pages show people, not ids. Never a badge uid: the ledger has no use for one."""
+
+assets = Table(
+    "assets",
+    metadata,
+    Column("device_id", String(255), primary_key=True),
+    Column("model", String(255), nullable=False),
+    Column("unit", String(255), nullable=False),
+    Column("asset_tag", String(255), nullable=False),
+    Column("site", String(255), nullable=False),
+    Index("assets_by_tag", "asset_tag"),
+)
+"""What each device is and where it belongs (`ledger assets import`), from the hospital's asset
+register: pages show the model, unit and asset tag next to the device id."""

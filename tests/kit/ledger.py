@@ -6,12 +6,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from handoff.provision.render import render_toml
 from tests.kit.cli import handoff_env
 from tests.kit.net import free_tcp_port, wait_listening
+
+T = TypeVar("T")
 
 
 def ledger_config(
@@ -114,3 +117,36 @@ class Console:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(5)
+
+
+def sim_fleet(port: int, *, rate: int, events: int, appliances: int = 4) -> subprocess.Popen[bytes]:
+    """`handoff sim fleet` publishing `events` events (and as many retained states) in all."""
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "handoff", "sim", "fleet", "--appliances", str(appliances), "--rate", str(rate)),
+            *("--events", str(events), "--mqtt", f"mqtt://127.0.0.1:{port}"),
+        ],
+        env=handoff_env(),
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def wait_for(check: Callable[[], T], timeout: float = 30.0) -> T:
+    """`check()`'s first true answer, polled until `timeout` (then its last, false, answer)."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return result
+
+
+def ledger_command(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """`handoff ledger ARGS -c CONFIG`, with `stdin` (a password) on its standard input."""
+    return subprocess.run(
+        [sys.executable, "-m", "handoff", "ledger", *args, "-c", str(config)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=handoff_env(),
+        check=False,
+        timeout=60,
+    )

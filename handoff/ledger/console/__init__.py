@@ -2,7 +2,10 @@
 
 Server-rendered HTML over the ledger's database, readable without JavaScript; every page but
 `/login` and `/healthz` needs a login. The modules: `app` puts the routes and middleware
-together, `pages` answers them, `logins` keeps accounts, sessions and the login rate limit,
-`headers` sets the security headers, `timeline` draws a device's custody and sessions, and
-`tables` turns a page's table into CSV.
+together; `pages` answers the fleet, device, staff, who and audit pages, `exception_pages` the
+exceptions queue, `find_pages` the search box and staff index, `admin` the accounts page;
+`forms` checks posted forms, `listing` pages long tables, `find` and `exception_types` hold
+their questions and names; `logins` keeps passwords, sessions and the login rate limit,
+`headers` sets the security headers, `text` writes values and times into pages, `timeline`
+draws a device's custody and sessions, and `tables` turns a page's table into CSV.
 """

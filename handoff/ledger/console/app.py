@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from importlib.resources import files
+from typing import Any, Final
 from urllib.parse import quote
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -17,13 +19,20 @@ from starlette.responses import RedirectResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from handoff.ledger.config import LedgerConfig
+from handoff.ledger.console.admin import AccountPages
+from handoff.ledger.console.exception_pages import ExceptionPages
+from handoff.ledger.console.find_pages import FindPages
 from handoff.ledger.console.headers import SecurityHeaders
 from handoff.ledger.console.logins import Login, Sessions
-from handoff.ledger.console.pages import Pages, Site, error_page
+from handoff.ledger.console.pages import Pages, Site, error_page, failure_page, unavailable_page
 
 PUBLIC = ("/login", "/healthz", "/static/")
+MAX_BODY: Final = 16 * 1024
+"""Every form the console has fits in a few KB: a larger body is refused (413) before it is
+read, so nothing is buffered or spooled to disk for a request that will be refused anyway."""
 REFRESH_HEADER = "x-handoff-refresh"
 """Sent by the fleet page's own refresh, which is not the user's activity."""
 
@@ -53,13 +62,27 @@ class RequireLogin:
         await self._app(scope, receive, send)
 
     def _find(self, token: str, touch: bool) -> Login | None:
-        with self._site.engine.begin() as conn:
-            return self._sessions.find(conn, token, touch=touch)
+        return self._site.write(lambda conn: self._sessions.find(conn, token, touch=touch))
 
 
-def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] = time.time) -> Starlette:
+class Console(Starlette):
+    """Starlette with the security headers outermost: its own server-error and body-limit
+    middleware answer outside the user middleware, and their pages need the headers too."""
+
+    def __init__(self, *, hsts: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._hsts = hsts
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack(), hsts=self._hsts)
+
+
+def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] = time.time) -> Console:
     site = Site(config, engine, clock)
     pages = Pages(site)
+    account_pages = AccountPages(site)
+    find_pages = FindPages(site)
+    exception_pages = ExceptionPages(site)
     routes = [
         Route("/", pages.home),
         Route("/login", pages.login_form, methods=["GET"]),
@@ -68,17 +91,27 @@ def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] 
         Route("/healthz", pages.healthz),
         Route("/fleet", pages.fleet),
         Route("/devices/{device_id}", pages.device),
+        Route("/staff", find_pages.staff_index),
         Route("/staff/{staff_id}", pages.staff),
-        Route("/exceptions", pages.exceptions),
-        Route("/exceptions/{flag_id:int}/acknowledge", pages.acknowledge, methods=["POST"]),
+        Route("/search", find_pages.search),
+        Route("/exceptions", exception_pages.listing),
+        Route("/exceptions/acknowledge", exception_pages.acknowledge_many, methods=["POST"]),
+        Route("/exceptions/{flag_id}/acknowledge", exception_pages.acknowledge_one, methods=["POST"]),
         Route("/who", pages.who),
         Route("/audit", pages.audit),
+        Route("/users", account_pages.users),
+        Route("/users/{name}", account_pages.change, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(files("handoff.ledger.console") / "static")), name="static"),
     ]
-    middleware = [
-        Middleware(SecurityHeaders, hsts=site.secure),
-        Middleware(RequireLogin, site=site, sessions=site.sessions),
-    ]
-    app = Starlette(routes=routes, middleware=middleware, exception_handlers={HTTPException: error_page})
+    middleware = [Middleware(RequireLogin, site=site, sessions=site.sessions)]
+    if config.console.trusted_proxies:
+        middleware.insert(0, Middleware(ProxyHeadersMiddleware, trusted_hosts=config.console.trusted_proxies))
+    app = Console(
+        hsts=site.secure,
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={HTTPException: error_page, SQLAlchemyError: unavailable_page, Exception: failure_page},
+        max_body_size=MAX_BODY,
+    )
     app.state.site = site
     return app

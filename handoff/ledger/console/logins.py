@@ -19,12 +19,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, delete, insert, or_, select, update
 
-from handoff.ledger.schema import audit_log, console_sessions, users
+from handoff.ledger.schema import console_sessions, users
 
 IDLE_S: Final = 15 * 60
 LIFETIME_S: Final = 12 * 3600
 TOKEN_BYTES: Final = 32
-ROLES: Final = ("viewer", "admin")
 
 
 @dataclass(frozen=True)
@@ -53,27 +52,51 @@ def _hashed(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What a password check found: the account's role if the password is right, and the
+    account's new hash if its stored one was made with weaker parameters than today's."""
+
+    role: str | None
+    rehashed: str | None = None
+
+
 class Accounts:
-    """Password checks against the `users` table (argon2id, as `handoff ledger users add` hashes)."""
+    """Password checks against the `users` table (argon2id, as `handoff ledger users add` hashes).
+
+    The check is split around argon2 (a fifth of a second of work): the stored hash is read in
+    one short transaction, verified outside any, and the outcome written in another, so no
+    transaction stays open, holding SQLite's write lock, while a password is hashed."""
 
     def __init__(self) -> None:
         self._hasher = PasswordHasher()
         self._decoy = self._hasher.hash(new_token())
 
-    def check(self, conn: Connection, name: str, password: str) -> str | None:
-        """The account's role if `password` is its password. An unknown name costs the same
-        argon2 work as a known one, so timing does not tell which names exist."""
-        row = conn.execute(select(users.c.password_hash, users.c.role).where(users.c.name == name)).first()
+    def stored(self, conn: Connection, name: str) -> tuple[str, str] | None:
+        """The account's password hash and role, if there is such an account and it is enabled."""
+        row = conn.execute(
+            select(users.c.password_hash, users.c.role).where(users.c.name == name, users.c.disabled.is_(False))
+        ).first()
+        return (str(row.password_hash), str(row.role)) if row else None
+
+    def verify(self, stored: tuple[str, str] | None, password: str) -> Verdict:
+        """An unknown name costs the same argon2 work as a known one, so timing does not tell
+        which names exist."""
         try:
-            self._hasher.verify(row.password_hash if row else self._decoy, password)
+            self._hasher.verify(stored[0] if stored else self._decoy, password)
         except (VerificationError, InvalidHashError):
-            return None
-        if row is None:
-            return None
-        if self._hasher.check_needs_rehash(row.password_hash):
-            rehashed = self._hasher.hash(password)
-            conn.execute(update(users).where(users.c.name == name).values(password_hash=rehashed))
-        return str(row.role)
+            return Verdict(None)
+        if stored is None:
+            return Verdict(None)
+        rehashed = self._hasher.hash(password) if self._hasher.check_needs_rehash(stored[0]) else None
+        return Verdict(stored[1], rehashed)
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    @staticmethod
+    def rehash(conn: Connection, name: str, password_hash: str) -> None:
+        conn.execute(update(users).where(users.c.name == name).values(password_hash=password_hash))
 
 
 class Sessions:
@@ -102,11 +125,14 @@ class Sessions:
         the fleet page's own refresh must not keep an abandoned login alive."""
         now, key = self._clock(), _hashed(token)
         row = conn.execute(
-            select(console_sessions, users.c.role)
+            select(console_sessions, users.c.role, users.c.disabled)
             .join(users, users.c.name == console_sessions.c.user_name)
             .where(console_sessions.c.token_hash == key)
         ).first()
         if row is None:
+            return None
+        if row.disabled:
+            conn.execute(delete(console_sessions).where(console_sessions.c.token_hash == key))
             return None
         if now - row.last_seen > IDLE_S or now - row.created > LIFETIME_S:
             conn.execute(delete(console_sessions).where(console_sessions.c.token_hash == key))
@@ -117,11 +143,6 @@ class Sessions:
 
     def end(self, conn: Connection, token: str) -> None:
         conn.execute(delete(console_sessions).where(console_sessions.c.token_hash == _hashed(token)))
-
-
-def audit(conn: Connection, at: float, actor: str, action: str, detail: str) -> None:
-    """One line of the console's audit trail (`audit_log`): logins, failures, acknowledgements."""
-    conn.execute(insert(audit_log).values(at=at, actor=actor, action=action, detail=detail))
 
 
 class Throttle:

@@ -3,38 +3,50 @@ questions the CLI asks; every page with a table also answers `?format=csv`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import replace
-from datetime import UTC, datetime
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, tzinfo
 from importlib.resources import files
 from typing import Any, Final, TypeVar
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Connection, Engine, select, text, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from handoff import __version__
-from handoff.ledger import queries
+from handoff.ledger import queries, second_factor
+from handoff.ledger.accounts import audit
 from handoff.ledger.config import LedgerConfig
-from handoff.ledger.console.logins import Accounts, Login, Sessions, Throttle, audit, new_token, same
+from handoff.ledger.console import find
+from handoff.ledger.console.forms import checked_form, current_login, field
+from handoff.ledger.console.listing import choice, page_of, view_url
+from handoff.ledger.console.logins import Accounts, Login, Sessions, Throttle, new_token
 from handoff.ledger.console.tables import csv_response
+from handoff.ledger.console.text import at, person, shown
 from handoff.ledger.console.timeline import picture
-from handoff.ledger.schema import audit_log, devices, exceptions
+from handoff.ledger.database import busy, write_first
+from handoff.ledger.registers import Asset, StaffMember, assets_of, names_of
+from handoff.ledger.schema import audit_log, devices
 from handoff.timefmt import rfc3339
 
 DEVICE_WINDOW_S: Final = 7 * 86400
 STAFF_WINDOW_S: Final = 30 * 86400
 STATES: Final = ("in_use", "locked", "available", "maintenance")
-MAX_FIELD: Final = 255
 T = TypeVar("T")
 AUDIT_ROWS: Final = 500
 TABLE_ROWS: Final = 500
+WRITE_TRIES: Final = 5
+MAX_QUERY: Final = 255
+MAX_ROW_ID: Final = 2**63 - 1
+log = logging.getLogger("handoff.ledger.console")
 
 
 def when(epoch: float | None) -> str:
@@ -47,15 +59,26 @@ def csv_url(request: Request) -> str:
     return f"{request.url.path}?{urlencode({**request.query_params, 'format': 'csv'})}"
 
 
-def instant(text: str | None, field: str) -> float | None:
-    """An RFC 3339 time, or what a browser's datetime-local field sends, taken as UTC."""
+def zone(name: str | None) -> tzinfo:
+    """The browser's time zone (an IANA name its script sends as `tz`), UTC without one."""
+    if not name:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise HTTPException(400, f"tz: {name[:64]!r} is not a time zone") from None
+
+
+def instant(text: str | None, field: str, local: tzinfo = UTC) -> float | None:
+    """An RFC 3339 time, or what a browser's datetime-local field sends: a time without offset
+    is read in the browser's zone `local` (UTC without its script)."""
     if not text:
         return None
     try:
         parsed = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise HTTPException(400, f"{field}: {text!r} is not a time; use e.g. 2027-01-15T08:00:00Z") from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+        raise HTTPException(400, f"{field}: {text[:64]!r} is not a time; use e.g. 2027-01-15T08:00:00Z") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=local)).timestamp()
 
 
 class Site:
@@ -73,6 +96,9 @@ class Site:
         self.throttle = Throttle(clock)
         self.templates = Jinja2Templates(directory=str(files("handoff.ledger.console") / "templates"))
         self.templates.env.filters["when"] = when
+        self.templates.env.filters["shown"] = shown
+        self.templates.env.filters["at"] = at
+        self.templates.env.globals["person"] = person
         self.templates.env.globals["version"] = __version__
         self.templates.env.globals["csv_url"] = csv_url
 
@@ -81,8 +107,18 @@ class Site:
             return question(conn)
 
     def write(self, change: Callable[[Connection], T]) -> T:
-        with self.engine.begin() as conn:
-            return change(conn)
+        """`change` in a transaction that holds the write lock from its start (see
+        `write_first`), tried again, a little later each time, while SQLite stays busy."""
+        tries = 0
+        while True:
+            try:
+                with write_first(self.engine) as conn:
+                    return change(conn)
+            except OperationalError as exc:
+                tries += 1
+                if not busy(exc) or tries == WRITE_TRIES:
+                    raise
+                time.sleep(0.05 * 2**tries)
 
     def page(self, request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
         login: Login | None = getattr(request.state, "login", None)
@@ -97,11 +133,6 @@ class Site:
         response.delete_cookie(name, path="/", secure=self.secure, httponly=True, samesite="strict")
 
 
-def _login(request: Request) -> Login:
-    login: Login = request.state.login
-    return login
-
-
 def _csv(request: Request) -> bool:
     return request.query_params.get("format") == "csv"
 
@@ -113,22 +144,9 @@ def _local(target: str | None) -> str:
     return "/fleet"
 
 
-def _field(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value[:MAX_FIELD] if isinstance(value, str) else ""
-
-
 class Pages:
     def __init__(self, site: Site) -> None:
         self._site = site
-
-    async def _posted(self, request: Request, expected: str | None) -> FormData:
-        """The form of a POST, refused (403) unless it carries the CSRF token of this session
-        (or, for the login form, of this browser's login cookie)."""
-        form = await request.form()
-        if expected is None or not same(_field(form, "csrf") or None, expected):
-            raise HTTPException(403, "this form has expired or did not come from this console; reload the page")
-        return form
 
     async def home(self, request: Request) -> Response:
         return RedirectResponse("/fleet", status_code=303)
@@ -158,8 +176,8 @@ class Pages:
 
     async def login(self, request: Request) -> Response:
         site = self._site
-        form = await self._posted(request, request.cookies.get(site.login_cookie))
-        name, password = _field(form, "name"), str(form.get("password") or "")
+        form = await checked_form(request, request.cookies.get(site.login_cookie))
+        name, password = field(form, "name"), str(form.get("password") or "")
         address = request.client.host if request.client else "unknown"
         now = site.clock()
         wait = site.throttle.wait_s(name, address)
@@ -170,28 +188,35 @@ class Pages:
             response.headers["retry-after"] = str(int(wait) + 1)
             return response
 
-        def check(conn: Connection) -> tuple[str, str] | None:
-            role = site.accounts.check(conn, name, password)
-            if role is None:
+        stored = await run_in_threadpool(site.read, lambda conn: site.accounts.stored(conn, name))
+        verdict = await run_in_threadpool(site.accounts.verify, stored, password)
+
+        def record(conn: Connection) -> tuple[str, str] | None:
+            if verdict.role is None:
                 audit(conn, now, name, "login_failed", address)
                 return None
+            if not second_factor.passes(conn, now, name, field(form, "code")):
+                audit(conn, now, name, "login_failed", f"{address} (one-time code)")
+                return None
+            if verdict.rehashed:
+                site.accounts.rehash(conn, name, verdict.rehashed)
             audit(conn, now, name, "login", address)
             return site.sessions.begin(conn, name, request.cookies.get(site.cookie))
 
-        begun = await run_in_threadpool(site.write, check)
+        begun = await run_in_threadpool(site.write, record)
         if begun is None:
             site.throttle.failed(name, address)
-            return await self.login_form(request, "Wrong name or password.", 401)
+            return await self.login_form(request, "Wrong name, password or one-time code.", 401)
         site.throttle.succeeded(name)
         token, _ = begun
-        response = RedirectResponse(_local(_field(form, "next")), status_code=303)
+        response = RedirectResponse(_local(field(form, "next")), status_code=303)
         site.set_cookie(response, site.cookie, token)
         site.forget_cookie(response, site.login_cookie)
         return response
 
     async def logout(self, request: Request) -> Response:
-        site, login = self._site, _login(request)
-        await self._posted(request, login.csrf)
+        site, login = self._site, current_login(request)
+        await checked_form(request, login.csrf)
         token = request.cookies.get(site.cookie, "")
 
         def end(conn: Connection) -> None:
@@ -204,21 +229,40 @@ class Pages:
         return response
 
     async def fleet(self, request: Request) -> Response:
-        site, settings = self._site, self._site.settings
-        chosen_site = request.query_params.get("site") or None
-        chosen_state = request.query_params.get("state") or None
+        """Every device, filtered (site, state, overdue/offline, text), sorted and paged on the
+        server. The counts are of the site and text chosen, before the state: they add up to
+        the devices there, each a link to its rows."""
+        site, settings, params = self._site, self._site.settings, request.query_params
+        chosen_site = params.get("site") or ""
+        chosen_state = choice(params.get("state"), (*STATES, "none"), "state")
+        chosen_flag = choice(params.get("flag"), ("overdue", "offline"), "flag")
+        order = choice(params.get("sort"), tuple(FLEET_ORDERS), "sort") or "device"
+        descending = choice(params.get("dir"), ("asc", "desc"), "dir") == "desc"
+        text = (params.get("q") or "").strip()[:MAX_QUERY].lower()
         now = site.clock()
 
-        def read(conn: Connection) -> tuple[list[queries.DeviceNow], list[str]]:
-            rows = queries.fleet(conn, now, settings.overdue_after_s, settings.offline_after_s, site=chosen_site)
-            return rows, queries.sites(conn)
+        def read(conn: Connection) -> tuple[list[queries.DeviceNow], list[str], Registers]:
+            rows = queries.fleet(
+                conn, now, settings.overdue_after_s, settings.offline_after_s, site=chosen_site or None
+            )
+            return rows, queries.sites(conn), Registers.of(conn, rows)
 
-        rows, sites = await run_in_threadpool(site.read, read)
+        rows, sites, registers = await run_in_threadpool(site.read, read)
+        if text:
+            rows = [row for row in rows if text in registers.words(row)]
         counts = {state: sum(1 for row in rows if row.state == state) for state in STATES}
+        counts["none"] = sum(1 for row in rows if row.state not in STATES)
         counts["overdue"] = sum(1 for row in rows if row.overdue)
         counts["offline"] = sum(1 for row in rows if not row.online)
         counts["devices"] = len(rows)
-        shown = [row for row in rows if chosen_state is None or row.state == chosen_state]
+        chosen = [
+            row
+            for row in rows
+            if (not chosen_state or (row.state if row.state in STATES else "none") == chosen_state)
+            and (chosen_flag != "overdue" or row.overdue)
+            and (chosen_flag != "offline" or not row.online)
+        ]
+        chosen.sort(key=lambda row: FLEET_ORDERS[order](row, registers), reverse=descending)
         if _csv(request):
             return csv_response(
                 "fleet",
@@ -234,37 +278,63 @@ class Pages:
                         rfc3339(r.last_heard),
                         "yes" if r.overdue else "no",
                     ]
-                    for r in shown
+                    for r in chosen
                 ),
             )
+        view = {
+            "site": chosen_site,
+            "state": chosen_state,
+            "flag": chosen_flag,
+            "q": params.get("q", "").strip()[:MAX_QUERY],
+            "sort": "" if order == "device" else order,
+            "dir": "desc" if descending else "",
+        }
+        shown = page_of(chosen, params.get("page"))
         return site.page(
             request,
             "fleet.html",
-            rows=shown,
+            rows=shown.rows,
+            paged=shown,
             counts=counts,
             sites=sites,
             states=STATES,
-            chosen_site=chosen_site or "",
-            chosen_state=chosen_state or "",
+            view=view,
+            url=lambda **changes: view_url("/fleet", view, **changes),
+            order=order,
+            descending=descending,
             now=now,
+            names=registers.names,
+            assets=registers.assets,
         )
 
     async def device(self, request: Request) -> Response:
         site, settings = self._site, self._site.settings
         device_id = request.path_params["device_id"]
         now = site.clock()
-        until = instant(request.query_params.get("until"), "until") or now
-        since = instant(request.query_params.get("since"), "since") or until - DEVICE_WINDOW_S
+        local = zone(request.query_params.get("tz"))
+        until = instant(request.query_params.get("until"), "until", local) or now
+        since = instant(request.query_params.get("since"), "since", local) or until - DEVICE_WINDOW_S
         if since >= until:
             raise HTTPException(400, "since: must be before until")
 
-        def read(conn: Connection) -> tuple[Any, queries.Timeline, list[queries.Flag]]:
+        def read(
+            conn: Connection,
+        ) -> tuple[Any, queries.Timeline, list[queries.Flag], dict[str, StaffMember], Asset | None] | None:
+            if not find.device_known(conn, device_id):
+                return None
             found = queries.device(conn, device_id, now, settings.overdue_after_s, settings.offline_after_s)
-            return found, queries.timeline(conn, device_id, since, until), queries.flags(conn, device_id=device_id)
+            line = queries.timeline(conn, device_id, since, until)
+            holders = {held.staff_id for held in line.custody}
+            if found is not None and found.staff_id:
+                holders.add(found.staff_id)
+            names = names_of(conn, holders)
+            asset = assets_of(conn, {device_id}).get(device_id)
+            return found, line, queries.flags(conn, device_id=device_id), names, asset
 
-        found, line, flags = await run_in_threadpool(site.read, read)
-        if found is None and not line.custody and not flags:
-            raise HTTPException(404, f"no device {device_id!r} in the ledger")
+        answer = await run_in_threadpool(site.read, read)
+        if answer is None:
+            raise HTTPException(404, f"no such device: {device_id[:64]!r} is not in the ledger nor the asset register")
+        found, line, flags, names, asset = answer
         if "since" not in request.query_params:
             line = _zoomed(line)
         if _csv(request):
@@ -284,20 +354,29 @@ class Pages:
             flags=flags,
             since=when(line.since),
             until=when(line.until),
+            names=names,
+            asset=asset,
         )
 
     async def staff(self, request: Request) -> Response:
         site = self._site
         staff_id = request.path_params["staff_id"]
         now = site.clock()
-        until = instant(request.query_params.get("until"), "until") or now
-        since = instant(request.query_params.get("since"), "since") or until - STAFF_WINDOW_S
+        local = zone(request.query_params.get("tz"))
+        until = instant(request.query_params.get("until"), "until", local) or now
+        since = instant(request.query_params.get("since"), "since", local) or until - STAFF_WINDOW_S
 
-        def read(conn: Connection) -> tuple[list[str], list[queries.Interval]]:
+        def read(conn: Connection) -> tuple[list[str], list[queries.Interval], StaffMember | None] | None:
+            if not find.staff_known(conn, staff_id):
+                return None
             held = queries.holding(conn, staff_id)
-            return held, queries.history(conn, staff_id=staff_id, since=since, until=until)
+            member = names_of(conn, {staff_id}).get(staff_id)
+            return held, queries.history(conn, staff_id=staff_id, since=since, until=until), member
 
-        held, intervals = await run_in_threadpool(site.read, read)
+        answer = await run_in_threadpool(site.read, read)
+        if answer is None:
+            raise HTTPException(404, f"no such staff member: {staff_id[:64]!r} is not in the ledger nor the directory")
+        held, intervals, member = answer
         if _csv(request):
             return csv_response(
                 f"{staff_id}-history",
@@ -308,6 +387,7 @@ class Pages:
             request,
             "staff.html",
             staff_id=staff_id,
+            member=member,
             held=held,
             intervals=intervals,
             shown=_newest(intervals),
@@ -315,56 +395,9 @@ class Pages:
             until=when(until),
         )
 
-    async def exceptions(self, request: Request) -> Response:
-        site = self._site
-        flags = await run_in_threadpool(site.read, queries.flags)
-        if _csv(request):
-            return csv_response(
-                "exceptions",
-                ["id", "type", "device_id", "source", "opened", "closed", "detail", "acked_by", "acked_at"],
-                (
-                    [
-                        f.id,
-                        f.type,
-                        f.device_id,
-                        f.source,
-                        rfc3339(f.opened),
-                        rfc3339(f.closed) if f.closed is not None else None,
-                        f.detail,
-                        f.acked_by,
-                        rfc3339(f.acked_at) if f.acked_at is not None else None,
-                    ]
-                    for f in flags
-                ),
-            )
-        return site.page(request, "exceptions.html", flags=flags)
-
-    async def acknowledge(self, request: Request) -> Response:
-        site, login = self._site, _login(request)
-        flag_id: int = request.path_params["flag_id"]
-        await self._posted(request, login.csrf)
-        if not login.admin:
-            raise HTTPException(403, "only an admin acknowledges exceptions")
-        now = site.clock()
-
-        def ack(conn: Connection) -> bool:
-            done = conn.execute(
-                update(exceptions)
-                .where(exceptions.c.id == flag_id, exceptions.c.acked_by.is_(None))
-                .values(acked_by=login.user, acked_at=now)
-            ).rowcount
-            if done:
-                row = conn.execute(select(exceptions).where(exceptions.c.id == flag_id)).one()
-                audit(conn, now, login.user, "exception_acknowledged", f"#{flag_id} {row.type} {row.key}")
-            return bool(done)
-
-        if not await run_in_threadpool(site.write, ack):
-            raise HTTPException(404, f"no exception #{flag_id} waiting for acknowledgement")
-        return RedirectResponse("/exceptions", status_code=303)
-
     async def audit(self, request: Request) -> Response:
         """The console's own trail, for the security officer: admins only."""
-        if not _login(request).admin:
+        if not current_login(request).admin:
             raise HTTPException(403, "only an admin reads the console's audit trail")
         query = select(audit_log).order_by(audit_log.c.at.desc(), audit_log.c.id.desc()).limit(AUDIT_ROWS)
         entries = await run_in_threadpool(self._site.read, lambda conn: conn.execute(query).all())
@@ -379,13 +412,16 @@ class Pages:
     async def who(self, request: Request) -> Response:
         site = self._site
         device_id = (request.query_params.get("device") or "").strip()
-        at = instant(request.query_params.get("at"), "at")
+        at = instant(request.query_params.get("at"), "at", zone(request.query_params.get("tz")))
 
-        def read(conn: Connection) -> tuple[list[str], queries.Holder | None]:
+        def read(conn: Connection) -> tuple[list[str], queries.Holder | None, bool]:
             known = list(conn.execute(select(devices.c.device_id).order_by(devices.c.device_id)).scalars())
-            return known, queries.who(conn, device_id, at) if device_id and at is not None else None
+            exists = not device_id or find.device_known(conn, device_id)
+            return known, queries.who(conn, device_id, at) if exists and device_id and at is not None else None, exists
 
-        known, holder = await run_in_threadpool(site.read, read)
+        known, holder, exists = await run_in_threadpool(site.read, read)
+        if not exists:
+            raise HTTPException(404, f"no such device: {device_id[:64]!r} is not in the ledger")
         if _csv(request) and holder is not None:
             return csv_response(
                 f"{device_id}-who",
@@ -401,8 +437,43 @@ class Pages:
                     ]
                 ],
             )
-        at_text = request.query_params.get("at") or ""
-        return site.page(request, "who.html", known=known, device_id=device_id, at=at_text, holder=holder)
+        return site.page(request, "who.html", known=known, device_id=device_id, at_utc=when(at), holder=holder)
+
+
+@dataclass(frozen=True)
+class Registers:
+    """The directory's names and the asset register's records of what a page shows."""
+
+    names: dict[str, StaffMember]
+    assets: dict[str, Asset]
+
+    @classmethod
+    def of(cls, conn: Connection, rows: Sequence[queries.DeviceNow]) -> Registers:
+        staff_ids = {row.staff_id for row in rows if row.staff_id}
+        return cls(names_of(conn, staff_ids), assets_of(conn, {row.device_id for row in rows}))
+
+    def holder(self, row: queries.DeviceNow) -> str:
+        member = self.names.get(row.staff_id or "")
+        return member.name if member else row.staff_id or ""
+
+    def words(self, row: queries.DeviceNow) -> str:
+        """What the fleet's text filter looks in: ids, the holder's name, the asset's tag and model."""
+        asset = self.assets.get(row.device_id)
+        found = [row.device_id, row.staff_id or "", self.holder(row)]
+        if asset:
+            found += [asset.asset_tag, asset.model, asset.unit]
+        return " ".join(found).lower()
+
+
+FLEET_ORDERS: Final[dict[str, Callable[[queries.DeviceNow, Registers], tuple[Any, ...]]]] = {
+    "device": lambda row, _: (row.device_id,),
+    "site": lambda row, _: (row.site, row.device_id),
+    "state": lambda row, _: (row.state or "~", row.device_id),
+    "holder": lambda row, registers: (registers.holder(row).lower() or "~", row.device_id),
+    "since": lambda row, _: (row.since is None, row.since or 0.0, row.device_id),
+    "heard": lambda row, _: (row.last_heard, row.device_id),
+}
+"""The fleet's orders (`?sort=`), each ending on the device id so that pages never shuffle."""
 
 
 def _newest(intervals: list[queries.Interval]) -> list[queries.Interval]:
@@ -438,3 +509,21 @@ async def error_page(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     site: Site = request.app.state.site
     return site.page(request, "error.html", exc.status_code, status=exc.status_code, detail=exc.detail)
+
+
+async def unavailable_page(request: Request, exc: Exception) -> Response:
+    """The database refused or did not answer (stopped, or SQLite busy past every retry): the
+    user may try again; the log says why in one line."""
+    log.warning("%s %s: database unavailable: %s", request.method, request.url.path, getattr(exc, "orig", exc))
+    site: Site = request.app.state.site
+    detail = "The ledger's database did not answer. Try again in a moment."
+    response = site.page(request, "error.html", 503, status=503, detail=detail)
+    response.headers["retry-after"] = "5"
+    return response
+
+
+async def failure_page(request: Request, exc: Exception) -> Response:
+    """Anything else that went wrong: a page without the details (the server's log has them)."""
+    site: Site = request.app.state.site
+    detail = "Something went wrong in the console; its log has the details."
+    return site.page(request, "error.html", 500, status=500, detail=detail)

@@ -1,0 +1,236 @@
+"""The exceptions queue (`/exceptions`): grouped by kind, filtered, paged and acknowledged in
+bulk with a note, all in SQL so that it stays quick with a hundred thousand rows.
+
+Acknowledging says a person has seen an exception and taken it in hand; it does not close it
+(the ledger closes an exception when its cause goes away), so an acknowledged one reads
+"open, acknowledged" until then.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import Connection, Select, func, or_, select, update
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from handoff.ledger.accounts import audit
+from handoff.ledger.console import exception_types
+from handoff.ledger.console.forms import checked_form, current_login, field
+from handoff.ledger.console.listing import PAGE_ROWS, Page, choice, view_url
+from handoff.ledger.console.pages import MAX_ROW_ID, Site
+from handoff.ledger.console.tables import csv_response
+from handoff.ledger.schema import exceptions
+from handoff.timefmt import rfc3339
+
+STATUSES: Final = ("open", "unacknowledged", "acknowledged", "closed")
+MAX_BULK: Final = PAGE_ROWS
+MAX_NOTE: Final = 255
+MAX_QUERY: Final = 255
+
+
+@dataclass(frozen=True)
+class Group:
+    kind: str
+    open: int
+    unacknowledged: int
+
+
+@dataclass(frozen=True)
+class View:
+    kind: str
+    status: str
+    text: str
+
+    @classmethod
+    def of(cls, params: Any) -> View:
+        return cls(
+            (params.get("type") or "")[:32],
+            choice(params.get("status"), STATUSES, "status"),
+            (params.get("q") or "").strip()[:MAX_QUERY],
+        )
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {"type": self.kind, "status": self.status, "q": self.text}
+
+    def query(self) -> Select[Any]:
+        found = select(exceptions)
+        if self.kind:
+            found = found.where(exceptions.c.type == self.kind)
+        if self.status in ("open", "unacknowledged", "acknowledged"):
+            found = found.where(exceptions.c.closed.is_(None))
+        if self.status == "unacknowledged":
+            found = found.where(exceptions.c.acked_by.is_(None))
+        if self.status == "acknowledged":
+            found = found.where(exceptions.c.acked_by.is_not(None))
+        if self.status == "closed":
+            found = found.where(exceptions.c.closed.is_not(None))
+        if self.text:
+            found = found.where(
+                or_(
+                    exceptions.c.device_id.icontains(self.text, autoescape=True),
+                    exceptions.c.key.icontains(self.text, autoescape=True),
+                    exceptions.c.detail.icontains(self.text, autoescape=True),
+                )
+            )
+        return found
+
+
+def _ordered(query: Select[Any]) -> Select[Any]:
+    """Open ones first, oldest first; then closed ones, most recently closed first."""
+    return query.order_by(
+        exceptions.c.closed.is_not(None),
+        func.coalesce(exceptions.c.closed, 0).desc(),
+        exceptions.c.opened,
+        exceptions.c.id,
+    )
+
+
+def _groups(conn: Connection) -> list[Group]:
+    rows = conn.execute(
+        select(exceptions.c.type, func.count(), func.count(exceptions.c.acked_by))
+        .where(exceptions.c.closed.is_(None))
+        .group_by(exceptions.c.type)
+        .order_by(exceptions.c.type)
+    )
+    return [Group(kind, int(total), int(total) - int(acked)) for kind, total, acked in rows]
+
+
+def _page_number(asked: str | None) -> int:
+    text = asked or "1"
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 1_000_000:
+        raise HTTPException(404, f"no page {text[:20]!r}")
+    return int(text)
+
+
+class ExceptionPages:
+    def __init__(self, site: Site) -> None:
+        self._site = site
+
+    async def listing(self, request: Request) -> Response:
+        site, view = self._site, View.of(request.query_params)
+        number = _page_number(request.query_params.get("page"))
+        wants_csv = request.query_params.get("format") == "csv"
+
+        def read(conn: Connection) -> tuple[list[Any], int, list[Group]]:
+            query = view.query()
+            total = int(conn.execute(select(func.count()).select_from(query.subquery())).scalar_one())
+            paged = _ordered(query) if wants_csv else _ordered(query).offset((number - 1) * PAGE_ROWS).limit(PAGE_ROWS)
+            return list(conn.execute(paged)), total, _groups(conn)
+
+        rows, total, groups = await run_in_threadpool(site.read, read)
+        if wants_csv:
+            return csv_response(
+                "exceptions",
+                ["id", "type", "device_id", "source", "opened", "closed", "detail", "acked_by", "acked_at", "note"],
+                (
+                    [
+                        f.id,
+                        f.type,
+                        f.device_id,
+                        f.source,
+                        rfc3339(f.opened),
+                        rfc3339(f.closed) if f.closed is not None else None,
+                        f.detail,
+                        f.acked_by,
+                        rfc3339(f.acked_at) if f.acked_at is not None else None,
+                        f.ack_note,
+                    ]
+                    for f in rows
+                ),
+            )
+        pages = max(1, -(-total // PAGE_ROWS))
+        if number > pages:
+            raise HTTPException(404, f"no page {number}: this view has {pages}")
+        here = view_url("/exceptions", view.params, page="" if number == 1 else str(number))
+        return site.page(
+            request,
+            "exceptions.html",
+            flags=rows,
+            paged=Page(rows, number, pages, total),
+            groups=groups,
+            view=view,
+            here=here,
+            url=lambda **changes: view_url("/exceptions", view.params, **changes),
+            title=exception_types.title,
+            meaning=exception_types.meaning,
+            kinds=sorted({group.kind for group in groups} | set(exception_types.KINDS)),
+            statuses=STATUSES,
+        )
+
+    async def acknowledge_one(self, request: Request) -> Response:
+        text = request.path_params["flag_id"]
+        if not text.isascii() or not text.isdigit() or int(text) > MAX_ROW_ID:
+            raise HTTPException(404, f"no exception #{text[:20]}")
+        form, login = await self._admin_form(request)
+        done = await self._acknowledge(login.user, [int(text)], form)
+        if not done:
+            raise HTTPException(404, f"no exception #{text} waiting for acknowledgement")
+        return self._back(form)
+
+    async def acknowledge_many(self, request: Request) -> Response:
+        form, login = await self._admin_form(request)
+        chosen = form.getlist("id")
+        if not chosen:
+            raise HTTPException(400, "choose at least one exception to acknowledge")
+        if len(chosen) > MAX_BULK:
+            raise HTTPException(400, f"at most {MAX_BULK} exceptions at once")
+        ids = []
+        for value in chosen:
+            if not isinstance(value, str) or not value.isascii() or not value.isdigit() or int(value) > MAX_ROW_ID:
+                raise HTTPException(400, f"id: {str(value)[:20]!r} is not an exception's number")
+            ids.append(int(value))
+        await self._acknowledge(login.user, ids, form)
+        return self._back(form)
+
+    async def _admin_form(self, request: Request) -> tuple[FormData, Any]:
+        login = current_login(request)
+        form = await checked_form(request, login.csrf)
+        if not login.admin:
+            raise HTTPException(403, "only an admin acknowledges exceptions")
+        return form, login
+
+    async def _acknowledge(self, user: str, ids: Sequence[int], form: FormData) -> int:
+        note = field(form, "note").strip()[:MAX_NOTE] or None
+        now = self._site.clock()
+
+        def ack(conn: Connection) -> int:
+            waiting = list(
+                conn.execute(
+                    select(exceptions.c.id, exceptions.c.type, exceptions.c.key)
+                    .where(exceptions.c.id.in_(ids), exceptions.c.acked_by.is_(None))
+                    .order_by(exceptions.c.id)
+                )
+            )
+            if not waiting:
+                return 0
+            conn.execute(
+                update(exceptions)
+                .where(exceptions.c.id.in_([row.id for row in waiting]))
+                .values(acked_by=user, acked_at=now, ack_note=note)
+            )
+            for row in waiting:
+                detail = f"#{row.id} {row.type} {row.key}" + (f"; note: {note}" if note else "")
+                audit(conn, now, user, "exception_acknowledged", detail)
+            return len(waiting)
+
+        return await run_in_threadpool(self._site.write, ack)
+
+    @staticmethod
+    def _back(form: FormData) -> Response:
+        """Back to the view the form was sent from (a path on this console only), at the row
+        after the one just acknowledged: the keyboard carries on from there, not from the top."""
+        back = field(form, "back")
+        if not back.startswith("/exceptions") or back.startswith("//") or "#" in back:
+            back = "/exceptions"
+        focus = field(form, "focus")
+        if re.fullmatch(r"flag-[0-9]{1,19}", focus):
+            back += f"#{focus}"
+        return RedirectResponse(back, status_code=303)

@@ -1,0 +1,81 @@
+"""A second factor for local console accounts: TOTP codes (RFC 6238, through pyotp) from an
+authenticator app, and ten one-time recovery codes for the day the phone is lost.
+
+A code is accepted once: the time step it was accepted at is stored, and a code of that step or
+an earlier one is refused, so a code seen over a shoulder cannot be replayed within its 30 s.
+Recovery codes are stored as SHA-256 only (each is 50 random bits, used once, and behind the
+password and the login limit, so a fast hash is enough) and removed as they are used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from typing import Final
+
+import pyotp
+from sqlalchemy import Connection, select, update
+
+from handoff import compact_json
+from handoff.errors import UsageError
+from handoff.ledger.accounts import audit
+from handoff.ledger.schema import users
+
+RECOVERY_CODES: Final = 10
+ISSUER: Final = "handoff ledger"
+
+
+def _digest(code: str) -> str:
+    return hashlib.sha256(code.strip().lower().encode()).hexdigest()
+
+
+def enrol(conn: Connection, at: float, actor: str, name: str) -> tuple[str, list[str]]:
+    """A new secret and new recovery codes for `name`, replacing any: the secret, to be shown
+    once (or as a QR code of `uri`), and the codes, to be printed once and kept on paper."""
+    secret = pyotp.random_base32()
+    codes = [f"{secrets.token_hex(3)}-{secrets.token_hex(3)}" for _ in range(RECOVERY_CODES)]
+    stored = compact_json.dumps([_digest(code) for code in codes])
+    done = conn.execute(
+        update(users).where(users.c.name == name).values(totp_secret=secret, totp_last=None, recovery_codes=stored)
+    ).rowcount
+    if not done:
+        raise UsageError(f"no user {name!r}")
+    audit(conn, at, actor, "user_totp_enrolled", name)
+    return secret, codes
+
+
+def uri(name: str, secret: str) -> str:
+    """The otpauth:// address an authenticator app reads (as a QR code or typed in)."""
+    return pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=ISSUER)
+
+
+def passes(conn: Connection, at: float, name: str, code: str) -> bool:
+    """Whether `code` completes the login of `name` (who gave the right password): always for
+    an account without a second factor; else a TOTP code of this step or a neighbour (clocks
+    drift) not used before, or an unused recovery code, which is then spent."""
+    row = conn.execute(
+        select(users.c.totp_secret, users.c.totp_last, users.c.recovery_codes).where(users.c.name == name)
+    ).first()
+    if row is None or not row.totp_secret:
+        return True
+    given = code.strip().replace(" ", "")
+    if not given:
+        return False
+    totp = pyotp.TOTP(row.totp_secret)
+    now = totp.timecode(at)
+    for step in (now - 1, now, now + 1):
+        if step > (row.totp_last if row.totp_last is not None else -1) and hmac.compare_digest(
+            totp.generate_otp(step), given
+        ):
+            conn.execute(update(users).where(users.c.name == name).values(totp_last=step))
+            return True
+    unused = json.loads(row.recovery_codes or "[]")
+    digest = _digest(given)
+    if digest in unused:
+        unused.remove(digest)
+        conn.execute(update(users).where(users.c.name == name).values(recovery_codes=compact_json.dumps(unused)))
+        audit(conn, at, name, "recovery_code_used", f"{len(unused)} left")
+        return True
+    return False
