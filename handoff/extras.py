@@ -30,6 +30,7 @@ EXTRA_OF_MODULE: Final = {
     "alembic": "ledger",
     "psycopg": "ledger",
     "argon2": "ledger",
+    "pyotp": "ledger",
     "starlette": "ledger",
     "uvicorn": "ledger",
     "jinja2": "ledger",
