@@ -51,7 +51,11 @@ class Consumer:
         self._engine = engine
         self._clock = clock
         keys = config.ledger.audit_keys
-        self._recorder = Recorder(config.mqtt.topic_prefix, load_public_keys(keys, "ledger.audit_keys") if keys else [])
+        self._recorder = Recorder(
+            config.mqtt.topic_prefix,
+            load_public_keys(keys, "ledger.audit_keys") if keys else [],
+            allow_untrusted=config.ledger.allow_untrusted,
+        )
         self._pending: list[tuple[Message, int, int]] = []
         self._held = 0
         """Messages taken from paho and not yet acknowledged: pending, and in the batch committing."""

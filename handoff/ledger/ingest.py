@@ -25,7 +25,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from handoff.audit.chain import NotCanonical, digest, genesis, link
 from handoff.audit.signature import signature_ok
-from handoff.ledger.queries import HELD, offline, overdue
+from handoff.ledger import trust
+from handoff.ledger.queries import HELD, SESSION, offline, overdue, who
 from handoff.ledger.schema import checkpoints, counters, devices, events, exceptions, receipts, sources
 
 log = logging.getLogger("handoff.ledger")
@@ -87,11 +88,15 @@ def route(prefix: str, topic: str) -> Route | None:
 
 
 class Recorder:
-    """Applies batches to the database; the keys verify checkpoints (`ledger.audit_keys`)."""
+    """Applies batches to the database; the keys verify checkpoints (`ledger.audit_keys`).
+    `allow_untrusted` believes every message, signed or not (a lab bench)."""
 
-    def __init__(self, prefix: str, audit_keys: Sequence[Ed25519PublicKey] = ()) -> None:
+    def __init__(
+        self, prefix: str, audit_keys: Sequence[Ed25519PublicKey] = (), *, allow_untrusted: bool = False
+    ) -> None:
         self._prefix = prefix
         self._keys = audit_keys
+        self._allow_untrusted = allow_untrusted
 
     def apply(self, conn: Connection, batch: Iterable[Message], now: float) -> int:
         """Store what the batch holds; the number of messages refused (counted by reason)."""
@@ -100,6 +105,7 @@ class Recorder:
         refused: dict[str, int] = {}
         heard: dict[str, tuple[Route, dict[str, Any]]] = {}
         """Each device's latest state and status in this batch: one write per device, not per message."""
+        parsed: list[tuple[Message, Route, dict[str, Any], float | None]] = []
         for message in batch:
             try:
                 where = route(self._prefix, message.topic)
@@ -108,8 +114,17 @@ class Recorder:
                 if len(message.payload) > MAX_MESSAGE_BYTES:
                     raise Refused("too_large")
                 body = _json_object(message.payload)
-                if where.kind == "events":
-                    fresh.append(Fresh(where, body, message.payload.decode(), _checked_event(where, body)))
+                at = _checked_event(where, body) if where.kind == "events" else None
+                if where.kind in ("state", "status"):
+                    _presence(where.kind, body)
+                parsed.append((message, where, body, at))
+            except Refused as refusal:
+                refused[refusal.reason] = refused.get(refusal.reason, 0) + 1
+                log.warning("refused a message on %s: %s", message.topic, refusal.reason.replace("_", " "))
+        for message, where, body, at in self._believed(conn, book, parsed, refused, now):
+            try:
+                if at is not None:
+                    fresh.append(Fresh(where, body, message.payload.decode(), at))
                 elif where.kind in ("state", "status"):
                     _, values = heard.get(where.device_id, (where, {}))
                     heard[where.device_id] = (where, {**values, **_presence(where.kind, body)})
@@ -120,11 +135,37 @@ class Recorder:
             except Refused as refusal:
                 refused[refusal.reason] = refused.get(refusal.reason, 0) + 1
                 log.warning("refused a message on %s: %s", message.topic, refusal.reason.replace("_", " "))
-        self._events(conn, fresh, book)
+        held = self._events(conn, fresh, book)
         _upsert_devices(conn, list(heard.values()), now)
+        _hold(conn, held)
         for reason, count in refused.items():
             _count(conn, reason, count)
         return sum(refused.values())
+
+    def _believed(
+        self,
+        conn: Connection,
+        book: Exceptions,
+        parsed: list[tuple[Message, Route, dict[str, Any], float | None]],
+        refused: dict[str, int],
+        now: float,
+    ) -> list[tuple[Message, Route, dict[str, Any], float | None]]:
+        """The messages signed by their device's enrolled key; the others are kept apart (trust.py)."""
+        if self._allow_untrusted or not parsed:
+            return parsed
+        keys = trust.enrolled_keys(conn)
+        items = [trust.Judged(where.kind, where.site, where.device_id, body) for _, where, body, _ in parsed]
+        verdicts = trust.judge(items, keys)
+        doubted = [
+            trust.kept(item, message.topic, message.payload)
+            for item, (message, *_), ok in zip(items, parsed, verdicts, strict=True)
+            if not ok
+        ]
+        if doubted:
+            refused["untrusted"] = len(doubted)
+            if dropped := trust.keep(conn, book, doubted, keys.keys(), now):
+                refused["untrusted_dropped"] = dropped
+        return [entry for entry, ok in zip(parsed, verdicts, strict=True) if ok]
 
     def _other(self, conn: Connection, book: Exceptions, where: Route, body: dict[str, Any], raw: str) -> None:
         now = book.now
@@ -180,9 +221,10 @@ class Recorder:
             detail = f"checkpoint at seq {data['seq']} names a chain no stored event has"
             book.open("chain_break", where.device_id, source, key, detail)
 
-    def _events(self, conn: Connection, fresh: list[Fresh], book: Exceptions) -> None:
+    def _events(self, conn: Connection, fresh: list[Fresh], book: Exceptions) -> set[str]:
+        """Store the new events; the devices whose holder they may change."""
         if not fresh:
-            return
+            return set()
         ids = [item.body["id"] for item in fresh]
         known = _stored(conn, ids)
         new: dict[str, Fresh] = {}
@@ -190,7 +232,7 @@ class Recorder:
             if item.body["id"] not in known:
                 new.setdefault(item.body["id"], item)
         if not new:
-            return
+            return set()
         ordered = sorted(new.values(), key=lambda item: (item.body["source"], item.body["data"]["seq"]))
         by_source: dict[str, list[Fresh]] = {}
         for item in ordered:
@@ -200,6 +242,7 @@ class Recorder:
             _follow(conn, book, item.where, item.body)
         for items in by_source.values():
             _clock(book, items)
+        return {item.where.device_id for item in ordered if item.where.event_type in SESSION}
 
 
 Held = dict[int, list[tuple[str, dict[str, Any], bool | None]]]
@@ -323,17 +366,25 @@ def _link_ok(source: str, seq: int, body: dict[str, Any], by_seq: Held) -> bool 
 
 
 def _follow(conn: Connection, book: Exceptions, where: Route, event: dict[str, Any]) -> None:
-    """The logoff exceptions one event opens or closes."""
+    """The logoff exceptions one event opens or closes: a confirmation closes only its own
+    device's, so that one device's events never settle another's."""
     kind, data, source = where.event_type, event["data"], event["source"]
+    key = f"{where.device_id}:{data.get('for')}"
     if kind == "logoff_unconfirmed":
         confirmed = conn.execute(
-            select(events.c.id).where(events.c.type == "logoff_confirmed", events.c.for_id == data.get("for")).limit(1)
+            select(events.c.id)
+            .where(
+                events.c.type == "logoff_confirmed",
+                events.c.device_id == where.device_id,
+                events.c.for_id == data.get("for"),
+            )
+            .limit(1)
         ).first()
         if not confirmed:
             detail = f"{data.get('staff_id')}: no receipt that the session was logged off ({data.get('reason')})"
-            book.open("logoff_unconfirmed", where.device_id, source, str(data.get("for")), detail)
+            book.open("logoff_unconfirmed", where.device_id, source, key, detail)
     elif kind == "logoff_confirmed":
-        book.close("logoff_unconfirmed", str(data.get("for")))
+        book.close("logoff_unconfirmed", key)
 
 
 def _clock(book: Exceptions, items: list[Fresh]) -> None:
@@ -414,18 +465,26 @@ class Exceptions:
 
 
 def _presence(kind: str, body: dict[str, Any]) -> dict[str, Any]:
-    """The device columns a retained `state` or `status` message sets."""
+    """The device columns a retained `state` or `status` message sets: presence only. Who holds
+    the device comes from its events (`_hold`), never from what its `state` claims."""
     if kind == "status":
         if body.get("status") not in ("online", "offline"):
             raise Refused("bad_status")
         return {"status": body["status"]}
-    return {
-        "state": _text(body.get("state")),
-        "staff_id": _text(body.get("staff_id")),
-        "session_id": _text(body.get("session_id")),
-        "since": _time(body.get("since")),
-        "seq": body.get("seq") if isinstance(body.get("seq"), int) else None,
-    }
+    return {}
+
+
+def _hold(conn: Connection, device_ids: set[str]) -> None:
+    """Each device's holder, state and since as its stored events say now: what the fleet,
+    `overdue` and `holds_many` read."""
+    for device_id in sorted(device_ids):
+        holder = who(conn, device_id, float("inf"))
+        state = "available" if holder.staff_id is None else "in_use" if holder.logged_in else "locked"
+        conn.execute(
+            update(devices)
+            .where(devices.c.device_id == device_id)
+            .values(state=state, staff_id=holder.staff_id, session_id=holder.session_id, since=holder.since)
+        )
 
 
 def _upsert_devices(conn: Connection, heard: list[tuple[Route, dict[str, Any]]], now: float) -> None:

@@ -9,17 +9,29 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine
+
+from handoff.ledger.database import writing
+from handoff.ledger.enrolment import enrol
+from handoff.ledger.ingest import Recorder
 from handoff.provision.render import render_toml
+from handoff.sim.fleet import SimAppliance, simulated
 from tests.kit.cli import handoff_env
 from tests.kit.net import free_tcp_port, wait_listening
 
 
 def ledger_config(
-    root: Path, database: str, port: int, console: dict[str, Any] | None = None, name: str = "", **mqtt: Any
+    root: Path,
+    database: str,
+    port: int,
+    console: dict[str, Any] | None = None,
+    name: str = "",
+    ledger: dict[str, Any] | None = None,
+    **mqtt: Any,
 ) -> Path:
     path = root / f"ledger-{name or mqtt.get('client_id', 'handoff-ledger')}.toml"
     tables: dict[str, Any] = {
-        "ledger": {"database": database, "offline_after_s": 60},
+        "ledger": {"database": database, "offline_after_s": 60, **(ledger or {})},
         "mqtt": {"url": f"mqtt://127.0.0.1:{port}", "allow_insecure": True, **mqtt},
     }
     if console is not None:
@@ -114,3 +126,17 @@ class Console:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(5)
+
+
+def enrolled(engine: Engine, *appliances: SimAppliance, prefix: str = "handoff/v1") -> None:
+    """Enrol simulated appliances' keys, as `handoff ledger enrol` does."""
+    with writing(engine) as conn:
+        for appliance in appliances:
+            enrol(conn, Recorder(prefix), appliance.device_id, appliance.key.public_key(), [], actor="test", now=0.0)
+
+
+def enrolled_fleet(engine: Engine, keys: Path, appliances: int, site: str = "sim-site") -> list[SimAppliance]:
+    """The keys `handoff sim fleet --keys KEYS` will sign with, made and enrolled before it runs."""
+    fleet = simulated(appliances, "handoff/v1", site, keys)
+    enrolled(engine, *fleet)
+    return fleet
