@@ -36,7 +36,7 @@ from handoff.sim.fleet import SimAppliance
 from handoff.timefmt import rfc3339
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner
-from tests.kit.console import log_in
+from tests.kit.console import csrf_of, log_in
 from tests.kit.ledger import Ledger, add_user, enrolled, ledger_config
 from tests.kit.publish import publish
 
@@ -191,6 +191,18 @@ def test_a_forgery_changes_no_answer_opens_untrusted_source_and_the_real_cart_is
         kinds = {flag.type for flag in open_exceptions(conn)}
         assert not kinds & {"chain_break", "seq_gap", "holds_many"}, kinds
         assert "mallory" not in {row.staff_id for row in fleet(conn, LATER, 10**6, 10**6)}
+
+
+def test_a_forged_status_after_each_real_one_in_a_batch_does_not_silence_the_device(engine: Engine) -> None:
+    cart = SimAppliance("site", "WOW-1")
+    forger = SimAppliance("site", "WOW-1", reader="evil")
+    enrolled(engine, cart)
+    topic = f"{cart.base}/status"
+    batch = [Message(topic, cart.status("online")), Message(topic, forger.status("offline"))] * 3
+    assert apply(engine, batch, T) == 3
+    with engine.connect() as conn:
+        assert [(row.online, row.last_heard) for row in fleet(conn, T + 1, 10**6, 60)] == [(True, T)]
+        assert conn.execute(select(untrusted.c.kind)).scalars().all() == ["status"], "one kept per topic"
 
 
 def test_a_trusted_confirmation_of_the_same_device_closes_its_logoff_unconfirmed(engine: Engine) -> None:
@@ -357,3 +369,38 @@ def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> bool:
     while not (result := check()) and time.monotonic() < deadline:
         time.sleep(0.1)
     return result
+
+
+def test_the_console_shows_pending_fingerprints_and_only_an_admin_enrols_with_its_csrf_token(
+    tmp_path: Path, engine: Engine, database: str
+) -> None:
+    cart = SimAppliance("site", "WOW-1")
+    impostor = SimAppliance("site", "WOW-1", reader="evil")
+    apply(engine, [Message(f"{cart.base}/status", cart.status("online")), event(cart.next_event(T))])
+    config = ledger_config(tmp_path, database, 1883, ledger={"allow_untrusted": False})
+    add_user(config, "admin", "admin", "a long enough password")
+    add_user(config, "viewer", "viewer", "another long password")
+    with TestClient(create_app(load_ledger_config(config), engine), base_url="https://testserver") as client:
+        log_in(client, "viewer", "another long password")
+        assert client.get("/enrolment").status_code == 403
+        log_in(client, "admin", "a long enough password")
+        page = client.get("/enrolment").text
+        assert fingerprint(cart.key) in page and "Lab bench" not in page
+        token = csrf_of(page)
+        form = {"csrf": token, "fingerprint": fingerprint(cart.key)}
+        assert client.post("/enrolment/WOW-1", data={**form, "csrf": "forged"}).status_code == 403
+        apply(engine, [Message(f"{cart.base}/status", impostor.status("online"))])
+        assert client.post("/enrolment/WOW-1", data=form, follow_redirects=False).status_code == 409, (
+            "the key presented changed since the page was shown"
+        )
+        apply(engine, [Message(f"{cart.base}/status", cart.status("online"))])
+        done = client.post("/enrolment/WOW-1", data=form, follow_redirects=False)
+        assert done.status_code == 303
+        page = client.get("/enrolment").text
+        assert page.count(fingerprint(cart.key)) == 1 and "None." in page
+        assert "enrolled" in client.get("/audit").text
+    with engine.connect() as conn:
+        assert who(conn, "WOW-1", T + 1).staff_id == "staff-000"
+    lab = ledger_config(tmp_path, database, 1883, name="lab", ledger={"allow_untrusted": True})
+    with TestClient(create_app(load_ledger_config(lab), engine), base_url="https://testserver") as client:
+        assert "Lab bench" in client.get("/login").text

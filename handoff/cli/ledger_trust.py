@@ -15,8 +15,7 @@ from handoff.audit.signature import fingerprint
 from handoff.errors import UsageError
 from handoff.ledger.config import LedgerConfig, load_ledger_config, resolve_ledger_config_path
 from handoff.ledger.database import engine_for, writing
-from handoff.ledger.enrolment import enrol, listing
-from handoff.ledger.ingest import Recorder
+from handoff.ledger.enrolment import enrol, listing, recorder_for
 from handoff.timefmt import rfc3339
 
 DEVICE_ID = re.compile(r"[^/+#\s]{1,255}")
@@ -49,7 +48,7 @@ def _enrol(args: argparse.Namespace) -> int:
     agents = [key for path in args.agent_key for key in load_public_keys(Path(path), "--agent-key")]
     config = _config(args)
     engine = engine_for(config.ledger.database)
-    recorder = Recorder(config.mqtt.topic_prefix, allow_untrusted=config.ledger.allow_untrusted)
+    recorder = recorder_for(config)
     with writing(engine) as conn:
         joined = enrol(conn, recorder, args.device, keys[0], agents, actor="cli", now=time.time())
     print(f"{args.device} enrolled: appliance key {fingerprint(keys[0])}, {len(agents)} agent key(s)")

@@ -16,7 +16,9 @@ from itertools import groupby
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from handoff.audit.keys import load_public_keys
 from handoff.audit.signature import fingerprint, public_key_b64
+from handoff.ledger.config import LedgerConfig
 from handoff.ledger.ingest import Exceptions, Message, Recorder
 from handoff.ledger.schema import audit_log, enrolments, untrusted
 from handoff.ledger.trust import raw_key
@@ -36,8 +38,23 @@ class PendingDevice:
     """Heard, not enrolled: the fingerprint its latest `status` presents (signed by that key), if any."""
 
     device_id: str
-    fingerprint: str | None
+    key: str | None
+    """The presented key, 32 raw bytes in base64."""
     kept: int
+
+    @property
+    def fingerprint(self) -> str | None:
+        return fingerprint(raw_key(self.key)) if self.key is not None else None
+
+
+def recorder_for(config: LedgerConfig) -> Recorder:
+    """Ingest as `handoff ledger run` does it, for the messages an enrolment brings in."""
+    keys = config.ledger.audit_keys
+    return Recorder(
+        config.mqtt.topic_prefix,
+        load_public_keys(keys, "ledger.audit_keys") if keys else [],
+        allow_untrusted=config.ledger.allow_untrusted,
+    )
 
 
 def enrol(
@@ -111,8 +128,6 @@ def listing(conn: Connection) -> tuple[list[EnrolledDevice], list[PendingDevice]
     )
     presented: dict[str, str] = {device_id: key for device_id, key in conn.execute(statuses)}
     pending = [
-        PendingDevice(device_id, fingerprint(raw_key(presented[device_id])) if device_id in presented else None, count)
-        for device_id, count in kept
-        if device_id not in names
+        PendingDevice(device_id, presented.get(device_id), count) for device_id, count in kept if device_id not in names
     ]
     return enrolled, pending

@@ -155,17 +155,17 @@ class Recorder:
             return parsed
         keys = trust.enrolled_keys(conn)
         items = [trust.Judged(where.kind, where.site, where.device_id, body) for _, where, body, _ in parsed]
-        verdicts = trust.judge(items, keys)
+        verdicts = trust.judge_batch(items, keys)
         doubted = [
             trust.kept(item, message.topic, message.payload)
             for item, (message, *_), ok in zip(items, parsed, verdicts, strict=True)
-            if not ok
+            if ok is False
         ]
         if doubted:
             refused["untrusted"] = len(doubted)
             if dropped := trust.keep(conn, book, doubted, keys.keys(), now):
                 refused["untrusted_dropped"] = dropped
-        return [entry for entry, ok in zip(parsed, verdicts, strict=True) if ok]
+        return [entry for entry, ok in zip(parsed, verdicts, strict=True) if ok is True]
 
     def _other(self, conn: Connection, book: Exceptions, where: Route, body: dict[str, Any], raw: str) -> None:
         now = book.now

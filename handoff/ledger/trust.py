@@ -116,6 +116,32 @@ def judge(items: Sequence[Judged], keys: dict[str, Enrolled]) -> list[bool]:
     return [verdict for chunk in verdicts for verdict in chunk]
 
 
+def judge_batch(items: Sequence[Judged], keys: dict[str, Enrolled]) -> list[bool | None]:
+    """Whether each message is believed, or None for a `state` or `status` that a later one
+    on its topic in the same batch supersedes: an appliance sends one with each event, and only
+    the latest says anything, so only it is verified. Should it not verify, the earlier ones
+    are, so that a forger publishing after each real message cannot silence a device."""
+    latest: dict[tuple[str, str], int] = {}
+    for index, item in enumerate(items):
+        if item.kind in ("state", "status"):
+            latest[(item.device_id, item.kind)] = index
+    first = [
+        index
+        for index, item in enumerate(items)
+        if item.kind not in ("state", "status") or latest[(item.device_id, item.kind)] == index
+    ]
+    verdicts: list[bool | None] = [None] * len(items)
+    for index, ok in zip(first, judge([items[index] for index in first], keys), strict=True):
+        verdicts[index] = ok
+    failed = {topic for topic, index in latest.items() if verdicts[index] is False}
+    again = [
+        index for index, item in enumerate(items) if verdicts[index] is None and (item.device_id, item.kind) in failed
+    ]
+    for index, ok in zip(again, judge([items[index] for index in again], keys), strict=True):
+        verdicts[index] = ok
+    return verdicts
+
+
 @cache
 def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="verify")
