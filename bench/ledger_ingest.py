@@ -36,7 +36,7 @@ from handoff.ledger.database import engine_for
 from handoff.provision.render import render_toml
 from tests.kit.broker import Broker
 from tests.kit.cli import handoff_env
-from tests.kit.ledger import enrolled_fleet
+from tests.kit.ledger import Ledger, enrolled_fleet
 from tests.kit.postgres import create_database, drop_database
 
 UNLIMITED_QUEUE = "max_queued_messages 0\nmax_inflight_messages 0\n"
@@ -75,10 +75,10 @@ def ledger_run(work: Path, port: int, events: int, *, verify: bool = True) -> Le
     mqtt = {"url": f"mqtt://127.0.0.1:{port}", "allow_insecure": True}
     config.write_text(render_toml({"ledger": {"database": url, "allow_untrusted": not verify}, "mqtt": mqtt}, {}))
     command = [sys.executable, "-m", "handoff", "ledger", "run", "-c", str(config)]
-    first = subprocess.Popen(command, env=handoff_env(), stderr=subprocess.DEVNULL)
-    time.sleep(3.0)
-    first.send_signal(signal.SIGTERM)
-    first.wait(30)
+    first = Ledger(config, work / f"first-{url.rsplit('/', 1)[-1]}.log")
+    first.start()
+    time.sleep(1.0)
+    first.kill(signal.SIGTERM)
     engine = engine_for(url)
     enrolled_fleet(engine, work / "keys", APPLIANCES)
     engine.dispose()

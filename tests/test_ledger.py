@@ -27,14 +27,15 @@ from sqlalchemy import Engine, func, select
 from handoff.ledger.consumer import RECEIVE_MAXIMUM
 from handoff.ledger.database import engine_for, writing
 from handoff.ledger.ingest import Message, Recorder, evaluate
-from handoff.ledger.queries import who
+from handoff.ledger.queries import fleet, who
 from handoff.ledger.schema import counters, devices, events, exceptions, metadata, sources, users
 from handoff.sim.fleet import SimAppliance
 from handoff.timefmt import rfc3339
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner, handoff_env
-from tests.kit.config import DEVICE, Layout
-from tests.kit.ledger import Ledger, enrolled, enrolled_fleet, ledger_config
+from tests.kit.config import DEVICE, READER, SITE, Layout
+from tests.kit.ledger import Ledger, audit_key, enrol_key, enrolled, enrolled_fleet, ledger_config
+from tests.kit.publish import publish
 from tests.test_appliance_e2e import ANA, BO, Running
 
 PREFIX = "handoff/v1"
@@ -68,11 +69,15 @@ def stored(engine: Engine) -> int:
 def test_a_shift_through_a_real_appliance_answers_who_and_history(
     appliance: Layout, cli: CliRunner, tmp_path: Path, database: str
 ) -> None:
+    key_file, key = audit_key(tmp_path)
+    engine = engine_for(database)
+    enrol_key(engine, DEVICE, key.public_key())
     with Broker(tmp_path / "broker") as broker:
-        config = ledger_config(tmp_path, database, broker.port, ledger={"allow_untrusted": True})
+        config = ledger_config(tmp_path, database, broker.port)
         ledger = Ledger(config, tmp_path / "ledger.log")
         ledger.start()
-        cart = Running(appliance, broker, cli, {"retap_guard_s": 0.5, "idle_timeout_s": 4, "custody_timeout_s": 10})
+        policy = {"retap_guard_s": 0.5, "idle_timeout_s": 4, "custody_timeout_s": 10}
+        cart = Running(appliance, broker, cli, policy, audit={"key_file": str(key_file)})
         expected: list[tuple[float, str | None, bool]] = []
 
         def mark(staff: str | None, logged_in: bool) -> None:
@@ -100,7 +105,6 @@ def test_a_shift_through_a_real_appliance_answers_who_and_history(
             mark(None, False)
             kinds = cart.event_types(10)
             assert kinds[-1] == ("org.handoff.checkin", "ana", "abandoned"), kinds
-            engine = engine_for(database)
             assert wait_for(lambda: stored(engine) >= 10)
             for at, staff, logged_in in expected:
                 asked = cli("ledger", "who", DEVICE, "--at", rfc3339(at), "--format", "json", "-c", config)
@@ -117,6 +121,74 @@ def test_a_shift_through_a_real_appliance_answers_who_and_history(
             cart.stop()
             cart.events.close()
             ledger.kill(signal.SIGTERM)
+
+
+def test_a_forger_with_publish_rights_changes_nothing_a_real_appliance_said(
+    appliance: Layout, cli: CliRunner, tmp_path: Path, engine: Engine, database: str
+) -> None:
+    """The forgeries of issue 21 against a real `handoff run` whose key is enrolled: a made-up
+    source with a correct chain, seq 1000 with a junk chain, the real source's next seq under
+    another key, forged retained state and status, an unsigned confirmation on another device's
+    topic. The ledger's answers do not move; the real appliance's next events are believed."""
+    key_file, key = audit_key(tmp_path)
+    enrol_key(engine, DEVICE, key.public_key())
+    with Broker(tmp_path / "broker") as broker:
+        config = ledger_config(tmp_path, database, broker.port)
+        ledger = Ledger(config, tmp_path / "ledger.log")
+        ledger.start()
+        cart = Running(appliance, broker, cli, {"retap_guard_s": 0.5}, audit={"key_file": str(key_file)})
+        try:
+            cart.tap(ANA)
+            last = cart.events.wait_for_count(lambda m: "/events/" in m.topic, 1)[-1].json()
+            assert wait_for(lambda: stored(engine) >= 1)
+            at = rfc3339(time.time())
+
+            def answers() -> tuple[str, str, list[tuple[str, str]]]:
+                asked = cli("ledger", "who", DEVICE, "--at", at, "--format", "json", "-c", config).stdout
+                past = cli("ledger", "history", "--device", DEVICE, "--format", "json", "-c", config).stdout
+                flags = json.loads(cli("ledger", "exceptions", "--format", "json", "-c", config).stdout)
+                return asked, past, sorted((f["type"], f["source"]) for f in flags if f["type"] != "untrusted_source")
+
+            before = answers()
+            assert json.loads(before[0])["staff_id"] == "ana"
+            base = f"handoff/v1/{SITE}/{DEVICE}"
+            made_up = SimAppliance(SITE, DEVICE, reader="evil", staff=itertools.repeat("mallory"))
+            junk = SimAppliance(SITE, DEVICE, reader="junk", seq=999, chain="0" * 64)
+            next_seq = SimAppliance(SITE, DEVICE, reader=READER, seq=last["data"]["seq"], chain=last["data"]["chain"])
+            elsewhere = SimAppliance(SITE, "WOW-OTHER")
+            unsigned_confirmation = json.loads(elsewhere.emit("logoff_confirmed", time.time(), "ana", for_id="x")[1])
+            del unsigned_confirmation["data"]["signature"]
+            forged = [
+                (*made_up.emit("checkout", time.time() - 30, "mallory"), False),
+                (*junk.emit("checkout", time.time() - 20, "mallory"), False),
+                (*next_seq.emit("checkin", time.time(), "ana", reason="returned"), False),
+                (f"{base}/state", made_up.state(time.time()), True),
+                (f"{base}/status", made_up.status("offline"), True),
+                (elsewhere.base + "/events/logoff_confirmed", json.dumps(unsigned_confirmation).encode(), False),
+            ]
+            publish(broker.port, forged)
+            assert wait_for(lambda: counted(engine, "untrusted") >= len(forged)), counted(engine, "untrusted")
+            assert answers() == before
+            cart.tap(BO)
+            assert wait_for(lambda: stored(engine) >= 4)
+            after = json.loads(
+                cli("ledger", "who", DEVICE, "--at", rfc3339(time.time()), "-c", config, "--format", "json").stdout
+            )
+            assert after["staff_id"] == "bo"
+            with engine.connect() as conn:
+                kinds = {row.type for row in conn.execute(select(exceptions).where(exceptions.c.closed.is_(None)))}
+                assert "untrusted_source" in kinds and not kinds & {"chain_break", "seq_gap", "appliance_offline"}
+                assert not conn.execute(select(events).where(events.c.chain_ok.is_not(True))).all()
+                assert [row.staff_id for row in fleet(conn, time.time(), 3600, 60)] == ["bo"]
+        finally:
+            cart.stop()
+            cart.events.close()
+            ledger.kill(signal.SIGTERM)
+
+
+def counted(engine: Engine, name: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(counters.c.value).where(counters.c.name == name)).scalar() or 0)
 
 
 def test_the_migrated_schema_is_the_one_schema_py_describes(engine: Engine) -> None:

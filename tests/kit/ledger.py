@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Engine
 
+from handoff.audit.keys import private_pem
 from handoff.ledger.database import writing
 from handoff.ledger.enrolment import enrol
 from handoff.ledger.ingest import Recorder
@@ -130,9 +132,22 @@ class Console:
 
 def enrolled(engine: Engine, *appliances: SimAppliance, prefix: str = "handoff/v1") -> None:
     """Enrol simulated appliances' keys, as `handoff ledger enrol` does."""
+    for appliance in appliances:
+        enrol_key(engine, appliance.device_id, appliance.key.public_key(), prefix=prefix)
+
+
+def enrol_key(engine: Engine, device_id: str, key: Ed25519PublicKey, prefix: str = "handoff/v1") -> None:
     with writing(engine) as conn:
-        for appliance in appliances:
-            enrol(conn, Recorder(prefix), appliance.device_id, appliance.key.public_key(), [], actor="test", now=0.0)
+        enrol(conn, Recorder(prefix), device_id, key, [], actor="test", now=time.time())
+
+
+def audit_key(root: Path) -> tuple[Path, Ed25519PrivateKey]:
+    """A new appliance signing key as `[audit] key_file` wants it: PKCS#8 PEM, mode 0600."""
+    key = Ed25519PrivateKey.generate()
+    path = root / "audit.key"
+    path.write_bytes(private_pem(key))
+    path.chmod(0o600)
+    return path, key
 
 
 def enrolled_fleet(engine: Engine, keys: Path, appliances: int, site: str = "sim-site") -> list[SimAppliance]:
