@@ -1,6 +1,6 @@
 """Badge references: the only form in which a badge identifier leaves memory.
 
-`badge_ref` is HMAC-SHA256 of the identifier under the site's secret (SPEC section 3), so
+`badge_ref` is HMAC-SHA256 of the identifier under the site's secret (docs/integration.md), so
 consumers can correlate taps without ever holding a UID that could be written to a clone.
 """
 

@@ -1,4 +1,4 @@
-"""The wire form of an event: a CloudEvents 1.0 structured-mode JSON object (SPEC section 3).
+"""The wire form of an event: a CloudEvents 1.0 structured-mode JSON object (docs/integration.md).
 
 Consumers deduplicate by `id` and detect gaps by `seq`, so `id` is a UUIDv7 (time-ordered,
 unique forever) minted once when the event is made durable, and never again on resend.

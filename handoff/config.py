@@ -1,7 +1,7 @@
 """The appliance's TOML configuration, declared once and validated completely before anything starts.
 
 A cart that boots with a typo in its config must say so at once and name the key, rather than
-run with a silent default and fail a clinician later. Every key of SPEC section 6 is a field of
+run with a silent default and fail a clinician later. Every key of `handoff.toml` is a field of
 one of the pydantic models below, with its type, default and range; unknown keys are refused.
 The allowed keys, the error messages (`handoff.config_errors`) and `handoff provision`'s flags
 are all derived from these models, so they cannot drift apart.
@@ -56,7 +56,7 @@ def _not_blank(value: object) -> object:
 
 
 def seconds_field(default: float, at_most: float, bound: str, *, zero_ok: bool = False) -> Any:
-    """A timer: positive (or zero where SPEC allows it), finite, and below a sane bound named in the error."""
+    """A timer: positive (or zero where the key allows it), finite, and below a sane bound named in the error."""
     return Field(
         default,
         gt=None if zero_ok else 0.0,
@@ -234,7 +234,7 @@ class FeedbackConfig(Section):
 
 
 class AgentConfig(Section):
-    """Logoff receipts from the attached device (SPEC section 8); absent means no agent."""
+    """Logoff receipts from the attached device (docs/agent.md); absent means no agent."""
 
     flag_prefix: ClassVar[str] = "agent-"
     keys_file: FilePath
@@ -243,7 +243,7 @@ class AgentConfig(Section):
 
 
 class AuditConfig(Section):
-    """Signed checkpoints of the event chain (SPEC section 9); absent means the chain is not signed."""
+    """Signed checkpoints of the event chain (docs/audit.md); absent means the chain is not signed."""
 
     flag_prefix: ClassVar[str] = "audit-"
     key_file: FilePath
@@ -290,7 +290,7 @@ SECTIONS: Final[Mapping[str, type[Section]]] = {
 
 
 def config_path(given: str | None, env_name: str, default: Path) -> Path:
-    """`-c` wins, then the environment variable, then the default (SPEC sections 5 and 10)."""
+    """`-c` wins, then the environment variable, then the default."""
     if given:
         return Path(given)
     env = os.environ.get(env_name)

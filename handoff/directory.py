@@ -118,7 +118,7 @@ def parse_uid(text: str) -> bytes:
 
 
 def parse_identifier(text: str) -> bytes:
-    """Any identifier a reader reports (SPEC section 7): a PACS credential `<format>:<facility>:<number>`,
+    """Any identifier a reader reports (hw/readers.md): a PACS credential `<format>:<facility>:<number>`,
     what a keyboard-wedge reader types as `text:<characters>`, or hex: a 14443 UID, a FeliCa
     IDm, a PIV card UUID or FASC-N."""
     name = text.partition(":")[0].lower()

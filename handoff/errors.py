@@ -16,7 +16,7 @@ class HandoffError(Exception):
 
 
 class ConfigError(HandoffError):
-    """Bad configuration or bad usage: exit status 2, as SPEC section 5 asks.
+    """Bad configuration or bad usage: exit status 2, as the command line promises.
 
     `key` is the dotted config key at fault (`readers[1].trust_anchors`) when one is, so callers
     such as `handoff provision` can name their own flag for it without reading the message.

@@ -1,5 +1,5 @@
 """`handoff agent` and `handoff run` as real processes, through a real mosquitto where the agent
-has its own identity and may publish only its device's receipts and activity (SPEC section 8).
+has its own identity and may publish only its device's receipts and activity (docs/agent.md).
 
 logind cannot run here; its part is played by a stand-in on a real dbus-daemon
 (tests/kit/logind.py), which the agent reaches as the system bus.

@@ -1,4 +1,4 @@
-"""The running appliance end to end, driven only through SPEC's CLI, config and MQTT topics."""
+"""The running appliance end to end, driven only through its CLI, config and MQTT topics."""
 
 from __future__ import annotations
 

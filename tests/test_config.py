@@ -145,7 +145,7 @@ def test_cli_bad_usage_exits_2(cli: CliRunner) -> None:
     assert result.returncode == 2 and "Traceback" not in result.stderr
 
 
-SPEC_EXAMPLE = """
+FULL_EXAMPLE = """
 [appliance]
 site = "st-elsewhere"
 device_id = "WOW-3N-07"
@@ -209,7 +209,7 @@ board = "pi-cart-v1"
 
 
 def test_spec_section_6_example_parses_whole(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, SPEC_EXAMPLE))
+    config = load_config(write(tmp_path, FULL_EXAMPLE))
     assert config.appliance.allow_unsigned_commands is False
     assert [r.kind for r in config.readers] == ["nfc", "pcsc", "keyboard", "osdp"]
     pcsc, keyboard, osdp = config.readers[1:]
@@ -277,8 +277,8 @@ def test_optional_tables_default_to_absent(tmp_path: Path) -> None:
     ],
 )
 def test_new_keys_are_refused_naming_the_key(tmp_path: Path, old: str, new: str, culprit: str) -> None:
-    assert old in SPEC_EXAMPLE
-    path = write(tmp_path, SPEC_EXAMPLE.replace(old, new, 1))
+    assert old in FULL_EXAMPLE
+    path = write(tmp_path, FULL_EXAMPLE.replace(old, new, 1))
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     message = str(caught.value)
@@ -296,7 +296,7 @@ def test_new_keys_are_refused_naming_the_key(tmp_path: Path, old: str, new: str,
     ],
 )
 def test_every_timer_has_an_upper_bound_named_in_the_error(tmp_path: Path, key: str, value: str, bound: str) -> None:
-    body = SPEC_EXAMPLE.replace(f"\n{key} =", f"\n{key} = {value}\n# was", 1)
+    body = FULL_EXAMPLE.replace(f"\n{key} =", f"\n{key} = {value}\n# was", 1)
     path = write(tmp_path, body)
     with pytest.raises(ConfigError, match=rf"policy\.{key} must be {re.escape(bound)}"):
         load_config(path)

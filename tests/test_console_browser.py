@@ -1,6 +1,6 @@
 """The console in a real headless Chromium, served by a real `handoff ledger serve` (uvicorn,
 over TLS with a hospital-style CA) on a ledger fed by a real appliance with simulated badges
-through a real mosquitto, on SQLite and on PostgreSQL (SPEC section 10, the console).
+through a real mosquitto, on SQLite and on PostgreSQL (docs/console.md).
 
 Screenshots of the fleet and device pages are left in test-output/console/ for a person."""
 

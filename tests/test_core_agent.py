@@ -1,4 +1,4 @@
-"""SPEC section 2's receipt rows and section 8's rules, driven through the pure core."""
+"""The receipt rows of the state machine and the agent's rules (docs/agent.md), driven through the pure core."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every row of SPEC section 2, driven through the pure core with an injected clock."""
+"""Every row of the appliance's state table, driven through the pure core with an injected clock."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ledger on SQLite and on PostgreSQL, the same cases on both (SPEC section 10).
+"""The ledger on SQLite and on PostgreSQL, the same cases on both (docs/ledger.md).
 
 Events come from a real appliance (`handoff run` with simulated badges) or from the fleet
 simulator, through a real mosquitto, into real `handoff ledger run` processes; the cases that

@@ -1,4 +1,4 @@
-"""Logoff receipts reaching a real `handoff run` through real mosquitto (SPEC sections 2 and 8).
+"""Logoff receipts reaching a real `handoff run` through real mosquitto (docs/agent.md).
 
 The receipts here are made and signed by the same code the agent uses (handoff.agent.receipt)
 and published as the agent publishes them; the agent process itself is not needed to show

@@ -1,1 +1,1 @@
-"""The agent on the attached device (SPEC section 8): it ends the session and proves it."""
+"""The agent on the attached device: it ends the session and proves it."""

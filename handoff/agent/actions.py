@@ -1,4 +1,4 @@
-"""The logoff actions of SPEC section 8, run in order for one session-ending event.
+"""The agent's logoff actions (docs/agent.md), run in order for one session-ending event.
 
 A `command` is an argv with placeholders, run without a shell so that a staff id can never
 become shell syntax; `logind` ends the seat's graphical sessions. Each returns its outcome

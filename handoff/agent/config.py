@@ -1,4 +1,4 @@
-"""The agent's TOML configuration (SPEC section 8), validated completely before it starts.
+"""The agent's TOML configuration (docs/agent.md), validated completely before it starts.
 
 The same rules as the appliance's file (`handoff.config`): strict types, unknown keys
 refused, the first problem named by its key; `[mqtt]` is the appliance's table.
@@ -81,7 +81,7 @@ class AgentFileConfig(Section):
 
 
 def resolve_agent_config_path(given: str | None) -> Path:
-    """`-c` wins, then $HANDOFF_AGENT_CONFIG, then /etc/handoff/agent.toml (SPEC section 5)."""
+    """`-c` wins, then $HANDOFF_AGENT_CONFIG, then /etc/handoff/agent.toml."""
     return config_path(given, AGENT_CONFIG_ENV, DEFAULT_AGENT_CONFIG_PATH)
 
 

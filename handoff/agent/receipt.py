@@ -1,4 +1,4 @@
-"""Logoff receipts (SPEC section 8): made and signed by the agent, checked by the appliance.
+"""Logoff receipts (docs/agent.md): made and signed by the agent, checked by the appliance.
 
 Both ends live here so that the one construction cannot drift: `data` signed with Ed25519
 over its RFC 8785 JSON without `signature` (handoff.audit.signature), inside a CloudEvent.

@@ -1,5 +1,5 @@
 """`handoff agent`: ends the session on the attached device when the appliance says so, and
-proves it with a signed receipt (SPEC section 8).
+proves it with a signed receipt (docs/agent.md).
 
 One thread owns the journal and runs the actions; the publisher's thread only notes each
 incoming event (committing it before the broker gets its PUBACK) and wakes it. Receipts and
@@ -45,7 +45,7 @@ class StopAgent:
 
 
 def actionable(event: Any, device_id: str) -> bool:
-    """A forced_logoff, or a checkin with reason `returned`, of this device (SPEC section 8)."""
+    """A forced_logoff, or a checkin with reason `returned`, of this device."""
     if not isinstance(event, dict) or not isinstance(event.get("id"), str) or event.get("subject") != device_id:
         return False
     data = event.get("data")

@@ -1,4 +1,4 @@
-"""Signed checkpoints: the appliance's signature over the head of its chain (SPEC section 9).
+"""Signed checkpoints: the appliance's signature over the head of its chain (docs/audit.md).
 
 A chain alone shows that events fit together, but anyone can compute SHA-256: a forger who
 rewrites the tail and recomputes every link has a chain that fits. The signed checkpoint

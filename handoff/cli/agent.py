@@ -1,4 +1,4 @@
-"""`handoff agent [-c FILE]` and `handoff agent keygen --out FILE` (SPEC sections 5 and 8)."""
+"""`handoff agent [-c FILE]` and `handoff agent keygen --out FILE` (docs/agent.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`handoff ledger run | serve | who | history | exceptions | users add` (SPEC section 10);
+"""`handoff ledger run | serve | who | history | exceptions | users add` (docs/ledger.md);
 `enrol` and `devices` live in ledger_trust.py."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ log = logging.getLogger("handoff.ledger")
 
 
 def register(sub: Any) -> None:
-    ledger = sub.add_parser("ledger", help="the custody record of every appliance (SPEC section 10)")
+    ledger = sub.add_parser("ledger", help="the custody record of every appliance (docs/ledger.md)")
     actions = ledger.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=type(ledger))
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""Commands from the broker (SPEC section 4): validated, signed, never replayed.
+"""Commands from the broker (docs/commands.md): validated, signed, never replayed.
 
 Wire format (JSON object on `P/S/D/cmd/<name>`):
     id          UUID, unique per command; a second arrival is refused as a replay

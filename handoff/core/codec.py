@@ -53,7 +53,7 @@ def state_from_dict(raw: dict[str, Any]) -> State:
 
 
 def state_summary(state: State) -> dict[str, Any]:
-    """The retained `state` message of SPEC section 3, without `seq` (the store adds it)."""
+    """The retained `state` message (docs/integration.md), without `seq` (the store adds it)."""
     return {
         "state": state.mode,
         "staff_id": state.custody.staff_id if state.custody else None,

@@ -30,7 +30,7 @@ class Lift:
     """The badge left the field, so its next arrival counts as a new tap.
 
     `card_pulled`: it was a contact card pulled from a reader set to lock on card removal, so
-    the holder's live session ends (SPEC section 2).
+    the holder's live session ends.
     """
 
     reader: str
@@ -74,7 +74,7 @@ class SetMaintenance:
 
 @dataclass(frozen=True)
 class Receipt:
-    """The attached device's agent answers for a session end (SPEC section 8).
+    """The attached device's agent answers for a session end (docs/agent.md).
 
     The shell has already checked its signature, its key and its device; the core judges
     only whether `for_id` names a session end still waiting for an answer.

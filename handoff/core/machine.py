@@ -1,4 +1,4 @@
-"""The transition function of SPEC section 2: `step(state, input, now) -> (state, events)`.
+"""The appliance's state machine as one transition function: `step(state, input, now) -> (state, events)`.
 
 `now` is the runtime's timeline, not the wall clock: epoch seconds when the appliance started,
 then monotonic (CLOCK_BOOTTIME), so a clock step by NTP neither fires a timer early nor holds
@@ -8,7 +8,7 @@ Timers are not threads: every step first lets whatever deadline has passed fire,
 `next_deadline` tells the shell when to come back with a `Tick`. Ids come from an injected
 `new_id` so that tests are deterministic and the core stays free of entropy and clocks.
 
-With an agent (`agent`, SPEC section 8) every session end waits `confirm_s` for a receipt:
+With an agent (`agent`, docs/agent.md) every session end waits `confirm_s` for a receipt:
 the wait is one more timer, the receipt one more input, and both live in the state.
 """
 

@@ -78,7 +78,7 @@ FAULT: Final = frozenset({"red"})
 (the broker refuses an event and every later one waits): biomed should run `handoff status`."""
 
 UNCONFIRMED: Final = frozenset({"amber"})
-"""Lit steadily while a logoff is unconfirmed (SPEC section 8): the previous user may still be
+"""Lit steadily while a logoff is unconfirmed (docs/agent.md): the previous user may still be
 logged in on the attached device, which the next clinician and biomed should see."""
 
 OFFLINE_BLINK_S: Final = 1.0

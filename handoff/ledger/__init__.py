@@ -1,1 +1,1 @@
-"""The ledger (SPEC section 10): every appliance's events become the custody record."""
+"""The ledger (docs/ledger.md): every appliance's events become the custody record."""

@@ -1,4 +1,4 @@
-"""The ledger's TOML configuration (SPEC section 10), validated as the appliance's is."""
+"""The ledger's TOML configuration (docs/ledger.md), validated as the appliance's is."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ class LedgerConfig(Section):
 
 
 def resolve_ledger_config_path(given: str | None) -> Path:
-    """`-c` wins, then $HANDOFF_LEDGER_CONFIG, then /etc/handoff/ledger.toml (SPEC section 10)."""
+    """`-c` wins, then $HANDOFF_LEDGER_CONFIG, then /etc/handoff/ledger.toml."""
     return config_path(given, LEDGER_CONFIG_ENV, DEFAULT_LEDGER_CONFIG_PATH)
 
 

@@ -1,4 +1,4 @@
-"""The questions the ledger answers, read off the stored events (SPEC section 10).
+"""The questions the ledger answers, read off the stored events (docs/ledger.md).
 
 Custody is the last checkout or checkin of the device at or before the instant; the session
 is the last checkout, reauth, forced_logoff or checkin. Both are one indexed lookup on

@@ -1,4 +1,4 @@
-"""Topic names of SPEC section 3, in one place so every publisher and test agrees on them."""
+"""Topic names (docs/integration.md), in one place so every publisher and test agrees on them."""
 
 from __future__ import annotations
 

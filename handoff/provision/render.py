@@ -1,4 +1,4 @@
-"""Config values to TOML text: the few value kinds SPEC section 6 uses, nothing more."""
+"""Config values to TOML text: the few value kinds `handoff.toml` uses, nothing more."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""125 kHz / PACS credentials: raw Wiegand bits to `<format>:<facility>:<number>` (SPEC section 7).
+"""125 kHz / PACS credentials: raw Wiegand bits to `<format>:<facility>:<number>` (hw/readers.md).
 
 Pure. A reader that hands over raw bits (OSDP, some wedge modes) has them checked here: the
 parity bits of the published layouts must hold, or the read is refused as unreadable rather
@@ -31,7 +31,7 @@ class Credential:
 
     @property
     def identifier(self) -> str:
-        """The form the badge directory's `uid` column takes (SPEC section 7)."""
+        """The form the badge directory's `uid` column takes."""
         return f"{self.format}:{self.facility}:{self.number}"
 
     @property

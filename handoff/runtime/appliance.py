@@ -116,7 +116,7 @@ class Appliance:
         self._heartbeat = heartbeat
         self._agent_keys = agent_keys
         self._receipts: Counter[str] = Counter()
-        """Receipts by what became of them, for the retained status (SPEC section 8)."""
+        """Receipts by what became of them, for the retained status (docs/agent.md)."""
         self._inbox: queue.SimpleQueue[InboxItem] = queue.SimpleQueue()
         """SimpleQueue: its put() is reentrant, so a signal handler may submit a Stop."""
         self._state = initial_state(clock.time())

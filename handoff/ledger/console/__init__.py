@@ -1,4 +1,4 @@
-"""`handoff ledger serve`: the ledger's web console (SPEC section 10).
+"""`handoff ledger serve`: the ledger's web console (docs/console.md).
 
 Server-rendered HTML over the ledger's database, readable without JavaScript; every page but
 `/login` and `/healthz` needs a login. The modules: `app` puts the routes and middleware
