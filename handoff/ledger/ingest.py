@@ -26,7 +26,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from handoff.audit.chain import NotCanonical, digest, genesis, link
 from handoff.audit.signature import signature_ok
 from handoff.ledger import trust
-from handoff.ledger.queries import HELD, SESSION, offline, overdue, who
+from handoff.ledger.holders import Change, update_holders
+from handoff.ledger.queries import HELD, SESSION, offline, overdue
 from handoff.ledger.schema import checkpoints, counters, devices, events, exceptions, receipts, sources
 
 log = logging.getLogger("handoff.ledger")
@@ -137,7 +138,7 @@ class Recorder:
                 log.warning("refused a message on %s: %s", message.topic, refusal.reason.replace("_", " "))
         held = self._events(conn, fresh, book)
         _upsert_devices(conn, list(heard.values()), now)
-        _hold(conn, held)
+        update_holders(conn, held)
         for reason, count in refused.items():
             _count(conn, reason, count)
         return sum(refused.values())
@@ -221,10 +222,10 @@ class Recorder:
             detail = f"checkpoint at seq {data['seq']} names a chain no stored event has"
             book.open("chain_break", where.device_id, source, key, detail)
 
-    def _events(self, conn: Connection, fresh: list[Fresh], book: Exceptions) -> set[str]:
-        """Store the new events; the devices whose holder they may change."""
+    def _events(self, conn: Connection, fresh: list[Fresh], book: Exceptions) -> list[Change]:
+        """Store the new events; those that may change who holds a device."""
         if not fresh:
-            return set()
+            return []
         ids = [item.body["id"] for item in fresh]
         known = _stored(conn, ids)
         new: dict[str, Fresh] = {}
@@ -232,7 +233,7 @@ class Recorder:
             if item.body["id"] not in known:
                 new.setdefault(item.body["id"], item)
         if not new:
-            return set()
+            return []
         ordered = sorted(new.values(), key=lambda item: (item.body["source"], item.body["data"]["seq"]))
         by_source: dict[str, list[Fresh]] = {}
         for item in ordered:
@@ -242,7 +243,18 @@ class Recorder:
             _follow(conn, book, item.where, item.body)
         for items in by_source.values():
             _clock(book, items)
-        return {item.where.device_id for item in ordered if item.where.event_type in SESSION}
+        return [
+            Change(
+                item.where.device_id,
+                kind,
+                _text(data.get("staff_id")),
+                _text(data.get("session_id")),
+                item.at,
+                item.seq,
+            )
+            for item in ordered
+            if (kind := item.where.event_type) in SESSION and (data := item.body["data"])
+        ]
 
 
 Held = dict[int, list[tuple[str, dict[str, Any], bool | None]]]
@@ -466,25 +478,12 @@ class Exceptions:
 
 def _presence(kind: str, body: dict[str, Any]) -> dict[str, Any]:
     """The device columns a retained `state` or `status` message sets: presence only. Who holds
-    the device comes from its events (`_hold`), never from what its `state` claims."""
+    the device comes from its events (holders.py), never from what its `state` claims."""
     if kind == "status":
         if body.get("status") not in ("online", "offline"):
             raise Refused("bad_status")
         return {"status": body["status"]}
     return {}
-
-
-def _hold(conn: Connection, device_ids: set[str]) -> None:
-    """Each device's holder, state and since as its stored events say now: what the fleet,
-    `overdue` and `holds_many` read."""
-    for device_id in sorted(device_ids):
-        holder = who(conn, device_id, float("inf"))
-        state = "available" if holder.staff_id is None else "in_use" if holder.logged_in else "locked"
-        conn.execute(
-            update(devices)
-            .where(devices.c.device_id == device_id)
-            .values(state=state, staff_id=holder.staff_id, session_id=holder.session_id, since=holder.since)
-        )
 
 
 def _upsert_devices(conn: Connection, heard: list[tuple[Route, dict[str, Any]]], now: float) -> None:

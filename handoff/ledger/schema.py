@@ -70,6 +70,7 @@ devices = Table(
     Column("seq", BigInteger),
     Column("status", String(16)),
     Column("last_heard", Float, nullable=False),
+    Column("latest_event", Float),
 )
 """Each device as its trusted events say now (holder, state, since: the events are the truth,
 its retained `state` is not), its retained `status`, and when anything trusted was last heard."""

@@ -1,4 +1,5 @@
-"""Enrolled keys, messages kept apart, and logoff_unconfirmed keyed by device and event.
+"""Enrolled keys, messages kept apart, the time of the newest event behind a device's holder,
+and logoff_unconfirmed keyed by device and event.
 
 Revision ID: 0003
 Revises: 0002
@@ -37,12 +38,16 @@ def upgrade() -> None:
     )
     op.create_index("untrusted_source", "untrusted", ["source"])
     op.create_index("untrusted_device", "untrusted", ["device_id"])
+    with op.batch_alter_table("devices") as table:
+        table.add_column(sa.Column("latest_event", sa.Float))
     op.execute(
         "UPDATE exceptions SET key = device_id || ':' || key WHERE type = 'logoff_unconfirmed' AND closed IS NULL"
     )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("devices") as table:
+        table.drop_column("latest_event")
     op.drop_index("untrusted_device", "untrusted")
     op.drop_index("untrusted_source", "untrusted")
     op.drop_table("untrusted")
