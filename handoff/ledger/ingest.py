@@ -12,15 +12,16 @@ outage) is simply in the right place, and nothing derived can disagree with the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, cast
+from typing import Any, Final, NamedTuple, cast
 
 import orjson
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Connection, String, and_, any_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import Connection, Engine, String, and_, any_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from handoff.audit.chain import NotCanonical, digest, genesis, link
@@ -76,6 +77,33 @@ class Refused(Exception):
         self.reason = reason
 
 
+class Parsed(NamedTuple):
+    """A message that passed the checks before trust: its place in the batch, where it came
+    from, its body, and its time if it is an event."""
+
+    place: int
+    message: Message
+    where: Route
+    body: dict[str, Any]
+    at: float | None
+
+    def judged(self) -> trust.Judged:
+        return trust.Judged(self.where.kind, self.where.site, self.where.device_id, self.body)
+
+
+def _parsed(prefix: str, message: Message) -> tuple[Route, dict[str, Any], float | None]:
+    where = route(prefix, message.topic)
+    if where is None:
+        raise Refused("unknown_topic")
+    if len(message.payload) > MAX_MESSAGE_BYTES:
+        raise Refused("too_large")
+    body = _json_object(message.payload)
+    at = _checked_event(where, body) if where.kind == "events" else None
+    if where.kind in ("state", "status"):
+        _presence(where.kind, body)
+    return where, body, at
+
+
 def route(prefix: str, topic: str) -> Route | None:
     head = prefix.rstrip("/") + "/"
     if not topic.startswith(head):
@@ -99,30 +127,45 @@ class Recorder:
         self._keys = audit_keys
         self._allow_untrusted = allow_untrusted
 
-    def apply(self, conn: Connection, batch: Iterable[Message], now: float) -> int:
-        """Store what the batch holds; the number of messages refused (counted by reason)."""
+    def verify_ahead(self, engine: Engine, batch: Sequence[Message]) -> Future[trust.Ahead] | None:
+        """Start verifying a batch's signatures, against the enrolments as they are now, while the
+        batch before it is written: verifying is as much CPU as the rest of ingest, and it runs
+        (without the GIL) while the writing waits on the database. `apply` uses the verdicts only
+        if the enrolments have not changed meanwhile."""
+        if self._allow_untrusted or not batch:
+            return None
+        with engine.connect() as conn:
+            enrolment = trust.enrolment(conn)
+        return trust.ahead(lambda: self._judged(batch, enrolment))
+
+    def _judged(self, batch: Sequence[Message], enrolment: trust.Enrolment) -> trust.Ahead:
+        items: dict[int, trust.Judged] = {}
+        for place, message in enumerate(batch):
+            try:
+                items[place] = Parsed(place, message, *_parsed(self._prefix, message)).judged()
+            except Refused:
+                continue
+        verdicts = trust.judge_batch(list(items.values()), enrolment.keys)
+        return trust.Ahead(enrolment, dict(zip(items, verdicts, strict=True)))
+
+    def apply(
+        self, conn: Connection, batch: Sequence[Message], now: float, ahead: Future[trust.Ahead] | None = None
+    ) -> int:
+        """Store what the batch holds; the number of messages refused (counted by reason).
+        `ahead`: its verdicts from `verify_ahead`."""
         book = Exceptions(conn, now)
         fresh: list[Fresh] = []
         refused: dict[str, int] = {}
         heard: dict[str, tuple[Route, dict[str, Any]]] = {}
         """Each device's latest state and status in this batch: one write per device, not per message."""
-        parsed: list[tuple[Message, Route, dict[str, Any], float | None]] = []
-        for message in batch:
+        parsed: list[Parsed] = []
+        for place, message in enumerate(batch):
             try:
-                where = route(self._prefix, message.topic)
-                if where is None:
-                    raise Refused("unknown_topic")
-                if len(message.payload) > MAX_MESSAGE_BYTES:
-                    raise Refused("too_large")
-                body = _json_object(message.payload)
-                at = _checked_event(where, body) if where.kind == "events" else None
-                if where.kind in ("state", "status"):
-                    _presence(where.kind, body)
-                parsed.append((message, where, body, at))
+                parsed.append(Parsed(place, message, *_parsed(self._prefix, message)))
             except Refused as refusal:
                 refused[refusal.reason] = refused.get(refusal.reason, 0) + 1
                 log.warning("refused a message on %s: %s", message.topic, refusal.reason.replace("_", " "))
-        for message, where, body, at in self._believed(conn, book, parsed, refused, now):
+        for _, message, where, body, at in self._believed(conn, book, parsed, refused, now, ahead):
             try:
                 if at is not None:
                     fresh.append(Fresh(where, body, message.payload.decode(), at))
@@ -147,24 +190,31 @@ class Recorder:
         self,
         conn: Connection,
         book: Exceptions,
-        parsed: list[tuple[Message, Route, dict[str, Any], float | None]],
+        parsed: list[Parsed],
         refused: dict[str, int],
         now: float,
-    ) -> list[tuple[Message, Route, dict[str, Any], float | None]]:
+        ahead: Future[trust.Ahead] | None,
+    ) -> list[Parsed]:
         """The messages signed by their device's enrolled key; the others are kept apart (trust.py)."""
         if self._allow_untrusted or not parsed:
             return parsed
-        keys = trust.enrolled_keys(conn)
-        items = [trust.Judged(where.kind, where.site, where.device_id, body) for _, where, body, _ in parsed]
-        verdicts = trust.judge_batch(items, keys)
+        enrolment = trust.enrolment(conn)
+        items = [
+            trust.Judged(entry.where.kind, entry.where.site, entry.where.device_id, entry.body) for entry in parsed
+        ]
+        early = ahead.result() if ahead is not None else None
+        if early is not None and early.enrolment == enrolment:
+            verdicts = [early.verdicts[entry.place] for entry in parsed]
+        else:
+            verdicts = trust.judge_batch(items, enrolment.keys)
         doubted = [
-            trust.kept(item, message.topic, message.payload)
-            for item, (message, *_), ok in zip(items, parsed, verdicts, strict=True)
+            trust.kept(item, entry.message.topic, entry.message.payload)
+            for item, entry, ok in zip(items, parsed, verdicts, strict=True)
             if ok is False
         ]
         if doubted:
             refused["untrusted"] = len(doubted)
-            if dropped := trust.keep(conn, book, doubted, keys.keys(), now):
+            if dropped := trust.keep(conn, book, doubted, enrolment.keys.keys(), now):
                 refused["untrusted_dropped"] = dropped
         return [entry for entry, ok in zip(parsed, verdicts, strict=True) if ok is True]
 

@@ -13,9 +13,9 @@ import base64
 import binascii
 import json
 import os
-from collections.abc import Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from typing import Any, Final, Protocol
 
@@ -73,14 +73,32 @@ def raw_key(encoded: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(base64.b64decode(encoded, validate=True))
 
 
-def enrolled_keys(conn: Connection) -> dict[str, Enrolled]:
-    """Every enrolment, read once per batch: a few hundred small rows."""
-    return {
+@dataclass(frozen=True)
+class Enrolment:
+    """Every enrolment as read at one moment: its rows (to tell whether it changed) and the keys."""
+
+    rows: tuple[tuple[str, str, str], ...]
+    keys: dict[str, Enrolled] = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """A batch's verdicts worked out early, by the message's place in the batch, and the
+    enrolment they were worked out under."""
+
+    enrolment: Enrolment
+    verdicts: dict[int, bool | None]
+
+
+def enrolment(conn: Connection) -> Enrolment:
+    """Read once per batch: a few hundred small rows."""
+    query = select(enrolments.c.device_id, enrolments.c.public_key, enrolments.c.agent_keys)
+    rows = tuple(sorted((device_id, key, agents) for device_id, key, agents in conn.execute(query)))
+    keys = {
         device_id: Enrolled(raw_key(key), tuple(raw_key(agent) for agent in json.loads(agents)))
-        for device_id, key, agents in conn.execute(
-            select(enrolments.c.device_id, enrolments.c.public_key, enrolments.c.agent_keys)
-        )
+        for device_id, key, agents in rows
     }
+    return Enrolment(rows, keys)
 
 
 def believed(item: Judged, enrolled: Enrolled | None) -> bool:
@@ -142,9 +160,20 @@ def judge_batch(items: Sequence[Judged], keys: dict[str, Enrolled]) -> list[bool
     return verdicts
 
 
+def ahead(work: Callable[[], Ahead]) -> Future[Ahead]:
+    """Run `work` on a thread of its own (it hands its verifying on to the pool, so it must
+    not hold a pool thread while it waits for them)."""
+    return _planner().submit(work)
+
+
 @cache
 def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="verify")
+
+
+@cache
+def _planner() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-ahead")
 
 
 def kept(item: Judged, topic: str, payload: bytes) -> Kept:
