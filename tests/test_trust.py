@@ -404,3 +404,21 @@ def test_the_console_shows_pending_fingerprints_and_only_an_admin_enrols_with_it
     lab = ledger_config(tmp_path, database, 1883, name="lab", ledger={"allow_untrusted": True})
     with TestClient(create_app(load_ledger_config(lab), engine), base_url="https://testserver") as client:
         assert "Lab bench" in client.get("/login").text
+
+
+def test_verdicts_worked_out_ahead_are_worked_out_again_when_an_enrolment_came_between(engine: Engine) -> None:
+    cart = SimAppliance("site", "WOW-1")
+    forger = SimAppliance("site", "WOW-1", reader="evil")
+    recorder = Recorder(PREFIX)
+    first = [event(cart.next_event(T))]
+    early = recorder.verify_ahead(engine, first)
+    enrolled(engine, cart)
+    with writing(engine) as conn:
+        recorder.apply(conn, first, T, early)
+    later = [event(cart.next_event(T + 60)), event(forger.next_event(T + 61))]
+    with writing(engine) as conn:
+        recorder.apply(conn, later, T + 60, recorder.verify_ahead(engine, later))
+    assert early is not None and early.result().verdicts == {0: False}, "worked out before the enrolment"
+    with engine.connect() as conn:
+        assert [row.seq for row in conn.execute(select(events.c.seq).order_by(events.c.seq))] == [1, 2]
+        assert conn.execute(select(untrusted.c.source)).scalars().all() == ["urn:handoff:site:evil"]
