@@ -1,4 +1,5 @@
-"""`handoff ledger run | serve | who | history | exceptions | users add` (docs/ledger.md).
+"""`handoff ledger run | serve | who | history | exceptions | users add` (docs/ledger.md);
+`enrol` and `devices` live in ledger_trust.py.
 
 Every subcommand needs the database; the consumer (`run`) and the web console (`serve`) are
 imported by their own handler only, so that a query does not load a web server.
@@ -23,6 +24,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import Engine, insert, select
 
 from handoff import compact_json
+from handoff.cli import ledger_trust as trust
 from handoff.cli.logs import configure_logging
 from handoff.errors import ConfigError, UsageError
 from handoff.ledger.config import LedgerConfig, load_ledger_config, resolve_ledger_config_path
@@ -67,6 +69,7 @@ def register(ledger: argparse.ArgumentParser) -> None:
     listed = command("exceptions", "open exceptions, oldest first")
     listed.add_argument("--format", choices=("text", "json"), default="text")
     listed.set_defaults(func=_exceptions)
+    trust.register(command)
     accounts = command("users", "console accounts")
     account_actions = accounts.add_subparsers(dest="users_action", required=True, metavar="ACTION")
     add = account_actions.add_parser("add", help="add an account; the password is read from standard input")
@@ -98,6 +101,8 @@ def _run(args: argparse.Namespace) -> int:
 
     config, engine = _open(args)
     configure_logging()
+    if config.ledger.allow_untrusted:
+        log.warning("ledger.allow_untrusted is on: every message is believed, signed or not (a lab bench only)")
     consumer = Consumer(config, engine)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
