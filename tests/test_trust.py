@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from handoff.agent.receipt import ActionOutcome, make_receipt
+from handoff.receipt import ActionOutcome, make_receipt
 from sqlalchemy import Engine, func, select
 from starlette.testclient import TestClient
 
