@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from handoff.receipt import ActionOutcome, make_receipt
 from sqlalchemy import Engine, func, select
 from starlette.testclient import TestClient
 
@@ -32,6 +31,7 @@ from handoff.ledger.enrolment import enrol, listing
 from handoff.ledger.ingest import Message, Recorder, evaluate
 from handoff.ledger.queries import fleet, history, open_exceptions, who
 from handoff.ledger.schema import counters, events, exceptions, receipts, sources, untrusted
+from handoff.receipt import ActionOutcome, make_receipt
 from handoff.sim.fleet import SimAppliance
 from handoff.timefmt import rfc3339
 from tests.kit.broker import Broker
