@@ -12,6 +12,7 @@ outage) is simply in the right place, and nothing derived can disagree with the 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,12 +26,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from handoff.audit.chain import NotCanonical, digest, genesis, link
 from handoff.audit.signature import signature_ok
+from handoff.ledger.limits import DoesNotFit, check
 from handoff.ledger.queries import HELD, offline, overdue
 from handoff.ledger.schema import checkpoints, counters, devices, events, exceptions, receipts, sources
 
 log = logging.getLogger("handoff.ledger")
 
 MAX_MESSAGE_BYTES: Final = 64 * 1024
+RFC3339: Final = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+DEFAULT_MAX_CLOCK_SKEW_S: Final = 300.0
 EVENT_TYPES: Final = frozenset(
     {"checkout", "checkin", "forced_logoff", "reauth", "tap_rejected", "logoff_confirmed", "logoff_unconfirmed"}
 )
@@ -87,11 +91,19 @@ def route(prefix: str, topic: str) -> Route | None:
 
 
 class Recorder:
-    """Applies batches to the database; the keys verify checkpoints (`ledger.audit_keys`)."""
+    """Applies batches to the database; the keys verify checkpoints (`ledger.audit_keys`); an
+    event whose time is further than `max_clock_skew_s` from when it was received opens
+    `clock_skew`."""
 
-    def __init__(self, prefix: str, audit_keys: Sequence[Ed25519PublicKey] = ()) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        audit_keys: Sequence[Ed25519PublicKey] = (),
+        max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S,
+    ) -> None:
         self._prefix = prefix
         self._keys = audit_keys
+        self._max_skew = max_clock_skew_s
 
     def apply(self, conn: Connection, batch: Iterable[Message], now: float) -> int:
         """Store what the batch holds; the number of messages refused (counted by reason)."""
@@ -108,22 +120,27 @@ class Recorder:
                 if len(message.payload) > MAX_MESSAGE_BYTES:
                     raise Refused("too_large")
                 body = _json_object(message.payload)
+                check(devices, {"device_id": where.device_id, "site": where.site})
                 if where.kind == "events":
-                    fresh.append(Fresh(where, body, message.payload.decode(), _checked_event(where, body)))
+                    item = Fresh(where, body, message.payload.decode(), _checked_event(where, body))
+                    _fits(item, now)
+                    fresh.append(item)
                 elif where.kind in ("state", "status"):
+                    presence = _presence(where.kind, body)
+                    check(devices, presence)
                     _, values = heard.get(where.device_id, (where, {}))
-                    heard[where.device_id] = (where, {**values, **_presence(where.kind, body)})
+                    heard[where.device_id] = (where, {**values, **presence})
                 else:
                     self._other(conn, book, where, body, message.payload.decode())
                 if where.kind != "receipts" and where.device_id not in heard:
                     heard[where.device_id] = (where, {})
-            except Refused as refusal:
+            except (Refused, DoesNotFit) as refusal:
                 refused[refusal.reason] = refused.get(refusal.reason, 0) + 1
-                log.warning("refused a message on %s: %s", message.topic, refusal.reason.replace("_", " "))
+                log.warning("refused a message on %r: %s", message.topic[:300], refusal)
         self._events(conn, fresh, book)
         _upsert_devices(conn, list(heard.values()), now)
-        for reason, count in refused.items():
-            _count(conn, reason, count)
+        for reason, times in refused.items():
+            count(conn, reason, times)
         return sum(refused.values())
 
     def _other(self, conn: Connection, book: Exceptions, where: Route, body: dict[str, Any], raw: str) -> None:
@@ -136,20 +153,16 @@ class Recorder:
                 or not isinstance(data.get("for"), str)
             ):
                 raise Refused("not_a_receipt")
-            _insert_ignoring(
-                conn,
-                receipts,
-                [
-                    {
-                        "id": body["id"],
-                        "for_id": data["for"],
-                        "device_id": where.device_id,
-                        "result": str(data.get("result")),
-                        "payload": raw,
-                        "received": now,
-                    }
-                ],
-            )
+            row = {
+                "id": body["id"],
+                "for_id": data["for"],
+                "device_id": where.device_id,
+                "result": str(data.get("result")),
+                "payload": raw,
+                "received": now,
+            }
+            check(receipts, row)
+            _insert_ignoring(conn, receipts, [row])
         else:
             self._checkpoint(conn, book, where, body, raw)
 
@@ -168,11 +181,13 @@ class Recorder:
             "payload": raw,
             "received": book.now,
         }
+        key = f"{source}#checkpoint{data['seq']}"
+        check(checkpoints, row)
+        check(exceptions, {"device_id": where.device_id, "source": source, "key": key})
         if not _insert_ignoring(conn, checkpoints, [row]):
             return
         held = conn.execute(select(events.c.payload).where(events.c.source == source, events.c.seq == data["seq"]))
         chains = {orjson.loads(payload)["data"].get("chain") for (payload,) in held}
-        key = f"{source}#checkpoint{data['seq']}"
         if self._keys and not signed:
             detail = f"checkpoint at seq {data['seq']}: signature does not verify under ledger.audit_keys"
             book.open("chain_break", where.device_id, source, key, detail)
@@ -187,15 +202,18 @@ class Recorder:
         known = _stored(conn, ids)
         new: dict[str, Fresh] = {}
         for item in fresh:
-            if item.body["id"] not in known:
-                new.setdefault(item.body["id"], item)
+            first = known.get(item.body["id"]) or new.get(item.body["id"])
+            if first is None:
+                new[item.body["id"]] = item
+            elif first is not item and first.body != item.body:
+                _conflict(conn, book, item)
         if not new:
             return
         ordered = sorted(new.values(), key=lambda item: (item.body["source"], item.body["data"]["seq"]))
         by_source: dict[str, list[Fresh]] = {}
         for item in ordered:
             by_source.setdefault(item.body["source"], []).append(item)
-        _Sources(conn, book).take(by_source)
+        _Sources(conn, book, self._max_skew).take(by_source)
         for item in ordered:
             _follow(conn, book, item.where, item.body)
         for items in by_source.values():
@@ -211,8 +229,8 @@ class _Sources:
     for the whole batch: enough to check every new link (and those of events that came before
     their predecessors) and to move each watermark below which every seq is present."""
 
-    def __init__(self, conn: Connection, book: Exceptions) -> None:
-        self._conn, self._book = conn, book
+    def __init__(self, conn: Connection, book: Exceptions, max_skew_s: float) -> None:
+        self._conn, self._book, self._max_skew = conn, book, max_skew_s
 
     def take(self, by_source: dict[str, list[Fresh]]) -> None:
         """Check the new events' links against each other and the stored ones, store them with
@@ -236,8 +254,14 @@ class _Sources:
         checked: dict[str, bool] = {}
         for source, items in by_source.items():
             checked.update(self._links(source, items, held[source]))
+        skews = {}
+        for source, items in by_source.items():
+            skews.update(self._skews(items, held[source]))
         new = [item for items in by_source.values() for item in items]
-        _insert_events(conn, [_row(item, checked.pop(item.body["id"], None), self._book.now) for item in new])
+        values = [_row(item, checked.pop(item.body["id"], None), self._book.now) for item in new]
+        for row in values:
+            row["clock_skew_s"] = skews.get(row["id"])
+        _insert_events(conn, values)
         if checked:
             conn.execute(
                 update(events).where(events.c.id == bindparam("event_id")).values(chain_ok=bindparam("ok")),
@@ -257,6 +281,31 @@ class _Sources:
                 ),
                 [{key: mark[key] for key in ("key", "first_seq", "contiguous_upto", "max_seq")} for mark in known],
             )
+
+    def _skews(self, items: list[Fresh], by_seq: Held) -> dict[str, float]:
+        """How far off each new event's time is, by id, for those off: behind its predecessor in
+        seq (a clock stepped back), or further than the bound from when the ledger received it.
+        Custody follows seq, so such an event is still in its place; answers resting on it say
+        so, and `clock_skew` names the device."""
+        now, off = self._book.now, {}
+        for item in items:
+            before = [_time(body.get("time")) for _, body, _ in by_seq.get(item.seq - 1, [])]
+            backwards = max((at - item.at for at in before if at is not None), default=0.0)
+            if backwards > 0:
+                detail = (
+                    f"seq {item.seq} is stamped {backwards:.0f} s before seq {item.seq - 1}: its clock ran backwards"
+                )
+                off[item.body["id"]] = -backwards
+            elif abs(item.at - now) > self._max_skew:
+                ahead = item.at - now
+                side = "ahead of" if ahead > 0 else "behind"
+                detail = f"seq {item.seq} is stamped {abs(ahead):.0f} s {side} when the ledger received it"
+                off[item.body["id"]] = ahead
+            else:
+                continue
+            where = item.where
+            self._book.open("clock_skew", where.device_id, item.body["source"], item.body["source"], detail)
+        return off
 
     def _links(self, source: str, items: list[Fresh], by_seq: Held) -> dict[str, bool]:
         """Whether each new event, and each stored one next after a new one that was still
@@ -334,6 +383,24 @@ def _follow(conn: Connection, book: Exceptions, where: Route, event: dict[str, A
             book.open("logoff_unconfirmed", where.device_id, source, str(data.get("for")), detail)
     elif kind == "logoff_confirmed":
         book.close("logoff_unconfirmed", str(data.get("for")))
+
+
+def _fits(item: Fresh, now: float) -> None:
+    """Everything the event will write fits its column, the exception keys built from it included."""
+    row = _row(item, None, now)
+    check(events, row)
+    key = f"{row['source']}#{row['seq']}"
+    check(exceptions, {"device_id": row["device_id"], "source": row["source"], "key": key})
+
+
+def _conflict(conn: Connection, book: Exceptions, item: Fresh) -> None:
+    """Another message with a stored event's id and other content: the first copy stays the
+    record, and the conflict is counted and opens an exception, since one of the two is not what
+    the appliance sent."""
+    event_id, source = item.body["id"], item.body["source"]
+    count(conn, "duplicate_conflict", 1)
+    detail = f"event {event_id} arrived again with other content; the first copy is kept"
+    book.open("duplicate_conflict", item.where.device_id, source, event_id, detail)
 
 
 def _clock(book: Exceptions, items: list[Fresh]) -> None:
@@ -455,7 +522,7 @@ def _upsert_devices(conn: Connection, heard: list[tuple[Route, dict[str, Any]]],
         )
 
 
-def _count(conn: Connection, name: str, by: int) -> None:
+def count(conn: Connection, name: str, by: int) -> None:
     if not conn.execute(update(counters).where(counters.c.name == name).values(value=counters.c.value + by)).rowcount:
         conn.execute(insert(counters).values(name=name, value=by))
 
@@ -466,15 +533,21 @@ def _insert_ignoring(conn: Connection, table: Any, rows: list[dict[str, Any]]) -
     return int(conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows).rowcount or 0)
 
 
-def _stored(conn: Connection, ids: list[str]) -> set[str]:
-    """Which of these event ids are stored. On PostgreSQL as `= ANY(array)`: one parameter, so
-    every batch sends the same statement, which psycopg parses once; `IN` with a batch's 2,000
-    ids is a new statement each time, 12 ms of the ledger's CPU against 3 ms."""
+def _stored(conn: Connection, ids: list[str]) -> dict[str, Fresh]:
+    """Which of these event ids are stored, with their content to compare. On PostgreSQL as
+    `= ANY(array)`: one parameter, so every batch sends the same statement, which psycopg parses
+    once; `IN` with a batch's 2,000 ids is a new statement each time, 12 ms of the ledger's CPU against 3 ms."""
     if conn.dialect.name == "postgresql":
         among = events.c.id == any_(literal(ids, postgresql.ARRAY(String)))
     else:
         among = events.c.id.in_(ids)
-    return set(conn.execute(select(events.c.id).where(among)).scalars())
+    query = select(events.c.id, events.c.payload, events.c.type, events.c.site, events.c.device_id, events.c.at)
+    return {
+        row.id: Fresh(
+            Route(row.site, row.device_id, "events", row.type), orjson.loads(row.payload), row.payload, row.at
+        )
+        for row in conn.execute(query.where(among))
+    }
 
 
 def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -509,6 +582,7 @@ def _row(item: Fresh, chain_ok: bool | None, now: float) -> dict[str, Any]:
         "chain_ok": chain_ok,
         "payload": item.raw,
         "received": now,
+        "clock_skew_s": None,
     }
 
 
@@ -529,8 +603,8 @@ def _checked_event(where: Route, body: dict[str, Any]) -> float:
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
         raise Refused("not_a_cloudevent")
     at = _time(body["time"])
-    if at is None:
-        raise Refused("not_a_cloudevent")
+    if at is None or not RFC3339.fullmatch(body["time"]):
+        raise Refused("bad_time")
     return at
 
 
