@@ -80,10 +80,13 @@ def main() -> None:
         p99, counted = latency_p99_ms(url, time.time() - 60)
         end_rss = rss_kib(ledger.pid)
     finally:
-        fleet.send_signal(signal.SIGINT)
-        fleet.wait(30)
-        ledger.send_signal(signal.SIGTERM)
-        ledger.wait(30)
+        for process, stop in ((fleet, signal.SIGINT), (ledger, signal.SIGTERM)):
+            process.send_signal(stop)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
         drop_database(url)
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from handoff.ledger.database import writing
+from handoff.ledger.database import engine_for, writing
 from handoff.ledger.ingest import Message, Recorder
 from handoff.ledger.schema import devices, events, exceptions, set_aside
 from handoff.sim.fleet import SimAppliance
@@ -29,7 +30,7 @@ from tests.kit.amqtt_broker import AmqttBroker
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner, handoff_env
 from tests.kit.ledger import Ledger, counted, ledger_config, made, stored, wait_for
-from tests.kit.postgres import create_database, drop_database
+from tests.kit.postgres import Cluster, create_database, drop_database
 from tests.kit.publish import publish
 
 PREFIX = "handoff/v1"
@@ -316,3 +317,109 @@ def test_csv_cells_are_guarded_and_text_output_shows_control_characters_escaped(
     assert "\x1b" not in listed and "\\x1b[2J" in listed
     as_json = json.loads(cli("ledger", "exceptions", "--format", "json", "-c", config).stdout)
     assert any(row["device"] == "\x1b[2J" for row in as_json), "JSON keeps the value as it is"
+
+
+def sim_fleet(port: int, *, rate: int, events: int) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "handoff", "sim", "fleet", "--appliances", "4", "--rate", str(rate)]
+    return subprocess.Popen(
+        [*command, "--events", str(events), "--mqtt", f"mqtt://127.0.0.1:{port}"],
+        env=handoff_env(),
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def test_postgresql_stopped_mid_ingest_and_while_idle_is_waited_out(tmp_path: Path, cli: CliRunner) -> None:
+    """A cluster of the test's own, stopped for 30 s while events flow, then again while
+    nothing does: the ledger keeps running, says so once each way, and stores every event."""
+    with Cluster() as cluster, Broker(tmp_path / "broker") as broker:
+        url = cluster.url
+        engine = engine_for(url)
+        config = ledger_config(tmp_path, url, broker.port)
+        ledger = Ledger(config, tmp_path / "ledger.log")
+        ledger.start()
+        fleet = sim_fleet(broker.port, rate=50, events=2500)
+        assert wait_for(lambda: stored(engine) > 200), stored(engine)
+        engine.dispose()
+        cluster.stop()
+        assert wait_for(lambda: "PostgreSQL unreachable since" in ledger.log.read_text())
+        time.sleep(30)  # the outage itself: how long the database stays away is the case under test
+        assert ledger.running
+        cluster.start()
+        assert fleet.wait(120) == 0
+        assert wait_for(lambda: stored(engine) >= 2500, 120), stored(engine)
+        status = cli("ledger", "status", "-c", config)
+        assert status.returncode == 0 and "broker connected" in status.stdout, status.stdout + status.stderr
+        engine.dispose()
+        cluster.stop()
+        assert wait_for(lambda: ledger.log.read_text().count("PostgreSQL unreachable since") == 2)
+        down = cli("ledger", "status", "-c", config)
+        assert down.returncode == 1 and "database: unreachable" in down.stdout
+        cluster.start()
+        assert wait_for(lambda: ledger.log.read_text().count("PostgreSQL reachable again after") == 2)
+        assert sim_fleet(broker.port, rate=200, events=200).wait(60) == 0
+        assert wait_for(lambda: stored(engine) >= 2700, 60), stored(engine)
+        assert ledger.running
+        ledger.kill(signal.SIGTERM)
+        assert stored(engine) == 2700
+        engine.dispose()
+    log = ledger.log.read_text()
+    assert "Traceback" not in log
+    assert log.count("PostgreSQL unreachable since") == 2, log
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Any:
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    made_it = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], check=False)
+    if made_it.returncode != 0:
+        pytest.skip("mount -t tmpfs is not permitted here")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_sqlite_on_a_full_disk_is_waited_out_and_loses_nothing(tmp_path: Path, small_tmpfs: Path) -> None:
+    database = f"sqlite:///{small_tmpfs / 'ledger.db'}"
+    engine = engine_for(database)
+    filler = small_tmpfs / "filler"
+    with Broker(tmp_path / "broker") as broker:
+        ledger = Ledger(ledger_config(tmp_path, database, broker.port), tmp_path / "ledger.log")
+        ledger.start()
+        assert sim_fleet(broker.port, rate=500, events=200).wait(60) == 0
+        assert wait_for(lambda: stored(engine) >= 200), stored(engine)
+        free = shutil.disk_usage(small_tmpfs).free
+        filler.write_bytes(b"\0" * (free - 16 * 1024))
+        fleet = sim_fleet(broker.port, rate=500, events=1500)
+        assert wait_for(lambda: "SQLite unreachable since" in ledger.log.read_text(), 60)
+        assert ledger.running
+        filler.unlink()
+        assert fleet.wait(60) == 0
+        assert wait_for(lambda: stored(engine) >= 1700, 60), stored(engine)
+        assert ledger.running
+        ledger.kill(signal.SIGTERM)
+    assert stored(engine) == 1700
+    engine.dispose()
+    log = ledger.log.read_text()
+    assert "Traceback" not in log and "database or disk is full" in log and "SQLite reachable again" in log
+
+
+def test_doctor_says_what_mosquitto_supports_and_warns_of_its_queue_limit(
+    tmp_path: Path, cli: CliRunner, database: str
+) -> None:
+    with Broker(tmp_path / "broker") as broker:
+        config = ledger_config(tmp_path, database, broker.port, shared_group="ledger")
+        result = cli("ledger", "doctor", "-c", config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "retained to a wildcard: yes" in result.stdout and "$share: delivers" in result.stdout
+    assert "WARN  broker queue" in result.stdout and "max_queued_messages" in result.stdout
+
+
+def test_doctor_on_a_3_1_1_only_broker_with_mqtt_5_fails_in_one_line(
+    tmp_path: Path, cli: CliRunner, database: str
+) -> None:
+    with AmqttBroker(tmp_path / "amqtt") as broker:
+        config = ledger_config(tmp_path, database, broker.port)
+        result = cli("ledger", "doctor", "-c", config)
+    assert result.returncode == 1
+    failed = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(failed) == 1 and "MQTT 5" in failed[0], result.stdout

@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import uuid
 from functools import cache
+from pathlib import Path
 
 import psycopg
 
@@ -84,9 +85,11 @@ class Cluster:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, program: str, *args: str) -> None:
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", f"{self._bin}/{program}", *args], check=True, capture_output=True
-        )
+        """Output to a log file: the server pg_ctl starts would hold a captured pipe open, and
+        `subprocess.run` would wait for it to close until the server stops."""
+        with (Path(self._data).parent / f"{Path(self._data).name}.log").open("ab") as log:
+            command = ["runuser", "-u", "postgres", "--", f"{self._bin}/{program}", *args]
+            subprocess.run(command, check=True, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self._data} -c listen_addresses=127.0.0.1 -c fsync=off"
@@ -106,3 +109,4 @@ class Cluster:
             check=False,
         )
         shutil.rmtree(self._data, ignore_errors=True)
+        Path(f"{self._data}.log").unlink(missing_ok=True)
