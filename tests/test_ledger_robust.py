@@ -30,6 +30,7 @@ from tests.kit.amqtt_broker import AmqttBroker
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner, handoff_env
 from tests.kit.ledger import Ledger, counted, ledger_config, made, stored, wait_for
+from tests.kit.nats_broker import NatsBroker
 from tests.kit.postgres import Cluster, create_database, drop_database
 from tests.kit.publish import publish
 
@@ -423,3 +424,46 @@ def test_doctor_on_a_3_1_1_only_broker_with_mqtt_5_fails_in_one_line(
     assert result.returncode == 1
     failed = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
     assert len(failed) == 1 and "MQTT 5" in failed[0], result.stdout
+
+
+def test_the_ledger_on_nats_with_mqtt_3_1_1_stores_every_event_across_a_restart(
+    tmp_path: Path, cli: CliRunner, engine: Engine, database: str
+) -> None:
+    """NATS's MQTT listener speaks 3.1.1 only and keeps MQTT sessions in JetStream."""
+    if not NatsBroker.installed():
+        pytest.skip("nats-server is not installed")
+    cart = SimAppliance("site", "WOW-1")
+    with NatsBroker(tmp_path / "nats") as broker:
+        config = ledger_config(tmp_path, database, broker.port, protocol="3.1.1")
+        ledger = Ledger(config, tmp_path / "ledger.log")
+        ledger.start()
+        publish(broker.port, _with_states(cart, 17), protocol="3.1.1")
+        assert wait_for(lambda: stored(engine) >= 17), stored(engine)
+        ledger.kill(signal.SIGTERM)
+        publish(broker.port, _with_states(cart, 5), protocol="3.1.1")
+        ledger.start()
+        assert wait_for(lambda: stored(engine) >= 22), stored(engine)
+        ledger.kill(signal.SIGTERM)
+        doctor = cli("ledger", "doctor", "-c", config)
+    assert stored(engine) == 22
+    assert "(session resumed)" in ledger.log.read_text()
+    assert doctor.returncode == 0 and "retained to a wildcard: yes" in doctor.stdout, doctor.stdout
+
+
+def test_a_broker_unreachable_at_start_is_said_at_once_and_waited_for(tmp_path: Path) -> None:
+    broker = Broker(tmp_path / "broker")
+    log = tmp_path / "ledger.log"
+    config = ledger_config(tmp_path, f"sqlite:///{tmp_path / 'l.db'}", broker.port)
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "handoff", "ledger", "run", "-c", str(config)], env=handoff_env(), stderr=out
+        )
+    try:
+        assert wait_for(lambda: f"broker 127.0.0.1:{broker.port} unreachable since" in log.read_text(), 15)
+        with broker:
+            assert wait_for(lambda: "reachable again after" in log.read_text(), 60), log.read_text()
+            assert "connected to" in log.read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    assert "Traceback" not in log.read_text()

@@ -17,7 +17,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, create_engine, event, func, make_url, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from handoff.errors import HandoffError
@@ -62,15 +62,17 @@ def writing(engine: Engine) -> Iterator[Connection]:
 
 def revisions(url: str) -> tuple[str | None, str]:
     """The database's schema revision (None before the first migration) and the latest, read
-    without migrating: for `handoff ledger doctor`."""
+    without migrating (nor creating a SQLite file): for `handoff ledger doctor`."""
+    head = ScriptDirectory.from_config(_alembic()).get_current_head()
+    assert head is not None
+    if url.startswith("sqlite:///") and not os.path.exists(make_url(url).database or ""):
+        return None, head
     engine = create_engine(_driver(url), connect_args={"connect_timeout": 5} if "postgresql" in url else {})
     try:
         with engine.connect() as conn:
             current = MigrationContext.configure(conn).get_current_revision()
     finally:
         engine.dispose()
-    head = ScriptDirectory.from_config(_alembic()).get_current_head()
-    assert head is not None
     return current, head
 
 
