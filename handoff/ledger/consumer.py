@@ -164,7 +164,9 @@ class Consumer:
         """One message of a refused batch, in a transaction of its own: set aside if refused."""
         refusal: list[BaseException] = []
         if not self._waiting_out_outages(lambda conn: self._recorder.apply(conn, [message], self._clock()), refusal):
-            self._waiting_out_outages(lambda conn: put_aside(conn, message, self._clock(), why(refusal[0])))
+            kept = self._waiting_out_outages(lambda conn: put_aside(conn, message, self._clock(), why(refusal[0])))
+            if not kept:
+                log.error("could not set aside a message on %r (%s): dropped", message.topic[:300], why(refusal[0]))
 
     def _waiting_out_outages(
         self, work: Callable[[Connection], object], refusal: list[BaseException] | None = None
