@@ -277,15 +277,15 @@ def test_two_ledgers_writing_at_once_take_turns_and_lose_no_watermark_or_link(en
     stream = made(cart, 3)
     recorder = Recorder(PREFIX)
     with writing(engine) as conn:
-        recorder.apply(conn, stream[:1], 1.0)
+        recorder.apply(conn, stream[:1], 1_800_000_001.0)
 
     def other_ledger() -> None:
         with writing(engine) as conn:
-            recorder.apply(conn, stream[2:], 2.0)
+            recorder.apply(conn, stream[2:], 1_800_000_002.0)
 
     second = threading.Thread(target=other_ledger)
     with writing(engine) as conn:
-        recorder.apply(conn, stream[1:2], 2.0)
+        recorder.apply(conn, stream[1:2], 1_800_000_002.0)
         second.start()
         second.join(2.0)
         assert second.is_alive(), "the second batch waits for the first to commit"
@@ -306,15 +306,15 @@ def test_a_gap_opens_an_exception_that_closes_when_the_missing_events_arrive(eng
     stream = made(cart, 6)
     recorder = Recorder(PREFIX)
     with engine.begin() as conn:
-        recorder.apply(conn, stream[:2] + stream[4:], 10.0)
+        recorder.apply(conn, stream[:2] + stream[4:], 1_800_000_010.0)
     with engine.connect() as conn:
         gap = conn.execute(select(exceptions).where(exceptions.c.type == "seq_gap")).one()
         assert gap.closed is None and "missing seq 3" in gap.detail
     with engine.begin() as conn:
-        recorder.apply(conn, stream[2:4], 20.0)
+        recorder.apply(conn, stream[2:4], 1_800_000_020.0)
     with engine.connect() as conn:
         gap = conn.execute(select(exceptions).where(exceptions.c.type == "seq_gap")).one()
-        assert (gap.opened, gap.closed) == (10.0, 20.0)
+        assert (gap.opened, gap.closed) == (1_800_000_010.0, 1_800_000_020.0)
         assert conn.execute(select(func.count()).select_from(events).where(events.c.chain_ok.is_(True))).scalar() == 6
 
 
@@ -328,7 +328,7 @@ def test_an_altered_event_its_own_appliance_signed_is_stored_and_opens_a_chain_b
     body["data"]["staff_id"] = "mallory"
     stream[1] = Message(stream[1].topic, cart.signed_event(body))
     with engine.begin() as conn:
-        Recorder(PREFIX).apply(conn, stream, 5.0)
+        Recorder(PREFIX).apply(conn, stream, 1_800_000_005.0)
     with engine.connect() as conn:
         assert stored(engine) == 3
         broken = conn.execute(select(exceptions.c.key).where(exceptions.c.type == "chain_break")).scalars().all()
@@ -345,7 +345,7 @@ def test_an_event_with_no_canonical_json_opens_a_chain_break_and_does_not_stop_t
     assert str(2**60) in text, "an integer RFC 8785 cannot write (beyond 2^53), which JSON parsers read"
     stream[1] = Message(stream[1].topic, text.encode())
     with engine.begin() as conn:
-        Recorder(PREFIX, allow_untrusted=True).apply(conn, stream, 5.0)
+        Recorder(PREFIX, allow_untrusted=True).apply(conn, stream, 1_800_000_005.0)
     with engine.connect() as conn:
         assert stored(engine) == 3
         broken = conn.execute(select(exceptions.c.key).where(exceptions.c.type == "chain_break")).scalars().all()

@@ -12,6 +12,7 @@ from typing import Any
 from handoff import compact_json
 from handoff.audit.keys import load_public_keys
 from handoff.audit.signature import fingerprint
+from handoff.cli.printable import printable
 from handoff.errors import UsageError
 from handoff.ledger.config import LedgerConfig, load_ledger_config, resolve_ledger_config_path
 from handoff.ledger.database import engine_for, writing
@@ -78,9 +79,10 @@ def _devices(args: argparse.Namespace) -> int:
         print(compact_json.dumps(rows))
         return 0
     for row in rows:
+        device = printable(row["device_id"])
         if row["enrolled"]:
             agents = ",".join(row["agent_fingerprints"]) or "-"
-            print(f"{row['device_id']}\tenrolled\t{row['fingerprint']}\tagents {agents}\t{row['enrolled_at']}")
+            print(f"{device}\tenrolled\t{row['fingerprint']}\tagents {agents}\t{row['enrolled_at']}")
         else:
-            print(f"{row['device_id']}\tpending\t{row['fingerprint'] or '-'}\t{row['kept']} kept")
+            print(f"{device}\tpending\t{row['fingerprint'] or '-'}\t{row['kept']} kept")
     return 0

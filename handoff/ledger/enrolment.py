@@ -53,6 +53,7 @@ def recorder_for(config: LedgerConfig) -> Recorder:
     return Recorder(
         config.mqtt.topic_prefix,
         load_public_keys(keys, "ledger.audit_keys") if keys else [],
+        config.ledger.max_clock_skew_s,
         allow_untrusted=config.ledger.allow_untrusted,
     )
 

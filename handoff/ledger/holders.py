@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from typing import NamedTuple
 
 from sqlalchemy import Connection, bindparam, select, update
@@ -58,6 +59,13 @@ def folded(start: Holding, changes: Iterable[Change]) -> Holding:
     return now
 
 
+def _seq_follows_time(changes: list[Change]) -> bool:
+    """Custody follows seq, not the clock (a clock stepped back stamps later events earlier):
+    folding in time order gives `who`'s answer only while the two orders agree, else `who` is
+    asked."""
+    return all(earlier.seq < later.seq for earlier, later in pairwise(changes))
+
+
 def update_holders(conn: Connection, changes: list[Change]) -> None:
     if not changes:
         return
@@ -77,7 +85,7 @@ def update_holders(conn: Connection, changes: list[Change]) -> None:
         row = rows.get(device_id)
         if row is None:
             continue
-        if row.latest_event is not None and mine[0].at > row.latest_event:
+        if row.latest_event is not None and mine[0].at > row.latest_event and _seq_follows_time(mine):
             now = folded(Holding(row.state, row.staff_id, row.session_id, row.since, row.latest_event), mine)
         else:
             holder = who(conn, device_id, float("inf"))

@@ -6,16 +6,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from handoff.audit.keys import private_pem
 from handoff.ledger.database import writing
 from handoff.ledger.enrolment import enrol
-from handoff.ledger.ingest import Recorder
+from handoff.ledger.ingest import Message, Recorder
+from handoff.ledger.schema import counters, events
 from handoff.provision.render import render_toml
 from handoff.sim.fleet import SimAppliance, simulated
 from tests.kit.cli import handoff_env
@@ -44,6 +46,10 @@ def ledger_config(
 
 class Ledger:
     """`handoff ledger run` as a child process."""
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def __init__(self, config: Path, log: Path) -> None:
         self.config, self.log = config, log
@@ -155,3 +161,25 @@ def enrolled_fleet(engine: Engine, keys: Path, appliances: int, site: str = "sim
     fleet = simulated(appliances, "handoff/v1", site, keys)
     enrolled(engine, *fleet)
     return fleet
+
+
+def made(appliance: SimAppliance, count: int, start: float) -> list[Message]:
+    """The appliance's next `count` events, one a second from `start`."""
+    return [Message(*appliance.next_event(start + n)) for n in range(count)]
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := check()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return result
+
+
+def stored(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(events)).scalar_one())
+
+
+def counted(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {name: int(value) for name, value in conn.execute(select(counters.c.name, counters.c.value))}
