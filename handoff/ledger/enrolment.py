@@ -16,6 +16,7 @@ from itertools import groupby
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from handoff import compact_json
 from handoff.audit.keys import load_public_keys
 from handoff.audit.signature import fingerprint, public_key_b64
 from handoff.ledger.config import LedgerConfig
@@ -72,7 +73,7 @@ def enrol(
     Run it in a writing transaction (`database.writing`), as ingest is."""
     values = {
         "public_key": public_key_b64(key),
-        "agent_keys": json.dumps([public_key_b64(agent) for agent in agent_keys]),
+        "agent_keys": compact_json.dumps([public_key_b64(agent) for agent in agent_keys]),
         "enrolled": now,
         "enrolled_by": actor,
     }
