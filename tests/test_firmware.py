@@ -47,7 +47,9 @@ def test_install_script_parses() -> None:
     subprocess.run(["bash", "-n", str(FIRMWARE / "install.sh")], check=True)
 
 
-@pytest.mark.parametrize("name", ["handoff.service", "handoff-agent.service"])
+@pytest.mark.parametrize(
+    "name", ["handoff.service", "handoff-agent.service", "handoff-ledger.service", "handoff-console.service"]
+)
 def test_unit_exposure_is_low(name: str) -> None:
     report = subprocess.run(
         ["systemd-analyze", "security", "--offline=true", str(FIRMWARE / name)],
@@ -84,3 +86,17 @@ def test_agent_unit_runs_the_agent_as_its_own_user_that_polkit_lets_end_sessions
         "org.freedesktop.login1.lock-sessions",
         "org.freedesktop.login1.manage",
     }
+
+
+@pytest.mark.parametrize(("name", "action"), [("handoff-ledger.service", "run"), ("handoff-console.service", "serve")])
+def test_ledger_units_run_their_command_as_their_own_user_with_private_files(name: str, action: str) -> None:
+    """ledger.db holds password hashes: every file the service makes is its user's alone."""
+    parser = configparser.RawConfigParser(strict=False)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(FIRMWARE / name)
+    service = parser["Service"]
+    assert f"handoff ledger {action} -c /etc/handoff/ledger.toml" in service["ExecStart"]
+    assert service["User"] == "handoff-ledger" and service["UMask"] == "0077"
+    assert service["Restart"] == "on-failure" and service["StateDirectoryMode"] == "0700"
+    assert service["ProtectSystem"] == "strict" and service["CapabilityBoundingSet"] == ""
+    assert service["ReadWritePaths"] == "/var/lib/handoff" and service["NoNewPrivileges"] == "yes"

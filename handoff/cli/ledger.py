@@ -1,7 +1,9 @@
-"""`handoff ledger run | serve | who | history | exceptions | users add` (docs/ledger.md).
+"""`handoff ledger run | serve | who | history | exceptions | status | doctor | users add`
+(docs/ledger.md); `enrol` and `devices` live in ledger_trust.py.
 
-Every subcommand needs the database; the consumer (`run`) and the web console (`serve`) are
-imported by their own handler only, so that a query does not load a web server.
+Every subcommand needs the database; the consumer (`run`), the web console (`serve`) and the
+broker checks (`doctor`) are imported by their own handler only, so that a query loads neither
+a web server nor a broker client.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -22,15 +25,21 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from handoff import compact_json
+from handoff.cli import ledger_trust as trust
 from handoff.cli.logs import configure_logging
-from handoff.errors import ConfigError, UsageError
-from handoff.ledger import accounts, registers, second_factor
+from handoff.cli.printable import printable
+from handoff.doctor.result import Status
+from handoff.errors import ConfigError, HandoffError, UsageError
+from handoff.ledger import accounts, health, registers, second_factor
 from handoff.ledger.config import LedgerConfig, load_ledger_config, resolve_ledger_config_path
 from handoff.ledger.database import engine_for, write_first
+from handoff.ledger.outage import why
 from handoff.ledger.queries import history, open_exceptions, who
 from handoff.ledger.schema import users
+from handoff.ledger.spreadsheet import cell
 from handoff.timefmt import rfc3339
 
 log = logging.getLogger("handoff.ledger")
@@ -67,6 +76,11 @@ def register(ledger: argparse.ArgumentParser) -> None:
     listed = command("exceptions", "open exceptions, oldest first")
     listed.add_argument("--format", choices=("text", "json"), default="text")
     listed.set_defaults(func=_exceptions)
+    trust.register(command)
+    state = command("status", "whether each running ledger is connected, how far behind, what it refused")
+    state.add_argument("--format", choices=("text", "json"), default="text")
+    state.set_defaults(func=_status)
+    command("doctor", "check the database and what the broker supports").set_defaults(func=_doctor)
     _register_people_and_registers(command)
 
 
@@ -134,6 +148,8 @@ def _run(args: argparse.Namespace) -> int:
 
     config, engine = _open(args)
     configure_logging()
+    if config.ledger.allow_untrusted:
+        log.warning("ledger.allow_untrusted is on: every message is believed, signed or not (a lab bench only)")
     consumer = Consumer(config, engine)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
@@ -201,14 +217,20 @@ def _who(args: argparse.Namespace) -> int:
         "since": rfc3339(holder.since) if holder.since is not None else None,
         "logged_in": holder.logged_in,
         "session_id": holder.session_id,
+        "clock_skew": holder.clock_skew,
     }
     if args.format == "json":
         print(compact_json.dumps(body))
-    elif holder.staff_id is None:
-        print(f"{holder.device_id} at {body['at']}: nobody held it")
+        return 0
+    device = printable(holder.device_id)
+    if holder.staff_id is None:
+        line = f"{device} at {body['at']}: nobody held it"
     else:
         state = "logged in" if holder.logged_in else "not logged in"
-        print(f"{holder.device_id} at {body['at']}: {holder.staff_id}, {state}, holding since {body['since']}")
+        line = f"{device} at {body['at']}: {printable(holder.staff_id)}, {state}, holding since {body['since']}"
+    if holder.clock_skew:
+        line += " (rests on events stamped by a clock that was off: see clock_skew in `handoff ledger exceptions`)"
+    print(line)
     return 0
 
 
@@ -245,8 +267,63 @@ def _exceptions(args: argparse.Namespace) -> int:
         print(compact_json.dumps(rows))
     else:
         for row in rows:
-            print(f"{row['type']}\t{row['device'] or '-'}\t{row['source'] or '-'}\t{row['opened']}\t{row['detail']}")
+            fields = (row["type"], row["device"] or "-", row["source"] or "-", row["opened"], row["detail"])
+            print("\t".join(printable(field) for field in fields))
     return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    """Exit 0 when the database answers and every ledger that reported did so lately; else 1."""
+    config = load_ledger_config(resolve_ledger_config_path(args.config))
+    try:
+        engine = engine_for(config.ledger.database)
+        with engine.connect() as conn:
+            ledgers, refused = health.ledgers(conn), health.refused(conn)
+            untrusted = health.untrusted_sources(conn)
+    except (HandoffError, SQLAlchemyError) as exc:
+        print(f"database: unreachable ({why(exc)})")
+        return 1
+    now = time.time()
+    fresh = [ledger for ledger in ledgers if now - ledger.updated <= 3 * health.EVERY_S]
+    if args.format == "json":
+        body = {
+            "database": "reachable",
+            "ledgers": [{**asdict(ledger), "running": ledger in fresh} for ledger in ledgers],
+            "refused": refused,
+            "untrusted_sources": untrusted,
+        }
+        print(compact_json.dumps(body))
+        return 0 if ledgers and len(fresh) == len(ledgers) else 1
+    print("database: reachable")
+    for ledger in ledgers:
+        name = printable(ledger.client_id)
+        if ledger not in fresh:
+            print(
+                f"ledger {name}: no report for {now - ledger.updated:.0f} s: not running, or cannot reach the database"
+            )
+            continue
+        broker = "connected" if ledger.broker_connected else "NOT connected"
+        print(
+            f"ledger {name}: broker {broker}, lag {ledger.lag_s or 0.0:.1f} s, "
+            f"{ledger.batch_rate:.1f} batches/s, {ledger.messages_per_s:.0f} messages/s"
+        )
+    if not ledgers:
+        print("ledger: none has reported yet (is `handoff ledger run` running?)")
+    shown = ", ".join(f"{printable(name)} {count}" for name, count in sorted(refused.items())) or "none"
+    print(f"refused: {shown}")
+    print(f"untrusted sources: {untrusted}")
+    return 0 if ledgers and len(fresh) == len(ledgers) else 1
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from handoff.ledger import doctor
+
+    config = load_ledger_config(resolve_ledger_config_path(args.config))
+    results = []
+    for check in doctor.checks(config):
+        results.append(check())
+        print(results[-1].line(), flush=True)
+    return 1 if any(result.status is Status.FAIL for result in results) else 0
 
 
 def _new_password() -> str:
@@ -361,9 +438,9 @@ def _print_rows(rows: list[dict[str, Any]], form: str) -> None:
     if form == "csv":
         writer = csv.DictWriter(sys.stdout, columns)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({key: cell(value) for key, value in row.items()} for row in rows)
         return
-    table = [columns] + [[str(row[c]) if row[c] is not None else "-" for c in columns] for row in rows]
+    table = [columns] + [[printable(str(row[c])) if row[c] is not None else "-" for c in columns] for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     for line in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())

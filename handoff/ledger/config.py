@@ -53,12 +53,22 @@ class LedgerSettings(Section):
     overdue_after_s: float = seconds_field(129600.0, 30 * DAY, "30 days")
     offline_after_s: float = seconds_field(180.0, DAY, "1 day")
     holds_many: int = Field(2, ge=1, le=1000)
+    max_clock_skew_s: float = seconds_field(300.0, DAY, "1 day")
     audit_keys: OptionalPath = None
+    allow_untrusted: bool = False
+    """Believe unsigned and unenrolled messages as well: a lab bench only (docs/security.md)."""
 
 
 class LedgerMqttConfig(MqttConfig):
     shared_group: str = ""
     """Subscribe through `$share/<group>/` so that several ledgers split the stream."""
+
+    @model_validator(mode="after")
+    def _shared_needs_v5(self) -> LedgerMqttConfig:
+        """Shared subscriptions are MQTT 5: 3.1.1 brokers accept `$share/...` and deliver nothing."""
+        if self.shared_group and self.protocol != "5":
+            raise KeyedValueError("shared_group", 'needs protocol = "5": MQTT 3.1.1 has no shared subscriptions')
+        return self
 
 
 class ConsoleConfig(Section):

@@ -1,41 +1,58 @@
-"""`handoff ledger run`: one persistent MQTT 5 session in, batched database commits, acks after.
+"""`handoff ledger run`: one persistent MQTT session in, batched database commits, acks after.
 
 paho's manual acknowledgements hold each message's PUBACK until the batch holding it has
 committed: killed at any line, the ledger has either stored a message or the broker still has
 it for the next session. Batching (up to BATCH_MAX messages, or BATCH_WAIT_S after the first)
-is what makes ingest fast: one commit, one fsync, for many messages.
+is what makes ingest fast: one commit, one fsync, for many messages. The next batch's
+signatures are verified while one is written (`Recorder.verify_ahead`); a batch taken but not
+yet written is simply not acknowledged.
+
+Nothing stops it: a database outage is waited out with the batch in hand (nothing acknowledged),
+a batch the database refuses is retried message by message so that only the bad one is set
+aside, and the broker is reconnected by paho; each outage is one line when it starts and one
+when it ends.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Final
 
 from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from handoff.audit.keys import load_public_keys
+from handoff.ledger import health
 from handoff.ledger.config import LedgerConfig
 from handoff.ledger.database import writing
 from handoff.ledger.ingest import Message, Recorder, evaluate
+from handoff.ledger.outage import Outage, is_outage, why
+from handoff.ledger.set_aside import put_aside
+from handoff.ledger.trust import Ahead
 from handoff.mqtt import connection
+from handoff.mqtt.backoff import backoff_delay
 
 log = logging.getLogger("handoff.ledger")
 
 BATCH_MAX: Final = 2000
 BATCH_WAIT_S: Final = 0.05
 EVALUATE_EVERY_S: Final = 1.0
-SESSION_EXPIRY_S: Final = 7 * 86400
+RETRY_BASE_S: Final = 0.5
+RETRY_CAP_S: Final = 30.0
 RECEIVE_MAXIMUM: Final = 4000
 """Unacknowledged messages the broker may send at once, and the most the ledger holds: a batch
 must be able to fill while the one before it commits."""
+
+
+class _Stopping(Exception):
+    """Raised out of a wait for the database when the ledger is told to stop."""
 
 
 def subscriptions(config: LedgerConfig) -> list[str]:
@@ -51,8 +68,14 @@ class Consumer:
         self._engine = engine
         self._clock = clock
         keys = config.ledger.audit_keys
-        self._recorder = Recorder(config.mqtt.topic_prefix, load_public_keys(keys, "ledger.audit_keys") if keys else [])
-        self._pending: list[tuple[Message, int, int]] = []
+        self._recorder = Recorder(
+            config.mqtt.topic_prefix,
+            load_public_keys(keys, "ledger.audit_keys") if keys else [],
+            config.ledger.max_clock_skew_s,
+            allow_untrusted=config.ledger.allow_untrusted,
+        )
+        self._pending: list[tuple[Message, int, int, float]] = []
+        """(message, mid, qos, when it arrived)."""
         self._held = 0
         """Messages taken from paho and not yet acknowledged: pending, and in the batch committing."""
         self._most_held = 0
@@ -61,21 +84,19 @@ class Consumer:
         self._room = threading.Condition(lock)
         self._stopping = threading.Event()
         self._committed = 0
+        self._batches = 0
+        self._committed_then = 0
+        self._connected = False
+        self._database = Outage("SQLite" if engine.dialect.name == "sqlite" else "PostgreSQL", clock)
+        self._broker = Outage(f"broker {config.mqtt.host}:{config.mqtt.port}", clock)
         self._client = self._new_client()
 
     def _new_client(self) -> Client:
         mqtt = self._config.mqtt
-        client = Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=mqtt.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-            manual_ack=True,
-        )
-        if mqtt.tls:
-            client.tls_set_context(connection.tls_context(mqtt))
-        if mqtt.username:
-            client.username_pw_set(mqtt.username, connection.password(mqtt))
+        context = connection.tls_context(mqtt) if mqtt.tls else None
+        client = connection.consumer_client(mqtt, context, connection.password(mqtt))
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         return client
@@ -86,20 +107,34 @@ class Consumer:
 
     def run(self) -> None:
         mqtt = self._config.mqtt
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = SESSION_EXPIRY_S
-        properties.ReceiveMaximum = RECEIVE_MAXIMUM
-        self._client.connect_async(mqtt.host, mqtt.port, keepalive=30, clean_start=False, properties=properties)
+        self._client.connect_async(
+            mqtt.host,
+            mqtt.port,
+            keepalive=connection.KEEPALIVE_S,
+            clean_start=connection.clean_start(mqtt),
+            properties=connection.connect_properties(mqtt, RECEIVE_MAXIMUM),
+        )
         self._client.loop_start()
-        next_evaluation = 0.0
+        next_evaluation = next_health = 0.0
+        since = self._clock()
+        batch: list[tuple[Message, int, int, float]] = []
+        verdicts: Future[Ahead] | None = None
         try:
             while not self._stopping.is_set():
-                batch = self._take_batch()
+                upcoming = self._take_batch(wait=not batch)
+                coming = self._verify_ahead(upcoming)
                 if batch:
-                    self._commit(batch)
+                    self._commit(batch, verdicts)
+                batch, verdicts = upcoming, coming
                 if self._clock() >= next_evaluation:
                     next_evaluation = self._clock() + EVALUATE_EVERY_S
                     self._evaluate()
+                if self._clock() >= next_health:
+                    next_health = self._clock() + health.EVERY_S
+                    self._record_health(since, batch)
+                    since, self._batches, self._committed_then = self._clock(), 0, self._committed
+        except _Stopping:
+            log.info("stopped while waiting for the database; the batch in hand stays with the broker")
         finally:
             with self._room:
                 self._stopping.set()
@@ -112,36 +147,105 @@ class Consumer:
                 self._most_held,
             )
 
-    def _take_batch(self) -> list[tuple[Message, int, int]]:
+    def _take_batch(self, *, wait: bool) -> list[tuple[Message, int, int, float]]:
+        """The next batch; without `wait`, what is pending now (a batch is waiting to be written)."""
         with self._arrived:
-            if not self._pending:
+            if not self._pending and wait:
                 self._arrived.wait(EVALUATE_EVERY_S / 2)
-            if self._pending and len(self._pending) < BATCH_MAX:
+            if self._pending and len(self._pending) < BATCH_MAX and wait:
                 self._arrived.wait(BATCH_WAIT_S)
             batch, self._pending = self._pending[:BATCH_MAX], self._pending[BATCH_MAX:]
         return batch
 
-    def _commit(self, batch: list[tuple[Message, int, int]]) -> None:
-        with writing(self._engine) as conn:
-            self._recorder.apply(conn, [message for message, _, _ in batch], self._clock())
-        for _, mid, qos in batch:
+    def _verify_ahead(self, upcoming: list[tuple[Message, int, int, float]]) -> Future[Ahead] | None:
+        """The head start on the next batch's signatures. It reads the enrolments, so in a
+        database outage there is none: `apply` then verifies the batch itself, once the
+        database is back."""
+        try:
+            return self._recorder.verify_ahead(self._engine, [message for message, _, _, _ in upcoming])
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            return None
+
+    def _commit(self, batch: list[tuple[Message, int, int, float]], verdicts: Future[Ahead] | None) -> None:
+        messages = [message for message, _, _, _ in batch]
+        if not self._waiting_out_outages(lambda conn: self._recorder.apply(conn, messages, self._clock(), verdicts)):
+            for message in messages:
+                self._alone(message)
+        for _, mid, qos, _ in batch:
             self._client.ack(mid, qos)
         self._committed += len(batch)
+        self._batches += 1
         with self._room:
             self._held -= len(batch)
             self._room.notify()
 
+    def _alone(self, message: Message) -> None:
+        """One message of a refused batch, in a transaction of its own: set aside if refused."""
+        refusal: list[BaseException] = []
+        if not self._waiting_out_outages(lambda conn: self._recorder.apply(conn, [message], self._clock()), refusal):
+            kept = self._waiting_out_outages(lambda conn: put_aside(conn, message, self._clock(), why(refusal[0])))
+            if not kept:
+                log.error("could not set aside a message on %r (%s): dropped", message.topic[:300], why(refusal[0]))
+
+    def _waiting_out_outages(
+        self, work: Callable[[Connection], object], refusal: list[BaseException] | None = None
+    ) -> bool:
+        """Runs `work` in a writing transaction until it commits (True) or fails for a reason
+        other than an outage (False, the error appended to `refusal`). While the database is
+        unreachable it retries with backoff; stopping interrupts the wait, and the batch in hand
+        stays unacknowledged for the next session."""
+        attempt = 0
+        while True:
+            try:
+                with writing(self._engine) as conn:
+                    work(conn)
+            except Exception as exc:
+                if not is_outage(exc):
+                    self._database.up()
+                    if refusal is not None:
+                        refusal.append(exc)
+                    return False
+                self._database.down(why(exc))
+                if self._stopping.wait(backoff_delay(attempt, RETRY_BASE_S, RETRY_CAP_S, random.random)):
+                    raise _Stopping from None
+                attempt += 1
+            else:
+                self._database.up()
+                return True
+
     def _evaluate(self) -> None:
         settings = self._config.ledger
-        with writing(self._engine) as conn:
-            evaluate(conn, self._clock(), settings.overdue_after_s, settings.offline_after_s, settings.holds_many)
+        now = self._clock()
+        self._waiting_out_outages(
+            lambda conn: evaluate(conn, now, settings.overdue_after_s, settings.offline_after_s, settings.holds_many)
+        )
+
+    def _record_health(self, since: float, in_hand: list[tuple[Message, int, int, float]]) -> None:
+        """`in_hand`: the batch taken and not yet written, older than anything pending."""
+        now = self._clock()
+        elapsed = max(now - since, 1e-9)
+        with self._arrived:
+            oldest = min((arrived for _, _, _, arrived in in_hand + self._pending), default=None)
+        state = health.Health(
+            client_id=self._config.mqtt.client_id,
+            updated=now,
+            broker_connected=self._connected,
+            lag_s=now - oldest if oldest is not None else 0.0,
+            batch_rate=self._batches / elapsed,
+            messages_per_s=(self._committed - self._committed_then) / elapsed,
+        )
+        self._waiting_out_outages(lambda conn: health.record(conn, state))
 
     def _on_connect(
         self, client: Client, userdata: object, flags: ConnectFlags, reason: ReasonCode, properties: Properties | None
     ) -> None:
         if reason.is_failure:
-            log.error("broker refused the ledger: %s", reason)
+            self._broker.down(f"it refused the ledger: {reason}")
             return
+        self._broker.up()
+        self._connected = True
         log.info(
             "connected to %s:%s (session %s)",
             self._config.mqtt.host,
@@ -158,8 +262,12 @@ class Consumer:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        self._connected = False
         if not self._stopping.is_set():
-            log.warning("connection lost: %s; paho reconnects", reason)
+            self._broker.down(f"connection lost: {reason}")
+
+    def _on_connect_fail(self, client: Client, userdata: object) -> None:
+        self._broker.down("cannot connect")
 
     def _on_message(self, client: Client, userdata: object, message: MQTTMessage) -> None:
         """On paho's network thread: waiting here, while the ledger holds RECEIVE_MAXIMUM
@@ -169,7 +277,8 @@ class Consumer:
             self._room.wait_for(lambda: self._held < RECEIVE_MAXIMUM or self._stopping.is_set())
             if self._stopping.is_set():
                 return
-            self._pending.append((Message(message.topic, bytes(message.payload)), message.mid, message.qos))
+            arrived = (Message(message.topic, bytes(message.payload)), message.mid, message.qos, self._clock())
+            self._pending.append(arrived)
             self._held += 1
             self._most_held = max(self._most_held, self._held)
             if len(self._pending) in (1, BATCH_MAX):

@@ -1,11 +1,13 @@
 """Opening the ledger's database: the URL from `ledger.database`, migrated to the latest schema.
 
 SQLite runs in WAL mode with synchronous=FULL (the ledger acknowledges a message to the broker
-only after its commit, so the commit must survive power loss); PostgreSQL through psycopg 3.
+only after its commit, so the commit must survive power loss), in a file made 0600 (it holds
+the console's password hashes); PostgreSQL through psycopg 3.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +16,9 @@ from typing import Any, Final
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, func, make_url, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from handoff.errors import HandoffError
@@ -26,10 +30,9 @@ _WRITER: Final = "handoff_ledger_writer"
 
 def engine_for(url: str) -> Engine:
     """The engine for `ledger.database`, its schema brought up to date."""
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    engine = create_engine(url, pool_pre_ping=True)
+    engine = create_engine(_driver(url), pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
+        _private_file(engine.url.database)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
     try:
@@ -58,12 +61,53 @@ def writing(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
+def revisions(url: str) -> tuple[str | None, str]:
+    """The database's schema revision (None before the first migration) and the latest, read
+    without migrating (nor creating a SQLite file): for `handoff ledger doctor`."""
+    head = ScriptDirectory.from_config(_alembic()).get_current_head()
+    assert head is not None
+    if url.startswith("sqlite:///") and not os.path.exists(make_url(url).database or ""):
+        return None, head
+    engine = create_engine(_driver(url), connect_args={"connect_timeout": 5} if "postgresql" in url else {})
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+    return current, head
+
+
 def migrate(engine: Engine) -> None:
-    config = AlembicConfig()
-    config.set_main_option("script_location", str(files("handoff.ledger") / "migrations"))
-    with engine.begin() as connection:
+    """Under the writers' lock: ledgers started together on a new database would otherwise each
+    create the tables (PostgreSQL: a duplicate `alembic_version` key; SQLite: locked)."""
+    config = _alembic()
+    with writing(engine) as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def _driver(url: str) -> str:
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
+def _alembic() -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(files("handoff.ledger") / "migrations"))
+    return config
+
+
+def _private_file(path: str | None) -> None:
+    """Made before SQLite makes it with the umask's mode; its -wal and -shm files take its mode."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise HandoffError(f"ledger.database {path}: cannot be created ({exc.strerror})") from None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -71,9 +115,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     `_sqlite_begin` starts each one instead, as SQLAlchemy's SQLite documentation advises."""
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
 

@@ -12,25 +12,32 @@ outage) is simply in the right place, and nothing derived can disagree with the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, cast
+from typing import Any, Final, NamedTuple, cast
 
 import orjson
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Connection, String, and_, any_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import Connection, Engine, String, and_, any_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from handoff.audit.chain import NotCanonical, digest, genesis, link
 from handoff.audit.signature import signature_ok
-from handoff.ledger.queries import HELD, offline, overdue
+from handoff.ledger import trust
+from handoff.ledger.holders import Change, update_holders
+from handoff.ledger.limits import DoesNotFit, check
+from handoff.ledger.queries import HELD, SESSION, offline, overdue
 from handoff.ledger.schema import checkpoints, counters, devices, events, exceptions, receipts, sources
 
 log = logging.getLogger("handoff.ledger")
 
 MAX_MESSAGE_BYTES: Final = 64 * 1024
+RFC3339: Final = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+DEFAULT_MAX_CLOCK_SKEW_S: Final = 300.0
 EVENT_TYPES: Final = frozenset(
     {
         "checkout",
@@ -83,6 +90,66 @@ class Refused(Exception):
         self.reason = reason
 
 
+class Parsed(NamedTuple):
+    """A message that passed the checks before trust: its place in the batch, where it came
+    from, its body, and its time if it is an event."""
+
+    place: int
+    message: Message
+    where: Route
+    body: dict[str, Any]
+    at: float | None
+
+    def judged(self) -> trust.Judged:
+        return trust.Judged(self.where.kind, self.where.site, self.where.device_id, self.body)
+
+
+def _parsed(prefix: str, message: Message) -> tuple[Route, dict[str, Any], float | None]:
+    """The checks that come before trust: a message no column could hold is refused here,
+    signed or not, so that neither the untrusted table nor the batch can fail on it. Raises
+    `Refused` or `DoesNotFit`."""
+    where = route(prefix, message.topic)
+    if where is None:
+        raise Refused("unknown_topic")
+    if len(message.payload) > MAX_MESSAGE_BYTES:
+        raise Refused("too_large")
+    body = _json_object(message.payload)
+    check(devices, {"device_id": where.device_id, "site": where.site})
+    at = None
+    if where.kind == "events":
+        at = _checked_event(where, body)
+        _fits(Fresh(where, body, message.payload.decode(), at))
+    elif where.kind in ("state", "status"):
+        check(devices, _presence(where.kind, body))
+    elif where.kind == "receipts":
+        check(receipts, _receipt(where, body))
+    else:
+        fields = _checkpoint_fields(body)
+        check(checkpoints, fields)
+        check(exceptions, {"source": fields["source"], "key": _checkpoint_key(fields)})
+    return where, body, at
+
+
+def _receipt(where: Route, body: dict[str, Any]) -> dict[str, Any]:
+    """The receipt's columns that come from the message itself."""
+    data = body.get("data")
+    if not isinstance(data, dict) or not isinstance(body.get("id"), str) or not isinstance(data.get("for"), str):
+        raise Refused("not_a_receipt")
+    return {"id": body["id"], "for_id": data["for"], "device_id": where.device_id, "result": str(data.get("result"))}
+
+
+def _checkpoint_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's columns that come from the message itself."""
+    data = body.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("seq"), int) or not isinstance(data.get("chain"), str):
+        raise Refused("not_a_checkpoint")
+    return {"id": str(body.get("id")), "source": str(data.get("source")), "seq": data["seq"], "chain": data["chain"]}
+
+
+def _checkpoint_key(fields: dict[str, Any]) -> str:
+    return f"{fields['source']}#checkpoint{fields['seq']}"
+
+
 def route(prefix: str, topic: str) -> Route | None:
     head = prefix.rstrip("/") + "/"
     if not topic.startswith(head):
@@ -96,29 +163,65 @@ def route(prefix: str, topic: str) -> Route | None:
 
 
 class Recorder:
-    """Applies batches to the database; the keys verify checkpoints (`ledger.audit_keys`)."""
+    """Applies batches to the database; the keys verify checkpoints (`ledger.audit_keys`); an
+    event whose time is further than `max_clock_skew_s` from when it was received opens
+    `clock_skew`. `allow_untrusted` believes every message, signed or not (a lab bench)."""
 
-    def __init__(self, prefix: str, audit_keys: Sequence[Ed25519PublicKey] = ()) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        audit_keys: Sequence[Ed25519PublicKey] = (),
+        max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S,
+        *,
+        allow_untrusted: bool = False,
+    ) -> None:
         self._prefix = prefix
         self._keys = audit_keys
+        self._max_skew = max_clock_skew_s
+        self._allow_untrusted = allow_untrusted
 
-    def apply(self, conn: Connection, batch: Iterable[Message], now: float) -> int:
-        """Store what the batch holds; the number of messages refused (counted by reason)."""
+    def verify_ahead(self, engine: Engine, batch: Sequence[Message]) -> Future[trust.Ahead] | None:
+        """Start verifying a batch's signatures, against the enrolments as they are now, while the
+        batch before it is written: verifying is as much CPU as the rest of ingest, and it runs
+        (without the GIL) while the writing waits on the database. `apply` uses the verdicts only
+        if the enrolments have not changed meanwhile."""
+        if self._allow_untrusted or not batch:
+            return None
+        with engine.connect() as conn:
+            enrolment = trust.enrolment(conn)
+        return trust.ahead(lambda: self._judged(batch, enrolment))
+
+    def _judged(self, batch: Sequence[Message], enrolment: trust.Enrolment) -> trust.Ahead:
+        items: dict[int, trust.Judged] = {}
+        for place, message in enumerate(batch):
+            try:
+                items[place] = Parsed(place, message, *_parsed(self._prefix, message)).judged()
+            except (Refused, DoesNotFit):
+                continue
+        verdicts = trust.judge_batch(list(items.values()), enrolment.keys)
+        return trust.Ahead(enrolment, dict(zip(items, verdicts, strict=True)))
+
+    def apply(
+        self, conn: Connection, batch: Sequence[Message], now: float, ahead: Future[trust.Ahead] | None = None
+    ) -> int:
+        """Store what the batch holds; the number of messages refused (counted by reason).
+        `ahead`: its verdicts from `verify_ahead`."""
         book = Exceptions(conn, now)
         fresh: list[Fresh] = []
         refused: dict[str, int] = {}
         heard: dict[str, tuple[Route, dict[str, Any]]] = {}
         """Each device's latest state and status in this batch: one write per device, not per message."""
-        for message in batch:
+        parsed: list[Parsed] = []
+        for place, message in enumerate(batch):
             try:
-                where = route(self._prefix, message.topic)
-                if where is None:
-                    raise Refused("unknown_topic")
-                if len(message.payload) > MAX_MESSAGE_BYTES:
-                    raise Refused("too_large")
-                body = _json_object(message.payload)
-                if where.kind == "events":
-                    fresh.append(Fresh(where, body, message.payload.decode(), _checked_event(where, body)))
+                parsed.append(Parsed(place, message, *_parsed(self._prefix, message)))
+            except (Refused, DoesNotFit) as refusal:
+                refused[refusal.reason] = refused.get(refusal.reason, 0) + 1
+                log.warning("refused a message on %r: %s", message.topic[:300], refusal)
+        for _, message, where, body, at in self._believed(conn, book, parsed, refused, now, ahead):
+            try:
+                if at is not None:
+                    fresh.append(Fresh(where, body, message.payload.decode(), at))
                 elif where.kind in ("state", "status"):
                     _, values = heard.get(where.device_id, (where, {}))
                     heard[where.device_id] = (where, {**values, **_presence(where.kind, body)})
@@ -126,62 +229,63 @@ class Recorder:
                     self._other(conn, book, where, body, message.payload.decode())
                 if where.kind != "receipts" and where.device_id not in heard:
                     heard[where.device_id] = (where, {})
-            except Refused as refusal:
+            except (Refused, DoesNotFit) as refusal:
                 refused[refusal.reason] = refused.get(refusal.reason, 0) + 1
-                log.warning("refused a message on %s: %s", message.topic, refusal.reason.replace("_", " "))
-        self._events(conn, fresh, book)
+                log.warning("refused a message on %r: %s", message.topic[:300], refusal)
+        held = self._events(conn, fresh, book)
         _upsert_devices(conn, list(heard.values()), now)
-        for reason, count in refused.items():
-            _count(conn, reason, count)
+        update_holders(conn, held)
+        for reason, times in refused.items():
+            count(conn, reason, times)
         return sum(refused.values())
 
+    def _believed(
+        self,
+        conn: Connection,
+        book: Exceptions,
+        parsed: list[Parsed],
+        refused: dict[str, int],
+        now: float,
+        ahead: Future[trust.Ahead] | None,
+    ) -> list[Parsed]:
+        """The messages signed by their device's enrolled key; the others are kept apart (trust.py)."""
+        if self._allow_untrusted or not parsed:
+            return parsed
+        enrolment = trust.enrolment(conn)
+        items = [
+            trust.Judged(entry.where.kind, entry.where.site, entry.where.device_id, entry.body) for entry in parsed
+        ]
+        early = ahead.result() if ahead is not None else None
+        if early is not None and early.enrolment == enrolment:
+            verdicts = [early.verdicts[entry.place] for entry in parsed]
+        else:
+            verdicts = trust.judge_batch(items, enrolment.keys)
+        doubted = [
+            trust.kept(item, entry.message.topic, entry.message.payload)
+            for item, entry, ok in zip(items, parsed, verdicts, strict=True)
+            if ok is False
+        ]
+        if doubted:
+            refused["untrusted"] = len(doubted)
+            if dropped := trust.keep(conn, book, doubted, enrolment.keys.keys(), now):
+                refused["untrusted_dropped"] = dropped
+        return [entry for entry, ok in zip(parsed, verdicts, strict=True) if ok is True]
+
     def _other(self, conn: Connection, book: Exceptions, where: Route, body: dict[str, Any], raw: str) -> None:
-        now = book.now
         if where.kind == "receipts":
-            data = body.get("data")
-            if (
-                not isinstance(data, dict)
-                or not isinstance(body.get("id"), str)
-                or not isinstance(data.get("for"), str)
-            ):
-                raise Refused("not_a_receipt")
-            _insert_ignoring(
-                conn,
-                receipts,
-                [
-                    {
-                        "id": body["id"],
-                        "for_id": data["for"],
-                        "device_id": where.device_id,
-                        "result": str(data.get("result")),
-                        "payload": raw,
-                        "received": now,
-                    }
-                ],
-            )
+            _insert_ignoring(conn, receipts, [{**_receipt(where, body), "payload": raw, "received": book.now}])
         else:
             self._checkpoint(conn, book, where, body, raw)
 
     def _checkpoint(self, conn: Connection, book: Exceptions, where: Route, body: dict[str, Any], raw: str) -> None:
-        data = body.get("data")
-        if not isinstance(data, dict) or not isinstance(data.get("seq"), int) or not isinstance(data.get("chain"), str):
-            raise Refused("not_a_checkpoint")
-        source = str(data.get("source"))
+        fields = _checkpoint_fields(body)
+        data, source, key = body["data"], fields["source"], _checkpoint_key(fields)
         signed = bool(self._keys) and signature_ok(data, self._keys) and body.get("source") == source
-        row = {
-            "id": str(body.get("id")),
-            "source": source,
-            "seq": data["seq"],
-            "chain": data["chain"],
-            "signature_ok": signed,
-            "payload": raw,
-            "received": book.now,
-        }
+        row = {**fields, "signature_ok": signed, "payload": raw, "received": book.now}
         if not _insert_ignoring(conn, checkpoints, [row]):
             return
         held = conn.execute(select(events.c.payload).where(events.c.source == source, events.c.seq == data["seq"]))
         chains = {orjson.loads(payload)["data"].get("chain") for (payload,) in held}
-        key = f"{source}#checkpoint{data['seq']}"
         if self._keys and not signed:
             detail = f"checkpoint at seq {data['seq']}: signature does not verify under ledger.audit_keys"
             book.open("chain_break", where.device_id, source, key, detail)
@@ -189,26 +293,42 @@ class Recorder:
             detail = f"checkpoint at seq {data['seq']} names a chain no stored event has"
             book.open("chain_break", where.device_id, source, key, detail)
 
-    def _events(self, conn: Connection, fresh: list[Fresh], book: Exceptions) -> None:
+    def _events(self, conn: Connection, fresh: list[Fresh], book: Exceptions) -> list[Change]:
+        """Store the new events; those that may change who holds a device."""
         if not fresh:
-            return
+            return []
         ids = [item.body["id"] for item in fresh]
         known = _stored(conn, ids)
         new: dict[str, Fresh] = {}
         for item in fresh:
-            if item.body["id"] not in known:
-                new.setdefault(item.body["id"], item)
+            first = known.get(item.body["id"]) or new.get(item.body["id"])
+            if first is None:
+                new[item.body["id"]] = item
+            elif first is not item and first.body != item.body:
+                _conflict(conn, book, item)
         if not new:
-            return
+            return []
         ordered = sorted(new.values(), key=lambda item: (item.body["source"], item.body["data"]["seq"]))
         by_source: dict[str, list[Fresh]] = {}
         for item in ordered:
             by_source.setdefault(item.body["source"], []).append(item)
-        _Sources(conn, book).take(by_source)
+        _Sources(conn, book, self._max_skew).take(by_source)
         for item in ordered:
             _follow(conn, book, item.where, item.body)
         for items in by_source.values():
             _clock(book, items)
+        return [
+            Change(
+                item.where.device_id,
+                kind,
+                _text(data.get("staff_id")),
+                _text(data.get("session_id")),
+                item.at,
+                item.seq,
+            )
+            for item in ordered
+            if (kind := item.where.event_type) in SESSION and (data := item.body["data"])
+        ]
 
 
 Held = dict[int, list[tuple[str, dict[str, Any], bool | None]]]
@@ -220,8 +340,8 @@ class _Sources:
     for the whole batch: enough to check every new link (and those of events that came before
     their predecessors) and to move each watermark below which every seq is present."""
 
-    def __init__(self, conn: Connection, book: Exceptions) -> None:
-        self._conn, self._book = conn, book
+    def __init__(self, conn: Connection, book: Exceptions, max_skew_s: float) -> None:
+        self._conn, self._book, self._max_skew = conn, book, max_skew_s
 
     def take(self, by_source: dict[str, list[Fresh]]) -> None:
         """Check the new events' links against each other and the stored ones, store them with
@@ -245,8 +365,14 @@ class _Sources:
         checked: dict[str, bool] = {}
         for source, items in by_source.items():
             checked.update(self._links(source, items, held[source]))
+        skews = {}
+        for source, items in by_source.items():
+            skews.update(self._skews(items, held[source]))
         new = [item for items in by_source.values() for item in items]
-        _insert_events(conn, [_row(item, checked.pop(item.body["id"], None), self._book.now) for item in new])
+        values = [_row(item, checked.pop(item.body["id"], None), self._book.now) for item in new]
+        for row in values:
+            row["clock_skew_s"] = skews.get(row["id"])
+        _insert_events(conn, values)
         if checked:
             conn.execute(
                 update(events).where(events.c.id == bindparam("event_id")).values(chain_ok=bindparam("ok")),
@@ -266,6 +392,31 @@ class _Sources:
                 ),
                 [{key: mark[key] for key in ("key", "first_seq", "contiguous_upto", "max_seq")} for mark in known],
             )
+
+    def _skews(self, items: list[Fresh], by_seq: Held) -> dict[str, float]:
+        """How far off each new event's time is, by id, for those off: behind its predecessor in
+        seq (a clock stepped back), or further than the bound from when the ledger received it.
+        Custody follows seq, so such an event is still in its place; answers resting on it say
+        so, and `clock_skew` names the device."""
+        now, off = self._book.now, {}
+        for item in items:
+            before = [_time(body.get("time")) for _, body, _ in by_seq.get(item.seq - 1, [])]
+            backwards = max((at - item.at for at in before if at is not None), default=0.0)
+            if backwards > 0:
+                detail = (
+                    f"seq {item.seq} is stamped {backwards:.0f} s before seq {item.seq - 1}: its clock ran backwards"
+                )
+                off[item.body["id"]] = -backwards
+            elif abs(item.at - now) > self._max_skew:
+                ahead = item.at - now
+                side = "ahead of" if ahead > 0 else "behind"
+                detail = f"seq {item.seq} is stamped {abs(ahead):.0f} s {side} when the ledger received it"
+                off[item.body["id"]] = ahead
+            else:
+                continue
+            where = item.where
+            self._book.open("clock_skew", where.device_id, item.body["source"], item.body["source"], detail)
+        return off
 
     def _links(self, source: str, items: list[Fresh], by_seq: Held) -> dict[str, bool]:
         """Whether each new event, and each stored one next after a new one that was still
@@ -332,17 +483,53 @@ def _link_ok(source: str, seq: int, body: dict[str, Any], by_seq: Held) -> bool 
 
 
 def _follow(conn: Connection, book: Exceptions, where: Route, event: dict[str, Any]) -> None:
-    """The logoff exceptions one event opens or closes."""
+    """The logoff exceptions one event opens or closes: a confirmation closes only its own
+    device's, so that one device's events never settle another's."""
     kind, data, source = where.event_type, event["data"], event["source"]
+    key = _logoff_key(where, data)
     if kind == "logoff_unconfirmed":
         confirmed = conn.execute(
-            select(events.c.id).where(events.c.type == "logoff_confirmed", events.c.for_id == data.get("for")).limit(1)
+            select(events.c.id)
+            .where(
+                events.c.type == "logoff_confirmed",
+                events.c.device_id == where.device_id,
+                events.c.for_id == data.get("for"),
+            )
+            .limit(1)
         ).first()
         if not confirmed:
             detail = f"{data.get('staff_id')}: no receipt that the session was logged off ({data.get('reason')})"
-            book.open("logoff_unconfirmed", where.device_id, source, str(data.get("for")), detail)
+            book.open("logoff_unconfirmed", where.device_id, source, key, detail)
     elif kind == "logoff_confirmed":
-        book.close("logoff_unconfirmed", str(data.get("for")))
+        book.close("logoff_unconfirmed", key)
+
+
+def _logoff_key(where: Route, data: dict[str, Any]) -> str:
+    """A logoff exception's key names the device, so that only its own confirmation closes it."""
+    return f"{where.device_id}:{data.get('for')}"
+
+
+def _fits(item: Fresh) -> None:
+    """Everything the event brings fits its column, the exception keys built from it included.
+    What the ledger adds itself (when it received the event, the chain's verdict) is its own,
+    so the check gives the same answer whenever it runs (`verify_ahead`, `apply`)."""
+    row = _brought(item)
+    check(events, row)
+    keys = [f"{row['source']}#{row['seq']}"]
+    if item.where.event_type in ("logoff_unconfirmed", "logoff_confirmed"):
+        keys.append(_logoff_key(item.where, item.body["data"]))
+    for key in keys:
+        check(exceptions, {"device_id": row["device_id"], "source": row["source"], "key": key})
+
+
+def _conflict(conn: Connection, book: Exceptions, item: Fresh) -> None:
+    """Another message with a stored event's id and other content: the first copy stays the
+    record, and the conflict is counted and opens an exception, since one of the two is not what
+    the appliance sent."""
+    event_id, source = item.body["id"], item.body["source"]
+    count(conn, "duplicate_conflict", 1)
+    detail = f"event {event_id} arrived again with other content; the first copy is kept"
+    book.open("duplicate_conflict", item.where.device_id, source, event_id, detail)
 
 
 def _clock(book: Exceptions, items: list[Fresh]) -> None:
@@ -423,18 +610,13 @@ class Exceptions:
 
 
 def _presence(kind: str, body: dict[str, Any]) -> dict[str, Any]:
-    """The device columns a retained `state` or `status` message sets."""
+    """The device columns a retained `state` or `status` message sets: presence only. Who holds
+    the device comes from its events (holders.py), never from what its `state` claims."""
     if kind == "status":
         if body.get("status") not in ("online", "offline"):
             raise Refused("bad_status")
         return {"status": body["status"]}
-    return {
-        "state": _text(body.get("state")),
-        "staff_id": _text(body.get("staff_id")),
-        "session_id": _text(body.get("session_id")),
-        "since": _time(body.get("since")),
-        "seq": body.get("seq") if isinstance(body.get("seq"), int) else None,
-    }
+    return {}
 
 
 def _upsert_devices(conn: Connection, heard: list[tuple[Route, dict[str, Any]]], now: float) -> None:
@@ -464,7 +646,7 @@ def _upsert_devices(conn: Connection, heard: list[tuple[Route, dict[str, Any]]],
         )
 
 
-def _count(conn: Connection, name: str, by: int) -> None:
+def count(conn: Connection, name: str, by: int) -> None:
     if not conn.execute(update(counters).where(counters.c.name == name).values(value=counters.c.value + by)).rowcount:
         conn.execute(insert(counters).values(name=name, value=by))
 
@@ -475,15 +657,21 @@ def _insert_ignoring(conn: Connection, table: Any, rows: list[dict[str, Any]]) -
     return int(conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows).rowcount or 0)
 
 
-def _stored(conn: Connection, ids: list[str]) -> set[str]:
-    """Which of these event ids are stored. On PostgreSQL as `= ANY(array)`: one parameter, so
-    every batch sends the same statement, which psycopg parses once; `IN` with a batch's 2,000
-    ids is a new statement each time, 12 ms of the ledger's CPU against 3 ms."""
+def _stored(conn: Connection, ids: list[str]) -> dict[str, Fresh]:
+    """Which of these event ids are stored, with their content to compare. On PostgreSQL as
+    `= ANY(array)`: one parameter, so every batch sends the same statement, which psycopg parses
+    once; `IN` with a batch's 2,000 ids is a new statement each time, 12 ms of the ledger's CPU against 3 ms."""
     if conn.dialect.name == "postgresql":
         among = events.c.id == any_(literal(ids, postgresql.ARRAY(String)))
     else:
         among = events.c.id.in_(ids)
-    return set(conn.execute(select(events.c.id).where(among)).scalars())
+    query = select(events.c.id, events.c.payload, events.c.type, events.c.site, events.c.device_id, events.c.at)
+    return {
+        row.id: Fresh(
+            Route(row.site, row.device_id, "events", row.type), orjson.loads(row.payload), row.payload, row.at
+        )
+        for row in conn.execute(query.where(among))
+    }
 
 
 def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -502,6 +690,11 @@ def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 
 def _row(item: Fresh, chain_ok: bool | None, now: float) -> dict[str, Any]:
+    return {**_brought(item), "chain_ok": chain_ok, "received": now, "clock_skew_s": None}
+
+
+def _brought(item: Fresh) -> dict[str, Any]:
+    """The event's columns that come from the message itself."""
     event, data = item.body, item.body["data"]
     return {
         "id": event["id"],
@@ -515,9 +708,7 @@ def _row(item: Fresh, chain_ok: bool | None, now: float) -> dict[str, Any]:
         "reason": _text(data.get("reason")),
         "for_id": _text(data.get("for")),
         "at": item.at,
-        "chain_ok": chain_ok,
         "payload": item.raw,
-        "received": now,
     }
 
 
@@ -538,8 +729,8 @@ def _checked_event(where: Route, body: dict[str, Any]) -> float:
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
         raise Refused("not_a_cloudevent")
     at = _time(body["time"])
-    if at is None:
-        raise Refused("not_a_cloudevent")
+    if at is None or not RFC3339.fullmatch(body["time"]):
+        raise Refused("bad_time")
     return at
 
 

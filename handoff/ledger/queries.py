@@ -1,7 +1,9 @@
 """The questions the ledger answers, read off the stored events (docs/ledger.md).
 
 Custody is the last checkout or checkin of the device at or before the instant; the session
-is the last checkout, reauth, forced_logoff or checkin. Both are one indexed lookup on
+is the last checkout, reauth, forced_logoff or checkin. Within one appliance (one source) "last"
+follows its seq, not its clock: an event stamped ahead by a clock that was later stepped back
+does not outrank the events the appliance made after it. Both are one indexed lookup on
 (device_id, at), so `who` stays fast at millions of events, and a late event that fills a hole
 is part of every answer from the moment it is stored.
 """
@@ -29,6 +31,8 @@ class Holder:
     since: float | None
     logged_in: bool
     session_id: str | None
+    clock_skew: bool = False
+    """The answer rests on an event whose time was off (an open or past `clock_skew`)."""
 
 
 @dataclass(frozen=True)
@@ -113,22 +117,31 @@ def offline(status: str | None, last_heard: float, now: float, offline_after_s: 
 
 
 def who(conn: Connection, device_id: str, at: float) -> Holder:
-    custody = conn.execute(
-        select(events.c.type, events.c.staff_id, events.c.at)
-        .where(events.c.device_id == device_id, events.c.at <= at, events.c.type.in_(CUSTODY))
-        .order_by(events.c.at.desc(), events.c.seq.desc())
-        .limit(1)
-    ).first()
+    custody, skewed = _last(conn, device_id, at, CUSTODY)
     if custody is None or custody.type != "checkout":
-        return Holder(device_id, at, None, None, False, None)
-    session = conn.execute(
-        select(events.c.type, events.c.session_id)
-        .where(events.c.device_id == device_id, events.c.at <= at, events.c.type.in_(SESSION))
-        .order_by(events.c.at.desc(), events.c.seq.desc())
-        .limit(1)
-    ).first()
+        return Holder(device_id, at, None, None, False, None, skewed)
+    session, session_skewed = _last(conn, device_id, at, SESSION)
     live = session is not None and session.type in ("checkout", "reauth")
-    return Holder(device_id, at, custody.staff_id, custody.at, live, session.session_id if session and live else None)
+    skewed = skewed or session_skewed
+    session_id = session.session_id if session and live else None
+    return Holder(device_id, at, custody.staff_id, custody.at, live, session_id, skewed)
+
+
+def _last(conn: Connection, device_id: str, at: float, kinds: tuple[str, ...]) -> tuple[Any, bool]:
+    """The device's last event of these kinds at or before `at`: the latest by time picks the
+    appliance (a replaced one starts its seq again), then its highest seq at or before `at`;
+    and whether either of the two had its time flagged as off."""
+    columns = (events.c.type, events.c.staff_id, events.c.session_id, events.c.at, events.c.clock_skew_s)
+    before = (events.c.device_id == device_id, events.c.at <= at, events.c.type.in_(kinds))
+    latest = conn.execute(
+        select(events.c.source, *columns).where(*before).order_by(events.c.at.desc(), events.c.seq.desc()).limit(1)
+    ).first()
+    if latest is None:
+        return None, False
+    by_seq = conn.execute(
+        select(*columns).where(*before, events.c.source == latest.source).order_by(events.c.seq.desc()).limit(1)
+    ).one()
+    return by_seq, latest.clock_skew_s is not None or by_seq.clock_skew_s is not None
 
 
 def history(

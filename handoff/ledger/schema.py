@@ -14,6 +14,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -40,12 +41,15 @@ events = Table(
     Column("chain_ok", Boolean),
     Column("payload", Text, nullable=False),
     Column("received", Float, nullable=False),
+    Column("clock_skew_s", Float),
     Index("events_device_at", "device_id", "at"),
     Index("events_staff_at", "staff_id", "at"),
     Index("events_source_seq", "source", "seq"),
 )
 """Every event once, keyed by its CloudEvents id, with its raw payload; the columns beside it
-are read out of the payload for queries."""
+are read out of the payload for queries. `clock_skew_s` is set when the event's `time` ran
+backwards from its predecessor's, or was that far from when the ledger received it: answers
+that rest on it say so."""
 
 sources = Table(
     "sources",
@@ -71,9 +75,10 @@ devices = Table(
     Column("seq", BigInteger),
     Column("status", String(16)),
     Column("last_heard", Float, nullable=False),
+    Column("latest_event", Float),
 )
-"""Each device as its appliance's retained `state` and `status` last said, and when anything
-was last heard from it."""
+"""Each device as its trusted events say now (holder, state, since: the events are the truth,
+its retained `state` is not), its retained `status`, and when anything trusted was last heard."""
 
 exceptions = Table(
     "exceptions",
@@ -163,6 +168,60 @@ console_sessions = Table(
 """Console logins, kept in the database so that a logout, an expiry or a restart of the
 console ends them for certain; only a SHA-256 of the session token is stored, so a copy of the
 database lets nobody in."""
+
+enrolments = Table(
+    "enrolments",
+    metadata,
+    Column("device_id", String(255), primary_key=True),
+    Column("public_key", String(64), nullable=False),
+    Column("agent_keys", Text, nullable=False),
+    Column("enrolled", Float, nullable=False),
+    Column("enrolled_by", String(255), nullable=False),
+)
+"""The key each device's appliance signs with (32 raw bytes, base64) and its agents' keys (a JSON
+list of the same): the ledger believes a device's messages only under these."""
+
+untrusted = Table(
+    "untrusted",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(255), nullable=False),
+    Column("device_id", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("public_key", String(64)),
+    Column("received", Float, nullable=False),
+    Index("untrusted_source", "source"),
+    Index("untrusted_device", "device_id"),
+)
+"""Messages not signed by their device's enrolled key, kept apart (never read as truth) so that
+enrolling the device later can bring in those its key signed. Bounded per source and in all;
+`public_key` is the key a `status` presents, which the console shows for enrolment."""
+
+set_aside = Table(
+    "set_aside",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("received", Float, nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("topic", LargeBinary, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+)
+"""Messages the database refused although they passed every check, kept raw (as bytes: they may
+hold what a text column cannot) for whoever investigates; the oldest go beyond a bound."""
+
+ledger_health = Table(
+    "ledger_health",
+    metadata,
+    Column("client_id", String(255), primary_key=True),
+    Column("updated", Float, nullable=False),
+    Column("broker_connected", Boolean, nullable=False),
+    Column("lag_s", Float),
+    Column("batch_rate", Float, nullable=False),
+    Column("messages_per_s", Float, nullable=False),
+)
+"""Each running ledger's own view, written every few seconds, for `handoff ledger status`."""
 
 staff = Table(
     "staff",

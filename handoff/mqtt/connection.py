@@ -41,6 +41,7 @@ class Will:
 SESSION_EXPIRY_S: Final = 7 * 86400
 """How long the broker keeps our session (and commands queued for us) while we are away."""
 KEEPALIVE_S: Final = 30
+RECONNECT_MAX_S: Final = 30
 MAX_PACKET_BYTES: Final = LARGEST_COMMAND_BYTES + 64 * 1024
 """Announced in CONNECT (MQTT 5) so the broker drops, instead of sending, a command larger than
 any the appliance accepts: paho reads a packet whole before anyone can look at it, so a 255 MiB
@@ -95,19 +96,43 @@ def offline_payload(version: str, key: Ed25519PrivateKey | None) -> bytes:
 def new_client(config: MqttConfig, context: ssl.SSLContext | None, secret: str | None, *, will: Will | None) -> Client:
     """A program's own client. The publisher builds a fresh one per connection: paho's in-memory
     queue must not replay what the outbox resends."""
-    client = _client(config, context, secret, persistent=True)
+    client = _client(config, context, secret, manual_ack=False, reconnect=False, persistent=True)
     if will is not None:
         client.will_set(will.topic, will.payload, qos=1, retain=True)
     return client
 
 
+def consumer_client(config: MqttConfig, context: ssl.SSLContext | None, secret: str | None) -> Client:
+    """The ledger's client: it acknowledges each message itself, after its commit, and paho
+    reconnects it (the consumer has no outbox of its own to resend from)."""
+    client = _client(config, context, secret, manual_ack=True, reconnect=True, persistent=True)
+    client.reconnect_delay_set(1, RECONNECT_MAX_S)
+    return client
+
+
 def probe_client(config: MqttConfig, context: ssl.SSLContext | None, secret: str | None, client_id: str) -> Client:
-    """A short-lived client for checks (`handoff doctor`), under its own id (the program's id
-    would end the running program's session), with no will and no session left behind."""
-    return _client(config.model_copy(update={"client_id": client_id}), context, secret, persistent=False)
+    """A short-lived client for checks (`handoff doctor`, `handoff ledger doctor`), under its own
+    id (the program's id would end the running program's session), with no will and no session
+    left behind."""
+    return _client(
+        config.model_copy(update={"client_id": client_id}),
+        context,
+        secret,
+        manual_ack=False,
+        reconnect=False,
+        persistent=False,
+    )
 
 
-def _client(config: MqttConfig, context: ssl.SSLContext | None, secret: str | None, *, persistent: bool) -> Client:
+def _client(
+    config: MqttConfig,
+    context: ssl.SSLContext | None,
+    secret: str | None,
+    *,
+    manual_ack: bool,
+    reconnect: bool,
+    persistent: bool,
+) -> Client:
     """The one place a paho client is built: protocol and session, TLS and credentials."""
     v5 = config.protocol == "5"
     client = Client(
@@ -115,7 +140,8 @@ def _client(config: MqttConfig, context: ssl.SSLContext | None, secret: str | No
         client_id=config.client_id,
         clean_session=None if v5 else not persistent,
         protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-        reconnect_on_failure=False,
+        reconnect_on_failure=reconnect,
+        manual_ack=manual_ack,
     )
     if context is not None:
         client.tls_set_context(context)
@@ -129,12 +155,15 @@ def clean_start(config: MqttConfig) -> CleanStartOption:
     return False if config.protocol == "5" else MQTT_CLEAN_START_FIRST_ONLY
 
 
-def connect_properties(config: MqttConfig) -> Properties | None:
+def connect_properties(config: MqttConfig, receive_maximum: int | None = None) -> Properties | None:
+    """MQTT 5 only; `receive_maximum` bounds the unacknowledged messages the broker sends at once."""
     if config.protocol != "5":
         return None
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.SessionExpiryInterval = SESSION_EXPIRY_S
     properties.MaximumPacketSize = MAX_PACKET_BYTES
+    if receive_maximum is not None:
+        properties.ReceiveMaximum = receive_maximum
     return properties
 
 

@@ -16,13 +16,17 @@ AMQTT = Path(sys.executable).parent / "amqtt"
 
 
 class AmqttBroker:
-    def __init__(self, workdir: Path) -> None:
+    """`anonymous=False` admits any client that names a user (its password unchecked): amqtt
+    keeps no session for an anonymous client, so a persistent session needs a user name."""
+
+    def __init__(self, workdir: Path, anonymous: bool = True) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_tcp_port()
         self.conf = workdir / "amqtt.yaml"
         self.conf.write_text(
             f"listeners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:{self.port}\n"
-            "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n"
+            "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
+            f"    allow_anonymous: {'true' if anonymous else 'false'}\n"
         )
         self.log = workdir / "amqtt.log"
         self._proc: subprocess.Popen[bytes] | None = None

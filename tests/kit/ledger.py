@@ -10,7 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import Engine, func, select
+
+from handoff.audit.keys import private_pem
+from handoff.ledger.database import writing
+from handoff.ledger.enrolment import enrol
+from handoff.ledger.ingest import Message, Recorder
+from handoff.ledger.schema import counters, events
 from handoff.provision.render import render_toml
+from handoff.sim.fleet import SimAppliance, simulated
 from tests.kit.cli import handoff_env
 from tests.kit.net import free_tcp_port, wait_listening
 
@@ -18,11 +27,17 @@ T = TypeVar("T")
 
 
 def ledger_config(
-    root: Path, database: str, port: int, console: dict[str, Any] | None = None, name: str = "", **mqtt: Any
+    root: Path,
+    database: str,
+    port: int,
+    console: dict[str, Any] | None = None,
+    name: str = "",
+    ledger: dict[str, Any] | None = None,
+    **mqtt: Any,
 ) -> Path:
     path = root / f"ledger-{name or mqtt.get('client_id', 'handoff-ledger')}.toml"
     tables: dict[str, Any] = {
-        "ledger": {"database": database, "offline_after_s": 60},
+        "ledger": {"database": database, "offline_after_s": 60, **(ledger or {})},
         "mqtt": {"url": f"mqtt://127.0.0.1:{port}", "allow_insecure": True, **mqtt},
     }
     if console is not None:
@@ -33,6 +48,10 @@ def ledger_config(
 
 class Ledger:
     """`handoff ledger run` as a child process."""
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def __init__(self, config: Path, log: Path) -> None:
         self.config, self.log = config, log
@@ -119,16 +138,52 @@ class Console:
             self.process.wait(5)
 
 
-def sim_fleet(port: int, *, rate: int, events: int, appliances: int = 4) -> subprocess.Popen[bytes]:
-    """`handoff sim fleet` publishing `events` events (and as many retained states) in all."""
+def sim_fleet(
+    port: int, *, rate: int, events: int, appliances: int = 4, keys: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """`handoff sim fleet` publishing `events` events (and as many retained states) in all; with
+    `keys`, signed under the keys `enrolled_fleet` enrolled there."""
+    signing = ("--keys", str(keys)) if keys is not None else ()
     return subprocess.Popen(
         [
             *(sys.executable, "-m", "handoff", "sim", "fleet", "--appliances", str(appliances), "--rate", str(rate)),
-            *("--events", str(events), "--mqtt", f"mqtt://127.0.0.1:{port}"),
+            *("--events", str(events), "--mqtt", f"mqtt://127.0.0.1:{port}", *signing),
         ],
         env=handoff_env(),
         stdout=subprocess.DEVNULL,
     )
+
+
+def enrolled(engine: Engine, *appliances: SimAppliance, prefix: str = "handoff/v1") -> None:
+    """Enrol simulated appliances' keys, as `handoff ledger enrol` does."""
+    for appliance in appliances:
+        enrol_key(engine, appliance.device_id, appliance.key.public_key(), prefix=prefix)
+
+
+def enrol_key(engine: Engine, device_id: str, key: Ed25519PublicKey, prefix: str = "handoff/v1") -> None:
+    with writing(engine) as conn:
+        enrol(conn, Recorder(prefix), device_id, key, [], actor="test", now=time.time())
+
+
+def audit_key(root: Path) -> tuple[Path, Ed25519PrivateKey]:
+    """A new appliance signing key as `[audit] key_file` wants it: PKCS#8 PEM, mode 0600."""
+    key = Ed25519PrivateKey.generate()
+    path = root / "audit.key"
+    path.write_bytes(private_pem(key))
+    path.chmod(0o600)
+    return path, key
+
+
+def enrolled_fleet(engine: Engine, keys: Path, appliances: int, site: str = "sim-site") -> list[SimAppliance]:
+    """The keys `handoff sim fleet --keys KEYS` will sign with, made and enrolled before it runs."""
+    fleet = simulated(appliances, "handoff/v1", site, keys)
+    enrolled(engine, *fleet)
+    return fleet
+
+
+def made(appliance: SimAppliance, count: int, start: float) -> list[Message]:
+    """The appliance's next `count` events, one a second from `start`."""
+    return [Message(*appliance.next_event(start + n)) for n in range(count)]
 
 
 def wait_for(check: Callable[[], T], timeout: float = 30.0) -> T:
@@ -150,3 +205,13 @@ def ledger_command(config: Path, *args: str, stdin: str = "") -> subprocess.Comp
         check=False,
         timeout=60,
     )
+
+
+def stored(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(events)).scalar_one())
+
+
+def counted(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {name: int(value) for name, value in conn.execute(select(counters.c.name, counters.c.value))}

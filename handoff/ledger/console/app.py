@@ -23,11 +23,13 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from handoff.ledger.config import LedgerConfig
 from handoff.ledger.console.admin import AccountPages
+from handoff.ledger.console.enrolment import EnrolmentPages
 from handoff.ledger.console.exception_pages import ExceptionPages
 from handoff.ledger.console.find_pages import FindPages
 from handoff.ledger.console.headers import SecurityHeaders
 from handoff.ledger.console.logins import Login, Sessions
 from handoff.ledger.console.pages import Pages, Site, error_page, failure_page, unavailable_page
+from handoff.ledger.enrolment import recorder_for
 
 PUBLIC = ("/login", "/healthz", "/static/")
 MAX_BODY: Final = 16 * 1024
@@ -79,10 +81,12 @@ class Console(Starlette):
 
 def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] = time.time) -> Console:
     site = Site(config, engine, clock)
+    site.templates.env.globals["allow_untrusted"] = config.ledger.allow_untrusted
     pages = Pages(site)
     account_pages = AccountPages(site)
     find_pages = FindPages(site)
     exception_pages = ExceptionPages(site)
+    enrolment = EnrolmentPages(site, recorder_for(config))
     routes = [
         Route("/", pages.home),
         Route("/login", pages.login_form, methods=["GET"]),
@@ -101,6 +105,8 @@ def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] 
         Route("/audit", pages.audit),
         Route("/users", account_pages.users),
         Route("/users/{name}", account_pages.change, methods=["POST"]),
+        Route("/enrolment", enrolment.page),
+        Route("/enrolment/{device_id}", enrolment.enrol, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(files("handoff.ledger.console") / "static")), name="static"),
     ]
     middleware = [Middleware(RequireLogin, site=site, sessions=site.sessions)]

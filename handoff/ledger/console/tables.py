@@ -6,21 +6,11 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from typing import Any
 
 from starlette.responses import Response
 
-FORMULA: Final = ("=", "+", "-", "@", "\t", "\r")
-
-
-def cell(value: Any) -> Any:
-    """A spreadsheet opens a cell that starts like a formula as one (CSV injection): such text,
-    which here could only come from a message on the broker, is quoted as text."""
-    if value is None:
-        return ""
-    if isinstance(value, str) and value.startswith(FORMULA):
-        return "'" + value
-    return value
+from handoff.ledger.spreadsheet import cell
 
 
 def csv_response(name: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Response:
