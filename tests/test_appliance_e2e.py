@@ -18,6 +18,7 @@ from paho.mqtt import publish
 from handoff.audit.keys import public_pem
 from handoff.commands.signing import sign_command
 from handoff.provision.render import Table
+from handoff.testing.nfc import wait_for_polling
 from handoff.timefmt import rfc3339
 from tests.asyncapi_schemas import validate_event, validator
 from tests.kit.broker import Broker
@@ -74,6 +75,7 @@ class Running:
             stderr=subprocess.PIPE,
         )
         self.events.wait_for(lambda m: m.topic == f"{PREFIX}/status" and m.json().get("status") == "online")
+        wait_for_polling(self.nfc)
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> tuple[int, str]:
         assert self.process is not None

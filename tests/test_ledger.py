@@ -70,33 +70,32 @@ def test_a_shift_through_a_real_appliance_answers_who_and_history(
         config = ledger_config(tmp_path, database, broker.port)
         ledger = Ledger(config, tmp_path / "ledger.log")
         ledger.start()
-        cart = Running(appliance, broker, cli, {"retap_guard_s": 0.5, "idle_timeout_s": 4, "custody_timeout_s": 10})
+        cart = Running(appliance, broker, cli, {"retap_guard_s": 0, "idle_timeout_s": 2, "custody_timeout_s": 3})
         expected: list[tuple[float, str | None, bool]] = []
 
-        def mark(staff: str | None, logged_in: bool) -> None:
-            time.sleep(0.3)
+        def mark(events: int, staff: str | None, logged_in: bool) -> None:
+            """Once the cart has published `events` events, who holds it now (strictly after the
+            last one's time, before anything the next step causes) is `staff`."""
+            cart.event_types(events)
             expected.append((time.time(), staff, logged_in))
-            time.sleep(0.3)
 
         try:
-            mark(None, False)
+            mark(0, None, False)
             cart.tap(ANA)
-            mark("ana", True)
+            mark(1, "ana", True)
             cart.tap(BO)
-            mark("bo", True)
-            time.sleep(4.5)
-            mark("bo", False)
+            mark(4, "bo", True)
+            mark(5, "bo", False)
             cart.tap(BO)
-            mark("bo", True)
+            mark(6, "bo", True)
             cart.tap(BO)
-            mark(None, False)
+            mark(7, None, False)
             cart.tap(ANA)
-            mark("ana", True)
-            time.sleep(4.5)
-            mark("ana", False)
-            time.sleep(10.5)
-            mark(None, False)
+            mark(8, "ana", True)
+            mark(9, "ana", False)
+            mark(10, None, False)
             kinds = cart.event_types(10)
+            assert [kind for kind, _, _ in kinds].count("org.handoff.forced_logoff") == 3, kinds
             assert kinds[-1] == ("org.handoff.checkin", "ana", "abandoned"), kinds
             engine = engine_for(database)
             assert wait_for(lambda: stored(engine) >= 10)
@@ -125,14 +124,13 @@ def test_the_migrated_schema_is_the_one_schema_py_describes(engine: Engine) -> N
 
 
 def test_killed_again_and_again_mid_stream_the_ledger_stores_every_event_exactly_once(
-    tmp_path: Path, cli: CliRunner, engine: Engine, database: str
+    tmp_path: Path, cli: CliRunner, engine: Engine, database: str, rng: random.Random
 ) -> None:
     with Broker(tmp_path / "broker") as broker:
         ledger = Ledger(ledger_config(tmp_path, database, broker.port), tmp_path / "ledger.log")
         ledger.start()
         ledger.kill()
         fleet = sim_fleet(broker.port, rate=1500, events=3000)
-        rng = random.Random()
         for _ in range(4):
             ledger.start()
             time.sleep(rng.uniform(0.3, 0.9))
@@ -173,11 +171,13 @@ def made(appliance: SimAppliance, count: int, start: float = 1_800_000_000.0) ->
     return [Message(*appliance.next_event(start + n)) for n in range(count)]
 
 
-def test_duplicates_and_reordering_across_sources_are_stored_once_and_verified(engine: Engine) -> None:
+def test_duplicates_and_reordering_across_sources_are_stored_once_and_verified(
+    engine: Engine, rng: random.Random
+) -> None:
     first, second = SimAppliance("site", "WOW-1"), SimAppliance("site", "WOW-2")
     stream = made(first, 30) + made(second, 30)
-    shuffled = stream + random.sample(stream, 20)
-    random.shuffle(shuffled)
+    shuffled = stream + rng.sample(stream, 20)
+    rng.shuffle(shuffled)
     recorder = Recorder(PREFIX)
     for start in range(0, len(shuffled), 7):
         with engine.begin() as conn:

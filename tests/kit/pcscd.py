@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 PCSCD = shutil.which("pcscd") or "/usr/sbin/pcscd"
 SOCKET = Path("/run/pcscd/pcscd.comm")
 PIDFILE = Path("/run/pcscd/pcscd.pid")
@@ -55,3 +57,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+ONE_PCSCD = pytest.mark.xdist_group("pcscd")
+"""The machine has one pcscd and one vpcd slot: tests that use them take turns on one xdist worker."""
