@@ -78,7 +78,7 @@ def test_directory_replaces_atomically_and_refuses_older(channel: Channel) -> No
         ("activity", b"not json", "malformed"),
         ("activity", b"[1]", "malformed"),
         ("activity", b'{"id": "nope"}', "invalid"),
-        ("activity", b'{"id": "' + str(uuid.uuid4()).encode() + b'"}', "invalid"),
+        ("activity", b'{"id": "0190f1c2-7d3e-7a4b-8c5d-6e7f80912345"}', "invalid"),
         ("activity", b"{" + b" " * 5000 + b"}", "oversized"),
     ],
 )
