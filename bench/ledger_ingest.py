@@ -29,9 +29,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from handoff.provision.render import render_toml
-from tests.kit.broker import Broker
-from tests.kit.cli import handoff_env
-from tests.kit.postgres import create_database, drop_database
+from handoff.testing.broker import Broker
+from handoff.testing.child import handoff_env, spawn_handoff
+from handoff.testing.postgres import create_database, drop_database
 
 UNLIMITED_QUEUE = "max_queued_messages 0\nmax_inflight_messages 0\n"
 
@@ -64,14 +64,13 @@ def ledger_run(work: Path, port: int, events: int) -> LedgerRun:
     config = work / "ledger.toml"
     mqtt = {"url": f"mqtt://127.0.0.1:{port}", "allow_insecure": True}
     config.write_text(render_toml({"ledger": {"database": url}, "mqtt": mqtt}, {}))
-    command = [sys.executable, "-m", "handoff", "ledger", "run", "-c", str(config)]
-    first = subprocess.Popen(command, env=handoff_env(), stderr=subprocess.DEVNULL)
+    first = spawn_handoff("ledger", "run", "-c", config, stderr=subprocess.DEVNULL)
     time.sleep(3.0)
     first.send_signal(signal.SIGTERM)
     first.wait(30)
     fleet(port, events)
     start = time.perf_counter()
-    ledger = subprocess.Popen(command, env=handoff_env(), stderr=subprocess.DEVNULL)
+    ledger = spawn_handoff("ledger", "run", "-c", config, stderr=subprocess.DEVNULL)
     while count(url, "events") < events:
         time.sleep(0.2)
     took = time.perf_counter() - start

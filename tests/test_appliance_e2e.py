@@ -15,83 +15,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt import publish
 
-from handoff.audit.keys import public_pem
 from handoff.commands.signing import sign_command
-from handoff.provision.render import Table
-from handoff.testing.nfc import wait_for_polling
 from handoff.timefmt import rfc3339
 from tests.asyncapi_schemas import validate_event, validator
+from tests.kit.appliance import ANA, BO, Running
 from tests.kit.broker import Broker
-from tests.kit.cli import CliRunner, handoff_env
-from tests.kit.collector import Collector
+from tests.kit.cli import CliRunner
 from tests.kit.config import DEVICE, PREFIX, SITE, Layout
-from tests.kit.net import free_udp_port
-
-ANA, BO = "04A1B2C3", "04A1B2C3D4E5F6"
-
-
-class Running:
-    """`handoff run` as a child process, with the badge directory loaded and a subscriber attached."""
-
-    interpreter: tuple[str, ...] = (sys.executable, "-m", "handoff")
-
-    def __init__(
-        self,
-        appliance: Layout,
-        broker: Broker,
-        cli: CliRunner,
-        policy: Table,
-        audit: Table | None = None,
-        agent: Table | None = None,
-    ) -> None:
-        self.nfc = f"udp:127.0.0.1:{free_udp_port()}"
-        self.broker_port = broker.port
-        self.appliance, self.cli = appliance, cli
-        self.command_key = Ed25519PrivateKey.generate()
-        self.retiring_key = Ed25519PrivateKey.generate()
-        """Also in commands.pem, as during a key rotation: the site's old key, still accepted."""
-        public = appliance.root / "commands.pem"
-        public.write_bytes(public_pem(self.retiring_key) + public_pem(self.command_key))
-        appliance.configure(
-            port=broker.port,
-            appliance={"command_key_file": str(public)},
-            policy=policy,
-            readers=[{"kind": "nfc", "path": self.nfc}],
-            audit=audit,
-            agent=agent,
-        )
-        csv = appliance.root / "badges.csv"
-        csv.write_text(f"uid,staff_id,name,role\n{ANA},ana,Ana Diaz,RN\n{BO},bo,Bo Chen,MD\n")
-        assert cli("badges", "import", csv, "-c", appliance.config).returncode == 0
-        self.events = Collector(broker.port, f"{PREFIX}/#")
-        self.process: subprocess.Popen[str] | None = None
-        self.start()
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [*self.interpreter, "run", "-c", str(self.appliance.config)],
-            env=handoff_env(),
-            text=True,
-            stderr=subprocess.PIPE,
-        )
-        self.events.wait_for(lambda m: m.topic == f"{PREFIX}/status" and m.json().get("status") == "online")
-        wait_for_polling(self.nfc)
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM) -> tuple[int, str]:
-        assert self.process is not None
-        self.process.send_signal(sig)
-        code = self.process.wait(timeout=5)
-        log = self.process.stderr.read() if self.process.stderr else ""
-        self.process = None
-        return code, log
-
-    def tap(self, uid: str) -> None:
-        result = self.cli("sim", "tap", uid, "--device", self.nfc, "--hold", "0.2")
-        assert result.returncode == 0, result.stderr
-
-    def event_types(self, count: int) -> list[tuple[str, str | None, str | None]]:
-        events = self.events.wait_for_count(lambda m: "/events/" in m.topic, count)
-        return [(e["type"], e["data"]["staff_id"], e["data"]["reason"]) for e in (m.json() for m in events)]
 
 
 @pytest.fixture
@@ -351,7 +281,7 @@ sys.exit(main(sys.argv[1:]))
 class AuditedRunning(Running):
     """`handoff run` under a Python audit hook that writes every process it spawns to stderr."""
 
-    interpreter = (sys.executable, "-c", SPAWN_AUDIT)
+    program = (sys.executable, "-c", SPAWN_AUDIT)
 
 
 def test_no_process_is_spawned_on_the_tap_path(appliance: Layout, cli: CliRunner, tmp_path: Path) -> None:
@@ -378,6 +308,5 @@ def test_a_storm_of_stop_signals_stops_once_and_cleanly(running: Running) -> Non
     for index in range(30):
         process.send_signal(signal.SIGINT if index % 2 else signal.SIGTERM)
     assert process.wait(timeout=10) == 0
-    log = process.stderr.read() if process.stderr else ""
-    running.process = None
+    _, log = running.stop()
     assert log.count("stopping") == 1 and "Traceback" not in log, log

@@ -41,7 +41,7 @@ from handoff.core.machine import step
 from handoff.core.state import initial_state
 from handoff.store import Store
 from tests.asyncapi_schemas import document, validate_event, validator
-from tests.test_core_table import Cart
+from tests.kit.core import Cart
 
 POLICY = PolicyConfig(idle_timeout_s=10, max_session_s=25, custody_timeout_s=100, retap_guard_s=1)
 CONTEXT = EventContext("st-elsewhere", "WOW-3N-07", "rdr-0042", clock_synced=True)

@@ -27,11 +27,11 @@ from handoff.audit.checkpoint import CheckpointPolicy, make_checkpoint
 from handoff.audit.keys import private_pem, public_pem
 from handoff.audit.verify import Finding, Summary, verify_lines
 from handoff.store import Store
+from tests.kit.appliance import ANA, BO, Running
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner, handoff_env
 from tests.kit.config import PREFIX, Layout
 from tests.kit.outbox import CONTEXT, SOURCE, checkout, in_use
-from tests.test_appliance_e2e import ANA, BO, Running
 
 KEY = Ed25519PrivateKey.generate()
 

@@ -22,28 +22,8 @@ from handoff.directory import Badge, Directory
 from handoff.errors import ConfigError
 from handoff.timefmt import rfc3339
 from tests.kit.cli import CliRunner
+from tests.kit.commands import DEVICE, NOW, REF, Channel
 from tests.kit.config import Layout
-
-NOW = 1_800_000_000.0
-DEVICE = "WOW-3N-07"
-REF = "ab" * 32
-
-
-class Channel:
-    def __init__(self, data_dir: Path, key: Ed25519PrivateKey | None = None, *, allow_unsigned: bool = False) -> None:
-        self.conn = db.connect(data_dir)
-        self.results: list[dict[str, Any]] = []
-        self.key = key
-        public = [key.public_key()] if key else []
-        self.handler = CommandHandler(self.conn, DEVICE, public, self.results.append, allow_unsigned=allow_unsigned)
-
-    def send(
-        self, name: str, fields: dict[str, Any] | None = None, *, now: float = NOW, sign: bool = True, **over: Any
-    ):
-        payload = {"id": str(uuid.uuid4()), "issued_at": rfc3339(NOW - 1), **(fields or {}), **over}
-        if self.key is not None and sign:
-            payload = sign_command(self.key, DEVICE, name, payload)
-        return self.handler.handle(name, json.dumps(payload).encode(), now), self.results[-1]
 
 
 @pytest.fixture

@@ -17,14 +17,14 @@ from sqlalchemy import select
 from handoff.ledger.database import engine_for
 from handoff.ledger.schema import devices, exceptions
 from handoff.timefmt import rfc3339
+from tests.kit.appliance import ANA, BO, Running
 from tests.kit.broker import Broker
 from tests.kit.browser import chromium, screenshot_path
 from tests.kit.cli import CliRunner
 from tests.kit.config import DEVICE, Layout
 from tests.kit.ledger import Console, Ledger, ledger_config
 from tests.kit.pki import make_ca, server_certificate
-from tests.test_appliance_e2e import ANA, BO, Running
-from tests.test_ledger import wait_for
+from tests.kit.wait import wait_for
 
 ADMIN, VIEWER = ("biomed-lead", "a long admin passphrase"), ("ward-clerk", "a long viewer passphrase")
 

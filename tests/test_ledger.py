@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -30,11 +29,12 @@ from handoff.ledger.queries import who
 from handoff.ledger.schema import counters, devices, events, exceptions, metadata, sources, users
 from handoff.sim.fleet import SimAppliance, status
 from handoff.timefmt import rfc3339
+from tests.kit.appliance import ANA, BO, Running
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner, handoff_env
 from tests.kit.config import DEVICE, Layout
 from tests.kit.ledger import Ledger, ledger_config
-from tests.test_appliance_e2e import ANA, BO, Running
+from tests.kit.wait import wait_for
 
 PREFIX = "handoff/v1"
 
@@ -51,13 +51,6 @@ def sim_fleet(port: int, *, rate: int, events: int, appliances: int = 4) -> subp
     )
 
 
-def wait_for(check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return result
-
-
 def stored(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(events)).scalar_one())
@@ -70,7 +63,7 @@ def test_a_shift_through_a_real_appliance_answers_who_and_history(
         config = ledger_config(tmp_path, database, broker.port)
         ledger = Ledger(config, tmp_path / "ledger.log")
         ledger.start()
-        cart = Running(appliance, broker, cli, {"retap_guard_s": 0, "idle_timeout_s": 2, "custody_timeout_s": 3})
+        cart = Running(appliance, broker, cli, {"retap_guard_s": 0, "idle_timeout_s": 3, "custody_timeout_s": 8})
         expected: list[tuple[float, str | None, bool]] = []
 
         def mark(events: int, staff: str | None, logged_in: bool) -> None:

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -23,8 +24,12 @@ def handoff_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(SOURCE_ROOT), **(extra or {})}
 
 
-def handoff_argv(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "handoff", *map(str, args)]
+HANDOFF: tuple[str, ...] = (sys.executable, "-m", "handoff")
+"""The program: this interpreter running the package, as the `handoff` script does."""
+
+
+def handoff_argv(*args: str | Path, program: Sequence[str] = HANDOFF) -> list[str]:
+    return [*program, *map(str, args)]
 
 
 def spawn_handoff(
@@ -32,10 +37,16 @@ def spawn_handoff(
     env: dict[str, str] | None = None,
     stdout: int | IO[bytes] | None = subprocess.DEVNULL,
     stderr: int | IO[bytes] | None = subprocess.PIPE,
+    program: Sequence[str] = HANDOFF,
 ) -> subprocess.Popen[bytes]:
-    """`handoff ARGS` started in the background; stdin is /dev/null so nothing waits on a prompt."""
+    """`handoff ARGS` started in the background; stdin is /dev/null so nothing waits on a prompt.
+    `program` replaces the interpreter and package, for a test that wraps the entry point."""
     return subprocess.Popen(
-        handoff_argv(*args), env=handoff_env(env), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr
+        handoff_argv(*args, program=program),
+        env=handoff_env(env),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
     )
 
 
