@@ -1,8 +1,9 @@
 """`make demo`: the whole job on one machine, in about a minute, checking itself as it goes.
 
-Starts a throwaway mosquitto, an appliance with demo badges and short timers, the agent of
-the attached workstation (its logoff action writes a line to a file, as an EHR logoff script
-would), the ledger and its web console, and a subscriber that prints each event as one line;
+Starts a throwaway mosquitto, an appliance with demo badges and short timers that signs what it
+publishes, the agent of the attached workstation (its logoff action writes a line to a file, as
+an EHR logoff script would), the ledger with the appliance's key enrolled and its web console,
+and a subscriber that prints each event as one line;
 then plays a shift, step by step. Each step says what should happen, does it, waits for the
 events it announced and says what it saw; when they differ the demo stops there, names the
 step and exits 1. Whatever it started is stopped on every way out (an error, Ctrl-C, SIGTERM).
@@ -33,13 +34,14 @@ from urllib.request import HTTPCookieProcessor, build_opener
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from handoff.audit.keys import public_pem
 from handoff.provision.render import render_toml
 from handoff.testing.broker import Broker
 from handoff.testing.child import spawn_handoff, stop_child
 from handoff.testing.cli import run_handoff
 from handoff.testing.collector import Collector, Message
-from handoff.testing.config import DEVICE, PREFIX, SITE, Layout
-from handoff.testing.ledger import Console
+from handoff.testing.config import DEVICE, PREFIX, READER, SITE, Layout
+from handoff.testing.ledger import Console, audit_key
 from handoff.testing.net import free_udp_port
 from handoff.testing.nfc import wait_for_polling
 from handoff.timefmt import rfc3339
@@ -52,6 +54,8 @@ CONFIRM_S = 10
 EHR_LOGOFF = [sys.executable, "-c", "import sys; open(sys.argv[1], 'a').write(f'logged off {sys.argv[2]}\\n')"]
 """The demo's stand-in for an EHR's logoff script: it notes whom it logged off."""
 CONSOLE_ACCOUNT = ("demo", "demo-console-password")
+HOLD_S = "0.8"
+"""How long a badge stays on the reader: long enough for a reader on a loaded machine to read it."""
 STEP_S = 30.0
 """How long a step waits for what it announced before calling it missing."""
 ANY = object()
@@ -112,11 +116,15 @@ class Demo:
         self.device = f"udp:127.0.0.1:{free_udp_port()}"
         self.agent_key, agents = work / "agent.key", work / "agents.pem"
         agents.write_text(self.cli("agent", "keygen", "--out", self.agent_key, env={}))
+        signing_key, key = audit_key(work)
+        self.audit_pub = work / "audit.pub"
+        self.audit_pub.write_bytes(public_pem(key))
         self.config = Layout.create(work).configure(
             port=self.broker.port,
             readers=[{"kind": "nfc", "path": self.device}],
             policy=POLICY,
             agent={"keys_file": str(agents), "confirm_s": CONFIRM_S},
+            audit={"key_file": str(signing_key)},
         )
         self.env = {"HANDOFF_CONFIG": str(self.config)}
         self.logged_off = work / "ehr-logoffs.txt"
@@ -137,6 +145,7 @@ class Demo:
         self.console = Console(work, f"sqlite:///{work / 'ledger.db'}", self.broker.port)
         self.console.add_user(CONSOLE_ACCOUNT[0], "admin", CONSOLE_ACCOUNT[1])
         self.ledger_env = {"HANDOFF_LEDGER_CONFIG": str(self.console.config)}
+        print(self.cli("ledger", "enrol", DEVICE, "--key", self.audit_pub, "--agent-key", agents, env=self.ledger_env))
         with (work / "ledger.log").open("ab") as log:
             ledger = spawn_handoff("ledger", "run", env=self.ledger_env, stderr=log)
         stack.callback(stop_child, ledger)
@@ -187,7 +196,7 @@ class Demo:
         self.agent = self.start_agent()
 
     def tap(self, who: str) -> None:
-        self.cli("sim", "tap", BADGES.get(who, who), "--device", self.device, "--hold", "0.2")
+        self.cli("sim", "tap", BADGES.get(who, who), "--device", self.device, "--hold", HOLD_S)
         self.tapped[who] = time.monotonic()
 
     def tap_after_guard(self, who: str) -> None:
@@ -271,6 +280,31 @@ def buffered(demo: Demo) -> str:
     if int(line.split()[1]) < 3:
         raise StepFailed(f"`handoff status` says {line!r}: the handoff's 3 events are not waiting in the outbox")
     return f"`handoff status` says {line!r}"
+
+
+def forge(demo: Demo) -> None:
+    print(
+        "    "
+        + demo.cli("sim", "forge", DEVICE, "--site", SITE, "--mqtt", f"mqtt://127.0.0.1:{demo.broker.port}").strip(),
+        file=OUT,
+    )
+
+
+def forgery_kept_apart(demo: Demo) -> str:
+    """The ledger opens `untrusted_source` for the forger and still says nobody holds the cart."""
+    deadline = time.monotonic() + STEP_S
+    while True:
+        flagged = json.loads(demo.cli("ledger", "exceptions", "--format", "json", env=demo.ledger_env))
+        untrusted = [f for f in flagged if f["type"] == "untrusted_source"]
+        if untrusted:
+            break
+        if time.monotonic() > deadline:
+            raise StepFailed(f"the ledger opened no untrusted_source exception: {flagged}")
+        time.sleep(0.2)
+    now = who(demo, time.time())
+    if now["staff_id"] is not None:
+        raise StepFailed(f"the ledger believed the forgery: `ledger who` says {now}")
+    return f"the ledger kept it apart (untrusted_source from {untrusted[0]['source']}) and says nobody holds the cart"
 
 
 def outage(demo: Demo) -> None:
@@ -374,6 +408,12 @@ SHIFT = [
         [Expect("logoff_confirmed", "bo"), Expect("checkin", "cy", "returned"), Expect("logoff_confirmed", "cy")],
         in_any_order=True,
     ),
+    Step(
+        "A forger with publish rights posts a checkout by mallory on the cart's topic, under a key nobody enrolled",
+        forge,
+        [Expect("checkout", "mallory")],
+        check=forgery_kept_apart,
+    ),
     Step("The ledger answers: who had the cart, and when?", lambda d: None, check=ledger_answers),
     Step("The console's fleet page, as CSV", lambda d: None, check=console_fleet),
 ]
@@ -407,7 +447,8 @@ def main() -> int:
                 if sys.stdin.isatty():
                     print(f"\n▶ The console stays up at {demo.console.url}/: press Enter to stop the demo")
                     input()
-            seqs = [int(event["data"]["seq"]) for event in demo.received()]
+            ours = f"urn:handoff:{SITE}:{READER}"
+            seqs = [int(event["data"]["seq"]) for event in demo.received() if event["source"] == ours]
         except Exception as failure:  # every failure names where it happened, and what was started is stopped
             where = f"step {number} ({step.says})" if step else "setting up"
             if not isinstance(failure, StepFailed):

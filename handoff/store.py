@@ -16,9 +16,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Final, NamedTuple
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from handoff import compact_json, db
-from handoff.audit.chain import genesis, sealed
+from handoff.audit.chain import canonical, genesis, sealed
 from handoff.audit.checkpoint import CheckpointPolicy, make_checkpoint
+from handoff.audit.signature import event_signature
 from handoff.cloudevents import EventContext, envelope, source
 from handoff.core.codec import state_from_dict, state_summary, state_to_dict
 from handoff.core.events import Event
@@ -85,17 +88,30 @@ class LinkRecord:
     readers: list[dict[str, Any]]
 
 
-def _numbered(event: Event, seq: int, context: EventContext, created: float, previous: str) -> tuple[StoredEvent, str]:
+def _numbered(
+    event: Event, seq: int, context: EventContext, created: float, previous: str, key: Ed25519PrivateKey | None
+) -> tuple[StoredEvent, str]:
     """The stored event and its link, which the next event of the commit links to."""
-    payload, chain = sealed(envelope(event, seq, context), previous)
+    payload, chain = _signed(envelope(event, seq, context), previous, key)
     return StoredEvent(seq, event.id, f"events/{event.type}", payload, created), chain
 
 
-def _renumbered(event: StoredEvent, seq: int, previous: str) -> tuple[StoredEvent, str]:
+def _renumbered(event: StoredEvent, seq: int, previous: str, key: Ed25519PrivateKey | None) -> tuple[StoredEvent, str]:
+    """A new `seq` and link change what the signature covers, so the old one goes and a new one is made."""
     body = json.loads(event.payload)
     body["data"]["seq"] = seq
-    payload, chain = sealed(body, previous)
+    body["data"].pop("signature", None)
+    payload, chain = _signed(body, previous, key)
     return event._replace(seq=seq, payload=payload), chain
+
+
+def _signed(body: dict[str, Any], previous: str, key: Ed25519PrivateKey | None) -> tuple[bytes, str]:
+    """The stored bytes: linked, then signed over the linked event, so the signature covers the chain."""
+    payload, chain = sealed(body, previous)
+    if key is None:
+        return payload, chain
+    body["data"]["signature"] = event_signature(key, body)
+    return canonical(body), chain
 
 
 def queue_message(conn: sqlite3.Connection, topic: str, message_id: str, payload: bytes, created: float) -> None:
@@ -147,6 +163,8 @@ class Store:
         self._conn = conn
         self._clock = clock
         self._checkpoints = checkpoints
+        self._key = checkpoints.key if checkpoints is not None else None
+        """With [audit] one key signs the checkpoints and every event; without it nothing is signed."""
 
     def load_state(self) -> State | None:
         row = self._conn.execute("SELECT body FROM appliance_state WHERE id = 1").fetchone()
@@ -173,7 +191,7 @@ class Store:
             chain = chain or genesis(source(context.site, context.reader_id))
             stored: list[StoredEvent] = []
             for seq, event in enumerate(events, start=last_seq - len(events) + 1):
-                numbered, chain = _numbered(event, seq, context, now, chain)
+                numbered, chain = _numbered(event, seq, context, now, chain, self._key)
                 stored.append(numbered)
             conn.executemany("INSERT INTO outbox (seq, id, topic, payload, created) VALUES (?, ?, ?, ?, ?)", stored)
             conn.execute(
@@ -300,7 +318,7 @@ class Store:
             chain = broker_chain or genesis(json.loads(rows[0][3])["source"]) if rows else broker_chain
             moved: list[StoredEvent] = []
             for seq, row in enumerate(rows, start=broker_seq + 1):
-                renumbered, chain = _renumbered(StoredEvent._make(row), seq, str(chain))
+                renumbered, chain = _renumbered(StoredEvent._make(row), seq, str(chain), self._key)
                 moved.append(renumbered)
             conn.execute("DELETE FROM outbox WHERE seq > ?", (acked_upto,))
             conn.executemany("INSERT INTO outbox (seq, id, topic, payload, created) VALUES (?, ?, ?, ?, ?)", moved)

@@ -7,6 +7,7 @@ only concern what a batch does to the database drive the ingest directly.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
@@ -25,26 +26,28 @@ from sqlalchemy import Engine, func, select
 from handoff.ledger.consumer import RECEIVE_MAXIMUM
 from handoff.ledger.database import engine_for, writing
 from handoff.ledger.ingest import Message, Recorder, evaluate
-from handoff.ledger.queries import who
+from handoff.ledger.queries import fleet, who
 from handoff.ledger.schema import counters, devices, events, exceptions, metadata, sources, users
-from handoff.sim.fleet import SimAppliance, status
+from handoff.sim.fleet import SimAppliance
 from handoff.timefmt import rfc3339
 from tests.kit.appliance import ANA, BO, Running
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner, handoff_env
-from tests.kit.config import DEVICE, Layout
-from tests.kit.ledger import Ledger, ledger_config
+from tests.kit.config import DEVICE, READER, SITE, Layout
+from tests.kit.ledger import Ledger, audit_key, enrol_key, enrolled, enrolled_fleet, ledger_config
+from tests.kit.publish import publish
 from tests.kit.wait import wait_for
 
 PREFIX = "handoff/v1"
 
 
-def sim_fleet(port: int, *, rate: int, events: int, appliances: int = 4) -> subprocess.Popen[bytes]:
-    """`handoff sim fleet` publishing `events` events (and as many retained states) in all."""
+def sim_fleet(port: int, keys: Path, *, rate: int, events: int, appliances: int = 4) -> subprocess.Popen[bytes]:
+    """`handoff sim fleet` publishing `events` events (and as many retained states) in all,
+    signed with the keys in `keys` (`enrolled_fleet`)."""
     return subprocess.Popen(
         [
             *(sys.executable, "-m", "handoff", "sim", "fleet", "--appliances", str(appliances), "--rate", str(rate)),
-            *("--events", str(events), "--mqtt", f"mqtt://127.0.0.1:{port}"),
+            *("--events", str(events), "--mqtt", f"mqtt://127.0.0.1:{port}", "--keys", str(keys)),
         ],
         env=handoff_env(),
         stdout=subprocess.DEVNULL,
@@ -59,11 +62,15 @@ def stored(engine: Engine) -> int:
 def test_a_shift_through_a_real_appliance_answers_who_and_history(
     appliance: Layout, cli: CliRunner, tmp_path: Path, database: str
 ) -> None:
+    key_file, key = audit_key(tmp_path)
+    engine = engine_for(database)
+    enrol_key(engine, DEVICE, key.public_key())
     with Broker(tmp_path / "broker") as broker:
         config = ledger_config(tmp_path, database, broker.port)
         ledger = Ledger(config, tmp_path / "ledger.log")
         ledger.start()
-        cart = Running(appliance, broker, cli, {"retap_guard_s": 0, "idle_timeout_s": 3, "custody_timeout_s": 8})
+        policy = {"retap_guard_s": 0, "idle_timeout_s": 3, "custody_timeout_s": 8}
+        cart = Running(appliance, broker, cli, policy, audit={"key_file": str(key_file)})
         expected: list[tuple[float, str | None, bool]] = []
 
         def mark(events: int, staff: str | None, logged_in: bool) -> None:
@@ -90,7 +97,6 @@ def test_a_shift_through_a_real_appliance_answers_who_and_history(
             kinds = cart.event_types(10)
             assert [kind for kind, _, _ in kinds].count("org.handoff.forced_logoff") == 3, kinds
             assert kinds[-1] == ("org.handoff.checkin", "ana", "abandoned"), kinds
-            engine = engine_for(database)
             assert wait_for(lambda: stored(engine) >= 10)
             for at, staff, logged_in in expected:
                 asked = cli("ledger", "who", DEVICE, "--at", rfc3339(at), "--format", "json", "-c", config)
@@ -109,6 +115,74 @@ def test_a_shift_through_a_real_appliance_answers_who_and_history(
             ledger.kill(signal.SIGTERM)
 
 
+def test_a_forger_with_publish_rights_changes_nothing_a_real_appliance_said(
+    appliance: Layout, cli: CliRunner, tmp_path: Path, engine: Engine, database: str
+) -> None:
+    """The forgeries of issue 21 against a real `handoff run` whose key is enrolled: a made-up
+    source with a correct chain, seq 1000 with a junk chain, the real source's next seq under
+    another key, forged retained state and status, an unsigned confirmation on another device's
+    topic. The ledger's answers do not move; the real appliance's next events are believed."""
+    key_file, key = audit_key(tmp_path)
+    enrol_key(engine, DEVICE, key.public_key())
+    with Broker(tmp_path / "broker") as broker:
+        config = ledger_config(tmp_path, database, broker.port)
+        ledger = Ledger(config, tmp_path / "ledger.log")
+        ledger.start()
+        cart = Running(appliance, broker, cli, {"retap_guard_s": 0.5}, audit={"key_file": str(key_file)})
+        try:
+            cart.tap(ANA)
+            last = cart.events.wait_for_count(lambda m: "/events/" in m.topic, 1)[-1].json()
+            assert wait_for(lambda: stored(engine) >= 1)
+            at = rfc3339(time.time())
+
+            def answers() -> tuple[str, str, list[tuple[str, str]]]:
+                asked = cli("ledger", "who", DEVICE, "--at", at, "--format", "json", "-c", config).stdout
+                past = cli("ledger", "history", "--device", DEVICE, "--format", "json", "-c", config).stdout
+                flags = json.loads(cli("ledger", "exceptions", "--format", "json", "-c", config).stdout)
+                return asked, past, sorted((f["type"], f["source"]) for f in flags if f["type"] != "untrusted_source")
+
+            before = answers()
+            assert json.loads(before[0])["staff_id"] == "ana"
+            base = f"handoff/v1/{SITE}/{DEVICE}"
+            made_up = SimAppliance(SITE, DEVICE, reader="evil", staff=itertools.repeat("mallory"))
+            junk = SimAppliance(SITE, DEVICE, reader="junk", seq=999, chain="0" * 64)
+            next_seq = SimAppliance(SITE, DEVICE, reader=READER, seq=last["data"]["seq"], chain=last["data"]["chain"])
+            elsewhere = SimAppliance(SITE, "WOW-OTHER")
+            unsigned_confirmation = json.loads(elsewhere.emit("logoff_confirmed", time.time(), "ana", for_id="x")[1])
+            del unsigned_confirmation["data"]["signature"]
+            forged = [
+                (*made_up.emit("checkout", time.time() - 30, "mallory"), False),
+                (*junk.emit("checkout", time.time() - 20, "mallory"), False),
+                (*next_seq.emit("checkin", time.time(), "ana", reason="returned"), False),
+                (f"{base}/state", made_up.state(time.time()), True),
+                (f"{base}/status", made_up.status("offline"), True),
+                (elsewhere.base + "/events/logoff_confirmed", json.dumps(unsigned_confirmation).encode(), False),
+            ]
+            publish(broker.port, forged)
+            assert wait_for(lambda: counted(engine, "untrusted") >= len(forged)), counted(engine, "untrusted")
+            assert answers() == before
+            cart.tap(BO)
+            assert wait_for(lambda: stored(engine) >= 4)
+            after = json.loads(
+                cli("ledger", "who", DEVICE, "--at", rfc3339(time.time()), "-c", config, "--format", "json").stdout
+            )
+            assert after["staff_id"] == "bo"
+            with engine.connect() as conn:
+                kinds = {row.type for row in conn.execute(select(exceptions).where(exceptions.c.closed.is_(None)))}
+                assert "untrusted_source" in kinds and not kinds & {"chain_break", "seq_gap", "appliance_offline"}
+                assert not conn.execute(select(events).where(events.c.chain_ok.is_not(True))).all()
+                assert [row.staff_id for row in fleet(conn, time.time(), 3600, 60)] == ["bo"]
+        finally:
+            cart.stop()
+            cart.events.close()
+            ledger.kill(signal.SIGTERM)
+
+
+def counted(engine: Engine, name: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(counters.c.value).where(counters.c.name == name)).scalar() or 0)
+
+
 def test_the_migrated_schema_is_the_one_schema_py_describes(engine: Engine) -> None:
     """Alembic's own comparison of the database its migrations made against the metadata."""
     with engine.connect() as conn:
@@ -123,7 +197,8 @@ def test_killed_again_and_again_mid_stream_the_ledger_stores_every_event_exactly
         ledger = Ledger(ledger_config(tmp_path, database, broker.port), tmp_path / "ledger.log")
         ledger.start()
         ledger.kill()
-        fleet = sim_fleet(broker.port, rate=1500, events=3000)
+        enrolled_fleet(engine, tmp_path / "keys", 4)
+        fleet = sim_fleet(broker.port, tmp_path / "keys", rate=1500, events=3000)
         for _ in range(4):
             ledger.start()
             time.sleep(rng.uniform(0.3, 0.9))
@@ -151,7 +226,8 @@ def test_a_backlog_larger_than_the_receive_maximum_is_held_within_it(
         ledger = Ledger(ledger_config(tmp_path, database, broker.port), tmp_path / "ledger.log")
         ledger.start()
         ledger.kill(signal.SIGTERM)
-        assert sim_fleet(broker.port, rate=50_000, events=10_000).wait(120) == 0
+        enrolled_fleet(engine, tmp_path / "keys", 4)
+        assert sim_fleet(broker.port, tmp_path / "keys", rate=50_000, events=10_000).wait(120) == 0
         ledger.start()
         assert wait_for(lambda: stored(engine) >= 10_000, 120), stored(engine)
         ledger.kill(signal.SIGTERM)
@@ -168,6 +244,7 @@ def test_duplicates_and_reordering_across_sources_are_stored_once_and_verified(
     engine: Engine, rng: random.Random
 ) -> None:
     first, second = SimAppliance("site", "WOW-1"), SimAppliance("site", "WOW-2")
+    enrolled(engine, first, second)
     stream = made(first, 30) + made(second, 30)
     shuffled = stream + rng.sample(stream, 20)
     rng.shuffle(shuffled)
@@ -188,7 +265,9 @@ def test_two_ledgers_writing_at_once_take_turns_and_lose_no_watermark_or_link(en
     seq 3 in another, written at once. Each batch reads the watermark and the events around its
     own before writing; were they to overlap, seq 3's batch would not see seq 2 (uncommitted),
     leave the link between them unchecked, open a seq_gap and write back the old watermark."""
-    stream = made(SimAppliance("site", "WOW-1"), 3)
+    cart = SimAppliance("site", "WOW-1")
+    enrolled(engine, cart)
+    stream = made(cart, 3)
     recorder = Recorder(PREFIX)
     with writing(engine) as conn:
         recorder.apply(conn, stream[:1], 1.0)
@@ -215,7 +294,9 @@ def test_two_ledgers_writing_at_once_take_turns_and_lose_no_watermark_or_link(en
 
 
 def test_a_gap_opens_an_exception_that_closes_when_the_missing_events_arrive(engine: Engine) -> None:
-    stream = made(SimAppliance("site", "WOW-1"), 6)
+    cart = SimAppliance("site", "WOW-1")
+    enrolled(engine, cart)
+    stream = made(cart, 6)
     recorder = Recorder(PREFIX)
     with engine.begin() as conn:
         recorder.apply(conn, stream[:2] + stream[4:], 10.0)
@@ -230,11 +311,15 @@ def test_a_gap_opens_an_exception_that_closes_when_the_missing_events_arrive(eng
         assert conn.execute(select(func.count()).select_from(events).where(events.c.chain_ok.is_(True))).scalar() == 6
 
 
-def test_an_altered_event_is_stored_and_opens_a_chain_break(engine: Engine) -> None:
-    stream = made(SimAppliance("site", "WOW-1"), 3)
+def test_an_altered_event_its_own_appliance_signed_is_stored_and_opens_a_chain_break(engine: Engine) -> None:
+    """An appliance that signs what does not link (its database restored, its code broken): the
+    signature is good, so the event is believed and stored, and the chain says what is wrong."""
+    cart = SimAppliance("site", "WOW-1")
+    enrolled(engine, cart)
+    stream = made(cart, 3)
     body = json.loads(stream[1].payload)
     body["data"]["staff_id"] = "mallory"
-    stream[1] = Message(stream[1].topic, json.dumps(body).encode())
+    stream[1] = Message(stream[1].topic, cart.signed_event(body))
     with engine.begin() as conn:
         Recorder(PREFIX).apply(conn, stream, 5.0)
     with engine.connect() as conn:
@@ -246,12 +331,14 @@ def test_an_altered_event_is_stored_and_opens_a_chain_break(engine: Engine) -> N
 
 
 def test_an_event_with_no_canonical_json_opens_a_chain_break_and_does_not_stop_the_batch(engine: Engine) -> None:
+    """On a lab bench (`allow_untrusted`): such an event cannot be signed, so a trusting ledger
+    keeps it apart (test_trust.py); believed anyway, it must still not stop the batch."""
     stream = made(SimAppliance("site", "WOW-1"), 3)
     text = stream[1].payload.decode().replace('"seq":2,', f'"seq":2,"dose":{2**60},', 1)
     assert str(2**60) in text, "an integer RFC 8785 cannot write (beyond 2^53), which JSON parsers read"
     stream[1] = Message(stream[1].topic, text.encode())
     with engine.begin() as conn:
-        Recorder(PREFIX).apply(conn, stream, 5.0)
+        Recorder(PREFIX, allow_untrusted=True).apply(conn, stream, 5.0)
     with engine.connect() as conn:
         assert stored(engine) == 3
         broken = conn.execute(select(exceptions.c.key).where(exceptions.c.type == "chain_break")).scalars().all()
@@ -259,13 +346,16 @@ def test_an_event_with_no_canonical_json_opens_a_chain_break_and_does_not_stop_t
 
 
 def test_overdue_offline_and_holds_many_open_and_close_on_time(engine: Engine) -> None:
-    carts = [SimAppliance("site", f"WOW-{n}") for n in range(3)]
+    """Who holds a device comes from its trusted events, never from its retained `state`."""
+    carts = [SimAppliance("site", f"WOW-{n}", staff=itertools.repeat("ana")) for n in range(3)]
+    enrolled(engine, *carts)
     recorder = Recorder(PREFIX)
     with engine.begin() as conn:
         for cart in carts:
-            cart.holder = "ana"
+            recorder.apply(conn, made(cart, 1, 1000.0), 1000.0)
+            cart.holder = None
             recorder.apply(conn, [Message(f"{cart.base}/state", cart.state(1000.0))], 1000.0)
-        recorder.apply(conn, [Message(f"{carts[0].base}/status", status("offline"))], 1000.0)
+        recorder.apply(conn, [Message(f"{carts[0].base}/status", carts[0].status("offline"))], 1000.0)
 
     def open_now(now: float) -> set[tuple[str, str]]:
         with engine.begin() as conn:
@@ -278,9 +368,9 @@ def test_overdue_offline_and_holds_many_open_and_close_on_time(engine: Engine) -
     assert ("overdue", "WOW-2") in open_now(1101.0)
     with engine.begin() as conn:
         for cart in carts:
-            cart.holder = None
-            recorder.apply(conn, [Message(f"{cart.base}/state", cart.state(1102.0))], 1102.0)
-            recorder.apply(conn, [Message(f"{cart.base}/status", status("online"))], 1102.0)
+            cart.holder = "ana"
+            recorder.apply(conn, made(cart, 1, 1102.0), 1102.0)
+            recorder.apply(conn, [Message(f"{cart.base}/status", cart.status("online"))], 1102.0)
     assert open_now(1103.0) == set()
 
 
@@ -358,7 +448,8 @@ def test_two_ledgers_on_a_shared_subscription_split_the_stream_and_lose_nothing_
         ]
         for ledger in ledgers:
             ledger.start()
-        fleet = sim_fleet(broker.port, rate=1000, events=3000)
+        enrolled_fleet(engine, tmp_path / "keys", 4)
+        fleet = sim_fleet(broker.port, tmp_path / "keys", rate=1000, events=3000)
         assert wait_for(lambda: stored(engine) > 500)
         ledgers[1].kill()
         assert fleet.wait(60) == 0

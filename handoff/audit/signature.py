@@ -96,3 +96,10 @@ def fingerprint(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
     """The hex SHA-256 of the 32 raw public bytes: what biomed compares between the cart and the console."""
     public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
     return hashlib.sha256(public.public_bytes_raw()).hexdigest()
+
+
+def signed(key: Ed25519PrivateKey | None, data: Mapping[str, Any]) -> dict[str, Any]:
+    """`data` with its top-level `signature`, or as it is when there is no key (no [audit])."""
+    if key is None:
+        return dict(data)
+    return {**data, "signature": signature(key, data)}

@@ -1,4 +1,5 @@
-"""`handoff ledger run | serve | who | history | exceptions | users add` (docs/ledger.md)."""
+"""`handoff ledger run | serve | who | history | exceptions | users add` (docs/ledger.md);
+`enrol` and `devices` live in ledger_trust.py."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import Engine, insert, select
 
 from handoff import compact_json
+from handoff.cli import ledger_trust as trust
 from handoff.cli.run import configure_logging
 from handoff.errors import ConfigError, UsageError
 from handoff.ledger.config import LedgerConfig, load_ledger_config, resolve_ledger_config_path
@@ -67,6 +69,7 @@ def register(sub: Any) -> None:
     listed = command("exceptions", "open exceptions, oldest first")
     listed.add_argument("--format", choices=("text", "json"), default="text")
     listed.set_defaults(func=_exceptions)
+    trust.register(command)
     accounts = command("users", "console accounts")
     account_actions = accounts.add_subparsers(dest="users_action", required=True, metavar="ACTION")
     add = account_actions.add_parser("add", help="add an account; the password is read from standard input")
@@ -96,6 +99,8 @@ def _instant(text: str | None, option: str) -> float | None:
 def _run(args: argparse.Namespace) -> int:
     config, engine = _open(args)
     configure_logging()
+    if config.ledger.allow_untrusted:
+        log.warning("ledger.allow_untrusted is on: every message is believed, signed or not (a lab bench only)")
     consumer = Consumer(config, engine)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:

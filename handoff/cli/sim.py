@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 
 from handoff.directory import parse_uid
 from handoff.errors import UsageError
-from handoff.sim.fleet import run_fleet
+from handoff.sim.fleet import run_fleet, simulated
+from handoff.sim.forger import forge
 from handoff.sim.nfc_badge import NfcBadge
 from handoff.sim.piv_card import load_applet
 from handoff.sim.vpcd import VirtualCard, uid_responder
@@ -56,22 +57,48 @@ def register(sub: Any) -> None:
     fleet.add_argument("--mqtt", default="mqtt://127.0.0.1:1883", metavar="URL", help="plain MQTT broker URL")
     fleet.add_argument("--prefix", default="handoff/v1", help="topic prefix (default %(default)s)")
     fleet.add_argument("--site", default="sim-site")
+    fleet.add_argument(
+        "--keys", type=Path, metavar="DIR", help="sign with DIR/DEVICE.key, made with DIR/DEVICE.pub when missing"
+    )
     fleet.set_defaults(func=_fleet)
+
+    forged = kinds.add_parser(
+        "forge", help="publish a forged checkout on DEVICE's topic, signed by a key nobody enrolled (a demo of trust)"
+    )
+    forged.add_argument("device", metavar="DEVICE")
+    forged.add_argument("--staff", default="mallory", help="who the forgery says took the device (default %(default)s)")
+    forged.add_argument("--site", required=True)
+    forged.add_argument("--mqtt", default="mqtt://127.0.0.1:1883", metavar="URL", help="plain MQTT broker URL")
+    forged.add_argument("--prefix", default="handoff/v1", help="topic prefix (default %(default)s)")
+    forged.set_defaults(func=_forge)
+
+
+def _broker(given: str) -> tuple[str, int]:
+    url = urlsplit(given)
+    if url.scheme != "mqtt" or not url.hostname:
+        raise UsageError(f"--mqtt {given!r}: must be mqtt://HOST:PORT (the simulator speaks plain MQTT only)")
+    return url.hostname, url.port or 1883
+
+
+def _forge(args: argparse.Namespace) -> int:
+    host, port = _broker(args.mqtt)
+    try:
+        event_id = forge(host, port, prefix=args.prefix, site=args.site, device_id=args.device, staff_id=args.staff)
+    except OSError as exc:
+        raise UsageError(f"--mqtt {args.mqtt}: cannot connect: {exc.strerror or exc}") from None
+    print(f"published forged checkout {event_id} by {args.staff} on {args.device}")
+    return 0
 
 
 def _fleet(args: argparse.Namespace) -> int:
-    url = urlsplit(args.mqtt)
-    if url.scheme != "mqtt" or not url.hostname:
-        raise UsageError(f"--mqtt {args.mqtt!r}: must be mqtt://HOST:PORT (the simulator speaks plain MQTT only)")
+    host, port = _broker(args.mqtt)
     try:
         sent = run_fleet(
-            url.hostname,
-            url.port or 1883,
-            appliances=args.appliances,
+            host,
+            port,
+            fleet=simulated(args.appliances, args.prefix, args.site, args.keys),
             rate=args.rate,
             events=args.events,
-            prefix=args.prefix,
-            site=args.site,
         )
     except OSError as exc:
         raise UsageError(f"--mqtt {args.mqtt}: cannot connect: {exc.strerror or exc}") from None

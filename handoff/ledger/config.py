@@ -45,6 +45,8 @@ class LedgerSettings(Section):
     offline_after_s: float = seconds_field(180.0, DAY, "1 day")
     holds_many: int = Field(2, ge=1, le=1000)
     audit_keys: OptionalPath = None
+    allow_untrusted: bool = False
+    """Believe unsigned and unenrolled messages as well: a lab bench only (docs/security.md)."""
 
 
 class LedgerMqttConfig(MqttConfig):

@@ -3,7 +3,9 @@
 paho's manual acknowledgements hold each message's PUBACK until the batch holding it has
 committed: killed at any line, the ledger has either stored a message or the broker still has
 it for the next session. Batching (up to BATCH_MAX messages, or BATCH_WAIT_S after the first)
-is what makes ingest fast: one commit, one fsync, for many messages.
+is what makes ingest fast: one commit, one fsync, for many messages. The next batch's
+signatures are verified while one is written (`Recorder.verify_ahead`); a batch taken but not
+yet written is simply not acknowledged.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Final
 
 from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
@@ -25,6 +28,7 @@ from handoff.audit.keys import load_public_keys
 from handoff.ledger.config import LedgerConfig
 from handoff.ledger.database import writing
 from handoff.ledger.ingest import Message, Recorder, evaluate
+from handoff.ledger.trust import Ahead
 from handoff.mqtt import connection
 
 log = logging.getLogger("handoff.ledger")
@@ -51,7 +55,11 @@ class Consumer:
         self._engine = engine
         self._clock = clock
         keys = config.ledger.audit_keys
-        self._recorder = Recorder(config.mqtt.topic_prefix, load_public_keys(keys, "ledger.audit_keys") if keys else [])
+        self._recorder = Recorder(
+            config.mqtt.topic_prefix,
+            load_public_keys(keys, "ledger.audit_keys") if keys else [],
+            allow_untrusted=config.ledger.allow_untrusted,
+        )
         self._pending: list[tuple[Message, int, int]] = []
         self._held = 0
         """Messages taken from paho and not yet acknowledged: pending, and in the batch committing."""
@@ -92,11 +100,15 @@ class Consumer:
         self._client.connect_async(mqtt.host, mqtt.port, keepalive=30, clean_start=False, properties=properties)
         self._client.loop_start()
         next_evaluation = 0.0
+        batch: list[tuple[Message, int, int]] = []
+        verdicts: Future[Ahead] | None = None
         try:
             while not self._stopping.is_set():
-                batch = self._take_batch()
+                upcoming = self._take_batch(wait=not batch)
+                coming = self._recorder.verify_ahead(self._engine, [message for message, _, _ in upcoming])
                 if batch:
-                    self._commit(batch)
+                    self._commit(batch, verdicts)
+                batch, verdicts = upcoming, coming
                 if self._clock() >= next_evaluation:
                     next_evaluation = self._clock() + EVALUATE_EVERY_S
                     self._evaluate()
@@ -112,18 +124,19 @@ class Consumer:
                 self._most_held,
             )
 
-    def _take_batch(self) -> list[tuple[Message, int, int]]:
+    def _take_batch(self, *, wait: bool) -> list[tuple[Message, int, int]]:
+        """The next batch; without `wait`, what is pending now (a batch is waiting to be written)."""
         with self._arrived:
-            if not self._pending:
+            if not self._pending and wait:
                 self._arrived.wait(EVALUATE_EVERY_S / 2)
-            if self._pending and len(self._pending) < BATCH_MAX:
+            if self._pending and len(self._pending) < BATCH_MAX and wait:
                 self._arrived.wait(BATCH_WAIT_S)
             batch, self._pending = self._pending[:BATCH_MAX], self._pending[BATCH_MAX:]
         return batch
 
-    def _commit(self, batch: list[tuple[Message, int, int]]) -> None:
+    def _commit(self, batch: list[tuple[Message, int, int]], verdicts: Future[Ahead] | None) -> None:
         with writing(self._engine) as conn:
-            self._recorder.apply(conn, [message for message, _, _ in batch], self._clock())
+            self._recorder.apply(conn, [message for message, _, _ in batch], self._clock(), verdicts)
         for _, mid, qos in batch:
             self._client.ack(mid, qos)
         self._committed += len(batch)

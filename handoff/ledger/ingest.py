@@ -12,20 +12,23 @@ outage) is simply in the right place, and nothing derived can disagree with the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, cast
+from typing import Any, Final, NamedTuple, cast
 
 import orjson
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Connection, String, and_, any_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import Connection, Engine, String, and_, any_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from handoff.audit.chain import NotCanonical, digest, genesis, link
 from handoff.audit.signature import signature_ok
-from handoff.ledger.queries import HELD, offline, overdue
+from handoff.ledger import trust
+from handoff.ledger.holders import Change, update_holders
+from handoff.ledger.queries import HELD, SESSION, offline, overdue
 from handoff.ledger.schema import checkpoints, counters, devices, events, exceptions, receipts, sources
 
 log = logging.getLogger("handoff.ledger")
@@ -74,6 +77,33 @@ class Refused(Exception):
         self.reason = reason
 
 
+class Parsed(NamedTuple):
+    """A message that passed the checks before trust: its place in the batch, where it came
+    from, its body, and its time if it is an event."""
+
+    place: int
+    message: Message
+    where: Route
+    body: dict[str, Any]
+    at: float | None
+
+    def judged(self) -> trust.Judged:
+        return trust.Judged(self.where.kind, self.where.site, self.where.device_id, self.body)
+
+
+def _parsed(prefix: str, message: Message) -> tuple[Route, dict[str, Any], float | None]:
+    where = route(prefix, message.topic)
+    if where is None:
+        raise Refused("unknown_topic")
+    if len(message.payload) > MAX_MESSAGE_BYTES:
+        raise Refused("too_large")
+    body = _json_object(message.payload)
+    at = _checked_event(where, body) if where.kind == "events" else None
+    if where.kind in ("state", "status"):
+        _presence(where.kind, body)
+    return where, body, at
+
+
 def route(prefix: str, topic: str) -> Route | None:
     head = prefix.rstrip("/") + "/"
     if not topic.startswith(head):
@@ -87,29 +117,58 @@ def route(prefix: str, topic: str) -> Route | None:
 
 
 class Recorder:
-    """Applies batches to the database; the keys verify checkpoints (`ledger.audit_keys`)."""
+    """Applies batches to the database; the keys verify checkpoints (`ledger.audit_keys`).
+    `allow_untrusted` believes every message, signed or not (a lab bench)."""
 
-    def __init__(self, prefix: str, audit_keys: Sequence[Ed25519PublicKey] = ()) -> None:
+    def __init__(
+        self, prefix: str, audit_keys: Sequence[Ed25519PublicKey] = (), *, allow_untrusted: bool = False
+    ) -> None:
         self._prefix = prefix
         self._keys = audit_keys
+        self._allow_untrusted = allow_untrusted
 
-    def apply(self, conn: Connection, batch: Iterable[Message], now: float) -> int:
-        """Store what the batch holds; the number of messages refused (counted by reason)."""
+    def verify_ahead(self, engine: Engine, batch: Sequence[Message]) -> Future[trust.Ahead] | None:
+        """Start verifying a batch's signatures, against the enrolments as they are now, while the
+        batch before it is written: verifying is as much CPU as the rest of ingest, and it runs
+        (without the GIL) while the writing waits on the database. `apply` uses the verdicts only
+        if the enrolments have not changed meanwhile."""
+        if self._allow_untrusted or not batch:
+            return None
+        with engine.connect() as conn:
+            enrolment = trust.enrolment(conn)
+        return trust.ahead(lambda: self._judged(batch, enrolment))
+
+    def _judged(self, batch: Sequence[Message], enrolment: trust.Enrolment) -> trust.Ahead:
+        items: dict[int, trust.Judged] = {}
+        for place, message in enumerate(batch):
+            try:
+                items[place] = Parsed(place, message, *_parsed(self._prefix, message)).judged()
+            except Refused:
+                continue
+        verdicts = trust.judge_batch(list(items.values()), enrolment.keys)
+        return trust.Ahead(enrolment, dict(zip(items, verdicts, strict=True)))
+
+    def apply(
+        self, conn: Connection, batch: Sequence[Message], now: float, ahead: Future[trust.Ahead] | None = None
+    ) -> int:
+        """Store what the batch holds; the number of messages refused (counted by reason).
+        `ahead`: its verdicts from `verify_ahead`."""
         book = Exceptions(conn, now)
         fresh: list[Fresh] = []
         refused: dict[str, int] = {}
         heard: dict[str, tuple[Route, dict[str, Any]]] = {}
         """Each device's latest state and status in this batch: one write per device, not per message."""
-        for message in batch:
+        parsed: list[Parsed] = []
+        for place, message in enumerate(batch):
             try:
-                where = route(self._prefix, message.topic)
-                if where is None:
-                    raise Refused("unknown_topic")
-                if len(message.payload) > MAX_MESSAGE_BYTES:
-                    raise Refused("too_large")
-                body = _json_object(message.payload)
-                if where.kind == "events":
-                    fresh.append(Fresh(where, body, message.payload.decode(), _checked_event(where, body)))
+                parsed.append(Parsed(place, message, *_parsed(self._prefix, message)))
+            except Refused as refusal:
+                refused[refusal.reason] = refused.get(refusal.reason, 0) + 1
+                log.warning("refused a message on %s: %s", message.topic, refusal.reason.replace("_", " "))
+        for _, message, where, body, at in self._believed(conn, book, parsed, refused, now, ahead):
+            try:
+                if at is not None:
+                    fresh.append(Fresh(where, body, message.payload.decode(), at))
                 elif where.kind in ("state", "status"):
                     _, values = heard.get(where.device_id, (where, {}))
                     heard[where.device_id] = (where, {**values, **_presence(where.kind, body)})
@@ -120,11 +179,44 @@ class Recorder:
             except Refused as refusal:
                 refused[refusal.reason] = refused.get(refusal.reason, 0) + 1
                 log.warning("refused a message on %s: %s", message.topic, refusal.reason.replace("_", " "))
-        self._events(conn, fresh, book)
+        held = self._events(conn, fresh, book)
         _upsert_devices(conn, list(heard.values()), now)
+        update_holders(conn, held)
         for reason, count in refused.items():
             _count(conn, reason, count)
         return sum(refused.values())
+
+    def _believed(
+        self,
+        conn: Connection,
+        book: Exceptions,
+        parsed: list[Parsed],
+        refused: dict[str, int],
+        now: float,
+        ahead: Future[trust.Ahead] | None,
+    ) -> list[Parsed]:
+        """The messages signed by their device's enrolled key; the others are kept apart (trust.py)."""
+        if self._allow_untrusted or not parsed:
+            return parsed
+        enrolment = trust.enrolment(conn)
+        items = [
+            trust.Judged(entry.where.kind, entry.where.site, entry.where.device_id, entry.body) for entry in parsed
+        ]
+        early = ahead.result() if ahead is not None else None
+        if early is not None and early.enrolment == enrolment:
+            verdicts = [early.verdicts[entry.place] for entry in parsed]
+        else:
+            verdicts = trust.judge_batch(items, enrolment.keys)
+        doubted = [
+            trust.kept(item, entry.message.topic, entry.message.payload)
+            for item, entry, ok in zip(items, parsed, verdicts, strict=True)
+            if ok is False
+        ]
+        if doubted:
+            refused["untrusted"] = len(doubted)
+            if dropped := trust.keep(conn, book, doubted, enrolment.keys.keys(), now):
+                refused["untrusted_dropped"] = dropped
+        return [entry for entry, ok in zip(parsed, verdicts, strict=True) if ok is True]
 
     def _other(self, conn: Connection, book: Exceptions, where: Route, body: dict[str, Any], raw: str) -> None:
         now = book.now
@@ -180,9 +272,10 @@ class Recorder:
             detail = f"checkpoint at seq {data['seq']} names a chain no stored event has"
             book.open("chain_break", where.device_id, source, key, detail)
 
-    def _events(self, conn: Connection, fresh: list[Fresh], book: Exceptions) -> None:
+    def _events(self, conn: Connection, fresh: list[Fresh], book: Exceptions) -> list[Change]:
+        """Store the new events; those that may change who holds a device."""
         if not fresh:
-            return
+            return []
         ids = [item.body["id"] for item in fresh]
         known = _stored(conn, ids)
         new: dict[str, Fresh] = {}
@@ -190,7 +283,7 @@ class Recorder:
             if item.body["id"] not in known:
                 new.setdefault(item.body["id"], item)
         if not new:
-            return
+            return []
         ordered = sorted(new.values(), key=lambda item: (item.body["source"], item.body["data"]["seq"]))
         by_source: dict[str, list[Fresh]] = {}
         for item in ordered:
@@ -200,6 +293,18 @@ class Recorder:
             _follow(conn, book, item.where, item.body)
         for items in by_source.values():
             _clock(book, items)
+        return [
+            Change(
+                item.where.device_id,
+                kind,
+                _text(data.get("staff_id")),
+                _text(data.get("session_id")),
+                item.at,
+                item.seq,
+            )
+            for item in ordered
+            if (kind := item.where.event_type) in SESSION and (data := item.body["data"])
+        ]
 
 
 Held = dict[int, list[tuple[str, dict[str, Any], bool | None]]]
@@ -323,17 +428,25 @@ def _link_ok(source: str, seq: int, body: dict[str, Any], by_seq: Held) -> bool 
 
 
 def _follow(conn: Connection, book: Exceptions, where: Route, event: dict[str, Any]) -> None:
-    """The logoff exceptions one event opens or closes."""
+    """The logoff exceptions one event opens or closes: a confirmation closes only its own
+    device's, so that one device's events never settle another's."""
     kind, data, source = where.event_type, event["data"], event["source"]
+    key = f"{where.device_id}:{data.get('for')}"
     if kind == "logoff_unconfirmed":
         confirmed = conn.execute(
-            select(events.c.id).where(events.c.type == "logoff_confirmed", events.c.for_id == data.get("for")).limit(1)
+            select(events.c.id)
+            .where(
+                events.c.type == "logoff_confirmed",
+                events.c.device_id == where.device_id,
+                events.c.for_id == data.get("for"),
+            )
+            .limit(1)
         ).first()
         if not confirmed:
             detail = f"{data.get('staff_id')}: no receipt that the session was logged off ({data.get('reason')})"
-            book.open("logoff_unconfirmed", where.device_id, source, str(data.get("for")), detail)
+            book.open("logoff_unconfirmed", where.device_id, source, key, detail)
     elif kind == "logoff_confirmed":
-        book.close("logoff_unconfirmed", str(data.get("for")))
+        book.close("logoff_unconfirmed", key)
 
 
 def _clock(book: Exceptions, items: list[Fresh]) -> None:
@@ -414,18 +527,13 @@ class Exceptions:
 
 
 def _presence(kind: str, body: dict[str, Any]) -> dict[str, Any]:
-    """The device columns a retained `state` or `status` message sets."""
+    """The device columns a retained `state` or `status` message sets: presence only. Who holds
+    the device comes from its events (holders.py), never from what its `state` claims."""
     if kind == "status":
         if body.get("status") not in ("online", "offline"):
             raise Refused("bad_status")
         return {"status": body["status"]}
-    return {
-        "state": _text(body.get("state")),
-        "staff_id": _text(body.get("staff_id")),
-        "session_id": _text(body.get("session_id")),
-        "since": _time(body.get("since")),
-        "seq": body.get("seq") if isinstance(body.get("seq"), int) else None,
-    }
+    return {}
 
 
 def _upsert_devices(conn: Connection, heard: list[tuple[Route, dict[str, Any]]], now: float) -> None:

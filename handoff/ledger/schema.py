@@ -70,9 +70,10 @@ devices = Table(
     Column("seq", BigInteger),
     Column("status", String(16)),
     Column("last_heard", Float, nullable=False),
+    Column("latest_event", Float),
 )
-"""Each device as its appliance's retained `state` and `status` last said, and when anything
-was last heard from it."""
+"""Each device as its trusted events say now (holder, state, since: the events are the truth,
+its retained `state` is not), its retained `status`, and when anything trusted was last heard."""
 
 exceptions = Table(
     "exceptions",
@@ -154,3 +155,33 @@ console_sessions = Table(
 """Console logins, kept in the database so that a logout, an expiry or a restart of the
 console ends them for certain; only a SHA-256 of the session token is stored, so a copy of the
 database lets nobody in."""
+
+enrolments = Table(
+    "enrolments",
+    metadata,
+    Column("device_id", String(255), primary_key=True),
+    Column("public_key", String(64), nullable=False),
+    Column("agent_keys", Text, nullable=False),
+    Column("enrolled", Float, nullable=False),
+    Column("enrolled_by", String(255), nullable=False),
+)
+"""The key each device's appliance signs with (32 raw bytes, base64) and its agents' keys (a JSON
+list of the same): the ledger believes a device's messages only under these."""
+
+untrusted = Table(
+    "untrusted",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(255), nullable=False),
+    Column("device_id", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("public_key", String(64)),
+    Column("received", Float, nullable=False),
+    Index("untrusted_source", "source"),
+    Index("untrusted_device", "device_id"),
+)
+"""Messages not signed by their device's enrolled key, kept apart (never read as truth) so that
+enrolling the device later can bring in those its key signed. Bounded per source and in all;
+`public_key` is the key a `status` presents, which the console shows for enrolment."""

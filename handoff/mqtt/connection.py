@@ -7,20 +7,24 @@ it (a `ConfigError`) and not an SSL traceback from inside paho's network loop.
 from __future__ import annotations
 
 import ssl
+import time
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY, CleanStartOption, Client
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from handoff import compact_json
+from handoff.audit.signature import public_key_b64, signed
 from handoff.cloudevents import CONTENT_TYPE
 from handoff.commands.parse import LARGEST_COMMAND_BYTES
 from handoff.config import MqttConfig
 from handoff.errors import ConfigError
 from handoff.mqtt.topics import Topics
+from handoff.timefmt import rfc3339
 
 SESSION_EXPIRY_S: Final = 7 * 86400
 """How long the broker keeps our session (and commands queued for us) while we are away."""
@@ -66,8 +70,13 @@ def password(config: MqttConfig) -> str | None:
         raise ConfigError(f"mqtt.password_file {config.password_file}: cannot be read ({_why(exc)})") from None
 
 
-def offline_payload(version: str) -> bytes:
-    return compact_json.dumps({"status": "offline", "version": version}).encode()
+def offline_payload(version: str, key: Ed25519PrivateKey | None) -> bytes:
+    """The last will, signed like every status, with the key it is signed by: a ledger that
+    believes it has checked it. Made when the client connects, so its `time` dates the connection."""
+    body: dict[str, Any] = {"status": "offline", "version": version, "time": rfc3339(time.time())}
+    if key is not None:
+        body["public_key"] = public_key_b64(key)
+    return compact_json.dumps(signed(key, body)).encode()
 
 
 def new_client(
@@ -76,6 +85,7 @@ def new_client(
     version: str,
     context: ssl.SSLContext | None,
     secret: str | None,
+    key: Ed25519PrivateKey | None,
     *,
     will: bool = True,
 ) -> Client:
@@ -93,7 +103,7 @@ def new_client(
     if config.username:
         client.username_pw_set(config.username, secret)
     if will:
-        client.will_set(topics.status, offline_payload(version), qos=1, retain=True)
+        client.will_set(topics.status, offline_payload(version, key), qos=1, retain=True)
     return client
 
 

@@ -28,12 +28,14 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage, MQTTMessageInfo
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from handoff import compact_json
+from handoff.audit.signature import public_key_b64, signed
 from handoff.config import MqttConfig
 from handoff.mqtt import connection
 from handoff.mqtt.backoff import backoff_delay
@@ -84,6 +86,8 @@ class Link:
     version: str
     tls: ssl.SSLContext | None
     secret: str | None
+    key: Ed25519PrivateKey | None
+    """The appliance's audit key: it signs status, state, the last will and command results."""
 
 
 class Inbox:
@@ -164,9 +168,10 @@ class Publisher:
         settings: PublisherSettings = PublisherSettings(),
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
+        key: Ed25519PrivateKey | None = None,
     ) -> None:
         tls = connection.tls_context(config) if config.tls else None
-        self._link = Link(config, topics, source, version, tls, connection.password(config))
+        self._link = Link(config, topics, source, version, tls, connection.password(config), key)
         self._store = store
         self._disk = disk
         self._on_command = on_command
@@ -209,7 +214,7 @@ class Publisher:
         self._inbox.wake()
 
     def publish_result(self, payload: dict[str, Any]) -> None:
-        self._inbox.put_result(compact_json.dumps(payload).encode())
+        self._inbox.put_result(compact_json.dumps(signed(self._link.key, payload)).encode())
 
     def stop(self, flush_timeout: float = 5.0) -> None:
         """Deliver what can be delivered within `flush_timeout`, say `offline`, disconnect."""
@@ -312,7 +317,9 @@ class Publisher:
         body.update(self._loop_status())
         if self._blocked is not None:
             body["outbox_blocked"] = {"seq": self._blocked.seq, "reason": self._blocked.reason}
-        return compact_json.dumps(body).encode()
+        if self._link.key is not None:
+            body["public_key"] = public_key_b64(self._link.key)
+        return compact_json.dumps(signed(self._link.key, body)).encode()
 
 
 class _Session:
@@ -382,7 +389,7 @@ class _Session:
         self._broker_state: dict[str, Any] | None = None
         self._props = connection.event_properties(link.config)
         self._client: Client = connection.new_client(
-            link.config, link.topics, link.version, link.tls, link.secret, will=self._presence
+            link.config, link.topics, link.version, link.tls, link.secret, link.key, will=self._presence
         )
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -570,7 +577,8 @@ class _Session:
         if retained is not None:
             retained["source"] = self._link.source
         if retained is not None and retained != self._state_sent:
-            self._control.append((self._topics.state, compact_json.dumps(retained).encode(), True))
+            payload = compact_json.dumps(signed(self._link.key, retained)).encode()
+            self._control.append((self._topics.state, payload, True))
             self._state_sent = retained
 
     def _check_history(self) -> None:
@@ -614,7 +622,9 @@ class _Session:
             return False
         self._flush_acks()
         if self._presence:
-            info = self._send(self._topics.status, connection.offline_payload(self._link.version), retain=True)
+            info = self._send(
+                self._topics.status, connection.offline_payload(self._link.version, self._link.key), retain=True
+            )
             end = self._clock() + 2.0
             while not info.is_published() and self._connected and (left := end - self._clock()) > 0:
                 self._wait(min(left, ACK_FLUSH_S))

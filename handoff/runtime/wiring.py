@@ -58,7 +58,8 @@ class Parts:
 
 
 def _checkpoint_policy(config: Config) -> CheckpointPolicy | None:
-    """With [audit] the appliance signs its chain; `handoff provision` always writes one."""
+    """With [audit] the appliance signs its chain, its events and every other message it
+    publishes, with the one key; `handoff provision` always writes one."""
     audit = config.audit
     if audit is None:
         return None
@@ -71,6 +72,7 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
     command_file = appliance_config.command_key_file
     command_keys = load_public_keys(command_file, "appliance.command_key_file") if command_file else []
     agent_keys = load_public_keys(config.agent.keys_file, "agent.keys_file") if config.agent is not None else []
+    policy = _checkpoint_policy(config)
     conn = db.connect_checked(appliance_config.data_dir)
     clock = SystemClock()
     readers = build_readers(config.readers)
@@ -92,7 +94,7 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
     publisher = Publisher(
         config.mqtt,
         topics,
-        Store(db.connect(appliance_config.data_dir)),
+        Store(db.connect(appliance_config.data_dir), checkpoints=policy),
         disk=lambda: disk_state(appliance_config.data_dir).as_dict(),
         source=source(appliance_config.site, appliance_config.reader_id),
         version=__version__,
@@ -101,6 +103,7 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
         health_provider=health,
         loop_status=lambda: owner[0].status() if owner else {},
         settings=PublisherSettings(retention_days=config.outbox.retention_days),
+        key=policy.key if policy is not None else None,
     )
     commands = CommandHandler(
         conn,
@@ -113,7 +116,7 @@ def build(config: Config, new_id: Callable[[], str]) -> Parts:
     appliance = Appliance(
         config,
         conn=conn,
-        store=Store(conn, checkpoints=_checkpoint_policy(config)),
+        store=Store(conn, checkpoints=policy),
         secret=secret,
         feedback=feedback,
         publisher=publisher,

@@ -8,18 +8,32 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import Engine
+
+from handoff.audit.keys import private_pem
+from handoff.ledger.database import writing
+from handoff.ledger.enrolment import enrol
+from handoff.ledger.ingest import Recorder
 from handoff.provision.render import render_toml
+from handoff.sim.fleet import SimAppliance, simulated
 from handoff.testing.child import spawn_handoff, stop_child
 from handoff.testing.cli import run_handoff
 from handoff.testing.net import free_tcp_port, wait_listening
 
 
 def ledger_config(
-    root: Path, database: str, port: int, console: dict[str, Any] | None = None, name: str = "", **mqtt: Any
+    root: Path,
+    database: str,
+    port: int,
+    console: dict[str, Any] | None = None,
+    name: str = "",
+    ledger: dict[str, Any] | None = None,
+    **mqtt: Any,
 ) -> Path:
     path = root / f"ledger-{name or mqtt.get('client_id', 'handoff-ledger')}.toml"
     tables: dict[str, Any] = {
-        "ledger": {"database": database, "offline_after_s": 60},
+        "ledger": {"database": database, "offline_after_s": 60, **(ledger or {})},
         "mqtt": {"url": f"mqtt://127.0.0.1:{port}", "allow_insecure": True, **mqtt},
     }
     if console is not None:
@@ -101,3 +115,30 @@ class Console:
     def stop(self) -> None:
         assert self.process is not None
         stop_child(self.process)
+
+
+def enrolled(engine: Engine, *appliances: SimAppliance, prefix: str = "handoff/v1") -> None:
+    """Enrol simulated appliances' keys, as `handoff ledger enrol` does."""
+    for appliance in appliances:
+        enrol_key(engine, appliance.device_id, appliance.key.public_key(), prefix=prefix)
+
+
+def enrol_key(engine: Engine, device_id: str, key: Ed25519PublicKey, prefix: str = "handoff/v1") -> None:
+    with writing(engine) as conn:
+        enrol(conn, Recorder(prefix), device_id, key, [], actor="test", now=time.time())
+
+
+def audit_key(root: Path) -> tuple[Path, Ed25519PrivateKey]:
+    """A new appliance signing key as `[audit] key_file` wants it: PKCS#8 PEM, mode 0600."""
+    key = Ed25519PrivateKey.generate()
+    path = root / "audit.key"
+    path.write_bytes(private_pem(key))
+    path.chmod(0o600)
+    return path, key
+
+
+def enrolled_fleet(engine: Engine, keys: Path, appliances: int, site: str = "sim-site") -> list[SimAppliance]:
+    """The keys `handoff sim fleet --keys KEYS` will sign with, made and enrolled before it runs."""
+    fleet = simulated(appliances, "handoff/v1", site, keys)
+    enrolled(engine, *fleet)
+    return fleet

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from handoff import db
 from handoff.cloudevents import EventContext, source, uuid7
 from handoff.config import MqttConfig
@@ -53,6 +55,7 @@ def publisher(
     on_command: Callable[[str, bytes], None] = lambda name, payload: None,
     health_provider: Callable[[], list[dict[str, Any]]] = list,
     version: str = "test",
+    key: Ed25519PrivateKey | None = None,
 ) -> Publisher:
     """A publisher on its own connection to the outbox in `data`, put together as the appliance does."""
     return Publisher(
@@ -65,4 +68,5 @@ def publisher(
         on_command=on_command,
         health_provider=health_provider,
         settings=settings or PublisherSettings(),
+        key=key,
     )

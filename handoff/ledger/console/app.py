@@ -19,9 +19,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from handoff.ledger.config import LedgerConfig
+from handoff.ledger.console.enrolment import EnrolmentPages
 from handoff.ledger.console.headers import SecurityHeaders
 from handoff.ledger.console.logins import Login, Sessions
 from handoff.ledger.console.pages import Pages, Site, error_page
+from handoff.ledger.enrolment import recorder_for
 
 PUBLIC = ("/login", "/healthz", "/static/")
 REFRESH_HEADER = "x-handoff-refresh"
@@ -59,7 +61,9 @@ class RequireLogin:
 
 def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] = time.time) -> Starlette:
     site = Site(config, engine, clock)
+    site.templates.env.globals["allow_untrusted"] = config.ledger.allow_untrusted
     pages = Pages(site)
+    enrolment = EnrolmentPages(site, recorder_for(config))
     routes = [
         Route("/", pages.home),
         Route("/login", pages.login_form, methods=["GET"]),
@@ -73,6 +77,8 @@ def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] 
         Route("/exceptions/{flag_id:int}/acknowledge", pages.acknowledge, methods=["POST"]),
         Route("/who", pages.who),
         Route("/audit", pages.audit),
+        Route("/enrolment", enrolment.page),
+        Route("/enrolment/{device_id}", enrolment.enrol, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(files("handoff.ledger.console") / "static")), name="static"),
     ]
     middleware = [
