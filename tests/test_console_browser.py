@@ -22,7 +22,7 @@ from tests.kit.broker import Broker
 from tests.kit.browser import chromium, screenshot_path
 from tests.kit.cli import CliRunner
 from tests.kit.config import DEVICE, Layout
-from tests.kit.ledger import Console, Ledger, ledger_config
+from tests.kit.ledger import Console, Ledger, audit_key, enrol_key, ledger_config
 from tests.kit.pki import make_ca, server_certificate
 from tests.kit.wait import wait_for
 
@@ -50,10 +50,12 @@ def test_a_shift_seen_in_the_console(
 ) -> None:
     engine = engine_for(database)
     cert, key = server_certificate(make_ca(), tmp_path / "tls")
+    signing_file, signing_key = audit_key(tmp_path)
+    enrol_key(engine, DEVICE, signing_key.public_key())
     with Broker(tmp_path / "broker") as broker:
         ledger = Ledger(ledger_config(tmp_path, database, broker.port), tmp_path / "ledger.log")
         ledger.start()
-        cart = Running(appliance, broker, cli, {"retap_guard_s": 0.5})
+        cart = Running(appliance, broker, cli, {"retap_guard_s": 0.5}, audit={"key_file": str(signing_file)})
         try:
             cart.tap(ANA)
             time.sleep(0.4)
