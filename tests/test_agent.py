@@ -92,7 +92,7 @@ class World:
         env = {"DBUS_SYSTEM_BUS_ADDRESS": self.bus.address}
         with self.agent_log.open("ab") as log:
             self.agent = spawn_handoff("agent", "-c", self.root / "agent.toml", env=env, stderr=log)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # a loaded machine takes seconds to start an interpreter
         while "connected to" not in self.agent_log.read_text() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert "connected to" in self.agent_log.read_text(), self.agent_log.read_text()
