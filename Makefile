@@ -34,8 +34,10 @@ lint: setup
 	$(VENV)/bin/ruff format --check handoff tests bench demo
 	$(VENV)/bin/mypy handoff
 
+# Two workers for two cores: most tests wait on brokers, timers and child processes. Tests that
+# share one machine-wide daemon (pcscd) are grouped onto one worker (xdist_group).
 test: lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
 
 demo: setup
 	$(PY) demo/demo.py

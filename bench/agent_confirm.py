@@ -17,7 +17,6 @@ import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -35,11 +34,12 @@ from handoff.provision.render import render_toml
 from handoff.runtime import wiring
 from handoff.runtime.appliance import Stop
 from handoff.sim.nfc_badge import NfcBadge
-from tests.kit.broker import Broker
-from tests.kit.cli import handoff_env, run_handoff
-from tests.kit.config import DEVICE, SITE, Layout
-from tests.kit.keys import write_audit_key
-from tests.kit.net import free_udp_port
+from handoff.testing.broker import Broker
+from handoff.testing.child import spawn_handoff
+from handoff.testing.cli import run_handoff
+from handoff.testing.config import DEVICE, SITE, Layout
+from handoff.testing.keys import write_audit_key
+from handoff.testing.net import free_udp_port
 
 BADGES = ("08A1B2C3", "08D4E5F6")
 
@@ -134,11 +134,7 @@ def main() -> None:
             {"actions": [{"kind": "command", "argv": ["true"]}]},
         )
     )
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "handoff", "agent", "-c", str(agent_config)],
-        env=handoff_env(),
-        stderr=subprocess.DEVNULL,
-    )
+    agent = spawn_handoff("agent", "-c", agent_config, stderr=subprocess.DEVNULL)
     parts = wiring.build(config, new_id=lambda: str(uuid.uuid4()))
     runner = threading.Thread(target=parts.run, daemon=True)
     runner.start()

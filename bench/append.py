@@ -31,7 +31,7 @@ from pathlib import Path
 from handoff import compact_json, db
 from handoff.core.codec import state_to_dict
 from handoff.store import Store
-from tests.kit.outbox import CONTEXT, checkout, in_use
+from handoff.testing.outbox import CONTEXT, checkout, in_use
 
 ROUNDS = 20
 BLOCK = 100

@@ -19,7 +19,7 @@ from typing import Any
 from handoff import compact_json, db, store
 from handoff.core.events import Event
 from handoff.core.state import Custody, State
-from tests.kit.outbox import CONTEXT
+from handoff.testing.outbox import CONTEXT
 
 HANDOFF = (
     Event("forced_logoff", 0.0, "h1", staff_id="ana", badge_ref="ab" * 32, session_id="s1", reason="handoff", id="e1"),

@@ -25,9 +25,9 @@ from handoff.ledger.config import load_ledger_config
 from handoff.ledger.console.app import create_app
 from handoff.ledger.database import engine_for
 from handoff.ledger.schema import devices, events
-from tests.kit.ledger import add_user, ledger_config
-from tests.kit.net import free_tcp_port
-from tests.kit.postgres import create_database, drop_database
+from handoff.testing.ledger import add_user, ledger_config
+from handoff.testing.net import free_tcp_port
+from handoff.testing.postgres import create_database, drop_database
 
 BUSY = "D-00000"
 USER, PASSWORD = "bench", "bench password 1"

@@ -18,10 +18,10 @@ from handoff.mqtt.connection import event_properties
 from handoff.mqtt.drain import INFLIGHT
 from handoff.mqtt.publisher import PublisherSettings
 from handoff.store import Store
-from tests.kit.broker import Broker
-from tests.kit.config import PREFIX
-from tests.kit.outbox import CONTEXT, checkout, in_use, mqtt_config
-from tests.kit.outbox import publisher as make_publisher
+from handoff.testing.broker import Broker
+from handoff.testing.config import PREFIX
+from handoff.testing.outbox import CONTEXT, checkout, in_use, mqtt_config
+from handoff.testing.outbox import publisher as make_publisher
 
 EVENTS = 20_000
 

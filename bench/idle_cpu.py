@@ -17,11 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.kit import pcscd
-from tests.kit.broker import Broker
-from tests.kit.cli import handoff_env
-from tests.kit.config import Layout
-from tests.kit.net import free_udp_port
+from handoff.testing import pcscd
+from handoff.testing.broker import Broker
+from handoff.testing.child import spawn_handoff
+from handoff.testing.config import Layout
+from handoff.testing.net import free_udp_port
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -49,9 +49,7 @@ def main() -> None:
     broker.start()
     readers = [{"kind": "nfc", "path": f"udp:127.0.0.1:{free_udp_port()}"}, {"kind": "pcsc", "name": "Virtual PCD"}]
     config = Layout.create(work).configure(port=broker.port, readers=readers)
-    appliance = subprocess.Popen(
-        [sys.executable, "-m", "handoff", "run", "-c", str(config)], env=handoff_env(), stderr=subprocess.DEVNULL
-    )
+    appliance = spawn_handoff("run", "-c", config, stderr=subprocess.DEVNULL)
     baseline = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({window + 10})"])
     try:
         time.sleep(3.0)

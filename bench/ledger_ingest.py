@@ -34,10 +34,10 @@ from paho.mqtt.properties import Properties
 
 from handoff.ledger.database import engine_for
 from handoff.provision.render import render_toml
-from tests.kit.broker import Broker
-from tests.kit.cli import handoff_env
-from tests.kit.ledger import Ledger, enrolled_fleet
-from tests.kit.postgres import create_database, drop_database
+from handoff.testing.broker import Broker
+from handoff.testing.child import handoff_env, spawn_handoff
+from handoff.testing.ledger import Ledger, enrolled_fleet
+from handoff.testing.postgres import create_database, drop_database
 
 UNLIMITED_QUEUE = "max_queued_messages 0\nmax_inflight_messages 0\n"
 
@@ -74,7 +74,6 @@ def ledger_run(work: Path, port: int, events: int, *, verify: bool = True) -> Le
     config = work / "ledger.toml"
     mqtt = {"url": f"mqtt://127.0.0.1:{port}", "allow_insecure": True}
     config.write_text(render_toml({"ledger": {"database": url, "allow_untrusted": not verify}, "mqtt": mqtt}, {}))
-    command = [sys.executable, "-m", "handoff", "ledger", "run", "-c", str(config)]
     first = Ledger(config, work / f"first-{url.rsplit('/', 1)[-1]}.log")
     first.start()
     time.sleep(1.0)
@@ -84,7 +83,7 @@ def ledger_run(work: Path, port: int, events: int, *, verify: bool = True) -> Le
     engine.dispose()
     fleet(port, events, work / "keys")
     start = time.perf_counter()
-    ledger = subprocess.Popen(command, env=handoff_env(), stderr=subprocess.DEVNULL)
+    ledger = spawn_handoff("ledger", "run", "-c", config, stderr=subprocess.DEVNULL)
     while count(url, "events") < events:
         time.sleep(0.2)
     took = time.perf_counter() - start

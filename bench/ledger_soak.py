@@ -14,7 +14,6 @@ import argparse
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,10 +22,10 @@ import psycopg
 
 from handoff.ledger.database import engine_for
 from handoff.provision.render import render_toml
-from tests.kit.broker import Broker
-from tests.kit.cli import handoff_env
-from tests.kit.ledger import enrolled_fleet
-from tests.kit.postgres import create_database, drop_database
+from handoff.testing.broker import Broker
+from handoff.testing.child import spawn_handoff
+from handoff.testing.ledger import enrolled_fleet
+from handoff.testing.postgres import create_database, drop_database
 
 BASELINE_MINUTE = 5
 APPLIANCES = 50
@@ -65,19 +64,11 @@ def main() -> None:
     config = work / "ledger.toml"
     mqtt = {"url": f"mqtt://127.0.0.1:{broker.port}", "allow_insecure": True}
     config.write_text(render_toml({"ledger": {"database": url}, "mqtt": mqtt}, {}))
-    ledger = subprocess.Popen(
-        [sys.executable, "-m", "handoff", "ledger", "run", "-c", str(config)],
-        env=handoff_env(),
-        stderr=(work / "ledger.log").open("ab"),
-    )
-    fleet_command = [sys.executable, "-m", "handoff", "sim", "fleet", "--appliances", str(APPLIANCES)]
-    fleet = subprocess.Popen(
-        [
-            *fleet_command,
-            *("--rate", str(args.rate), "--mqtt", f"mqtt://127.0.0.1:{broker.port}", "--keys", str(work / "keys")),
-        ],
-        env=handoff_env(),
-        stdout=subprocess.DEVNULL,
+    ledger = spawn_handoff("ledger", "run", "-c", config, stderr=(work / "ledger.log").open("ab"))
+    fleet = spawn_handoff(
+        *("sim", "fleet", "--appliances", str(APPLIANCES), "--rate", str(args.rate)),
+        *("--mqtt", f"mqtt://127.0.0.1:{broker.port}", "--keys", work / "keys"),
+        stderr=None,
     )
     start = time.monotonic()
     samples: list[tuple[float, int]] = []

@@ -20,7 +20,7 @@ from bench.chain_cost import percentile
 from handoff.ledger.database import engine_for
 from handoff.ledger.queries import who
 from handoff.ledger.schema import events
-from tests.kit.postgres import create_database, drop_database
+from handoff.testing.postgres import create_database, drop_database
 
 FILL = """
 INSERT INTO events

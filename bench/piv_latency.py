@@ -28,10 +28,10 @@ from handoff.runtime import wiring
 from handoff.runtime.appliance import Stop
 from handoff.sim.piv_card import PivApplet
 from handoff.sim.vpcd import VirtualCard, uid_responder
-from tests.kit import pcscd
-from tests.kit.broker import Broker
-from tests.kit.config import Layout
-from tests.kit.piv_cards import PivCa
+from handoff.testing import pcscd
+from handoff.testing.broker import Broker
+from handoff.testing.config import Layout
+from handoff.testing.piv_cards import PivCa
 
 UID = bytes.fromhex("08A1B2C3")
 

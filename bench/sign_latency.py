@@ -35,10 +35,10 @@ from handoff.runtime import wiring
 from handoff.runtime.appliance import Stop
 from handoff.sim.nfc_badge import NfcBadge
 from handoff.store import Store
-from tests.kit.broker import Broker
-from tests.kit.config import Layout
-from tests.kit.keys import write_audit_key
-from tests.kit.net import free_udp_port
+from handoff.testing.broker import Broker
+from handoff.testing.config import Layout
+from handoff.testing.keys import write_audit_key
+from handoff.testing.net import free_udp_port
 
 BADGES = ("08A1B2C3", "08D4E5F6")
 """Random-ID UIDs (0x08): an NXP prefix would add nfcpy's product probing to every tap."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -26,11 +25,11 @@ from pathlib import Path
 
 from handoff import db
 from handoff.store import Store
-from tests.kit.broker import Broker
-from tests.kit.cli import handoff_env
-from tests.kit.config import Layout
-from tests.kit.net import free_udp_port
-from tests.kit.outbox import CONTEXT, checkout, in_use
+from handoff.testing.broker import Broker
+from handoff.testing.child import handoff_env, spawn_handoff, stop_child
+from handoff.testing.config import Layout
+from handoff.testing.net import free_udp_port
+from handoff.testing.outbox import CONTEXT, checkout, in_use
 
 BASELINE = "import paho.mqtt.client, sqlite3"
 UNSENT = 50_000
@@ -82,24 +81,18 @@ def timings(commands: dict[str, list[str]], runs: int) -> dict[str, list[tuple[f
 def resident_at_rest(layout: Layout, port: int, readers: list[dict[str, str]], settle_s: float) -> float:
     """VmRSS of `handoff run` once connected and `settle_s` later, in MB."""
     config = layout.configure(port=port, readers=readers)
-    child = subprocess.Popen(
-        [sys.executable, "-m", "handoff", "run", "-c", str(config)],
-        env=handoff_env(),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    child = spawn_handoff("run", "-c", config)
     try:
         assert child.stderr is not None
         for line in child.stderr:
-            if "connected to" in line:
+            if b"connected to" in line:
                 break
         else:
             raise SystemExit("handoff run exited before connecting")
         time.sleep(settle_s)
         return vm_rss(Path(f"/proc/{child.pid}/status").read_text())
     finally:
-        child.send_signal(signal.SIGTERM)
-        child.wait(30)
+        stop_child(child, timeout=30)
 
 
 def main() -> None:

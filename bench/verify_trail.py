@@ -24,8 +24,8 @@ from handoff.audit.checkpoint import make_checkpoint
 from handoff.audit.keys import public_pem
 from handoff.cloudevents import envelope, uuid7
 from handoff.core.events import Event
-from tests.kit.cli import handoff_env
-from tests.kit.outbox import CONTEXT, SOURCE
+from handoff.testing.child import handoff_env
+from handoff.testing.outbox import CONTEXT, SOURCE
 
 
 def write_trail(path: Path, events: int, key: Ed25519PrivateKey) -> None:

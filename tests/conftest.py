@@ -3,6 +3,7 @@ ledger database on each engine the ledger supports."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from handoff.ledger.database import engine_for
 from tests.kit.cli import CliRunner, run_handoff
 from tests.kit.config import Layout
 from tests.kit.postgres import create_database, drop_database
+from tests.kit.seeds import seeded_random
 
 
 @pytest.fixture
@@ -22,8 +24,14 @@ def appliance(tmp_path: Path) -> Layout:
 
 @pytest.fixture
 def cli() -> CliRunner:
-    """Run `python -m handoff ...` as a separate process, the way biomed staff would."""
+    """`handoff ...` through its entry point in this process (tests/kit/cli.py)."""
     return run_handoff
+
+
+@pytest.fixture
+def rng() -> random.Random:
+    """Random choices whose seed is printed (tests/kit/seeds.py)."""
+    return seeded_random()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

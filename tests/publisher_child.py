@@ -2,7 +2,8 @@
 
 `python -m tests.publisher_child PORT DATA_DIR COMMITS [PROTOCOL]` makes COMMITS commits of
 one to three events each, waking the publisher after each, then keeps publishing until the
-outbox is empty and exits 0, unless the test kills it first.
+outbox is empty and exits 0, unless the test kills it first. It prints `committing` once the
+first commit is made, so a test kills it at a point in its commits, not while it imports.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def main(port: int, data: Path, commits: int, protocol: str) -> int:
     for i in range(commits):
         store.commit(in_use(f"s{i}"), [checkout(f"s{i}") for _ in range(1 + i % 3)], CONTEXT)
         running.wake()
+        if i == 0:
+            print("committing", flush=True)
         time.sleep(0.002)
     while store.depth():
         time.sleep(0.01)

@@ -28,14 +28,14 @@ from handoff.agent.config import CommandAction
 from handoff.audit.keys import load_signing_key
 from handoff.audit.signature import event_signature, event_signature_ok, public_key_b64
 from handoff.provision.render import render_toml
+from handoff.testing.child import spawn_handoff, stop_child
+from tests.kit.appliance import ANA, BO, Running, kinds
 from tests.kit.broker import Broker
-from tests.kit.cli import CliRunner, handoff_env
+from tests.kit.cli import CliRunner
 from tests.kit.collector import Message
 from tests.kit.config import DEVICE, PREFIX, READER, SITE, Layout
 from tests.kit.keys import write_audit_key
 from tests.kit.logind import FakeLogind, FakeSession, LogindBus
-from tests.test_appliance_e2e import ANA, BO, Running
-from tests.test_receipts_e2e import kinds
 
 CONFIRM_S = 3.0
 AGENT_USER, AGENT_PASSWORD = "agent-ws", "s3cret-for-tests"
@@ -73,7 +73,7 @@ class World:
         audit = {"key_file": str(self.audit_key)}
         self.cart = Running(appliance, self.broker, cli, policy, audit=audit, agent=agent)
         self.acted = root / "acted.txt"
-        self.agent: subprocess.Popen[str] | None = None
+        self.agent: subprocess.Popen[bytes] | None = None
         self.agent_log = root / "agent.log"
 
     def configure_agent(self, actions: list[dict[str, Any]], activity: dict[str, Any] | None = None) -> Path:
@@ -100,23 +100,17 @@ class World:
         return path
 
     def start_agent(self) -> None:
-        env = handoff_env({"DBUS_SYSTEM_BUS_ADDRESS": self.bus.address})
-        with self.agent_log.open("a") as log:
-            self.agent = subprocess.Popen(
-                [sys.executable, "-m", "handoff", "agent", "-c", str(self.root / "agent.toml")],
-                env=env,
-                stderr=log,
-                text=True,
-            )
-        deadline = time.monotonic() + 10
+        env = {"DBUS_SYSTEM_BUS_ADDRESS": self.bus.address}
+        with self.agent_log.open("ab") as log:
+            self.agent = spawn_handoff("agent", "-c", self.root / "agent.toml", env=env, stderr=log)
+        deadline = time.monotonic() + 60  # a loaded machine takes seconds to start an interpreter
         while "connected to" not in self.agent_log.read_text() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert "connected to" in self.agent_log.read_text(), self.agent_log.read_text()
 
     def stop_agent(self, sig: signal.Signals = signal.SIGTERM) -> int:
         assert self.agent is not None
-        self.agent.send_signal(sig)
-        code = self.agent.wait(10)
+        code = stop_child(self.agent, sig)
         self.agent = None
         self.agent_log.write_text(self.agent_log.read_text().replace("connected to", "was connected to"))
         return code

@@ -281,7 +281,7 @@ sys.exit(main(sys.argv[1:]))
 class AuditedRunning(Running):
     """`handoff run` under a Python audit hook that writes every process it spawns to stderr."""
 
-    interpreter = (sys.executable, "-c", SPAWN_AUDIT)
+    program = (sys.executable, "-c", SPAWN_AUDIT)
 
 
 def test_no_process_is_spawned_on_the_tap_path(appliance: Layout, cli: CliRunner, tmp_path: Path) -> None:
@@ -308,6 +308,5 @@ def test_a_storm_of_stop_signals_stops_once_and_cleanly(running: Running) -> Non
     for index in range(30):
         process.send_signal(signal.SIGINT if index % 2 else signal.SIGTERM)
     assert process.wait(timeout=10) == 0
-    log = process.stderr.read() if process.stderr else ""
-    running.process = None
+    _, log = running.stop()
     assert log.count("stopping") == 1 and "Traceback" not in log, log

@@ -44,7 +44,7 @@ from handoff.core.policy import AgentPolicy, Policy
 from handoff.core.state import initial_state
 from handoff.store import Store
 from tests.asyncapi_schemas import document, validate_event, validator
-from tests.test_core_table import Cart
+from tests.kit.core import Cart
 
 POLICY = Policy(
     idle_timeout_s=10,

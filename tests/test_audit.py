@@ -7,7 +7,6 @@ named with the right reason at the right `seq`; the untouched trail must verify.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import signal
@@ -29,11 +28,11 @@ from handoff.audit.keys import private_pem, public_pem
 from handoff.audit.signature import event_signature, signature
 from handoff.audit.verify import Finding, Summary, verify_lines
 from handoff.store import Store
+from tests.kit.appliance import ANA, BO, Running
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner, handoff_env
 from tests.kit.config import PREFIX, Layout
 from tests.kit.outbox import CONTEXT, SOURCE, checkout, in_use
-from tests.test_appliance_e2e import ANA, BO, Running
 
 KEY = Ed25519PrivateKey.generate()
 
@@ -351,21 +350,24 @@ key = load_pem_private_key(Path(sys.argv[2]).read_bytes(), password=None)
 store = Store(db.connect(Path(sys.argv[1])), checkpoints=CheckpointPolicy(key, 7, 3600.0))
 for index in range(int(sys.argv[3])):
     store.commit(in_use(f"s{index}"), [checkout(f"s{index}") for _ in range(1 + index % 3)], CONTEXT)
+    if index == 0:
+        print("committing", flush=True)
 store.checkpoint(CONTEXT, force=True)
 """
 
 
-def test_kill_nine_during_commits_leaves_the_chain_whole(tmp_path: Path) -> None:
+def test_kill_nine_during_commits_leaves_the_chain_whole(tmp_path: Path, rng: random.Random) -> None:
     data, key = tmp_path / "data", tmp_path / "audit.key"
     key.write_bytes(private_pem(KEY))
     key.chmod(0o600)
     command = [sys.executable, "-c", KILLED_WRITER, str(data), str(key)]
-    rng = random.Random(int.from_bytes(os.urandom(4), "big"))
     for _ in range(6):
-        child = subprocess.Popen([*command, "400"], env=handoff_env())
-        time.sleep(rng.uniform(0.3, 0.8))
+        child = subprocess.Popen([*command, "400"], env=handoff_env(), stdout=subprocess.PIPE)
+        assert child.stdout is not None and child.stdout.readline() == b"committing\n"
+        time.sleep(rng.uniform(0.05, 0.5))  # a random point in the commits, which the child has begun
         child.send_signal(signal.SIGKILL)
         child.wait()
+        child.stdout.close()
     subprocess.run([*command, "1"], env=handoff_env(), check=True)
     trail = trail_of(Store(db.connect(data)))
     result = verdict(trail)

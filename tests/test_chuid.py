@@ -16,6 +16,9 @@ from handoff.readers.pcsc import PcscReader
 from handoff.readers.tlv import parse_tlv
 from handoff.sim.vpcd import VirtualCard
 from tests.kit import pcscd
+from tests.kit.pcscd import ONE_PCSCD
+
+pytestmark = ONE_PCSCD
 
 GUID = bytes.fromhex("3F2504E04F8941D39A0C0305E82C3301")
 FASCN = bytes.fromhex("D4E739DA739CED39CE739D836858210842108421C84210C3EB")

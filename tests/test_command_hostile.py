@@ -19,7 +19,7 @@ from handoff import db
 from handoff.directory import Directory
 from handoff.timefmt import rfc3339
 from tests.asyncapi_schemas import validator
-from tests.test_commands import NOW, REF, Channel
+from tests.kit.commands import NOW, REF, Channel
 
 NAMES = ("force_logoff", "maintenance", "activity", "directory")
 

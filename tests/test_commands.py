@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,50 +16,14 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from handoff import db
 from handoff.audit.keys import load_public_keys, private_pem, public_pem
 from handoff.commands.handler import CommandHandler
-from handoff.commands.seen import remember
 from handoff.commands.signing import sign_command
-from handoff.core.inputs import Activity, ForceLogoff, Input, SetMaintenance
-from handoff.db import transaction
+from handoff.core.inputs import Activity, ForceLogoff, SetMaintenance
 from handoff.directory import Badge, Directory
 from handoff.errors import ConfigError
 from handoff.timefmt import rfc3339
 from tests.kit.cli import CliRunner
+from tests.kit.commands import DEVICE, NOW, REF, Channel
 from tests.kit.config import Layout
-
-NOW = 1_800_000_000.0
-DEVICE = "WOW-3N-07"
-REF = "ab" * 32
-
-
-class Channel:
-    def __init__(self, data_dir: Path, key: Ed25519PrivateKey | None = None, *, allow_unsigned: bool = False) -> None:
-        self.conn = db.connect(data_dir)
-        self.results: list[dict[str, Any]] = []
-        self.key = key
-        public = [key.public_key()] if key else []
-        self.handler = CommandHandler(self.conn, DEVICE, public, self.results.append, allow_unsigned=allow_unsigned)
-
-    def send(
-        self, name: str, fields: dict[str, Any] | None = None, *, now: float = NOW, sign: bool = True, **over: Any
-    ) -> tuple[list[Input], dict[str, Any]]:
-        payload = {"id": str(uuid.uuid4()), "issued_at": rfc3339(NOW - 1), **(fields or {}), **over}
-        if self.key is not None and sign:
-            payload = sign_command(self.key, DEVICE, name, payload)
-        return self.deliver(name, json.dumps(payload).encode(), now)
-
-    def deliver(self, name: str, raw: bytes, now: float = NOW) -> tuple[list[Input], dict[str, Any]]:
-        """As the appliance's loop does: an order's id is committed, then the order is settled."""
-        order = self.handler.handle(name, raw, now)
-        if order is None:
-            return [], self.results[-1]
-        try:
-            with transaction(self.conn):
-                remember(self.conn, order.seen, now)
-        except sqlite3.Error as exc:
-            self.handler.settle(order, now, failure=str(exc))
-            return [], self.results[-1]
-        self.handler.settle(order, now)
-        return [order.input], self.results[-1]
 
 
 @pytest.fixture
@@ -95,7 +58,7 @@ def test_directory_replaces_atomically_and_refuses_older(channel: Channel) -> No
         ("activity", b"not json", "malformed"),
         ("activity", b"[1]", "malformed"),
         ("activity", b'{"id": "nope"}', "invalid"),
-        ("activity", b'{"id": "' + str(uuid.uuid4()).encode() + b'"}', "invalid"),
+        ("activity", b'{"id": "0190f1c2-7d3e-7a4b-8c5d-6e7f80912345"}', "invalid"),
         ("activity", b"{" + b" " * 5000 + b"}", "oversized"),
     ],
 )

@@ -6,6 +6,7 @@ Screenshots of the fleet and device pages are left in test-output/console/ for a
 
 from __future__ import annotations
 
+import math
 import re
 import signal
 import time
@@ -18,6 +19,7 @@ from sqlalchemy import select
 
 from handoff.ledger.database import engine_for
 from handoff.ledger.schema import devices, exceptions
+from tests.kit.appliance import ANA, BO, Running
 from tests.kit.axe import violations
 from tests.kit.broker import Broker
 from tests.kit.browser import chromium, screenshot_path
@@ -25,8 +27,7 @@ from tests.kit.cli import CliRunner
 from tests.kit.config import DEVICE, Layout
 from tests.kit.ledger import Console, Ledger, audit_key, enrol_key, ledger_config
 from tests.kit.pki import make_ca, server_certificate
-from tests.test_appliance_e2e import ANA, BO, Running
-from tests.test_ledger import wait_for
+from tests.kit.wait import wait_for
 
 ZONE = "Europe/Paris"
 """The browser's zone: the console shows times, and reads the times typed in, there."""
@@ -62,9 +63,10 @@ def test_a_shift_seen_in_the_console(
         cart = Running(appliance, broker, cli, {"retap_guard_s": 0.5}, audit={"key_file": str(signing_file)})
         try:
             cart.tap(ANA)
-            time.sleep(0.4)
-            ana_held_at = time.time()
-            time.sleep(0.4)
+            (checkout,) = cart.events.wait_for_count(lambda m: "/events/" in m.topic, 1)
+            # The form takes whole seconds: the first one after Ana's checkout, and Bo's tap after it.
+            ana_held_at = float(math.floor(datetime.fromisoformat(checkout.json()["time"]).timestamp()) + 1)
+            time.sleep(max(0.0, ana_held_at + 0.3 - time.time()))
             cart.tap(BO)
             assert [kind for kind, _, _ in cart.event_types(4)][-1] == "org.handoff.checkout"
 

@@ -7,7 +7,7 @@ from handoff.core.inputs import ForceLogoff, Receipt, SetMaintenance, Tick
 from handoff.core.machine import AWAITING_RECEIPT, next_deadline
 from handoff.core.policy import AgentPolicy
 from handoff.core.state import shifted
-from tests.test_core_table import POLICY, Cart, kinds
+from tests.kit.core import POLICY, Cart, kinds
 
 CONFIRM_S = 10.0
 

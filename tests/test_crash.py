@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -23,12 +22,11 @@ ROUNDS = 14
 def spawn(port: int, data: Path, commits: int, protocol: str = "5") -> subprocess.Popen[bytes]:
     env = handoff_env()
     command = [sys.executable, "-m", "tests.publisher_child", str(port), str(data), str(commits), protocol]
-    return subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def test_kill_nine_at_random_points_loses_nothing(tmp_path: Path) -> None:
+def test_kill_nine_at_random_points_loses_nothing(tmp_path: Path, rng: random.Random) -> None:
     data = tmp_path / "data"
-    rng = random.Random(int.from_bytes(os.urandom(4), "big"))
     with Broker(tmp_path / "broker") as broker:
         events = Collector(broker.port, f"{PREFIX}/events/#")
         try:
@@ -37,9 +35,10 @@ def test_kill_nine_at_random_points_loses_nothing(tmp_path: Path) -> None:
                 if offline:
                     broker.stop()
                 child = spawn(broker.port, data, commits=200, protocol="3.1.1" if round_ % 3 == 2 else "5")
-                time.sleep(rng.uniform(0.2, 0.9))
+                assert child.stdout is not None and child.stdout.readline() == b"committing\n"
+                time.sleep(rng.uniform(0.0, 0.7))  # a random point in its commits and publishes
                 child.send_signal(signal.SIGKILL)
-                child.wait()
+                child.communicate()
                 if offline:
                     broker.start()
             final = spawn(broker.port, data, commits=0)
@@ -76,7 +75,8 @@ def test_last_will_says_offline_after_kill_nine(tmp_path: Path) -> None:
             child.wait()
             got = status.wait_until(lambda got: json.loads(got[-1].payload)["status"] == "offline")
             will = json.loads(got[-1].payload)
-            assert (will["status"], will["version"], "signature" in will) == ("offline", "crash-test", False)
+            assert (will["status"], will["version"], "signature" in will) == ("offline", "crash-test", False), will
+            assert "time" in will, will
         finally:
             child.kill()
             status.close()

@@ -20,6 +20,9 @@ from handoff.readers.scbk import SCBK_D, scbk_text
 from tests.kit.cli import handoff_env
 from tests.kit.config import Layout
 from tests.kit.osdp_pd import SimulatedReader
+from tests.kit.pcscd import ONE_PCSCD
+
+pytestmark = ONE_PCSCD
 
 SITE_KEY = bytes.fromhex("8d3a55e1c2b04f9e6a7d10b3c5e8f241")
 

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
-import sys
 import time
 
-from tests.kit.cli import CliRunner, handoff_env
+from handoff.testing.child import spawn_handoff, stop_child
+from tests.kit.cli import CliRunner
 from tests.kit.config import Layout
 
 
-def start(appliance: Layout) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "handoff", "run", "-c", str(appliance.config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=handoff_env(),
-    )
+def start(appliance: Layout) -> subprocess.Popen[bytes]:
+    return spawn_handoff("run", "-c", appliance.config, stderr=subprocess.DEVNULL)
 
 
 def wait_for_holder(appliance: Layout, pid: int) -> None:
@@ -31,9 +24,8 @@ def wait_for_holder(appliance: Layout, pid: int) -> None:
     raise AssertionError(f"{lock} never named pid {pid}")
 
 
-def stop(process: subprocess.Popen[str]) -> int:
-    process.send_signal(signal.SIGTERM)
-    return process.wait(timeout=30)
+def stop(process: subprocess.Popen[bytes]) -> int:
+    return stop_child(process, timeout=30)
 
 
 def test_second_run_on_one_data_dir_exits_2_naming_lock_and_pid(appliance: Layout, cli: CliRunner) -> None:

@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -31,12 +30,13 @@ from handoff.ledger.queries import fleet, who
 from handoff.ledger.schema import counters, devices, events, exceptions, metadata, sources, users
 from handoff.sim.fleet import SimAppliance
 from handoff.timefmt import rfc3339
+from tests.kit.appliance import ANA, BO, Running
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner, handoff_env
 from tests.kit.config import DEVICE, READER, SITE, Layout
 from tests.kit.ledger import Ledger, audit_key, enrol_key, enrolled, enrolled_fleet, ledger_config
 from tests.kit.publish import publish
-from tests.test_appliance_e2e import ANA, BO, Running
+from tests.kit.wait import wait_for
 
 PREFIX = "handoff/v1"
 
@@ -54,13 +54,6 @@ def sim_fleet(port: int, keys: Path, *, rate: int, events: int, appliances: int 
     )
 
 
-def wait_for(check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return result
-
-
 def stored(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(events)).scalar_one())
@@ -76,34 +69,33 @@ def test_a_shift_through_a_real_appliance_answers_who_and_history(
         config = ledger_config(tmp_path, database, broker.port)
         ledger = Ledger(config, tmp_path / "ledger.log")
         ledger.start()
-        policy = {"retap_guard_s": 0.5, "idle_timeout_s": 4, "custody_timeout_s": 10}
+        policy = {"retap_guard_s": 0, "idle_timeout_s": 3, "custody_timeout_s": 8}
         cart = Running(appliance, broker, cli, policy, audit={"key_file": str(key_file)})
         expected: list[tuple[float, str | None, bool]] = []
 
-        def mark(staff: str | None, logged_in: bool) -> None:
-            time.sleep(0.3)
+        def mark(events: int, staff: str | None, logged_in: bool) -> None:
+            """Once the cart has published `events` events, who holds it now (strictly after the
+            last one's time, before anything the next step causes) is `staff`."""
+            cart.event_types(events)
             expected.append((time.time(), staff, logged_in))
-            time.sleep(0.3)
 
         try:
-            mark(None, False)
+            mark(0, None, False)
             cart.tap(ANA)
-            mark("ana", True)
+            mark(1, "ana", True)
             cart.tap(BO)
-            mark("bo", True)
-            time.sleep(4.5)
-            mark("bo", False)
+            mark(4, "bo", True)
+            mark(5, "bo", False)
             cart.tap(BO)
-            mark("bo", True)
+            mark(6, "bo", True)
             cart.tap(BO)
-            mark(None, False)
+            mark(7, None, False)
             cart.tap(ANA)
-            mark("ana", True)
-            time.sleep(4.5)
-            mark("ana", False)
-            time.sleep(10.5)
-            mark(None, False)
+            mark(8, "ana", True)
+            mark(9, "ana", False)
+            mark(10, None, False)
             kinds = cart.event_types(10)
+            assert [kind for kind, _, _ in kinds].count("org.handoff.forced_logoff") == 3, kinds
             assert kinds[-1] == ("org.handoff.checkin", "ana", "abandoned"), kinds
             assert wait_for(lambda: stored(engine) >= 10)
             for at, staff, logged_in in expected:
@@ -199,7 +191,7 @@ def test_the_migrated_schema_is_the_one_schema_py_describes(engine: Engine) -> N
 
 
 def test_killed_again_and_again_mid_stream_the_ledger_stores_every_event_exactly_once(
-    tmp_path: Path, cli: CliRunner, engine: Engine, database: str
+    tmp_path: Path, cli: CliRunner, engine: Engine, database: str, rng: random.Random
 ) -> None:
     with Broker(tmp_path / "broker") as broker:
         ledger = Ledger(ledger_config(tmp_path, database, broker.port), tmp_path / "ledger.log")
@@ -207,7 +199,6 @@ def test_killed_again_and_again_mid_stream_the_ledger_stores_every_event_exactly
         ledger.kill()
         enrolled_fleet(engine, tmp_path / "keys", 4)
         fleet = sim_fleet(broker.port, tmp_path / "keys", rate=1500, events=3000)
-        rng = random.Random()
         for _ in range(4):
             ledger.start()
             time.sleep(rng.uniform(0.3, 0.9))
@@ -249,12 +240,14 @@ def made(appliance: SimAppliance, count: int, start: float = 1_800_000_000.0) ->
     return [Message(*appliance.next_event(start + n)) for n in range(count)]
 
 
-def test_duplicates_and_reordering_across_sources_are_stored_once_and_verified(engine: Engine) -> None:
+def test_duplicates_and_reordering_across_sources_are_stored_once_and_verified(
+    engine: Engine, rng: random.Random
+) -> None:
     first, second = SimAppliance("site", "WOW-1"), SimAppliance("site", "WOW-2")
     enrolled(engine, first, second)
     stream = made(first, 30) + made(second, 30)
-    shuffled = stream + random.sample(stream, 20)
-    random.shuffle(shuffled)
+    shuffled = stream + rng.sample(stream, 20)
+    rng.shuffle(shuffled)
     recorder = Recorder(PREFIX)
     for start in range(0, len(shuffled), 7):
         with engine.begin() as conn:

@@ -4,8 +4,6 @@ Secure Channel and all, with the reader's firmware played by the library's PD si
 from __future__ import annotations
 
 import queue
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,8 +21,9 @@ from handoff.readers.osdp import OsdpReader, card_credential
 from handoff.readers.pacs import Credential, encode
 from handoff.readers.registry import build_readers
 from handoff.readers.scbk import SCBK_D, load_scbk, scbk_text
+from handoff.testing.child import spawn_handoff
 from tests.kit.broker import Broker
-from tests.kit.cli import CliRunner, handoff_env
+from tests.kit.cli import CliRunner
 from tests.kit.collector import Collector
 from tests.kit.config import PREFIX, Layout
 from tests.kit.osdp_pd import SimulatedReader
@@ -312,12 +311,7 @@ def test_a_card_read_reaches_the_broker_through_handoff_run(
     csv = appliance.root / "badges.csv"
     csv.write_text(f"uid,staff_id,name,role\n{ANA.identifier},ana,Ana Diaz,RN\n")
     assert cli("badges", "import", csv, "-c", appliance.config).returncode == 0
-    process = subprocess.Popen(
-        [sys.executable, "-m", "handoff", "run", "-c", str(appliance.config)],
-        env=handoff_env(),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = spawn_handoff("run", "-c", appliance.config)
     try:
         events.wait_for(lambda m: m.topic == f"{PREFIX}/status" and m.json().get("status") == "online")
         assert wait_until(pd.secure), "no secure channel with handoff run"
@@ -335,7 +329,7 @@ def test_a_card_read_reaches_the_broker_through_handoff_run(
         assert wait_until(lambda: "kind=osdp, ok=True" in cli("status", "-c", appliance.config).stdout)
     finally:
         process.terminate()
-        _, log = process.communicate(timeout=10)
+        log = process.communicate(timeout=10)[1].decode()
         events.close()
         broker.stop()
     assert ANA.identifier not in log and encode(ANA) not in log

@@ -19,6 +19,9 @@ from handoff.sim.vpcd import VirtualCard
 from tests.kit import pcscd
 from tests.kit.cli import CliRunner
 from tests.kit.net import free_udp_port
+from tests.kit.pcscd import ONE_PCSCD
+
+pytestmark = ONE_PCSCD
 
 WAIT_S = 15.0
 

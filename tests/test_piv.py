@@ -21,7 +21,10 @@ from handoff.readers.registry import build_readers
 from handoff.sim.piv_card import PivApplet
 from tests.kit import pcscd
 from tests.kit.cli import CliRunner
+from tests.kit.pcscd import ONE_PCSCD
 from tests.kit.piv_cards import NOW, PivCa, applet, write_card
+
+pytestmark = ONE_PCSCD
 
 Transmit = Callable[[bytes], tuple[bytes, int]]
 

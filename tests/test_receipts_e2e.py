@@ -20,7 +20,7 @@ from paho.mqtt import publish
 
 from handoff.audit.keys import public_pem
 from handoff.receipt import ActionOutcome, agent_source, make_receipt
-from tests.kit.appliance import ANA, BO, Running
+from tests.kit.appliance import ANA, BO, Running, kinds
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner
 from tests.kit.config import DEVICE, PREFIX, SITE, Layout
@@ -64,10 +64,6 @@ def cart(appliance: Layout, cli: CliRunner, tmp_path: Path, request: pytest.Fixt
         running.stop()
     running.events.close()
     broker.stop()
-
-
-def kinds(events: list[dict[str, Any]]) -> list[tuple[str, str | None, str | None]]:
-    return [(e["type"].removeprefix("org.handoff."), e["data"]["staff_id"], e["data"]["reason"]) for e in events]
 
 
 def test_a_valid_receipt_confirms_and_forged_or_replayed_ones_change_nothing(cart: Cart) -> None:

@@ -1,13 +1,15 @@
-"""`handoff run` as a child process, as the end-to-end tests drive it: config, badges, a subscriber."""
+"""`handoff run` as a child process with its badge directory loaded and a subscriber attached:
+the appliance end-to-end tests, the receipt, agent, audit, break-glass, ledger and console tests
+drive it, and send it signed commands whose answers they wait for."""
 
 from __future__ import annotations
 
 import json
 import signal
 import subprocess
-import sys
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -16,21 +18,32 @@ from paho.mqtt import publish
 from handoff.audit.keys import public_pem
 from handoff.commands.signing import sign_command
 from handoff.provision.render import Table
+from handoff.testing.child import HANDOFF, spawn_handoff, stop_child
+from handoff.testing.nfc import wait_for_polling
 from handoff.timefmt import rfc3339
 from tests.kit.broker import Broker
-from tests.kit.cli import CliRunner, handoff_env
+from tests.kit.cli import CliRunner
 from tests.kit.collector import Collector, Message
 from tests.kit.config import DEVICE, PREFIX, Layout
 from tests.kit.net import free_udp_port
 
 ANA, BO = "04A1B2C3", "04A1B2C3D4E5F6"
 DIRECTORY = f"uid,staff_id,name,role\n{ANA},ana,Ana Diaz,RN\n{BO},bo,Bo Chen,MD\n"
+"""The badges most tests tap; a test that needs others (a break-glass role) passes its own CSV."""
+
+
+def kinds(events: list[dict[str, Any]]) -> list[tuple[str, str | None, str | None]]:
+    """Published events as (type without `org.handoff.`, staff_id, reason)."""
+    return [(e["type"].removeprefix("org.handoff."), e["data"]["staff_id"], e["data"]["reason"]) for e in events]
 
 
 class Running:
-    """`handoff run` as a child process, with the badge directory loaded and a subscriber attached."""
+    """`handoff run` as a child process, with the badge directory loaded and a subscriber attached.
 
-    interpreter: tuple[str, ...] = (sys.executable, "-m", "handoff")
+    Its stderr goes to `log` (a pipe could fill and stall it); `stop` returns what this run wrote.
+    """
+
+    program: Sequence[str] = HANDOFF
 
     def __init__(
         self,
@@ -62,27 +75,30 @@ class Running:
         csv.write_text(directory)
         assert cli("badges", "import", csv, "-c", appliance.config).returncode == 0
         self.events = Collector(broker.port, f"{PREFIX}/#")
-        self.process: subprocess.Popen[str] | None = None
+        self.log = appliance.root / "appliance.log"
+        self._logged = 0
+        self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [*self.interpreter, "run", "-c", str(self.appliance.config)],
-            env=handoff_env(),
-            text=True,
-            stderr=subprocess.PIPE,
-        )
+        """Started once it is online and its reader polls, so a tap right after is read."""
+        self._logged = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as log:
+            self.process = spawn_handoff("run", "-c", self.appliance.config, stderr=log, program=self.program)
         self.events.wait_for(lambda m: m.topic == f"{PREFIX}/status" and m.json().get("status") == "online")
+        wait_for_polling(self.nfc)
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> tuple[int, str]:
+        """The exit status, and what this run wrote to stderr."""
         assert self.process is not None
-        self.process.send_signal(sig)
-        code = self.process.wait(timeout=5)
-        log = self.process.stderr.read() if self.process.stderr else ""
+        code = stop_child(self.process, sig)
         self.process = None
-        return code, log
+        with self.log.open("rb") as log:
+            log.seek(self._logged)
+            return code, log.read().decode(errors="replace")
 
     def tap(self, uid: str, hold: float = 0.2) -> None:
+        """A badge on the reader for `hold` seconds: longer than the policy's hold is a break-glass."""
         result = self.cli("sim", "tap", uid, "--device", self.nfc, "--hold", str(hold))
         assert result.returncode == 0, result.stderr
 

@@ -1,184 +1,49 @@
-"""`handoff ledger run` and `handoff ledger serve` as child processes, with their config."""
+"""The kit's ledger: the ledger and its console as child processes, and enrolment of keys; and
+what only the ledger tests read (events made by hand, what the database holds, a ledger command).
+
+The children live in `handoff.testing.ledger`, which the demo and the benches share.
+"""
 
 from __future__ import annotations
 
-import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Engine, func, select
 
-from handoff.audit.keys import private_pem
-from handoff.ledger.database import writing
-from handoff.ledger.enrolment import enrol
-from handoff.ledger.ingest import Message, Recorder
+from handoff.ledger.ingest import Message
 from handoff.ledger.schema import counters, events
-from handoff.provision.render import render_toml
-from handoff.sim.fleet import SimAppliance, simulated
-from tests.kit.cli import handoff_env
-from tests.kit.net import free_tcp_port, wait_listening
+from handoff.sim.fleet import SimAppliance
+from handoff.testing.cli import run_handoff
+from handoff.testing.ledger import (
+    Console,
+    Ledger,
+    add_user,
+    audit_key,
+    enrol_key,
+    enrolled,
+    enrolled_fleet,
+    ledger_config,
+    sim_fleet,
+)
+from tests.kit.wait import wait_for
 
-T = TypeVar("T")
-
-
-def ledger_config(
-    root: Path,
-    database: str,
-    port: int,
-    console: dict[str, Any] | None = None,
-    name: str = "",
-    ledger: dict[str, Any] | None = None,
-    **mqtt: Any,
-) -> Path:
-    path = root / f"ledger-{name or mqtt.get('client_id', 'handoff-ledger')}.toml"
-    tables: dict[str, Any] = {
-        "ledger": {"database": database, "offline_after_s": 60, **(ledger or {})},
-        "mqtt": {"url": f"mqtt://127.0.0.1:{port}", "allow_insecure": True, **mqtt},
-    }
-    if console is not None:
-        tables["console"] = console
-    path.write_text(render_toml(tables, {}))
-    return path
-
-
-class Ledger:
-    """`handoff ledger run` as a child process."""
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config, self.log = config, log
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "handoff", "ledger", "run", "-c", str(self.config)],
-                env=handoff_env(),
-                stderr=out,
-            )
-        self.starts += 1
-        deadline = time.monotonic() + 15
-        while self.log.read_text().count("connected to") < self.starts and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
-        assert self.process is not None
-        self.process.send_signal(sig)
-        self.process.wait(10)
-        self.process = None
-
-
-def add_user(config: Path, name: str, role: str, password: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "handoff", "ledger", "users", "add", name, "--role", role, "-c", str(config)],
-        input=password + "\n",
-        capture_output=True,
-        text=True,
-        env=handoff_env(),
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-
-
-class Console:
-    """`handoff ledger serve` as a child process on a free loopback port: over TLS when the
-    config names a certificate, else plain HTTP with `allow_insecure` (loopback only)."""
-
-    def __init__(self, root: Path, database: str, broker_port: int, tls: tuple[Path, Path] | None = None) -> None:
-        self.port = free_tcp_port()
-        console: dict[str, Any] = {"listen": f"127.0.0.1:{self.port}"}
-        if tls is None:
-            console["allow_insecure"] = True
-        else:
-            console["cert_file"], console["key_file"] = str(tls[0]), str(tls[1])
-        self.scheme = "https" if tls else "http"
-        self.config = ledger_config(root, database, broker_port, console, name="console")
-        self.log = root / "console.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}"
-
-    def add_user(self, name: str, role: str, password: str) -> None:
-        add_user(self.config, name, role, password)
-
-    def __enter__(self) -> Console:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "handoff", "ledger", "serve", "-c", str(self.config)],
-                env=handoff_env(),
-                stderr=out,
-            )
-        wait_listening(self.process, self.port, self.log)
-
-    def stop(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-
-
-def sim_fleet(
-    port: int, *, rate: int, events: int, appliances: int = 4, keys: Path | None = None
-) -> subprocess.Popen[bytes]:
-    """`handoff sim fleet` publishing `events` events (and as many retained states) in all; with
-    `keys`, signed under the keys `enrolled_fleet` enrolled there."""
-    signing = ("--keys", str(keys)) if keys is not None else ()
-    return subprocess.Popen(
-        [
-            *(sys.executable, "-m", "handoff", "sim", "fleet", "--appliances", str(appliances), "--rate", str(rate)),
-            *("--events", str(events), "--mqtt", f"mqtt://127.0.0.1:{port}", *signing),
-        ],
-        env=handoff_env(),
-        stdout=subprocess.DEVNULL,
-    )
-
-
-def enrolled(engine: Engine, *appliances: SimAppliance, prefix: str = "handoff/v1") -> None:
-    """Enrol simulated appliances' keys, as `handoff ledger enrol` does."""
-    for appliance in appliances:
-        enrol_key(engine, appliance.device_id, appliance.key.public_key(), prefix=prefix)
-
-
-def enrol_key(engine: Engine, device_id: str, key: Ed25519PublicKey, prefix: str = "handoff/v1") -> None:
-    with writing(engine) as conn:
-        enrol(conn, Recorder(prefix), device_id, key, [], actor="test", now=time.time())
-
-
-def audit_key(root: Path) -> tuple[Path, Ed25519PrivateKey]:
-    """A new appliance signing key as `[audit] key_file` wants it: PKCS#8 PEM, mode 0600."""
-    key = Ed25519PrivateKey.generate()
-    path = root / "audit.key"
-    path.write_bytes(private_pem(key))
-    path.chmod(0o600)
-    return path, key
-
-
-def enrolled_fleet(engine: Engine, keys: Path, appliances: int, site: str = "sim-site") -> list[SimAppliance]:
-    """The keys `handoff sim fleet --keys KEYS` will sign with, made and enrolled before it runs."""
-    fleet = simulated(appliances, "handoff/v1", site, keys)
-    enrolled(engine, *fleet)
-    return fleet
+__all__ = [
+    "Console",
+    "Ledger",
+    "add_user",
+    "audit_key",
+    "counted",
+    "enrol_key",
+    "enrolled",
+    "enrolled_fleet",
+    "ledger_command",
+    "ledger_config",
+    "made",
+    "sim_fleet",
+    "stored",
+    "wait_for",
+]
 
 
 def made(appliance: SimAppliance, count: int, start: float) -> list[Message]:
@@ -186,25 +51,9 @@ def made(appliance: SimAppliance, count: int, start: float) -> list[Message]:
     return [Message(*appliance.next_event(start + n)) for n in range(count)]
 
 
-def wait_for(check: Callable[[], T], timeout: float = 30.0) -> T:
-    """`check()`'s first true answer, polled until `timeout` (then its last, false, answer)."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return result
-
-
 def ledger_command(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    """`handoff ledger ARGS -c CONFIG`, with `stdin` (a password) on its standard input."""
-    return subprocess.run(
-        [sys.executable, "-m", "handoff", "ledger", *args, "-c", str(config)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=handoff_env(),
-        check=False,
-        timeout=60,
-    )
+    """`handoff ledger ARGS -c CONFIG` in this process, with `stdin` (a password) on its standard input."""
+    return run_handoff("ledger", *args, "-c", config, input=stdin)
 
 
 def stored(engine: Engine) -> int:

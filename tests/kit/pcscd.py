@@ -1,57 +1,13 @@
-"""A real pcscd with the vsmartcard-vpcd driver, started by the tests when none is running."""
+"""The kit's pcscd: a real pcscd with vpcd.
 
-from __future__ import annotations
+It lives in `handoff.testing.pcscd`, which the demo and the benches share.
+"""
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import time
-from pathlib import Path
+import pytest
 
-PCSCD = shutil.which("pcscd") or "/usr/sbin/pcscd"
-SOCKET = Path("/run/pcscd/pcscd.comm")
-PIDFILE = Path("/run/pcscd/pcscd.pid")
-VPCD_PORT = 35963
+from handoff.testing.pcscd import PCSCD, PIDFILE, SOCKET, VPCD_PORT, ensure_running, restart
 
+__all__ = ["ONE_PCSCD", "PCSCD", "PIDFILE", "SOCKET", "VPCD_PORT", "ensure_running", "restart"]
 
-def _answers() -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.connect(str(SOCKET))
-        with socket.create_connection(("127.0.0.1", VPCD_PORT), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-def ensure_running() -> None:
-    if _answers():
-        return
-    subprocess.Popen([PCSCD, "--foreground"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not _answers():
-        if time.monotonic() > deadline:
-            raise RuntimeError("pcscd with vpcd did not come up: is vsmartcard-vpcd installed (make setup)?")
-        time.sleep(0.05)
-
-
-def restart() -> None:
-    """Stops pcscd (as a crash or an upgrade would) and starts it again."""
-    if PIDFILE.exists():
-        pid = int(PIDFILE.read_text().strip("\x00 \n"))
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    time.sleep(0.5)
-    ensure_running()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+ONE_PCSCD = pytest.mark.xdist_group("pcscd")
+"""The machine has one pcscd and one vpcd slot: tests that use them take turns on one xdist worker."""
