@@ -17,7 +17,7 @@ from handoff.ledger.database import engine_for
 from handoff.ledger.schema import events
 from tests.kit.broker import Broker
 from tests.kit.console import log_in
-from tests.kit.ledger import Console, Ledger, ledger_config, sim_fleet, wait_for
+from tests.kit.ledger import Console, Ledger, enrolled_fleet, ledger_config, sim_fleet, wait_for
 
 ADMIN = ("night-biomed", "a long admin passphrase")
 ROUNDS = 100
@@ -40,7 +40,8 @@ def test_logging_in_and_paging_while_a_sqlite_ledger_takes_50_events_a_second_ne
         console.add_user(ADMIN[0], "admin", ADMIN[1])
         ledger = Ledger(ledger_config(tmp_path, database, broker.port), tmp_path / "ledger.log")
         ledger.start()
-        fleet = sim_fleet(broker.port, rate=50, events=20_000, appliances=10)
+        enrolled_fleet(engine, tmp_path / "keys", 10)
+        fleet = sim_fleet(broker.port, rate=50, events=20_000, appliances=10, keys=tmp_path / "keys")
         try:
             assert wait_for(lambda: stored() > 50), "the ledger is not storing the fleet's events"
             with console, httpx.Client(base_url=console.url, timeout=30) as client:
