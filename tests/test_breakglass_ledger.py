@@ -8,9 +8,11 @@ import json
 import tempfile
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, select
 
 from handoff import db
+from handoff.audit.checkpoint import CheckpointPolicy
 from handoff.cloudevents import EventContext, uuid7
 from handoff.config import PolicyConfig
 from handoff.core.inputs import BreakGlass, Input, Tap
@@ -21,6 +23,7 @@ from handoff.ledger.queries import who
 from handoff.ledger.schema import counters, events
 from handoff.store import Store
 from tests.kit.config import DEVICE, PREFIX, READER, SITE
+from tests.kit.ledger import enrol_key
 
 CONTEXT = EventContext(SITE, DEVICE, READER, clock_synced=True)
 REF = "c" * 64
@@ -39,11 +42,16 @@ def test_a_break_glass_use_is_stored_in_order_and_gives_the_holder(engine: Engin
         outcome = step(state, event_input, now, PolicyConfig().for_core(), lambda: uuid7(1_800_000_000 + next(ids)))
         state = outcome.state
         made.extend(outcome.events)
+    key = Ed25519PrivateKey.generate()
     with tempfile.TemporaryDirectory() as where:
-        stored = Store(db.connect(Path(where))).commit(state, made, CONTEXT)
+        stored = Store(db.connect(Path(where)), checkpoints=CheckpointPolicy(key, 100, 300.0)).commit(
+            state, made, CONTEXT
+        )
+    prefix = PREFIX.removesuffix(f"/{SITE}/{DEVICE}")
+    enrol_key(engine, DEVICE, key.public_key(), prefix=prefix)
     batch = [Message(f"{PREFIX}/events/{json.loads(s.payload)['type'][12:]}", s.payload) for s in stored]
     with engine.begin() as conn:
-        refused = Recorder(PREFIX.removesuffix(f"/{SITE}/{DEVICE}")).apply(conn, batch, now)
+        refused = Recorder(prefix).apply(conn, batch, now)
     with engine.connect() as conn:
         assert refused == 0 and not conn.execute(select(counters)).all()
         kinds = conn.execute(select(events.c.type).order_by(events.c.seq)).scalars().all()
