@@ -13,7 +13,7 @@ from typing import Any, Final
 from handoff.core.events import Event
 from handoff.timefmt import rfc3339
 
-SPECVERSION: Final = "1.0"
+CLOUDEVENTS_VERSION: Final = "1.0"
 CONTENT_TYPE: Final = "application/cloudevents+json; charset=utf-8"
 TYPE_PREFIX: Final = "org.handoff."
 
@@ -67,7 +67,7 @@ def envelope(event: Event, seq: int, context: EventContext) -> dict[str, Any]:
     elif event.for_id is not None:
         data["for"] = event.for_id
     return {
-        "specversion": SPECVERSION,
+        "specversion": CLOUDEVENTS_VERSION,
         "id": event.id,
         "source": source(context.site, context.reader_id),
         "type": TYPE_PREFIX + event.type,

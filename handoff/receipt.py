@@ -16,7 +16,7 @@ from typing import Any, Final, Literal
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from handoff.audit.signature import signature, signature_ok
-from handoff.cloudevents import SPECVERSION
+from handoff.cloudevents import CLOUDEVENTS_VERSION
 from handoff.core.inputs import Receipt
 from handoff.timefmt import rfc3339
 
@@ -63,7 +63,7 @@ def make_receipt(
     }
     data["signature"] = signature(key, data)
     return {
-        "specversion": SPECVERSION,
+        "specversion": CLOUDEVENTS_VERSION,
         "id": receipt_id,
         "source": source,
         "type": RECEIPT_TYPE,

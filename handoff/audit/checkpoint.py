@@ -14,7 +14,7 @@ from typing import Any, Final
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from handoff.audit.signature import signature
-from handoff.cloudevents import SPECVERSION, uuid7
+from handoff.cloudevents import CLOUDEVENTS_VERSION, uuid7
 from handoff.timefmt import rfc3339
 
 CHECKPOINT_TYPE: Final = "org.handoff.checkpoint"
@@ -38,7 +38,7 @@ def make_checkpoint(
     data: dict[str, Any] = {"source": source, "seq": seq, "chain": chain, "time": rfc3339(now)}
     data["signature"] = signature(key, data)
     return {
-        "specversion": SPECVERSION,
+        "specversion": CLOUDEVENTS_VERSION,
         "id": uuid7(now),
         "source": source,
         "type": CHECKPOINT_TYPE,
