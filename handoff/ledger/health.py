@@ -8,7 +8,7 @@ or cannot reach the database.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Final
 
 from sqlalchemy import Connection, distinct, func, insert, select, update
@@ -42,8 +42,9 @@ def record(conn: Connection, health: Health) -> None:
 
 
 def ledgers(conn: Connection) -> list[Health]:
-    rows = conn.execute(select(ledger_health).order_by(ledger_health.c.client_id))
-    return [Health(**row._mapping) for row in rows]
+    columns = [ledger_health.c[field.name] for field in fields(Health)]
+    rows = conn.execute(select(*columns).order_by(ledger_health.c.client_id))
+    return [Health(*row) for row in rows]
 
 
 def refused(conn: Connection) -> dict[str, int]:
