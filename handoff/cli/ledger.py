@@ -404,7 +404,10 @@ def _import_directory(args: argparse.Namespace) -> int:
     with write_first(engine) as conn:
         registers.replace_directory(conn, time.time(), "cli", members, args.csv)
     revoked = sum(member.revoked for member in members)
-    print(f"imported {len(members)} staff ({revoked} with every badge revoked) from {args.csv}; no badge uid is kept")
+    print(
+        f"imported {len(members)} staff ({revoked} with every badge revoked) from {args.csv}; "
+        "no badge identifier is kept"
+    )
     return 0
 
 
