@@ -8,33 +8,15 @@ LockedHint, State (sessions). `stubborn` sessions ignore a lock, as a hung scree
 
 from __future__ import annotations
 
-import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jeepney import HeaderFields, MessageType, new_error, new_method_return
-from jeepney.bus_messages import message_bus
-from jeepney.io.blocking import DBusConnection, open_dbus_connection
+from tests.kit.dbus import StandInBus
 
 BUS_NAME = "org.freedesktop.login1"
 MANAGER_PATH = "/org/freedesktop/login1"
-CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
-"""
 
 
 @dataclass
@@ -86,54 +68,9 @@ class FakeLogind:
         return values[name]
 
 
-class LogindBus:
-    """dbus-daemon on a socket under `workdir`, serving `logind` until `stop()`."""
+class LogindBus(StandInBus):
+    """dbus-daemon on a socket under `workdir` as the system bus, serving `logind` until `stop()`."""
 
     def __init__(self, workdir: Path, logind: FakeLogind) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        socket = workdir / "system_bus_socket"
-        config = workdir / "bus.conf"
-        config.write_text(CONFIG.format(socket=socket))
-        self.address = f"unix:path={socket}"
         self.logind = logind
-        self._daemon = subprocess.Popen(
-            ["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile", "--print-address"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self._daemon.stdout is not None
-        # It prints its address once it listens: connecting earlier may find the socket refusing.
-        if not self._daemon.stdout.readline():
-            raise RuntimeError("dbus-daemon did not start")
-        self._conn: DBusConnection = open_dbus_connection(bus=self.address)
-        self._conn.send_and_get_reply(message_bus.RequestName(BUS_NAME))
-        self._running = True
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while self._running:
-            try:
-                message = self._conn.receive(timeout=0.1)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if message.header.message_type != MessageType.method_call:
-                continue
-            fields = message.header.fields
-            member, path = fields[HeaderFields.member], fields[HeaderFields.path]
-            answer = self.logind.answer(member, path, message.body)
-            if isinstance(answer, str):
-                self._conn.send(new_error(message, answer))
-            else:
-                self._conn.send(new_method_return(message, *answer))
-
-    def stop(self) -> None:
-        self._running = False
-        self._thread.join(2)
-        self._conn.close()
-        self._daemon.terminate()
-        self._daemon.wait(5)
-        if self._daemon.stdout is not None:
-            self._daemon.stdout.close()
+        super().__init__(workdir, "system", BUS_NAME, logind.answer)

@@ -7,17 +7,12 @@ wait for one and read what the clinician would have seen.
 
 from __future__ import annotations
 
-import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jeepney import HeaderFields, MessageType, new_error, new_method_return
-from jeepney.bus_messages import message_bus
-from jeepney.io.blocking import DBusConnection, open_dbus_connection
-
-from tests.kit.logind import CONFIG
+from tests.kit.dbus import StandInBus
 
 BUS_NAME = "org.freedesktop.Notifications"
 WAIT_S = 15.0
@@ -69,51 +64,9 @@ class NotificationServer:
             return list(self.closed)
 
 
-class NotificationBus:
-    """dbus-daemon on a socket under `workdir`, serving `server` until `stop()`."""
+class NotificationBus(StandInBus):
+    """dbus-daemon on a socket under `workdir` as the session bus, serving `server` until `stop()`."""
 
     def __init__(self, workdir: Path, server: NotificationServer) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        socket = workdir / "session_bus_socket"
-        config = workdir / "bus.conf"
-        config.write_text(CONFIG.format(socket=socket).replace("<type>system</type>", "<type>session</type>"))
-        self.address = f"unix:path={socket}"
         self.server = server
-        self._daemon = subprocess.Popen(
-            ["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile", "--print-address"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self._daemon.stdout is not None
-        if not self._daemon.stdout.readline():
-            raise RuntimeError("dbus-daemon did not start")
-        self._conn: DBusConnection = open_dbus_connection(bus=self.address)
-        self._conn.send_and_get_reply(message_bus.RequestName(BUS_NAME))
-        self._running = True
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while self._running:
-            try:
-                message = self._conn.receive(timeout=0.1)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if message.header.message_type != MessageType.method_call:
-                continue
-            answer = self.server.answer(message.header.fields[HeaderFields.member], message.body)
-            if isinstance(answer, str):
-                self._conn.send(new_error(message, answer))
-            else:
-                self._conn.send(new_method_return(message, *answer))
-
-    def stop(self) -> None:
-        self._running = False
-        self._thread.join(2)
-        self._conn.close()
-        self._daemon.terminate()
-        self._daemon.wait(5)
-        if self._daemon.stdout is not None:
-            self._daemon.stdout.close()
+        super().__init__(workdir, "session", BUS_NAME, lambda member, _path, body: server.answer(member, body))
