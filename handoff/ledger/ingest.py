@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple, cast
+from typing import Any, Final, NamedTuple, cast, get_args
 
 import orjson
 import psycopg
@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from handoff.audit.chain import NotCanonical, digest, genesis, link
 from handoff.audit.signature import signature_ok
+from handoff.core.events import EventType
 from handoff.ledger import trust
 from handoff.ledger.holders import Change, update_holders
 from handoff.ledger.limits import DoesNotFit, check
@@ -38,18 +39,8 @@ log = logging.getLogger("handoff.ledger")
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 RFC3339: Final = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
 DEFAULT_MAX_CLOCK_SKEW_S: Final = 300.0
-EVENT_TYPES: Final = frozenset(
-    {
-        "checkout",
-        "checkin",
-        "forced_logoff",
-        "reauth",
-        "tap_rejected",
-        "logoff_confirmed",
-        "logoff_unconfirmed",
-        "break_glass",
-    }
-)
+EVENT_TYPES: Final = frozenset(get_args(EventType))
+"""The appliance's own list: an event type it learns is one the ledger stores, never refused as unknown."""
 
 
 @dataclass(frozen=True)
