@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import csv
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -166,9 +167,16 @@ def text_problem(text: str) -> str | None:
 
 def read_csv(path: Path, secret: BadgeSecret) -> list[Badge]:
     """Parse a directory CSV completely; any bad row refuses the whole file, naming its line."""
+    with csv_file_errors(path), path.open(newline="", encoding="utf-8-sig") as handle:
+        return _parse_rows(path, csv.reader(handle), secret)
+
+
+@contextmanager
+def csv_file_errors(path: Path) -> Iterator[None]:
+    """A CSV file that cannot be read as one becomes one line naming the file and why, for the
+    appliance's directory and the ledger's registers alike."""
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            return _parse_rows(path, csv.reader(handle), secret)
+        yield
     except FileNotFoundError:
         raise UsageError(f"{path}: file does not exist") from None
     except UnicodeDecodeError:

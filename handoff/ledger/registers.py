@@ -17,7 +17,7 @@ from typing import Final
 
 from sqlalchemy import Connection, delete, insert, select
 
-from handoff.directory import text_problem
+from handoff.directory import csv_file_errors, text_problem
 from handoff.errors import UsageError
 from handoff.ledger.accounts import audit
 from handoff.ledger.schema import assets, staff
@@ -108,26 +108,17 @@ def assets_of(conn: Connection, device_ids: set[str]) -> dict[str, Asset]:
 
 
 def _rows(path: Path, headers: Sequence[Sequence[str]], wanted: str) -> Iterator[tuple[int, dict[str, str]]]:
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = tuple(column.strip().lower() for column in next(reader, []))
-            if header not in [tuple(h) for h in headers]:
-                raise UsageError(f"{path}: line 1: header must be {wanted}, got {','.join(header)[:200]!r}")
-            for line, row in enumerate(reader, start=2):
-                if not any(cell.strip() for cell in row):
-                    continue
-                if len(row) != len(header):
-                    raise UsageError(f"{path}: line {line}: expected {len(header)} columns, got {len(row)}")
-                yield line, dict(zip(header, (cell.strip() for cell in row), strict=True))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: file does not exist") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not UTF-8 text") from None
-    except csv.Error as exc:
-        raise UsageError(f"{path}: not a valid CSV file: {exc}") from None
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot be read: {exc.strerror}") from None
+    with csv_file_errors(path), path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        header = tuple(column.strip().lower() for column in next(reader, []))
+        if header not in [tuple(h) for h in headers]:
+            raise UsageError(f"{path}: line 1: header must be {wanted}, got {','.join(header)[:200]!r}")
+        for line, row in enumerate(reader, start=2):
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise UsageError(f"{path}: line {line}: expected {len(header)} columns, got {len(row)}")
+            yield line, dict(zip(header, (cell.strip() for cell in row), strict=True))
 
 
 def _check_text(path: Path, line: int, cells: dict[str, str]) -> None:
