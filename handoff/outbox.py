@@ -149,6 +149,10 @@ class Outbox:
         ).fetchall()
         return [StoredEvent._make(row) for row in rows]
 
+    def outgoing(self, event: StoredEvent) -> bytes:
+        """The bytes to publish for a row: as stored here; the appliance's store signs its events."""
+        return event.payload
+
     def all_events(self) -> Iterator[tuple[StoredEvent, float | None]]:
         """Every message still held, sent or not, oldest first, with its acknowledgement time."""
         rows = self._conn.execute("SELECT seq, id, topic, payload, created, acked FROM outbox ORDER BY seq")

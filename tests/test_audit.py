@@ -38,7 +38,7 @@ KEY = Ed25519PrivateKey.generate()
 
 
 def make_trail(data: Path, events: int, every: int = 5, *, stop: bool = True) -> list[dict[str, object]]:
-    """`events` real events through the store, as captured CloudEvents with their checkpoints:
+    """`events` real events through the store, as published (signed) with their checkpoints:
     every `every` events, and one at a clean `stop`."""
     store = Store(db.connect(data), checkpoints=CheckpointPolicy(KEY, every, 3600.0))
     for index in range(events):
@@ -49,7 +49,7 @@ def make_trail(data: Path, events: int, every: int = 5, *, stop: bool = True) ->
 
 
 def trail_of(store: Store) -> list[dict[str, object]]:
-    lines = [json.loads(event.payload) for event, _ in store.all_events()]
+    lines = [json.loads(store.outgoing(event)) for event, _ in store.all_events()]
     return lines + [json.loads(payload) for _, payload, _, _ in store.all_checkpoints()]
 
 
@@ -369,7 +369,7 @@ def test_kill_nine_during_commits_leaves_the_chain_whole(tmp_path: Path, rng: ra
         child.wait()
         child.stdout.close()
     subprocess.run([*command, "1"], env=handoff_env(), check=True)
-    trail = trail_of(Store(db.connect(data)))
+    trail = trail_of(Store(db.connect(data), checkpoints=CheckpointPolicy(KEY, 100, 3600.0)))
     result = verdict(trail)
     assert isinstance(result, Summary) and result.unsigned == 0, result
     assert result.events > 20, "the children were killed before committing much"

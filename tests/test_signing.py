@@ -1,4 +1,4 @@
-"""The appliance signs what it publishes: events at commit, state, status, its last will and
+"""The appliance signs what it publishes: events as they go out, state, status, its last will and
 command results, each under its audit key, and a forger's change to any field is caught."""
 
 from __future__ import annotations
@@ -46,17 +46,21 @@ def signing_store(data: Path, key: Ed25519PrivateKey = KEY) -> Store:
 
 
 def payloads(store: Store) -> list[dict[str, Any]]:
-    return [json.loads(event.payload) for event, _ in store.all_events()]
+    """The events as the store hands them to the publisher."""
+    return [json.loads(store.outgoing(event)) for event, _ in store.all_events()]
 
 
-def test_every_committed_event_is_signed_over_the_whole_event(tmp_path: Path) -> None:
+def test_every_event_goes_out_signed_over_the_whole_event(tmp_path: Path) -> None:
     store = signing_store(tmp_path / "data")
     stored = store.commit(in_use("ana"), [checkout("ana"), checkout("bo")], CONTEXT)
     for row in stored:
-        event = json.loads(row.payload)
+        assert "signature" not in json.loads(row.payload)["data"], "the commit does not wait for Ed25519"
+        outgoing = store.outgoing(row)
+        event = json.loads(outgoing)
         assert event_signature_ok(event, [KEY.public_key()])
         assert not event_signature_ok(event, [OTHER.public_key()])
-        assert row.payload == canonical(event), "stored as the canonical bytes, signature included"
+        assert outgoing == canonical(event), "published as the canonical bytes, signature included"
+        assert store.outgoing(row) == outgoing, "a resend carries the same bytes"
 
 
 def test_without_audit_nothing_is_signed(tmp_path: Path) -> None:

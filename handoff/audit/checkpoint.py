@@ -9,13 +9,17 @@ so the events up to it cannot be rewritten without the appliance's key.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from handoff.audit.keys import load_signing_key
 from handoff.audit.signature import signature
 from handoff.cloudevents import CLOUDEVENTS_VERSION, uuid7
 from handoff.timefmt import rfc3339
+
+if TYPE_CHECKING:
+    from handoff.config import AuditConfig
 
 CHECKPOINT_TYPE: Final = "org.handoff.checkpoint"
 
@@ -30,6 +34,14 @@ class CheckpointPolicy:
 
     def due(self, unsigned: int, since_last: float) -> bool:
         return unsigned >= self.every or (unsigned > 0 and since_last >= self.seconds)
+
+
+def checkpoint_policy(audit: AuditConfig | None) -> CheckpointPolicy | None:
+    """With [audit] the appliance signs its chain, its events and every other message it
+    publishes, with the one key; `handoff provision` always writes one."""
+    if audit is None:
+        return None
+    return CheckpointPolicy(load_signing_key(audit.key_file), audit.checkpoint_every, audit.checkpoint_s)
 
 
 def make_checkpoint(

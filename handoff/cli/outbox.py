@@ -7,6 +7,7 @@ import json
 import sys
 
 from handoff import compact_json
+from handoff.audit.checkpoint import checkpoint_policy
 from handoff.cli.common import add_config_option, config_from, open_database
 from handoff.store import Store
 from handoff.timefmt import rfc3339
@@ -35,10 +36,12 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    """Events first, then the checkpoints that sign them: `handoff audit verify` reads both."""
-    store = Store(open_database(config_from(args)))
+    """Events first, then the checkpoints that sign them: `handoff audit verify` reads both.
+    Events are signed as they are published, so the export signs them too, with the same key."""
+    config = config_from(args)
+    store = Store(open_database(config), checkpoints=checkpoint_policy(config.audit))
     for event, acked in store.all_events():
-        _write_line(event.seq, event.topic, event.created, acked, event.payload)
+        _write_line(event.seq, event.topic, event.created, acked, store.outgoing(event))
     for seq, payload, created, acked in store.all_checkpoints():
         _write_line(seq, "checkpoint", created, acked, payload)
     return 0

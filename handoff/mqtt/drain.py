@@ -106,7 +106,7 @@ class OutboxDrain:
             return Sent("cmd_result"), result, False
         if event := self._next_event():
             self._sent_upto = event.seq
-            return Sent(event.topic, event.seq, event=True), event.payload, False
+            return Sent(event.topic, event.seq, event=True), self._store.outgoing(event), False
         return self._next_checkpoint()
 
     def sending(self, mid: int, sent: Sent) -> None:

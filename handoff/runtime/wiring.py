@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from handoff import __version__, db
-from handoff.audit.checkpoint import CheckpointPolicy
-from handoff.audit.keys import load_public_keys, load_signing_key
+from handoff.audit.checkpoint import checkpoint_policy
+from handoff.audit.keys import load_public_keys
 from handoff.badge_ref import load_secret
 from handoff.clock import clock_synced
 from handoff.cloudevents import source
@@ -65,22 +65,13 @@ class Parts:
             log.info("stopped")
 
 
-def _checkpoint_policy(config: Config) -> CheckpointPolicy | None:
-    """With [audit] the appliance signs its chain, its events and every other message it
-    publishes, with the one key; `handoff provision` always writes one."""
-    audit = config.audit
-    if audit is None:
-        return None
-    return CheckpointPolicy(load_signing_key(audit.key_file), audit.checkpoint_every, audit.checkpoint_s)
-
-
 def build(config: Config, new_id: Callable[[], str]) -> Parts:
     appliance_config = config.appliance
     secret = load_secret(appliance_config.badge_secret_file)
     command_file = appliance_config.command_key_file
     command_keys = load_public_keys(command_file, "appliance.command_key_file") if command_file else []
     agent_keys = load_public_keys(config.agent.keys_file, "agent.keys_file") if config.agent is not None else []
-    policy = _checkpoint_policy(config)
+    policy = checkpoint_policy(config.audit)
     conn = db.connect_checked(appliance_config.data_dir)
     clock = SystemClock()
     readers = build_readers(config.readers)
