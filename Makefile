@@ -49,6 +49,7 @@ bench: setup
 	$(PY) -m bench.append
 	$(PY) -m bench.drain
 	$(PY) -m bench.tap_latency
+	$(PY) -m bench.sign_latency
 	$(PY) -m bench.idle_cpu
 	$(PY) -m bench.piv_latency
 	$(PY) -m bench.chain_cost

@@ -11,11 +11,12 @@ checkpoints and the seq-rewind record are the appliance's alone.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -29,7 +30,9 @@ from handoff.commands.seen import SeenCommand, remember
 from handoff.core.codec import state_from_dict, state_summary, state_to_dict
 from handoff.core.events import Event
 from handoff.core.state import State, initial_state
-from handoff.outbox import Outbox, StoredEvent, writing
+from handoff.outbox import Outbox, StoredEvent, StoreError, writing
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,11 @@ def _renumbered(event: StoredEvent, seq: int, previous: str) -> tuple[StoredEven
     return event._replace(seq=seq, payload=payload), chain
 
 
+SIGNED: Final = b'"signature":'
+"""Only a key can hold this in a stored event: a quote inside a JSON string is always escaped,
+and no event has a nested `signature`."""
+
+
 def signed_event(key: Ed25519PrivateKey, payload: bytes) -> bytes:
     """The event as published: its `data.signature` over the whole linked event, so the signature
     covers the chain. Ed25519 is deterministic, so every resend carries the same bytes."""
@@ -85,11 +93,28 @@ class Store(Outbox):
         """With [audit] one key signs the checkpoints and every event; without it nothing is signed."""
 
     def outgoing(self, event: StoredEvent) -> bytes:
-        """Events are signed here, on their way out in the publisher's thread, not in the commit:
-        an Ed25519 signature per event is a quarter of a millisecond per handoff that the tap
-        would otherwise wait for before its beep. The row holds the linked event; the key that
-        signs it is on the same disk, so an unsigned row is no easier to alter than a signed one."""
-        return event.payload if self._key is None else signed_event(self._key, event.payload)
+        """The event as published: signed here if `sign` has not signed its row yet."""
+        if self._key is None or SIGNED in event.payload:
+            return event.payload
+        return signed_event(self._key, event.payload)
+
+    def sign(self, stored: Sequence[StoredEvent]) -> None:
+        """Sign what a commit just stored, once its cue has been given.
+
+        Not in the commit: an Ed25519 signature per event is a quarter of a millisecond per
+        handoff that the beep would wait for. Not only on the way out either: a drain after an
+        outage would then sign thousands of events while the broker waits. A row this misses
+        (a crash in between, a failed write) is signed by `outgoing` as it leaves, into the
+        same bytes, since Ed25519 is deterministic. The key is on the same disk as the rows, so
+        an unsigned row is no easier to alter than a signed one."""
+        if self._key is None or not stored:
+            return
+        rows = [(signed_event(self._key, event.payload), event.seq, event.id) for event in stored]
+        try:
+            with writing(self._conn, "sign committed events") as conn:
+                conn.executemany("UPDATE outbox SET payload = ? WHERE seq = ? AND id = ?", rows)
+        except StoreError as exc:
+            log.warning("%s; the publisher signs them as it sends them", exc)
 
     def load_state(self) -> State | None:
         row = self._conn.execute("SELECT body FROM appliance_state WHERE id = 1").fetchone()

@@ -21,12 +21,14 @@ from handoff.feedback.board import load_board, parse_board
 from handoff.feedback.cues import PATTERNS, Cue
 from handoff.runtime.appliance import Stop
 from handoff.runtime.wiring import Parts, build
+from tests.kit import pcscd
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner
 from tests.kit.collector import Collector
 from tests.kit.config import PREFIX, Layout
 from tests.kit.gpio import mock_pins
 from tests.kit.net import free_udp_port
+from tests.kit.piv_cards import PivCa, write_card
 
 BOARD = load_board("pi-cart-v1")
 REVOKED = "04C0FFEE"
@@ -140,6 +142,44 @@ def test_a_press_arms_only_the_next_tap(cart: Cart) -> None:
     assert cart.types(4)[3] == ("checkin", "returned"), "the break-glass holder returns the device"
     cart.tap(REVOKED)
     assert cart.types(5)[4] == ("tap_rejected", "revoked"), "no press, no break-glass"
+
+
+@pcscd.ONE_PCSCD
+def test_an_expired_piv_card_is_refused_and_breaks_the_glass_after_the_button(
+    appliance: Layout, cli: CliRunner, tmp_path: Path
+) -> None:
+    """A contact PIV card through a real pcscd and vpcd (`handoff sim card`): genuine, its key
+    proven, but out of its dates."""
+    pcscd.ensure_running()
+    ca = PivCa()
+    key, cert, card_uuid = ca.card(expired=True)
+    key_path, cert_path = write_card(tmp_path, key, cert)
+    reader = {
+        "kind": "pcsc",
+        "name": "Virtual PCD 00 00",
+        "auth": "piv-cak",
+        "trust_anchors": str(ca.write(tmp_path / "ca.pem")),
+    }
+    with running(appliance, cli, tmp_path, reader, f"{card_uuid.hex()},dee,Dee Lin,RN,false\n") as (_, factory, events):
+
+        def insert() -> None:
+            result = cli("sim", "card", "04A1B2C3", "--piv-key", key_path, "--piv-cert", cert_path, "--hold", "0.3")
+            assert result.returncode == 0, result.stderr
+            pcscd.wait_until_empty()
+
+        def types(count: int) -> list[tuple[str, str | None]]:
+            found = events.wait_for_count(lambda m: "/events/" in m.topic, count)
+            return [(m.json()["type"].removeprefix("org.handoff."), m.json()["data"]["reason"]) for m in found]
+
+        insert()
+        assert types(1) == [("tap_rejected", "piv_expired")]
+        assert BOARD.button is not None
+        factory.pin(BOARD.button).drive_low()
+        factory.pin(BOARD.button).drive_high()
+        insert()
+        assert types(4)[1:] == [("tap_rejected", "piv_expired"), ("break_glass", "expired"), ("checkout", None)]
+        declared = next(m.json() for m in events.snapshot() if m.topic.endswith("/events/break_glass"))
+        assert declared["data"]["staff_id"] == "dee"
 
 
 def test_a_pin_map_button_must_be_a_free_bcm_pin(tmp_path: Path) -> None:

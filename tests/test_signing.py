@@ -63,6 +63,31 @@ def test_every_event_goes_out_signed_over_the_whole_event(tmp_path: Path) -> Non
         assert store.outgoing(row) == outgoing, "a resend carries the same bytes"
 
 
+def test_the_rows_a_commit_stored_are_signed_after_it_into_the_bytes_the_publisher_would_send(
+    tmp_path: Path,
+) -> None:
+    store = signing_store(tmp_path / "data")
+    stored = store.commit(in_use("ana"), [checkout("ana"), checkout("bo")], CONTEXT)
+    would_send = [store.outgoing(row) for row in stored]
+    store.sign(stored)
+    rows = [event for event, _ in store.all_events()]
+    assert [row.payload for row in rows] == would_send, "the row now holds the published bytes"
+    assert [store.outgoing(row) for row in rows] == would_send, "and goes out as it is, not signed twice"
+    assert all(event_signature_ok(json.loads(row.payload), [KEY.public_key()]) for row in rows)
+
+
+def test_signing_after_a_rewind_renumbered_the_rows_leaves_them_to_the_publisher(tmp_path: Path) -> None:
+    """The publisher's thread may renumber unsent rows between a commit and its signing: the
+    signature made for the old seq must not land on them."""
+    store = signing_store(tmp_path / "data")
+    stored = store.commit(in_use("ana"), [checkout("ana")], CONTEXT)
+    assert store.rebase_above(40, None, None) is not None
+    store.sign(stored)
+    (row,) = [event for event, _ in store.all_events()]
+    assert row.seq == 41 and "signature" not in json.loads(row.payload)["data"]
+    assert event_signature_ok(json.loads(store.outgoing(row)), [KEY.public_key()])
+
+
 def test_without_audit_nothing_is_signed(tmp_path: Path) -> None:
     store = Store(db.connect(tmp_path / "data"))
     store.commit(in_use("ana"), [checkout("ana")], CONTEXT)

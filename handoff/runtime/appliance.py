@@ -30,7 +30,7 @@ from handoff.directory import Directory
 from handoff.errors import HandoffError
 from handoff.feedback.cues import Cue
 from handoff.feedback.output import Feedback
-from handoff.outbox import StoreError
+from handoff.outbox import StoredEvent, StoreError
 from handoff.readers.base import BadgePresented, BadgeRemoved, BadRead, ReaderEvent
 from handoff.receipt import check_receipt
 from handoff.runtime.clock import Clock
@@ -76,7 +76,8 @@ class Store(Protocol):
     def load_state(self) -> State | None: ...
     def commit(
         self, state: State, events: tuple[Event, ...], context: EventContext, command: SeenCommand | None = None
-    ) -> object: ...
+    ) -> list[StoredEvent]: ...
+    def sign(self, stored: list[StoredEvent]) -> None: ...
     def checkpoint(self, context: EventContext, *, force: bool = False) -> bool: ...
 
 
@@ -352,14 +353,16 @@ class Appliance:
         changed = changed or outcome.state.waiting != self._state.waiting
         warned = outcome.state.warned_lock_at is not None and self._state.warned_lock_at is None
         changed = changed or outcome.state.warned_lock_at != self._state.warned_lock_at
+        stored: list[StoredEvent] = []
         if changed or command is not None:
             to_wall = self._clock.wall() - now
             stamped = tuple(replace(event, time=event.time + to_wall) for event in outcome.events)
-            self._store.commit(shifted(outcome.state, to_wall), stamped, self._context(), command)
+            stored = self._store.commit(shifted(outcome.state, to_wall), stamped, self._context(), command)
         self._state = outcome.state
         cue = Cue.IDLE_WARNING if warned else cue_for(outcome)
         if cue is not None and not quiet:
             self._feedback.show(cue)
+        self._store.sign(stored)
         for event in outcome.events:
             log.info("%s", describe(event))
         if outcome.ignored and isinstance(event_input, Tap | BreakGlass):

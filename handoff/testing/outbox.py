@@ -59,7 +59,7 @@ def publisher(
     key: Ed25519PrivateKey | None = None,
 ) -> Publisher:
     """A publisher on its own connection to the outbox in `data`, put together as the appliance does:
-    with a `key`, its store holds the key too, as it re-signs events a seq rewind renumbers."""
+    with a `key`, its store holds the key too, as it signs the events it hands out."""
     return Publisher(
         config,
         Topics(config.topic_prefix, SITE, DEVICE),

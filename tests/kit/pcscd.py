@@ -5,9 +5,9 @@ It lives in `handoff.testing.pcscd`, which the demo and the benches share.
 
 import pytest
 
-from handoff.testing.pcscd import PCSCD, PIDFILE, SOCKET, VPCD_PORT, ensure_running, restart
+from handoff.testing.pcscd import PCSCD, PIDFILE, SOCKET, VPCD_PORT, ensure_running, restart, wait_until_empty
 
-__all__ = ["ONE_PCSCD", "PCSCD", "PIDFILE", "SOCKET", "VPCD_PORT", "ensure_running", "restart"]
+__all__ = ["ONE_PCSCD", "PCSCD", "PIDFILE", "SOCKET", "VPCD_PORT", "ensure_running", "restart", "wait_until_empty"]
 
 ONE_PCSCD = pytest.mark.xdist_group("pcscd")
 """The machine has one pcscd and one vpcd slot: tests that use them take turns on one xdist worker."""
