@@ -329,6 +329,8 @@ def test_a_real_appliance_trail_captured_from_the_broker_verifies(
     captured.write_bytes(b"".join(m.payload + b"\n" for m in wanted))
     result = cli("audit", "verify", captured, "--key", public)
     assert result.returncode == 0 and "6 events" in result.stdout and " 0 trailing" in result.stdout, result.stdout
+    stored = [json.loads(event.payload) for event, _ in Store(db.connect(appliance.data_dir)).all_events()]
+    assert len(stored) == 6 and all("signature" in event["data"] for event in stored), "signed after each cue"
     export = cli("outbox", "export", "-c", appliance.config)
     exported = tmp_path / "export.jsonl"
     exported.write_text(export.stdout)
