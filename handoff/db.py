@@ -20,6 +20,12 @@ from handoff.errors import HandoffError
 
 DB_NAME: Final = "handoff.db"
 
+ACKED_ABOVE_INDEX: Final = "CREATE INDEX outbox_acked ON outbox (seq) WHERE acked IS NOT NULL;"
+"""The rows acknowledged out of order, above the watermark, for `depth`. A commit inserts rows
+unacknowledged, so this index costs the commit nothing; the publisher's acknowledgements and the
+purge keep it, off the tap's path."""
+
+
 MIGRATIONS: Final[tuple[str, ...]] = (
     """
     CREATE TABLE badges (
@@ -106,6 +112,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     # database now (handoff/agent/database.py). Empty, so that the numbers after it still mean
     # what they meant.
     "",
+    ACKED_ABOVE_INDEX,
 )
 
 

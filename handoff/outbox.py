@@ -181,8 +181,16 @@ class Outbox:
         return self._conn.execute("SELECT 1 FROM unsent LIMIT 1").fetchone() is not None
 
     def depth(self) -> int:
-        row = self._conn.execute("SELECT count(*) FROM unsent").fetchone()
-        return int(row[0])
+        """How many messages wait, without reading them: a backlog of 50,000 rows is 35 MB of
+        pages to count. The rows above the watermark are numbered without gaps (numbers are
+        handed out in order, and only rows under the watermark are ever deleted), so they are
+        the highest seq less the watermark, less the few acknowledged out of order among them."""
+        row = self._conn.execute(
+            "SELECT coalesce((SELECT max(seq) FROM outbox), 0) - acked_upto"
+            " - (SELECT count(*) FROM outbox INDEXED BY outbox_acked"
+            " WHERE seq > delivery.acked_upto AND acked IS NOT NULL) FROM delivery WHERE id = 1"
+        ).fetchone()
+        return max(0, int(row[0]))
 
     def oldest_unsent_created(self) -> float | None:
         """When the first message still waiting was made: a primary-key probe, where the oldest

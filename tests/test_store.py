@@ -7,6 +7,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from handoff import db
 from handoff.cloudevents import EventContext, uuid7
@@ -125,6 +127,36 @@ def test_out_of_order_acknowledgements_hold_the_watermark(tmp_path: Path) -> Non
     assert store.unsent() == [] and store.depth() == 0 and store.oldest_unsent_created() is None
     store.commit(in_use(8.0), [checkout(8.0)], CONTEXT)
     assert [e.seq for e in store.unsent()] == [7]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("commit"), st.integers(1, 5)),
+            st.tuples(st.just("ack"), st.sets(st.integers(1, 40), max_size=8)),
+            st.tuples(st.just("purge"), st.just(0)),
+            st.tuples(st.just("rewind"), st.integers(0, 60)),
+        ),
+        max_size=25,
+    )
+)
+def test_the_counted_depth_is_the_number_of_unsent_rows(tmp_path_factory: pytest.TempPathFactory, steps: list) -> None:
+    """`depth` counts without reading the rows; whatever commits, out-of-order acknowledgements,
+    purges and seq rewinds did, it says what reading them would."""
+    clock = Clock()
+    store = Store(db.connect(tmp_path_factory.mktemp("depth")), clock)
+    for action, value in steps:
+        clock.now += 10
+        if action == "commit":
+            store.commit(in_use(clock.now), [checkout(clock.now) for _ in range(value)], CONTEXT)
+        elif action == "ack":
+            store.mark_acked(sorted(value))
+        elif action == "purge":
+            store.purge(0)
+        else:
+            store.rebase_above(value, None, None)
+        assert store.depth() == len(store.unsent(limit=10_000)), (action, value)
 
 
 def test_an_outbox_from_before_the_watermark_is_migrated_with_its_events(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         resend INTEGER NOT NULL DEFAULT 0
     );
     """,
+    db.ACKED_ABOVE_INDEX,
 )
 
 AGENT: Final = db.Schema(
