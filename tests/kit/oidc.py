@@ -61,14 +61,16 @@ def oidc_provider(
     redirect_uris: Sequence[str],
     groups: Mapping[str, list[str]],
     *,
+    port: int = 0,
     code_ttl_s: int = 60,
     forge_audience: str = "",
 ) -> Iterator[Provider]:
     """The provider on a free loopback port with the console registered as a confidential
     client (`CLIENT_ID`, `CLIENT_SECRET`) at `redirect_uris`. `groups`: each login name's
     `groups` claim (a name not in it has none). `forge_audience`: the forger, whose ID tokens
-    name that audience instead, signed by the provider's own key."""
-    port = free_tcp_port()
+    name that audience instead, signed by the provider's own key. `port`: one chosen beforehand
+    (the console's config names the issuer before the provider starts), else a free one."""
+    port = port or free_tcp_port()
     client = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "redirect_uris": list(redirect_uris)}
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",

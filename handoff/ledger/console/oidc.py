@@ -51,6 +51,14 @@ class OidcSignIn:
             server_metadata_url=f"{config.issuer}/.well-known/openid-configuration",
             client_kwargs={"scope": " ".join(config.scopes), "code_challenge_method": "S256"},
         )
+        self._claims = {
+            "iss": {"essential": True, "values": [config.issuer]},
+            "aud": {"essential": True, "values": [config.client_id]},
+            "exp": {"essential": True},
+        }
+        """What the ID token must say, beyond what Authlib checks by itself: its own default checks
+        the audience only through `azp`, so a token for another audience that names this console as
+        its authorized party would pass."""
         self._flow_key = hmac.new(secret.encode(), b"handoff console sign-in flow", hashlib.sha256).hexdigest()
 
     def routes(self) -> list[Route]:
@@ -83,7 +91,7 @@ class OidcSignIn:
         address = request.client.host if request.client else "unknown"
         target = local_target(request.session.get("next"))
         try:
-            token = await self._client.authorize_access_token(request)
+            token = await self._client.authorize_access_token(request, claims_options=self._claims)
             claims = dict(token.get("userinfo") or {})
             if claims and self._config.roles_claim not in claims:
                 given = await self._client.userinfo(token=token)

@@ -7,8 +7,9 @@
 //   OIDC_CLIENT    JSON of the one client: client_id, client_secret, redirect_uris
 //   OIDC_GROUPS    JSON: login name -> the groups its `groups` claim carries (a name not listed has no claim)
 //   OIDC_CODE_TTL  seconds an authorization code stays good
-//   OIDC_FORGE_AUDIENCE  if set, the forger: every ID token leaves the token endpoint re-signed with
-//                  this audience instead of the client's, by the provider's own key
+//   OIDC_FORGE_AUDIENCE  if set, the forger: every ID token leaves the token endpoint re-signed by
+//                  the provider's own key with this audience instead of the client's (and the
+//                  client as its authorized party, `azp`, which alone some libraries accept)
 import { pathToFileURL } from "node:url";
 import { join } from "node:path";
 
@@ -48,7 +49,8 @@ if (forgedAudience) {
   provider.use(async (ctx, next) => {
     await next();
     if (ctx.path === "/token" && ctx.body && ctx.body.id_token) {
-      const claims = { ...decodeJwt(ctx.body.id_token), aud: forgedAudience };
+      const real = decodeJwt(ctx.body.id_token);
+      const claims = { ...real, aud: forgedAudience, azp: real.aud };
       ctx.body.id_token = await new SignJWT(claims).setProtectedHeader({ alg: "RS256", kid: "test-key" }).sign(privateKey);
     }
   });
