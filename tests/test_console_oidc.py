@@ -100,7 +100,7 @@ def users(console: Console) -> dict[str, dict[str, object]]:
 
 
 def test_a_provider_sign_in_lands_in_the_console_with_the_mapped_role(tmp_path: Path, database: str) -> None:
-    with signing_in(tmp_path, database) as (console, _), browsing() as (_, page):
+    with signing_in(tmp_path, database) as (console, provider), browsing() as (_, page):
         page.goto(f"{console.url}/login")
         expect(page.get_by_role("link", name=f"Sign in with {NAME}")).to_be_visible()
         assert violations(page) == [], "the login page"
@@ -116,8 +116,19 @@ def test_a_provider_sign_in_lands_in_the_console_with_the_mapped_role(tmp_path: 
         assert ("oidc", "user_added", "ana (admin, OpenID Connect)") in trail(database)
         assert ("ana", "login", "127.0.0.1 (OpenID Connect)") in trail(database)
 
-        role = ledger_command(console.config, "users", "role", "ana", "viewer")
-        assert role.returncode == 2 and "set at the provider" in role.stderr, role.stderr
+        page.get_by_role("link", name="Your account").click()
+        expect(page.get_by_text("Your account signs in through OpenID Connect")).to_be_visible()
+        assert not page.get_by_role("button", name="Turn on two-step login").count()
+        for refused_change in (("role", "ana", "viewer"), ("totp", "ana")):
+            said = ledger_command(console.config, "users", *refused_change)
+            assert said.returncode == 2 and "set at the provider" in said.stderr, said.stderr
+
+        provider.set_groups({**GROUPS, "ana": ["ward-viewers"]})  # moved to another group at the provider
+        page.get_by_role("button", name="Log out").click()
+        page.get_by_role("link", name=f"Sign in with {NAME}").click()  # still signed in at the provider
+        expect(page).to_have_url(f"{console.url}/fleet")
+        expect(page.locator("form.logout")).to_contain_text("ana (viewer)")
+        assert ("oidc", "user_role", "ana (viewer, from the provider)") in trail(database)
 
         assert ledger_command(console.config, "users", "disable", "ana").returncode == 0
         page.goto(f"{console.url}/fleet")

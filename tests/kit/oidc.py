@@ -53,6 +53,11 @@ class Provider:
     issuer: str
     client_id: str
     log: Path
+    groups_file: Path
+
+    def set_groups(self, groups: Mapping[str, list[str]]) -> None:
+        """Each login name's `groups` claim from the next sign-in on (a name not in it has none)."""
+        self.groups_file.write_text(json.dumps(dict(groups)))
 
 
 @contextmanager
@@ -67,9 +72,10 @@ def oidc_provider(
 ) -> Iterator[Provider]:
     """The provider on a free loopback port with the console registered as a confidential
     client (`CLIENT_ID`, `CLIENT_SECRET`) at `redirect_uris`. `groups`: each login name's
-    `groups` claim (a name not in it has none). `forge_audience`: the forger, whose ID tokens
-    name that audience instead, signed by the provider's own key. `port`: one chosen beforehand
-    (the console's config names the issuer before the provider starts), else a free one."""
+    `groups` claim (a name not in it has none), until `Provider.set_groups`. `forge_audience`:
+    the forger, whose ID tokens name that audience instead, signed by the provider's own key.
+    `port`: one chosen beforehand (the console's config names the issuer before the provider
+    starts), else a free one."""
     port = port or free_tcp_port()
     client = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "redirect_uris": list(redirect_uris)}
     env = {
@@ -77,18 +83,20 @@ def oidc_provider(
         "OIDC_MODULES": str(provider_modules()),
         "OIDC_PORT": str(port),
         "OIDC_CLIENT": json.dumps(client),
-        "OIDC_GROUPS": json.dumps(dict(groups)),
+        "OIDC_GROUPS_FILE": str(root / "oidc-groups.json"),
         "OIDC_CODE_TTL": str(code_ttl_s),
         "OIDC_FORGE_AUDIENCE": forge_audience,
     }
     log = root / "oidc-provider.log"
+    provider = Provider(f"http://127.0.0.1:{port}", CLIENT_ID, log, root / "oidc-groups.json")
+    provider.set_groups(groups)
     with log.open("wb") as out:
         process = subprocess.Popen(
             ["node", str(KIT / "provider.mjs")], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
         )
     try:
         wait_listening(process, port, log)
-        yield Provider(f"http://127.0.0.1:{port}", CLIENT_ID, log)
+        yield provider
     finally:
         process.terminate()
         process.wait(10)

@@ -5,13 +5,15 @@
 //   OIDC_MODULES   the node_modules directory `npm ci` filled from this folder's lock file
 //   OIDC_PORT      the loopback port; the issuer is http://127.0.0.1:PORT
 //   OIDC_CLIENT    JSON of the one client: client_id, client_secret, redirect_uris
-//   OIDC_GROUPS    JSON: login name -> the groups its `groups` claim carries (a name not listed has no claim)
+//   OIDC_GROUPS_FILE  a JSON file: login name -> the groups its `groups` claim carries (a name not
+//                  listed has no claim); read at every sign-in, so a test can move people between groups
 //   OIDC_CODE_TTL  seconds an authorization code stays good
 //   OIDC_FORGE_AUDIENCE  if set, the forger: every ID token leaves the token endpoint re-signed by
 //                  the provider's own key with this audience instead of the client's (and the
 //                  client as its authorized party, `azp`, which alone some libraries accept)
 import { pathToFileURL } from "node:url";
 import { join } from "node:path";
+import { readFileSync } from "node:fs";
 
 const modules = process.env.OIDC_MODULES;
 const load = (name, entry) => import(pathToFileURL(join(modules, name, entry)).href);
@@ -20,7 +22,7 @@ const { generateKeyPair, exportJWK, SignJWT, decodeJwt } = await load("jose", "d
 
 const port = Number(process.env.OIDC_PORT);
 const issuer = `http://127.0.0.1:${port}`;
-const groups = JSON.parse(process.env.OIDC_GROUPS);
+const groupsOf = () => JSON.parse(readFileSync(process.env.OIDC_GROUPS_FILE, "utf8"));
 const forgedAudience = process.env.OIDC_FORGE_AUDIENCE || "";
 
 const { privateKey } = await generateKeyPair("RS256", { extractable: true });
@@ -39,6 +41,7 @@ const provider = new Provider(issuer, {
       accountId: id,
       async claims() {
         const claims = { sub: id, preferred_username: id, name: `Test ${id}` };
+        const groups = groupsOf();
         return id in groups ? { ...claims, groups: groups[id] } : claims;
       },
     };
