@@ -195,8 +195,9 @@ def test_a_person_whose_claims_give_no_role_is_refused(tmp_path: Path, login: st
     with signing_in(tmp_path, database) as (console, _), browsing() as (_, page):
         at_the_provider(page, console, login)
         page.get_by_role("button", name="Continue").click()
-        refused(page, f"{login} has no 'groups' value that gives a console role")
+        expect(page.get_by_text(f"add you at {NAME} to a group that gives a console role")).to_be_visible()
         assert violations(page) == [], "the refusal page"
+        refused(page, f"{login} has no 'groups' value that gives a console role")
     assert login not in users(console)
     assert [d for _, action, d in trail(database) if action == "login_refused" and login in d]
 

@@ -109,10 +109,15 @@ class OidcSignIn:
         name, subject = name_for(claims), str(claims["sub"])
         role = role_for(claims, self._config.roles_claim, self._config.roles)
         if name is None or role is None:
+            hint = (
+                f"If you should have access, ask the console's administrator to add you at {self._config.name} "
+                "to a group that gives a console role."
+            )
             return await self._deny(
                 request,
                 address,
                 f"{name or subject} has no {self._config.roles_claim!r} value that gives a console role",
+                hint,
             )
         now = site.clock()
 
@@ -131,16 +136,17 @@ class OidcSignIn:
         site.set_cookie(response, site.cookie, session)
         return response
 
-    async def _deny(self, request: Request, address: str, why: str) -> Response:
+    async def _deny(self, request: Request, address: str, why: str, hint: str = "") -> Response:
+        """A sign-in the console refuses, audited with the reason."""
         now = self._site.clock()
         await run_in_threadpool(
             self._site.write,
             lambda conn: audit(conn, now, "oidc", "login_refused", f"{address} (OpenID Connect): {why}"),
         )
-        return self._refused(request, 403, f"The console refused this sign-in: {why}.")
+        return self._refused(request, 403, f"The console refused this sign-in: {why}.", hint)
 
-    def _refused(self, request: Request, status: int, detail: str) -> Response:
-        return self._site.page(request, "sign_in_refused.html", status, detail=detail, provider=self._config.name)
+    def _refused(self, request: Request, status: int, detail: str, hint: str = "") -> Response:
+        return self._site.page(request, "sign_in_refused.html", status, detail=detail, hint=hint)
 
 
 def _said(exc: Exception) -> str:
