@@ -10,13 +10,18 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.config import Config as AlembicConfig
 from playwright.sync_api import BrowserContext, Page, Request, expect
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 
+from handoff.ledger.accounts import listed
 from handoff.ledger.config import load_ledger_config
+from handoff.ledger.console.logins import Accounts
 from handoff.ledger.database import engine_for
 from handoff.ledger.oidc_accounts import role_for
 from handoff.ledger.schema import audit_log
@@ -243,3 +248,26 @@ def test_a_client_secret_others_may_read_is_refused_at_start(tmp_path: Path) -> 
     result = ledger_command(config, "serve")
     assert result.returncode == 2, result.stderr
     assert f"oidc.client_secret_file: {secret} is readable or writable by others" in result.stderr
+
+
+def test_accounts_from_before_the_upgrade_stay_local_with_their_password(database: str) -> None:
+    """A ledger at the console's previous schema: its accounts keep logging in with their
+    passwords, and are listed as local, after the upgrade that brings OpenID Connect accounts."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(files("handoff.ledger") / "migrations"))
+    old = create_engine(database.replace("postgresql://", "postgresql+psycopg://", 1))
+    with old.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0005")
+        conn.execute(
+            text("INSERT INTO users (name, role, password_hash, created) VALUES ('ines', 'admin', :hash, 0)"),
+            {"hash": Accounts().hash("a long admin passphrase")},
+        )
+    old.dispose()
+    engine = engine_for(database)
+    with engine.connect() as conn:
+        (account,) = listed(conn)
+        stored = Accounts().stored(conn, "ines")
+    engine.dispose()
+    assert (account.name, account.source, account.second_factor) == ("ines", "local", False)
+    assert Accounts().verify(stored, "a long admin passphrase").role == "admin"

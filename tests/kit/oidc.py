@@ -27,8 +27,15 @@ CLIENT_ID: Final = "handoff-console"
 CLIENT_SECRET: Final = "a test client secret of the console"
 
 
+NODE_MAJOR: Final = 20
+"""oidc-provider 9 needs Node 20 or later (Debian 12's own nodejs is 18; NodeSource's is 20)."""
+
+
 def provider_modules() -> Path:
     """The node_modules `npm ci` made from the kit's lock file."""
+    version = subprocess.run(["node", "--version"], check=True, capture_output=True, text=True).stdout.strip()
+    if int(version.lstrip("v").split(".")[0]) < NODE_MAJOR:
+        raise RuntimeError(f"node {version}: the kit's OpenID provider needs Node {NODE_MAJOR} or later")
     INSTALLED.mkdir(parents=True, exist_ok=True)
     with (INSTALLED / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
