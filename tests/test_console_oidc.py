@@ -109,6 +109,7 @@ def test_a_provider_sign_in_lands_in_the_console_with_the_mapped_role(tmp_path: 
         page.goto(f"{console.url}/login")
         expect(page.get_by_role("link", name=f"Sign in with {NAME}")).to_be_visible()
         assert violations(page) == [], "the login page"
+        page.screenshot(path=screenshot_path("oidc-login"), full_page=True)
         at_the_provider(page, console, "ana")
         page.get_by_role("button", name="Continue").click()
         expect(page).to_have_url(f"{console.url}/fleet")
@@ -202,6 +203,7 @@ def test_a_person_whose_claims_give_no_role_is_refused(tmp_path: Path, login: st
         page.get_by_role("button", name="Continue").click()
         expect(page.get_by_text(f"add you at {NAME} to a group that gives a console role")).to_be_visible()
         assert violations(page) == [], "the refusal page"
+        page.screenshot(path=screenshot_path(f"oidc-refused-{login}"), full_page=True)
         refused(page, f"{login} has no 'groups' value that gives a console role")
     assert login not in users(console)
     assert [d for _, action, d in trail(database) if action == "login_refused" and login in d]
