@@ -56,9 +56,9 @@ class OwnAccountPages:
         now = site.clock()
 
         def confirmed(conn: Connection) -> tuple[list[str] | None, str | None]:
-            return second_factor.confirm(conn, now, login.user, field(form, "code")), second_factor.pending(
-                conn, login.user
-            )
+            """The recovery codes if the code matched, else the secret still pending (to show again)."""
+            codes = second_factor.confirm(conn, now, login.user, field(form, "code"))
+            return codes, second_factor.pending(conn, login.user)
 
         codes, secret = await run_in_threadpool(site.write, confirmed)
         if codes is not None:
