@@ -6,12 +6,15 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := mosquitto mosquitto-clients pcscd vsmartcard-vpcd libpcsclite-dev swig python3-venv dbus chromium
+DEB_PACKAGES := mosquitto mosquitto-clients pcscd vsmartcard-vpcd libpcsclite-dev swig python3-venv dbus chromium nodejs
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup debs test lint demo bench clean
 
-setup: debs $(VENV)/.installed
+OIDC_PROVIDER := $(VENV)/oidc-provider
+OIDC_KIT := tests/kit/oidc_provider
+
+setup: debs $(VENV)/.installed $(OIDC_PROVIDER)/node_modules/.package-lock.json
 
 # Installs only the Debian packages that are missing, so a second run costs one dpkg query.
 debs:
@@ -28,6 +31,14 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[appliance,agent,ledger,test]'
 	touch $@
+
+# The OpenID provider the console's sign-in tests run (tests/kit/oidc.py), at the version the
+# kit's lock file pins; Debian's nodejs comes without npm, NodeSource's with it.
+$(OIDC_PROVIDER)/node_modules/.package-lock.json: $(OIDC_KIT)/package.json $(OIDC_KIT)/package-lock.json | $(VENV)/.installed
+	command -v npm >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm
+	mkdir -p $(OIDC_PROVIDER)
+	cp $(OIDC_KIT)/package.json $(OIDC_KIT)/package-lock.json $(OIDC_PROVIDER)/
+	npm ci --no-audit --no-fund --prefix $(OIDC_PROVIDER)
 
 lint: setup
 	$(VENV)/bin/ruff check handoff tests bench demo

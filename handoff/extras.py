@@ -36,6 +36,10 @@ EXTRA_OF_MODULE: Final = {
     "jinja2": "ledger",
     "multipart": "ledger",
     "python_multipart": "ledger",
+    "authlib": "ledger",
+    "httpx": "ledger",
+    "itsdangerous": "ledger",
+    "segno": "ledger",
 }
 
 

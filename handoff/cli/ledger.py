@@ -114,7 +114,9 @@ def _register_people_and_registers(command: Callable[[str, str], argparse.Argume
     imported.set_defaults(func=_import_assets)
     add = account_command("add", "add an account; the password is read from standard input", _add_user)
     add.add_argument("--role", choices=accounts.ROLES, required=True)
-    listing = account_command("list", "every account: role, enabled or not, live sessions", _list_users, named=False)
+    listing = account_command(
+        "list", "every account: role, enabled or not, live sessions, local or OpenID Connect", _list_users, named=False
+    )
     listing.add_argument("--format", choices=("text", "json"), default="text")
     role = account_command("role", "give an account another role (from its next request on)", _user_role)
     role.add_argument("role", choices=accounts.ROLES)
@@ -354,6 +356,8 @@ def _list_users(args: argparse.Namespace) -> int:
             "status": "disabled" if a.disabled else "enabled",
             "created": rfc3339(a.created),
             "sessions": a.sessions,
+            "source": a.source,
+            "second_factor": a.second_factor,
         }
         for a in found
     ]
@@ -361,7 +365,10 @@ def _list_users(args: argparse.Namespace) -> int:
         print(compact_json.dumps(rows))
     else:
         for row in rows:
-            print(f"{row['name']}\t{row['role']}\t{row['status']}\t{row['created']}\t{row['sessions']} session(s)")
+            print(
+                f"{row['name']}\t{row['role']}\t{row['status']}\t{row['created']}\t{row['sessions']} session(s)"
+                f"\t{row['source']}"
+            )
     return 0
 
 

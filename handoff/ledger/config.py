@@ -5,10 +5,11 @@ from __future__ import annotations
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Final
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
-from handoff.config import MqttConfig, OptionalPath, Section, config_path, read_toml, seconds_field
+from handoff.config import FilePath, MqttConfig, OptionalPath, Section, config_path, read_toml, seconds_field
 from handoff.config_errors import KeyedValueError, first_error
 from handoff.errors import ConfigError
 
@@ -115,10 +116,52 @@ class ConsoleConfig(Section):
         return self
 
 
+def _issuer(url: str) -> str:
+    """HTTPS, as OpenID Connect Discovery requires; plain HTTP only on loopback (a lab bench)."""
+    parts = urlsplit(url)
+    if not parts.hostname or parts.scheme not in ("https", "http") or parts.query or parts.fragment:
+        raise ValueError(
+            f'must be the provider\'s issuer URL, e.g. "https://login.example.org/realms/hospital", got {url!r}'
+        )
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ValueError(f"must be https:// off loopback, got {url!r}")
+    return url.rstrip("/")
+
+
+def _role_values(roles: dict[str, str]) -> dict[str, str]:
+    if not roles:
+        raise ValueError('must map at least one claim value to a role, e.g. {"biomed-admins" = "admin"}')
+    for value, role in roles.items():
+        if role not in ("viewer", "admin"):
+            raise ValueError(f'maps {value!r} to {role!r}: a role is "viewer" or "admin"')
+    return roles
+
+
+def _scopes(scopes: list[str]) -> list[str]:
+    if "openid" not in scopes:
+        raise ValueError(f'must include "openid", got {scopes!r}')
+    return scopes
+
+
+class OidcConfig(Section):
+    """Sign-in through the hospital's OpenID Connect provider (docs/console.md): where it is, how
+    the console is registered there, and which claim values make a viewer or an admin."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    """What the login page's button says: "Sign in with NAME"."""
+    issuer: Annotated[str, AfterValidator(_issuer)]
+    client_id: Annotated[str, Field(min_length=1, max_length=255)]
+    client_secret_file: FilePath
+    roles_claim: Annotated[str, Field(min_length=1, max_length=64)] = "groups"
+    roles: Annotated[dict[str, str], AfterValidator(_role_values)]
+    scopes: Annotated[list[str], AfterValidator(_scopes)] = Field(default_factory=lambda: ["openid", "profile"])
+
+
 class LedgerConfig(Section):
     ledger: LedgerSettings = LedgerSettings()
     mqtt: LedgerMqttConfig = LedgerMqttConfig()
     console: ConsoleConfig = ConsoleConfig()
+    oidc: OidcConfig | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -134,16 +134,21 @@ users = Table(
     metadata,
     Column("name", String(255), primary_key=True),
     Column("role", String(16), nullable=False),
-    Column("password_hash", Text, nullable=False),
+    Column("password_hash", Text),
     Column("created", Float, nullable=False),
     Column("disabled", Boolean, nullable=False, server_default=false()),
     Column("totp_secret", String(64)),
     Column("totp_last", BigInteger),
     Column("recovery_codes", Text),
+    Column("totp_pending", String(64)),
+    Column("source", String(16), nullable=False, server_default="local"),
+    Column("subject", String(255)),
 )
-"""Console accounts: an argon2id password hash; optionally a TOTP secret (RFC 6238), the last
-time step a code was accepted at (a code is good once), and the SHA-256 of each unused
-recovery code (a JSON list)."""
+"""Console accounts. A local one has an argon2id password hash; optionally a TOTP secret (RFC
+6238), the last time step a code was accepted at (a code is good once), the SHA-256 of each
+unused recovery code (a JSON list), and a secret being enrolled that no login accepts until a
+code from it is confirmed. An account of `source` "oidc" has no password: the hospital's
+OpenID provider signs it in, and `subject` is the provider's unchanging id (`sub`) for it."""
 
 audit_log = Table(
     "audit_log",

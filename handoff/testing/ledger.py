@@ -29,6 +29,7 @@ def ledger_config(
     console: dict[str, Any] | None = None,
     name: str = "",
     ledger: dict[str, Any] | None = None,
+    oidc: dict[str, Any] | None = None,
     **mqtt: Any,
 ) -> Path:
     path = root / f"ledger-{name or mqtt.get('client_id', 'handoff-ledger')}.toml"
@@ -38,6 +39,9 @@ def ledger_config(
     }
     if console is not None:
         tables["console"] = console
+    if oidc is not None:
+        tables["oidc"] = {key: value for key, value in oidc.items() if not isinstance(value, dict)}
+        tables.update({f"oidc.{key}": value for key, value in oidc.items() if isinstance(value, dict)})
     path.write_text(render_toml(tables, {}))
     return path
 
@@ -79,9 +83,17 @@ def add_user(config: Path, name: str, role: str, password: str) -> None:
 
 class Console:
     """`handoff ledger serve` as a child process on a free loopback port: over TLS when the
-    config names a certificate, else plain HTTP with `allow_insecure` (loopback only)."""
+    config names a certificate, else plain HTTP with `allow_insecure` (loopback only); `oidc` is
+    its [oidc] table, for sign-in through an OpenID provider."""
 
-    def __init__(self, root: Path, database: str, broker_port: int, tls: tuple[Path, Path] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        database: str,
+        broker_port: int,
+        tls: tuple[Path, Path] | None = None,
+        oidc: dict[str, Any] | None = None,
+    ) -> None:
         self.port = free_tcp_port()
         console: dict[str, Any] = {"listen": f"127.0.0.1:{self.port}"}
         if tls is None:
@@ -89,7 +101,7 @@ class Console:
         else:
             console["cert_file"], console["key_file"] = str(tls[0]), str(tls[1])
         self.scheme = "https" if tls else "http"
-        self.config = ledger_config(root, database, broker_port, console, name="console")
+        self.config = ledger_config(root, database, broker_port, console, name="console", oidc=oidc)
         self.log = root / "console.log"
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -1,6 +1,6 @@
-"""The admin's accounts page (`/users`): the same changes as `handoff ledger users`, audited
-under the admin's name. An admin cannot disable or demote their own account, so the console
-is never left without one by a slip."""
+"""The admin's accounts page (`/users`): the same changes as `handoff ledger users`, and turning
+off a person's second factor (a lost phone), audited under the admin's name. An admin cannot
+disable or demote their own account, so the console is never left without one by a slip."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from handoff.errors import UsageError
-from handoff.ledger import accounts
+from handoff.ledger import accounts, second_factor
 from handoff.ledger.console.forms import checked_form, current_login, field
 from handoff.ledger.console.pages import Site
 
@@ -49,12 +49,15 @@ class AccountPages:
             role = field(form, "role")
             change = lambda conn: accounts.set_role(conn, now, login.user, name, role)  # noqa: E731
             said = f"{name} is now {role}"
+        elif action == "totp_reset":
+            change = lambda conn: second_factor.remove(conn, now, login.user, name)  # noqa: E731
+            said = f"{name}'s two-step login is off; their password alone logs in until they set it up again"
         elif action in ("disable", "enable"):
             disabled = action == "disable"
             change = lambda conn: accounts.set_disabled(conn, now, login.user, name, disabled)  # noqa: E731
             said = f"{name} is {action}d"
         else:
-            raise HTTPException(400, f"action: {action[:20]!r} is not one of role, disable, enable, reset")
+            raise HTTPException(400, f"action: {action[:20]!r} is not one of role, disable, enable, reset, totp_reset")
         try:
             await run_in_threadpool(site.write, change)
         except UsageError as exc:

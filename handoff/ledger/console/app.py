@@ -28,6 +28,8 @@ from handoff.ledger.console.exception_pages import ExceptionPages
 from handoff.ledger.console.find_pages import FindPages
 from handoff.ledger.console.headers import SecurityHeaders
 from handoff.ledger.console.logins import Login, Sessions
+from handoff.ledger.console.oidc import OidcSignIn
+from handoff.ledger.console.own_account import OwnAccountPages
 from handoff.ledger.console.pages import Pages, Site, error_page, failure_page, unavailable_page
 from handoff.ledger.enrolment import recorder_for
 
@@ -82,8 +84,11 @@ class Console(Starlette):
 def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] = time.time) -> Console:
     site = Site(config, engine, clock)
     site.templates.env.globals["allow_untrusted"] = config.ledger.allow_untrusted
+    site.templates.env.globals["sign_in_with"] = config.oidc.name if config.oidc else None
+    sign_in = OidcSignIn(site, config.oidc).routes() if config.oidc else []
     pages = Pages(site)
     account_pages = AccountPages(site)
+    own_account = OwnAccountPages(site)
     find_pages = FindPages(site)
     exception_pages = ExceptionPages(site)
     enrolment = EnrolmentPages(site, recorder_for(config))
@@ -91,6 +96,7 @@ def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] 
         Route("/", pages.home),
         Route("/login", pages.login_form, methods=["GET"]),
         Route("/login", pages.login, methods=["POST"]),
+        *sign_in,
         Route("/logout", pages.logout, methods=["POST"]),
         Route("/healthz", pages.healthz),
         Route("/fleet", pages.fleet),
@@ -105,6 +111,9 @@ def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] 
         Route("/audit", pages.audit),
         Route("/users", account_pages.users),
         Route("/users/{name}", account_pages.change, methods=["POST"]),
+        Route("/account", own_account.page),
+        Route("/account/totp", own_account.start, methods=["POST"]),
+        Route("/account/totp/confirm", own_account.confirm, methods=["POST"]),
         Route("/enrolment", enrolment.page),
         Route("/enrolment/{device_id}", enrolment.enrol, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(files("handoff.ledger.console") / "static")), name="static"),

@@ -19,6 +19,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, delete, insert, or_, select, update
 
+from handoff.ledger.accounts import LOCAL
 from handoff.ledger.schema import console_sessions, users
 
 IDLE_S: Final = 15 * 60
@@ -73,9 +74,15 @@ class Accounts:
         self._decoy = self._hasher.hash(new_token())
 
     def stored(self, conn: Connection, name: str) -> tuple[str, str] | None:
-        """The account's password hash and role, if there is such an account and it is enabled."""
+        """The account's password hash and role, if there is such a local account and it is
+        enabled (one the OpenID provider signs in has no password here)."""
         row = conn.execute(
-            select(users.c.password_hash, users.c.role).where(users.c.name == name, users.c.disabled.is_(False))
+            select(users.c.password_hash, users.c.role).where(
+                users.c.name == name,
+                users.c.disabled.is_(False),
+                users.c.source == LOCAL,
+                users.c.password_hash.is_not(None),
+            )
         ).first()
         return (str(row.password_hash), str(row.role)) if row else None
 

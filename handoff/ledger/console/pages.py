@@ -137,7 +137,7 @@ def _csv(request: Request) -> bool:
     return request.query_params.get("format") == "csv"
 
 
-def _local(target: str | None) -> str:
+def local_target(target: str | None) -> str:
     """Where to go after login: a path on this console only, never another site."""
     if target and target.startswith("/") and not target.startswith(("//", "/\\")):
         return target
@@ -168,7 +168,7 @@ class Pages:
             "login.html",
             status_code,
             csrf=token,
-            next=_local(request.query_params.get("next")),
+            next=local_target(request.query_params.get("next")),
             problem=problem,
         )
         self._site.set_cookie(response, self._site.login_cookie, token)
@@ -209,7 +209,7 @@ class Pages:
             return await self.login_form(request, "Wrong name, password or one-time code.", 401)
         site.throttle.succeeded(name)
         token, _ = begun
-        response = RedirectResponse(_local(field(form, "next")), status_code=303)
+        response = RedirectResponse(local_target(field(form, "next")), status_code=303)
         site.set_cookie(response, site.cookie, token)
         site.forget_cookie(response, site.login_cookie)
         return response
