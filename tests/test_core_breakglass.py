@@ -25,7 +25,7 @@ from handoff.core.inputs import (
 from handoff.core.machine import BREAK_GLASS_SESSION, BREAK_GLASS_WINDOW_S, NOTHING_TO_OVERRIDE, idle_warning_due, step
 from handoff.core.policy import AgentPolicy, Policy
 from handoff.core.state import initial_state, shifted
-from tests.kit.core_cart import CoreCart, badge, held, kinds
+from tests.kit.core import Cart, badge, held, kinds
 
 POLICY = Policy(
     idle_timeout_s=300,
@@ -45,9 +45,9 @@ def require_confirmed() -> AgentPolicy:
     return AgentPolicy(confirm_s=10, require_confirmed=True)
 
 
-def in_use_by_ana(policy: Policy = POLICY, agent: AgentPolicy | None = None) -> CoreCart:
-    cart = CoreCart(policy, agent)
-    cart.tap_and_lift(ANA)
+def in_use_by_ana(policy: Policy = POLICY, agent: AgentPolicy | None = None) -> Cart:
+    cart = Cart(policy, agent)
+    cart.present(ANA)
     return cart
 
 
@@ -59,7 +59,7 @@ def test_a_new_role_for_the_holder_ends_the_session_and_the_next_tap_opens_one_u
     ended = cart.feed(HolderRole("ana", "MD"), after=5)
     assert kinds(ended.events) == [("forced_logoff", "ana", "role_changed")]
     assert cart.state.mode == "locked" and cart.state.custody and cart.state.custody.staff_id == "ana"
-    again = cart.tap_and_lift(badge("ana", role="MD"), after=5)
+    again = cart.present(badge("ana", role="MD"), after=5)
     assert kinds(again.events) == [("reauth", "ana", None)]
     assert cart.state.custody and cart.state.custody.role == "MD"
     assert cart.feed(HolderRole("ana", "MD"), after=1).ignored == "role_unchanged"
@@ -79,7 +79,7 @@ def test_the_same_role_another_staff_or_a_locked_holder_ends_nothing() -> None:
 
 
 def test_a_revoked_badge_held_on_the_reader_gets_the_device_as_break_glass() -> None:
-    cart = CoreCart(POLICY)
+    cart = Cart(POLICY)
     tapped, asked = cart.hold(BO_REVOKED)
     assert kinds(tapped.events) == [("tap_rejected", None, "revoked")]
     assert kinds(asked.events) == [("break_glass", "bo", "revoked"), ("checkout", "bo", None)]
@@ -103,18 +103,18 @@ def test_break_glass_over_another_holder_logs_them_off_as_a_handoff() -> None:
 
 
 def test_an_unknown_badge_is_refused_unless_the_policy_allows_it() -> None:
-    cart = CoreCart(POLICY)
+    cart = Cart(POLICY)
     _, asked = cart.hold(STRANGER)
     assert kinds(asked.events) == [("tap_rejected", None, "break_glass_unknown_badge")]
     assert cart.state.mode == "available" and cart.state.break_glass_uses == ()
-    lenient = CoreCart(replace(POLICY, break_glass_unknown=True))
+    lenient = Cart(replace(POLICY, break_glass_unknown=True))
     _, asked = lenient.hold(STRANGER)
     stand_in = "unknown-" + "f" * 16
     assert kinds(asked.events) == [("break_glass", stand_in, "unknown_badge"), ("checkout", stand_in, None)]
 
 
 def test_an_expired_piv_card_breaks_the_glass_and_its_holder_returns_the_device_with_it() -> None:
-    cart = CoreCart(POLICY)
+    cart = Cart(POLICY)
     card = Tap("pcsc:x", "e" * 64, "dee", rejection="piv_expired", role="RN")
     tapped = cart.feed(card)
     assert kinds(tapped.events) == [("tap_rejected", None, "piv_expired")]
@@ -122,7 +122,7 @@ def test_an_expired_piv_card_breaks_the_glass_and_its_holder_returns_the_device_
     asked = cart.feed(BreakGlass("pcsc:x", "e" * 64, "dee", role="RN", expired=True))
     assert kinds(asked.events) == [("break_glass", "dee", "expired"), ("checkout", "dee", None)]
     cart.feed(Lift("pcsc:x", "e" * 64), after=1)
-    assert kinds(cart.tap_and_lift(card, after=POLICY.retap_guard_s).events) == [("checkin", "dee", "returned")]
+    assert kinds(cart.present(card, after=POLICY.retap_guard_s).events) == [("checkin", "dee", "returned")]
 
 
 def test_a_badge_waiting_for_the_previous_logoff_breaks_the_glass_and_the_receipt_still_counts() -> None:
@@ -144,7 +144,7 @@ def test_a_badge_waiting_for_the_previous_logoff_breaks_the_glass_and_the_receip
 
 def test_an_unconfirmed_logoff_that_refuses_the_tap_is_overridden() -> None:
     cart = in_use_by_ana(agent=require_confirmed())
-    cart.tap_and_lift(ANA, after=10)
+    cart.present(ANA, after=10)
     cart.feed(Tick(), after=11)
     tapped, asked = cart.hold(BO, after=1)
     assert kinds(tapped.events) == [("tap_rejected", None, "previous_session_open")]
@@ -152,7 +152,7 @@ def test_an_unconfirmed_logoff_that_refuses_the_tap_is_overridden() -> None:
 
 
 def test_a_hold_where_the_tap_got_the_device_overrides_nothing_and_counts_no_use() -> None:
-    cart = CoreCart(POLICY)
+    cart = Cart(POLICY)
     tapped, asked = cart.hold(ANA)
     assert kinds(tapped.events) == [("checkout", "ana", None)]
     assert asked.events == () and asked.ignored == NOTHING_TO_OVERRIDE
@@ -163,7 +163,7 @@ def test_a_hold_where_the_tap_got_the_device_overrides_nothing_and_counts_no_use
 
 
 def test_maintenance_is_not_overridden() -> None:
-    cart = CoreCart(POLICY)
+    cart = Cart(POLICY)
     cart.feed(SetMaintenance(True))
     _, asked = cart.hold(BO_REVOKED, after=1)
     assert kinds(asked.events) == [("tap_rejected", None, "maintenance")]
@@ -174,7 +174,7 @@ def test_maintenance_is_not_overridden() -> None:
 
 
 def test_the_limit_per_staff_member_holds_for_30_days_then_lets_them_again() -> None:
-    cart = CoreCart(POLICY)
+    cart = Cart(POLICY)
     for _ in range(POLICY.break_glass_per_30d):
         _, asked = cart.hold(BO_REVOKED, after=60)
         assert asked.events[0].type == "break_glass"
@@ -193,7 +193,7 @@ def test_the_limit_per_staff_member_holds_for_30_days_then_lets_them_again() -> 
 
 
 def test_the_count_survives_the_state_being_saved_and_loaded_on_another_timeline() -> None:
-    cart = CoreCart(replace(POLICY, break_glass_per_30d=1))
+    cart = Cart(replace(POLICY, break_glass_per_30d=1))
     cart.hold(BO_REVOKED)
     cart.feed(SetMaintenance(True), after=1)
     cart.feed(SetMaintenance(False), after=1)
@@ -204,7 +204,7 @@ def test_the_count_survives_the_state_being_saved_and_loaded_on_another_timeline
 
 
 def test_no_use_at_all_with_a_limit_of_zero() -> None:
-    cart = CoreCart(replace(POLICY, break_glass_per_30d=0))
+    cart = Cart(replace(POLICY, break_glass_per_30d=0))
     _, refused = cart.hold(BO_REVOKED)
     assert kinds(refused.events) == [("tap_rejected", None, "break_glass_limit")]
 
@@ -213,33 +213,33 @@ def test_no_use_at_all_with_a_limit_of_zero() -> None:
 
 
 def test_a_revocation_does_not_end_a_break_glass_session_but_the_idle_lock_does() -> None:
-    cart = CoreCart(POLICY)
+    cart = Cart(POLICY)
     cart.hold(BO_REVOKED)
     outcome = cart.feed(Revoked("bo"), after=1)
     assert outcome.events == () and outcome.ignored == BREAK_GLASS_SESSION
     locked = cart.feed(Tick(), after=POLICY.idle_timeout_s)
     assert kinds(locked.events) == [("forced_logoff", "bo", "idle_timeout")]
     assert not cart.state.break_glass_session and state_summary(cart.state)["break_glass"] is False
-    assert kinds(cart.tap_and_lift(BO_REVOKED, after=1).events) == [("tap_rejected", None, "revoked")]
+    assert kinds(cart.present(BO_REVOKED, after=1).events) == [("tap_rejected", None, "revoked")]
 
 
 def test_the_break_glass_holder_returns_the_device_with_the_same_badge() -> None:
-    cart = CoreCart(replace(POLICY, break_glass_unknown=True))
+    cart = Cart(replace(POLICY, break_glass_unknown=True))
     cart.hold(STRANGER)
-    assert cart.tap_and_lift(STRANGER, after=1).ignored == "retap_guard"
-    returned = cart.tap_and_lift(STRANGER, after=POLICY.retap_guard_s)
+    assert cart.present(STRANGER, after=1).ignored == "retap_guard"
+    returned = cart.present(STRANGER, after=POLICY.retap_guard_s)
     assert kinds(returned.events) == [("checkin", "unknown-" + "f" * 16, "returned")]
     assert cart.state.mode == "available"
     cart.hold(BO_REVOKED, after=1)
     cart.feed(Tick(), after=POLICY.idle_timeout_s)
-    assert kinds(cart.tap_and_lift(BO_REVOKED, after=1).events) == [("tap_rejected", None, "revoked")]
+    assert kinds(cart.present(BO_REVOKED, after=1).events) == [("tap_rejected", None, "revoked")]
 
 
 def test_a_reauth_after_a_break_glass_session_is_an_ordinary_one() -> None:
     cart = in_use_by_ana(agent=require_confirmed())
     cart.hold(BO, after=10)
     cart.feed(Tick(), after=POLICY.idle_timeout_s)
-    reauth = cart.tap_and_lift(BO, after=1)
+    reauth = cart.present(BO, after=1)
     assert kinds(reauth.events) == [("reauth", "bo", None)]
     assert not cart.state.break_glass_session
     assert kinds(cart.feed(Revoked("bo"), after=1).events)[0] == ("forced_logoff", "bo", "revoked")
@@ -266,11 +266,11 @@ def test_the_warning_is_due_before_the_idle_lock_and_activity_withdraws_it() -> 
 
 
 def test_no_warning_without_a_live_session_or_when_the_session_limit_comes_first() -> None:
-    cart = CoreCart(POLICY)
+    cart = Cart(POLICY)
     assert idle_warning_due(cart.state, POLICY) is None
     assert cart.feed(WarnIdle()).ignored == "no_warning_due"
-    short = CoreCart(replace(POLICY, max_session_s=100))
-    short.tap_and_lift(ANA)
+    short = Cart(replace(POLICY, max_session_s=100))
+    short.present(ANA)
     assert idle_warning_due(short.state, short.policy) is None
 
 

@@ -35,7 +35,7 @@ from tests.kit.config import PREFIX, Layout
 from tests.kit.gpio import mock_pins
 from tests.kit.net import free_udp_port
 from tests.kit.outbox import CONTEXT
-from tests.kit.poll import until
+from tests.kit.wait import wait_for
 
 WATCHDOG_S = 2.0
 RED = load_board("pi-cart-v1").pins["red"]
@@ -101,8 +101,8 @@ def test_a_dead_publisher_lights_the_fault_says_so_and_stops_feeding_the_watchdo
             _poison_the_outbox(appliance.data_dir)
             parts.publisher.wake()
 
-            assert until(lambda: parts.publisher.fault), "the publisher should have failed on the poisoned row"
-            assert until(lambda: pins.pin(RED).state, timeout=2.0), "the fault light stays off"
+            assert wait_for(lambda: parts.publisher.fault), "the publisher should have failed on the poisoned row"
+            assert wait_for(lambda: pins.pin(RED).state, timeout=2.0), "the fault light stays off"
             _pings(notify_socket, 1.5)
             assert "WATCHDOG=1" not in _pings(notify_socket, 2 * WATCHDOG_S), "systemd would never restart it"
             status.wait_for(lambda m: m.json()["status"] == "offline")
@@ -127,7 +127,7 @@ def test_the_next_run_forgets_the_fault_once_it_publishes(appliance: Layout, cli
         running = threading.Thread(target=parts.run)
         running.start()
         try:
-            assert until(lambda: store.fault() is None)
+            assert wait_for(lambda: store.fault() is None)
             assert "publisher thread failed" not in cli("status", "-c", appliance.config).stdout
         finally:
             parts.appliance.submit(Stop())

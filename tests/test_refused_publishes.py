@@ -25,7 +25,7 @@ from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner
 from tests.kit.collector import Collector
 from tests.kit.config import PREFIX, Layout
-from tests.kit.poll import until
+from tests.kit.wait import wait_for
 
 ACL = f"""topic readwrite {PREFIX}/events/#
 topic readwrite {PREFIX}/state
@@ -61,7 +61,7 @@ def test_a_refused_checkpoint_is_counted_named_and_found_by_doctor(
         app.tap(ANA)
         app.event_types(1)
         store = Store(db.connect(appliance.data_dir))
-        refused = until(lambda: store.refused().get("checkpoint"))
+        refused = wait_for(lambda: store.refused().get("checkpoint"))
         assert refused is not None and refused.reason == REFUSED and refused.count >= 1
         shown = cli("status", "-c", appliance.config)
         assert (

@@ -17,7 +17,7 @@ from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner
 from tests.kit.config import Layout
 from tests.kit.outbox import mqtt_config, publisher
-from tests.kit.poll import until
+from tests.kit.wait import wait_for
 
 
 class OpensWhileRead:
@@ -46,7 +46,9 @@ def test_a_reader_opening_during_the_first_record_reaches_status_within_a_second
         running = publisher(mqtt_config(broker.port), data, health_provider=reader)
         running.start()
         try:
-            readers = until(lambda: (link := store.link()) is not None and link.readers[0]["ok"] and time.monotonic())
+            readers = wait_for(
+                lambda: (link := store.link()) is not None and link.readers[0]["ok"] and time.monotonic()
+            )
         finally:
             running.stop()
     assert readers and reader.opened_at is not None
