@@ -463,6 +463,16 @@ def test_doctor_says_what_mosquitto_supports_and_warns_of_its_queue_limit(
     assert result.returncode == 0, result.stdout + result.stderr
     assert "retained to a wildcard: yes" in result.stdout and "$share: delivers" in result.stdout
     assert "WARN  broker queue" in result.stdout and "max_queued_messages" in result.stdout
+    assert "PASS  trust: only messages signed under a key enrolled" in result.stdout
+
+
+def test_doctor_says_the_lab_benchs_switch_is_on(tmp_path: Path, cli: CliRunner, database: str) -> None:
+    with Broker(tmp_path / "broker") as broker:
+        config = ledger_config(tmp_path, database, broker.port, ledger={"allow_untrusted": True})
+        result = cli("ledger", "doctor", "-c", config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if "trust" in line]
+    assert line.startswith("WARN") and "allow_untrusted is on" in line and "is evidence" in line, line
 
 
 def test_doctor_on_a_3_1_1_only_broker_with_mqtt_5_fails_in_one_line(

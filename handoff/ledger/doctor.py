@@ -31,6 +31,7 @@ def checks(config: LedgerConfig) -> list[Callable[[], CheckResult]]:
         lambda: check_database(config.ledger.database),
         lambda: check_broker(config),
         queue_limits,
+        lambda: check_trust(config),
     ]
 
 
@@ -78,6 +79,17 @@ def check_broker(config: LedgerConfig) -> CheckResult:
     if mqtt.shared_group and shared != "delivers":
         return failed("broker", summary + "; leave mqtt.shared_group empty on this broker")
     return passed("broker", summary)
+
+
+def check_trust(config: LedgerConfig) -> CheckResult:
+    """The lab bench's switch is said wherever it is on, so that no one takes its record for evidence."""
+    if config.ledger.allow_untrusted:
+        return warned(
+            "trust",
+            "ledger.allow_untrusted is on: every message is believed, signed or not, so nothing this ledger "
+            "records is evidence; a lab bench only (docs/security.md)",
+        )
+    return passed("trust", "only messages signed under a key enrolled for their device are believed")
 
 
 def queue_limits() -> CheckResult:
