@@ -44,12 +44,11 @@ def test_a_break_glass_use_is_stored_in_order_and_gives_the_holder(engine: Engin
         made.extend(outcome.events)
     key = Ed25519PrivateKey.generate()
     with tempfile.TemporaryDirectory() as where:
-        stored = Store(db.connect(Path(where)), checkpoints=CheckpointPolicy(key, 100, 300.0)).commit(
-            state, made, CONTEXT
-        )
+        store = Store(db.connect(Path(where)), checkpoints=CheckpointPolicy(key, 100, 300.0))
+        published = [store.outgoing(event) for event in store.commit(state, made, CONTEXT)]
     prefix = PREFIX.removesuffix(f"/{SITE}/{DEVICE}")
     enrol_key(engine, DEVICE, key.public_key(), prefix=prefix)
-    batch = [Message(f"{PREFIX}/events/{json.loads(s.payload)['type'][12:]}", s.payload) for s in stored]
+    batch = [Message(f"{PREFIX}/events/{json.loads(p)['type'][12:]}", p) for p in published]
     with engine.begin() as conn:
         refused = Recorder(prefix).apply(conn, batch, now)
     with engine.connect() as conn:
