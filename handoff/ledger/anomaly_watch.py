@@ -1,0 +1,110 @@
+"""Anomalies in ingest: read what the rules need about a batch's new trusted events, open and
+close their exceptions, and queue the automated responses, all in the batch's transaction.
+
+Only the events `Recorder` believed reach here, so a forged message opens nothing and ends no
+session. Each question is one indexed query per batch (a staff id's devices, its taps around
+the batch's, a device's rejected taps around the batch's), never one per event, and none is
+asked when its rule is off: ingest with every rule on costs a few percent more
+(bench/anomaly_cost.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any, Protocol
+
+from sqlalchemy import Column, ColumnElement, Connection, String, any_, literal, select
+from sqlalchemy.dialects import postgresql
+
+from handoff.ledger import responses
+from handoff.ledger.anomalies import (
+    TAPS,
+    Live,
+    Rules,
+    Seen,
+    State,
+    checkout_staff,
+    detect,
+    rejecting_devices,
+    session_staff,
+    tapping_staff,
+)
+from handoff.ledger.schema import devices, events, staff
+
+
+class Book(Protocol):
+    """The batch's open exceptions (ingest.Exceptions)."""
+
+    now: float
+
+    def open(self, kind: str, device_id: str, source: str, key: str, detail: str) -> int | None: ...
+
+    def close(self, kind: str, key: str) -> None: ...
+
+
+def watch(conn: Connection, book: Book, rules: Rules, new: list[Seen]) -> None:
+    """Open and close the batch's anomalies; queue a response to each one that opens, when its
+    kind is in `respond`."""
+    found = detect(rules, new, _state(conn, rules, new))
+    for anomaly in found.opened:
+        exception_id = book.open(anomaly.kind, anomaly.device_id, "", anomaly.key, anomaly.detail)
+        if exception_id is not None and anomaly.kind in rules.respond:
+            for target in anomaly.targets:
+                responses.queue(conn, exception_id, target, book.now)
+    for kind, key in found.closed:
+        book.close(kind, key)
+
+
+def _state(conn: Connection, rules: Rules, new: list[Seen]) -> State:
+    live: list[Live] = []
+    taps: list[Seen] = []
+    rejections: list[Seen] = []
+    roles: dict[str, str] = {}
+    if rules.concurrent_use and (staff_ids := session_staff(new)):
+        query = select(devices.c.staff_id, devices.c.device_id, devices.c.site, devices.c.session_id, devices.c.since)
+        rows = conn.execute(query.where(_among(conn, devices.c.staff_id, staff_ids), devices.c.state == "in_use"))
+        live = [Live(row.staff_id, row.device_id, row.site, row.session_id, row.since or 0.0) for row in rows]
+    if rules.travel and (staff_ids := tapping_staff(new)):
+        times = [event.at for event in new if event.type in TAPS]
+        reach = rules.longest_trip_s
+        taps = _events(
+            conn,
+            _among(conn, events.c.staff_id, staff_ids),
+            events.c.type.in_(TAPS),
+            events.c.at > min(times) - reach,
+            events.c.at < max(times) + reach,
+        )
+    if rules.rejections and (device_ids := rejecting_devices(new)):
+        times = [event.at for event in new if event.type == "tap_rejected"]
+        rejections = _events(
+            conn,
+            _among(conn, events.c.device_id, device_ids),
+            events.c.type == "tap_rejected",
+            events.c.at >= min(times) - rules.within_s,
+            events.c.at <= max(times) + rules.within_s,
+        )
+    if rules.shifts and (staff_ids := checkout_staff(new)):
+        query = select(staff.c.staff_id, staff.c.role).where(_among(conn, staff.c.staff_id, staff_ids))
+        roles = {str(row.staff_id): str(row.role) for row in conn.execute(query)}
+    return State(live, taps, rejections, roles)
+
+
+def _events(conn: Connection, *where: ColumnElement[bool]) -> list[Seen]:
+    query = select(
+        events.c.id,
+        events.c.type,
+        events.c.site,
+        events.c.device_id,
+        events.c.staff_id,
+        events.c.session_id,
+        events.c.at,
+    ).where(*where)
+    return [Seen(*row) for row in conn.execute(query)]
+
+
+def _among(conn: Connection, column: Column[Any], values: Collection[str]) -> ColumnElement[bool]:
+    """`column IN values`; on PostgreSQL `= ANY(array)`, one statement whatever the batch holds,
+    which psycopg parses once (see ingest._stored)."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(literal(sorted(values), postgresql.ARRAY(String)))
+    return column.in_(sorted(values))

@@ -1,0 +1,59 @@
+"""Publishing the ledger's queued commands (responses.py), signed with `ledger.command_key_file`.
+
+Each is signed when it is published, with that moment as `issued_at`: the appliance refuses a
+command older than five minutes, and a broker outage may last longer than that. Its id stays
+the one queued, so a copy published again (its PUBACK lost with the connection) is refused by
+the appliance as a replay and acts once. A command is settled as sent only on its PUBACK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from paho.mqtt.client import MQTTMessageInfo
+from sqlalchemy import Connection
+
+from handoff.commands.signing import sign_command
+from handoff.ledger import responses
+from handoff.timefmt import rfc3339
+
+RESEND_AFTER_S: Final = 10.0
+"""A command the broker has not acknowledged this long after it was handed to paho is published again."""
+BY: Final = "handoff-ledger"
+
+Publish = Callable[[str, bytes], MQTTMessageInfo]
+
+
+class Responder:
+    def __init__(self, key: Ed25519PrivateKey, prefix: str, publish: Publish) -> None:
+        self._key = key
+        self._prefix = prefix.rstrip("/")
+        self._publish = publish
+        self._in_flight: dict[str, tuple[responses.Due, MQTTMessageInfo, float]] = {}
+
+    def send(self, conn: Connection, connected: bool, now: float) -> None:
+        """Settle what the broker acknowledged; while connected, publish what is due."""
+        for command_id, (command, info, handed) in list(self._in_flight.items()):
+            if info.is_published():
+                responses.sent(conn, command, now)
+                del self._in_flight[command_id]
+            elif now - handed > RESEND_AFTER_S:
+                del self._in_flight[command_id]
+        if not connected:
+            return
+        for command in responses.due(conn):
+            if command.id not in self._in_flight:
+                topic = f"{self._prefix}/{command.site}/{command.device_id}/cmd/{command.command}"
+                self._in_flight[command.id] = (command, self._publish(topic, self._signed(command, now)), now)
+
+    def _signed(self, command: responses.Due, now: float) -> bytes:
+        body = {
+            "id": command.id,
+            "issued_at": rfc3339(now),
+            "reason": f"anomaly (exception {command.exception_id})",
+            "by": BY,
+        }
+        return orjson.dumps(sign_command(self._key, command.device_id, command.command, body))
