@@ -38,17 +38,37 @@ def tap(
 
 
 def test_concurrent_use_names_the_older_sessions_and_closes_when_one_is_left() -> None:
-    live = [
-        Live("ana", "D2", "north", "s2", T + 60),
-        Live("ana", "D1", "north", "s1", T),
-        Live("bo", "D3", "north", "s3", T),
-    ]
-    found = concurrent_use({"ana", "bo"}, live)
-    assert [(a.kind, a.key, a.device_id, a.targets) for a in found.opened] == [
-        ("concurrent_use", "ana", "D1", (Target("D1", "north", "s1"),))
-    ]
+    live = [Live("ana", "D1", "north", "s1", T), Live("bo", "D3", "north", "s3", T)]
+    found = concurrent_use(
+        [tap("c2", T + 60, device="D2"), tap("i3", T + 61, device="D3", staff="bo", kind="checkin")], live
+    )
+    [anomaly] = found.opened
+    assert (anomaly.kind, anomaly.key, anomaly.device_id) == ("concurrent_use", "ana", "D1")
+    assert anomaly.targets == (Target("D1", "north", "s1"),)
     assert found.closed == [("concurrent_use", "bo")]
-    assert concurrent_use({"ana"}, live[:1]).closed == [("concurrent_use", "ana")]
+    ended = concurrent_use(
+        [tap("i1", T + 70, device="D1", kind="checkin")], [*live, Live("ana", "D2", "north", "s-c2", T + 60)]
+    )
+    assert ended.opened == [] and ended.closed == [("concurrent_use", "ana")]
+
+
+def test_a_second_session_that_began_and_ended_within_one_batch_is_found() -> None:
+    batch = [
+        tap("c1", T, device="D1"),
+        tap("c2", T + 5, device="D2"),
+        tap("i1", T + 10, device="D1", kind="checkin"),
+        tap("c3", T + 20, device="D3", staff="bo"),
+        tap("h1", T + 30, device="D3", staff="cy"),
+    ]
+    found = concurrent_use(batch, [])
+    assert [(a.key, a.device_id, a.targets) for a in found.opened] == [("ana", "D1", (Target("D1", "north", "s-c1"),))]
+    assert found.closed == [("concurrent_use", "ana"), ("concurrent_use", "bo"), ("concurrent_use", "cy")]
+
+
+def test_a_handoff_ends_the_previous_holders_session_there() -> None:
+    live = [Live("ana", "D1", "north", "s1", T)]
+    batch = [tap("c9", T + 5, device="D1", staff="bo"), tap("c2", T + 6, device="D2")]
+    assert concurrent_use(batch, live).opened == []
 
 
 def test_impossible_travel_is_faster_than_the_configured_trip_and_only_between_those_sites() -> None:

@@ -130,7 +130,7 @@ class State:
     """What the rules need from the database, read for one batch (anomaly_watch.py)."""
 
     live: Sequence[Live] = ()
-    """Every live session of the staff ids whose sessions the batch changed."""
+    """The sessions live before the batch of the staff ids whose sessions it changes."""
     taps: Sequence[Seen] = ()
     """The taps of the batch's tapping staff ids within the longest configured trip of the batch's own."""
     rejections: Sequence[Seen] = ()
@@ -166,7 +166,7 @@ def detect(rules: Rules, new: Sequence[Seen], state: State) -> Found:
     opened: list[Anomaly] = []
     closed: list[tuple[str, str]] = []
     if rules.concurrent_use:
-        found = concurrent_use(session_staff(new), state.live)
+        found = concurrent_use(new, state.live)
         opened += found.opened
         closed += found.closed
     if rules.travel:
@@ -180,24 +180,43 @@ def detect(rules: Rules, new: Sequence[Seen], state: State) -> Found:
     return Found(opened, closed)
 
 
-def concurrent_use(staff_ids: set[str], live: Sequence[Live]) -> Found:
-    """Opens while a staff id holds live sessions on two devices or more, naming the older ones
-    (the newest is most likely the person at hand); closes once one session is left."""
-    by_staff: dict[str, list[Live]] = {}
-    for session in live:
-        by_staff.setdefault(session.staff_id, []).append(session)
-    opened, closed = [], []
-    for staff_id in sorted(staff_ids):
-        sessions = sorted(by_staff.get(staff_id, []), key=lambda session: (session.since, session.device_id))
-        if len(sessions) < 2:
-            closed.append(("concurrent_use", staff_id))
+def concurrent_use(new: Sequence[Seen], live: Sequence[Live]) -> Found:
+    """Opens when a session starts while its staff id holds a live session on another device,
+    naming the older ones (the newest is most likely the person at hand); closes once one
+    session is left. The batch's session events are replayed in time order over the sessions
+    live before it, so a second session that began and ended within one batch (a backlog after
+    an outage) is found all the same."""
+    now = {session.device_id: session for session in live}
+    opened: dict[str, Anomaly] = {}
+    for event in sorted(new, key=lambda event: event.at):
+        held = now.get(event.device_id)
+        if event.type == "checkout" and event.staff_id:
+            now[event.device_id] = Live(event.staff_id, event.device_id, event.site, event.session_id, event.at)
+        elif event.type == "reauth" and event.staff_id:
+            since = held.since if held is not None and held.staff_id == event.staff_id else event.at
+            now[event.device_id] = Live(event.staff_id, event.device_id, event.site, event.session_id, since)
+        elif event.type in ("checkin", "forced_logoff"):
+            now.pop(event.device_id, None)
+        if event.type not in SESSION_STARTS or not event.staff_id or event.staff_id in opened:
             continue
-        older, newest = sessions[:-1], sessions[-1]
-        where = ", ".join(session.device_id for session in older)
-        detail = f"{staff_id} has a live session on {newest.device_id} and, from before, on {where}"
-        targets = tuple(Target(session.device_id, session.site, session.session_id) for session in older)
-        opened.append(Anomaly("concurrent_use", older[0].device_id, staff_id, detail, targets))
-    return Found(opened, closed)
+        older = sorted(
+            (
+                session
+                for session in now.values()
+                if session.staff_id == event.staff_id and session.device_id != event.device_id
+            ),
+            key=lambda session: (session.since, session.device_id),
+        )
+        if older:
+            where = ", ".join(session.device_id for session in older)
+            detail = f"{event.staff_id} began a session on {event.device_id} while live, from before, on {where}"
+            targets = tuple(Target(session.device_id, session.site, session.session_id) for session in older)
+            opened[event.staff_id] = Anomaly("concurrent_use", older[0].device_id, event.staff_id, detail, targets)
+    left: dict[str, int] = {}
+    for session in now.values():
+        left[session.staff_id] = left.get(session.staff_id, 0) + 1
+    closed = [("concurrent_use", staff_id) for staff_id in sorted(session_staff(new)) if left.get(staff_id, 0) < 2]
+    return Found(list(opened.values()), closed)
 
 
 def impossible_travel(

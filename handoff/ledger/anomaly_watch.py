@@ -42,10 +42,10 @@ class Book(Protocol):
     def close(self, kind: str, key: str) -> None: ...
 
 
-def watch(conn: Connection, book: Book, rules: Rules, new: list[Seen]) -> None:
+def watch(conn: Connection, book: Book, rules: Rules, new: list[Seen], state: State) -> None:
     """Open and close the batch's anomalies; queue a response to each one that opens, when its
     kind is in `respond`."""
-    found = detect(rules, new, _state(conn, rules, new))
+    found = detect(rules, new, state)
     for anomaly in found.opened:
         exception_id = book.open(anomaly.kind, anomaly.device_id, "", anomaly.key, anomaly.detail)
         if exception_id is not None and anomaly.kind in rules.respond:
@@ -55,7 +55,9 @@ def watch(conn: Connection, book: Book, rules: Rules, new: list[Seen]) -> None:
         book.close(kind, key)
 
 
-def _state(conn: Connection, rules: Rules, new: list[Seen]) -> State:
+def read(conn: Connection, rules: Rules, new: list[Seen]) -> State:
+    """What the rules need about the batch: read once its events are stored, before the
+    devices' holders move on to them (the sessions live before the batch)."""
     live: list[Live] = []
     taps: list[Seen] = []
     rejections: list[Seen] = []

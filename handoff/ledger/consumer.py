@@ -108,6 +108,7 @@ class Consumer:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         return client
 
     def stop(self) -> None:
@@ -288,6 +289,12 @@ class Consumer:
 
     def _on_connect_fail(self, client: Client, userdata: object) -> None:
         self._broker.down("cannot connect")
+
+    def _on_publish(
+        self, client: Client, userdata: object, mid: int, reason: ReasonCode, properties: Properties | None
+    ) -> None:
+        if self._responder is not None:
+            self._responder.acknowledged(mid, str(reason) if reason.is_failure else None)
 
     def _on_message(self, client: Client, userdata: object, message: MQTTMessage) -> None:
         """On paho's network thread: waiting here, while the ledger holds RECEIVE_MAXIMUM

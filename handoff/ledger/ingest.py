@@ -30,7 +30,7 @@ from handoff.audit.signature import signature_ok
 from handoff.core.events import EventType
 from handoff.ledger import trust
 from handoff.ledger.anomalies import Rules, Seen
-from handoff.ledger.anomaly_watch import watch
+from handoff.ledger.anomaly_watch import read, watch
 from handoff.ledger.holders import Change, update_holders
 from handoff.ledger.limits import DoesNotFit, check
 from handoff.ledger.queries import HELD, SESSION, offline, overdue
@@ -240,9 +240,11 @@ class Recorder:
                 log.warning("refused a message on %r: %s", message.topic[:300], refusal)
         new = self._events(conn, fresh, book)
         _upsert_devices(conn, list(heard.values()), now)
+        seen = [_seen(item) for item in new] if self._anomalies is not None else []
+        before = read(conn, self._anomalies, seen) if self._anomalies is not None and seen else None
         update_holders(conn, _changes(new))
-        if self._anomalies is not None and new:
-            watch(conn, book, self._anomalies, [_seen(item) for item in new])
+        if self._anomalies is not None and before is not None:
+            watch(conn, book, self._anomalies, seen, before)
         for reason, times in refused.items():
             count(conn, reason, times)
         return sum(refused.values())

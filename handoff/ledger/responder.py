@@ -8,6 +8,7 @@ the appliance as a replay and acts once. A command is settled as sent only on it
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Final
 
@@ -19,6 +20,8 @@ from sqlalchemy import Connection
 from handoff.commands.signing import sign_command
 from handoff.ledger import responses
 from handoff.timefmt import rfc3339
+
+log = logging.getLogger("handoff.ledger")
 
 RESEND_AFTER_S: Final = 10.0
 """A command the broker has not acknowledged this long after it was handed to paho is published again."""
@@ -32,22 +35,37 @@ class Responder:
         self._key = key
         self._prefix = prefix.rstrip("/")
         self._publish = publish
-        self._in_flight: dict[str, tuple[responses.Due, MQTTMessageInfo, float]] = {}
+        self._in_flight: dict[int, tuple[responses.Due, float]] = {}
+        """By MQTT message id: the command and when it was handed to paho."""
+        self._acks: dict[int, str | None] = {}
+        """PUBACKs by message id, from paho's thread: None, or why the broker refused it."""
+
+    def acknowledged(self, mid: int, refusal: str | None) -> None:
+        """paho's `on_publish`, on its network thread: a PUBACK, negative (MQTT 5) when the
+        broker refused the publish (its ACL): that command never reaches the appliance."""
+        self._acks[mid] = refusal
 
     def send(self, conn: Connection, connected: bool, now: float) -> None:
         """Settle what the broker acknowledged; while connected, publish what is due."""
-        for command_id, (command, info, handed) in list(self._in_flight.items()):
-            if info.is_published():
-                responses.sent(conn, command, now)
-                del self._in_flight[command_id]
+        for mid, (command, handed) in list(self._in_flight.items()):
+            if mid in self._acks:
+                refusal = self._acks.pop(mid)
+                if refusal is None:
+                    responses.sent(conn, command, now)
+                else:
+                    responses.refused(conn, command, refusal)
+                del self._in_flight[mid]
             elif now - handed > RESEND_AFTER_S:
-                del self._in_flight[command_id]
+                del self._in_flight[mid]
         if not connected:
             return
+        flying = {command.id for command, _ in self._in_flight.values()}
         for command in responses.due(conn):
-            if command.id not in self._in_flight:
+            if command.id not in flying:
                 topic = f"{self._prefix}/{command.site}/{command.device_id}/cmd/{command.command}"
-                self._in_flight[command.id] = (command, self._publish(topic, self._signed(command, now)), now)
+                info = self._publish(topic, self._signed(command, now))
+                self._in_flight[info.mid] = (command, now)
+                log.info("published %s %s to %s", command.command, command.id, command.device_id)
 
     def _signed(self, command: responses.Due, now: float) -> bytes:
         body = {

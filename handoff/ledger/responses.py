@@ -80,6 +80,13 @@ def sent(conn: Connection, command: Due, now: float) -> None:
     _note(conn, command.exception_id, f"{command.command} {command.id} sent to {command.device_id} at {rfc3339(now)}")
 
 
+def refused(conn: Connection, command: Due, refusal: str) -> None:
+    """The broker refused the command (its ACL does not let the ledger publish it)."""
+    outcome = f"not sent: the broker refused it ({refusal})"
+    conn.execute(update(responses).where(responses.c.id == command.id).values(outcome=outcome[:255]))
+    _note(conn, command.exception_id, f"{command.command} {command.id} to {command.device_id} {outcome}")
+
+
 def answered(conn: Connection, device_id: str, result: dict[str, Any], raw: str, now: float) -> None:
     """A trusted `cmd_result` from the device the command went to: the first answer is the
     appliance's verdict on the command (a second copy of the command is refused as a replay,
