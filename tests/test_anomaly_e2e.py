@@ -24,6 +24,7 @@ from handoff.ledger.database import engine_for, writing
 from handoff.ledger.ingest import Message, Recorder
 from handoff.ledger.schema import devices, exceptions, responses
 from handoff.sim.fleet import SimAppliance
+from tests.asyncapi_schemas import validator
 from tests.kit.appliance import ANA, Running
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner
@@ -96,6 +97,9 @@ def test_the_ledger_ends_the_older_session_on_a_real_appliance_and_shows_its_ans
         publish(scene.broker.port, [(*scene.elsewhere.emit("checkout", time.time(), "ana"), False)])
         ended = scene.cart.events.wait_for_count(lambda m: m.topic.endswith("/events/forced_logoff"), 1)[-1].json()
         assert ended["data"]["staff_id"] == "ana"
+        [command] = [m.json() for m in scene.cart.events.snapshot() if m.topic.endswith("/cmd/force_logoff")]
+        validator("command").validate(command)
+        assert command["by"] == "handoff-ledger"
         [(device, result, outcome)] = wait_for(lambda: [row for row in answers(scene.engine) if row[1]])
         assert (device, outcome) == (DEVICE, None)
         assert json.loads(str(result))["ok"] is True

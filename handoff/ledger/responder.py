@@ -12,11 +12,11 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
-import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.client import MQTTMessageInfo
 from sqlalchemy import Connection
 
+from handoff import compact_json
 from handoff.commands.signing import sign_command
 from handoff.ledger import responses
 from handoff.timefmt import rfc3339
@@ -74,4 +74,4 @@ class Responder:
             "reason": f"anomaly (exception {command.exception_id})",
             "by": BY,
         }
-        return orjson.dumps(sign_command(self._key, command.device_id, command.command, body))
+        return compact_json.dumps(sign_command(self._key, command.device_id, command.command, body)).encode()
