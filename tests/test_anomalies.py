@@ -85,6 +85,13 @@ def test_impossible_travel_is_faster_than_the_configured_trip_and_only_between_t
     assert impossible_travel(travel, [tap("e6", T + 5, "south", staff="bo")], [earlier]) == []
 
 
+def test_only_taps_in_a_row_are_compared() -> None:
+    """Seen back north in time after a slow trip south: only the last leg is too fast."""
+    travel = {frozenset(("north", "south")): 900.0}
+    trail = [tap("a", T, "north"), tap("b", T + 1000, "south", "D9"), tap("c", T + 1100, "north", "D2")]
+    assert [found.key for found in impossible_travel(travel, trail[2:], trail)] == ["b>c"]
+
+
 def test_a_late_event_of_the_older_tap_still_names_the_older_device() -> None:
     travel = {frozenset(("north", "south")): 900.0}
     [found] = impossible_travel(travel, [tap("late", T, "north", "D1")], [tap("kept", T + 100, "south", "D9")])

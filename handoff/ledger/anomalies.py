@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -187,64 +188,69 @@ def concurrent_use(new: Sequence[Seen], live: Sequence[Live]) -> Found:
     live before it, so a second session that began and ended within one batch (a backlog after
     an outage) is found all the same."""
     now = {session.device_id: session for session in live}
+    by_staff: dict[str, dict[str, Live]] = {}
+    for session in live:
+        by_staff.setdefault(session.staff_id, {})[session.device_id] = session
     opened: dict[str, Anomaly] = {}
     for event in sorted(new, key=lambda event: event.at):
-        held = now.get(event.device_id)
-        if event.type == "checkout" and event.staff_id:
-            now[event.device_id] = Live(event.staff_id, event.device_id, event.site, event.session_id, event.at)
-        elif event.type == "reauth" and event.staff_id:
-            since = held.since if held is not None and held.staff_id == event.staff_id else event.at
-            now[event.device_id] = Live(event.staff_id, event.device_id, event.site, event.session_id, since)
-        elif event.type in ("checkin", "forced_logoff"):
-            now.pop(event.device_id, None)
-        if event.type not in SESSION_STARTS or not event.staff_id or event.staff_id in opened:
+        if event.type not in SESSION_CHANGES:
             continue
-        older = sorted(
-            (
-                session
-                for session in now.values()
-                if session.staff_id == event.staff_id and session.device_id != event.device_id
-            ),
-            key=lambda session: (session.since, session.device_id),
-        )
-        if older:
-            where = ", ".join(session.device_id for session in older)
-            detail = f"{event.staff_id} began a session on {event.device_id} while live, from before, on {where}"
-            targets = tuple(Target(session.device_id, session.site, session.session_id) for session in older)
-            opened[event.staff_id] = Anomaly("concurrent_use", older[0].device_id, event.staff_id, detail, targets)
-    left: dict[str, int] = {}
-    for session in now.values():
-        left[session.staff_id] = left.get(session.staff_id, 0) + 1
-    closed = [("concurrent_use", staff_id) for staff_id in sorted(session_staff(new)) if left.get(staff_id, 0) < 2]
+        held = now.pop(event.device_id, None)
+        if held is not None:
+            by_staff[held.staff_id].pop(event.device_id, None)
+        if event.type in SESSION_STARTS and event.staff_id:
+            kept = event.type == "reauth" and held is not None and held.staff_id == event.staff_id
+            since = held.since if kept and held is not None else event.at
+            session = Live(event.staff_id, event.device_id, event.site, event.session_id, since)
+            now[event.device_id] = session
+            mine = by_staff.setdefault(event.staff_id, {})
+            mine[event.device_id] = session
+            if len(mine) > 1 and event.staff_id not in opened:
+                opened[event.staff_id] = _concurrent(event, mine)
+    closed = [
+        ("concurrent_use", staff_id) for staff_id in sorted(session_staff(new)) if len(by_staff.get(staff_id, {})) < 2
+    ]
     return Found(list(opened.values()), closed)
+
+
+def _concurrent(event: Seen, sessions: dict[str, Live]) -> Anomaly:
+    older = sorted(
+        (session for device_id, session in sessions.items() if device_id != event.device_id),
+        key=lambda session: (session.since, session.device_id),
+    )
+    where = ", ".join(session.device_id for session in older)
+    detail = f"{event.staff_id} began a session on {event.device_id} while live, from before, on {where}"
+    targets = tuple(Target(session.device_id, session.site, session.session_id) for session in older)
+    return Anomaly("concurrent_use", older[0].device_id, str(event.staff_id), detail, targets)
 
 
 def impossible_travel(
     travel: Mapping[frozenset[str], float], new: Sequence[Seen], taps: Sequence[Seen]
 ) -> list[Anomaly]:
-    """A new tap and another tap of the same staff id at another site, closer in time than the
-    trip between the two sites takes. The older tap's device holds the session to end."""
+    """Two taps of one staff id in a row (by time) at two sites, closer in time than the trip
+    between them takes; one of the two is new. Only taps in a row: a badge seen at a site in
+    between was somewhere the trip allows. The older tap's device holds the session to end."""
     by_staff: dict[str, dict[str, Seen]] = {}
     for tap in [*taps, *new]:
         if tap.type in TAPS and tap.staff_id:
             by_staff.setdefault(tap.staff_id, {})[tap.id] = tap
-    found: dict[str, Anomaly] = {}
-    for tap in new:
-        if tap.type not in TAPS or not tap.staff_id:
-            continue
-        for other in by_staff[tap.staff_id].values():
-            trip = travel.get(frozenset((tap.site, other.site)))
-            if trip is None or other.site == tap.site or abs(tap.at - other.at) >= trip:
+    fresh = {tap.id for tap in new}
+    found = []
+    for staff_id, mine in sorted(by_staff.items()):
+        for older, newer in pairwise(sorted(mine.values(), key=lambda seen: (seen.at, seen.id))):
+            trip = travel.get(frozenset((older.site, newer.site)))
+            if not {older.id, newer.id} & fresh or trip is None or older.site == newer.site:
                 continue
-            older, newer = sorted((tap, other), key=lambda seen: (seen.at, seen.id))
+            if newer.at - older.at >= trip:
+                continue
             key = f"{older.id}>{newer.id}"
             detail = (
-                f"{tap.staff_id} tapped at {older.site} ({older.device_id}) and {newer.at - older.at:.0f} s later "
+                f"{staff_id} tapped at {older.site} ({older.device_id}) and {newer.at - older.at:.0f} s later "
                 f"at {newer.site} ({newer.device_id}); the trip takes at least {trip:.0f} s"
             )
             target = Target(older.device_id, older.site, older.session_id)
-            found[key] = Anomaly("impossible_travel", older.device_id, key, detail, (target,))
-    return list(found.values())
+            found.append(Anomaly("impossible_travel", older.device_id, key, detail, (target,)))
+    return found
 
 
 def repeated_rejections(count: int, within_s: float, new: Sequence[Seen], rejections: Sequence[Seen]) -> Found:

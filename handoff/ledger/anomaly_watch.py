@@ -11,9 +11,9 @@ asked when its rule is off: ingest with every rule on costs a few percent more
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
-from sqlalchemy import Column, ColumnElement, Connection, String, any_, literal, select
+from sqlalchemy import Column, ColumnElement, Connection, String, any_, func, literal, select
 from sqlalchemy.dialects import postgresql
 
 from handoff.ledger import responses
@@ -67,15 +67,7 @@ def read(conn: Connection, rules: Rules, new: list[Seen]) -> State:
         rows = conn.execute(query.where(_among(conn, devices.c.staff_id, staff_ids), devices.c.state == "in_use"))
         live = [Live(row.staff_id, row.device_id, row.site, row.session_id, row.since or 0.0) for row in rows]
     if rules.travel and (staff_ids := tapping_staff(new)):
-        times = [event.at for event in new if event.type in TAPS]
-        reach = rules.longest_trip_s
-        taps = _events(
-            conn,
-            _among(conn, events.c.staff_id, staff_ids),
-            events.c.type.in_(TAPS),
-            events.c.at > min(times) - reach,
-            events.c.at < max(times) + reach,
-        )
+        taps = _taps_around(conn, staff_ids, [event.at for event in new if event.type in TAPS], rules.longest_trip_s)
     if rules.rejections and (device_ids := rejecting_devices(new)):
         times = [event.at for event in new if event.type == "tap_rejected"]
         rejections = _events(
@@ -91,17 +83,37 @@ def read(conn: Connection, rules: Rules, new: list[Seen]) -> State:
     return State(live, taps, rejections, roles)
 
 
+SEEN: Final = (
+    events.c.id,
+    events.c.type,
+    events.c.site,
+    events.c.device_id,
+    events.c.staff_id,
+    events.c.session_id,
+    events.c.at,
+)
+
+
 def _events(conn: Connection, *where: ColumnElement[bool]) -> list[Seen]:
-    query = select(
-        events.c.id,
-        events.c.type,
-        events.c.site,
-        events.c.device_id,
-        events.c.staff_id,
-        events.c.session_id,
-        events.c.at,
-    ).where(*where)
-    return [Seen(*row) for row in conn.execute(query)]
+    return [Seen(*row) for row in conn.execute(select(*SEEN).where(*where))]
+
+
+def _taps_around(conn: Connection, staff_ids: Collection[str], times: list[float], reach: float) -> list[Seen]:
+    """The staff ids' taps within the batch's span, and each one's last tap before it and first
+    after it within `reach`: the only taps a new one can be next to. The ranking is left to the
+    database, so a backlog's batch (minutes of taps) does not bring back every tap in reach."""
+    low, high = min(times), max(times)
+    among = _among(conn, events.c.staff_id, staff_ids)
+    found = _events(conn, among, events.c.type.in_(TAPS), events.c.at >= low, events.c.at <= high)
+    for beyond, nearest in (
+        ((events.c.at < low, events.c.at > low - reach), events.c.at.desc()),
+        ((events.c.at > high, events.c.at < high + reach), events.c.at.asc()),
+    ):
+        rank = func.row_number().over(partition_by=events.c.staff_id, order_by=nearest).label("rank")
+        ranked = select(*SEEN, rank).where(among, events.c.type.in_(TAPS), *beyond).subquery()
+        rows = conn.execute(select(*(ranked.c[column.name] for column in SEEN)).where(ranked.c.rank == 1))
+        found += [Seen(*row) for row in rows]
+    return found
 
 
 def _among(conn: Connection, column: Column[Any], values: Collection[str]) -> ColumnElement[bool]:
