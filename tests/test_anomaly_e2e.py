@@ -16,10 +16,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from argon2 import PasswordHasher
 from sqlalchemy import Engine, select
+from starlette.testclient import TestClient
 
 from handoff.audit.keys import private_pem
+from handoff.ledger import accounts
 from handoff.ledger.anomalies import Rules
+from handoff.ledger.config import load_ledger_config
+from handoff.ledger.console.app import create_app
 from handoff.ledger.database import engine_for, writing
 from handoff.ledger.ingest import Message, Recorder
 from handoff.ledger.schema import devices, exceptions, responses
@@ -29,6 +34,7 @@ from tests.kit.appliance import ANA, Running
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner
 from tests.kit.config import DEVICE, SITE, Layout
+from tests.kit.console import Clock, log_in, words
 from tests.kit.ledger import Ledger, audit_key, counted, enrol_key, enrolled, enrolled_fleet, ledger_config, sim_fleet
 from tests.kit.publish import publish
 from tests.kit.wait import wait_for
@@ -56,6 +62,7 @@ class Scene:
     cart: Running
     engine: Engine
     elsewhere: SimAppliance
+    config: Path
 
 
 @contextmanager
@@ -75,7 +82,7 @@ def responding(appliance: Layout, cli: CliRunner, tmp_path: Path, database: str)
         ledger = Ledger(config, tmp_path / "ledger.log")
         ledger.start()
         try:
-            yield Scene(broker, cart, engine, elsewhere)
+            yield Scene(broker, cart, engine, elsewhere, config)
         finally:
             cart.stop()
             cart.events.close()
@@ -107,7 +114,22 @@ def test_the_ledger_ends_the_older_session_on_a_real_appliance_and_shows_its_ans
             lambda: [row for row in anomaly_rows(scene.engine) if not row[3]]
         )
         assert (staff_id, where, still_open) == ("ana", DEVICE, False)
-        assert f"{DEVICE} answered" in detail and ": ok, done" in detail, detail
+        assert f"{DEVICE} answered" in detail and ": ok: done" in detail, detail
+        shown = console_row(scene.config, scene.engine, "concurrent_use")
+        assert f"Automated force logoff to {DEVICE}: sent " in shown, shown
+        assert "; the appliance answered ok: done" in shown, shown
+
+
+def console_row(config: Path, engine: Engine, kind: str) -> str:
+    """The text of the console's exceptions page for `kind`, as a viewer reads it."""
+    with engine.begin() as conn:
+        accounts.add(conn, time.time(), "test", "ward-clerk", "viewer", PasswordHasher().hash("clerk password 1"))
+    app = create_app(load_ledger_config(config), engine, Clock())
+    with TestClient(app, base_url="https://testserver") as client:
+        log_in(client, "ward-clerk", "clerk password 1")
+        page = client.get(f"/exceptions?type={kind}")
+        assert page.status_code == 200
+        return words(page)
 
 
 def test_a_simulated_fleet_handing_the_same_staff_ids_round_opens_and_closes_concurrent_use(

@@ -170,7 +170,7 @@ def test_the_appliances_signed_cmd_result_is_shown_on_the_exception_and_a_forged
     assert detail.splitlines()[1:] == [
         f"automated response: force_logoff {command.id} to WOW-1 queued",
         f"force_logoff {command.id} sent to WOW-1 at 2027-01-15T08:01:02.000Z",
-        f"WOW-1 answered {command.id}: ok, done",
+        f"WOW-1 answered {command.id}: ok: done",
     ]
 
 

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
 from sqlalchemy import Connection, insert, select, update
 
 from handoff.ledger.anomalies import Target
@@ -102,8 +103,42 @@ def answered(conn: Connection, device_id: str, result: dict[str, Any], raw: str,
     if row is None:
         return
     conn.execute(update(responses).where(responses.c.id == command_id).values(result=raw, answered=now))
-    verdict = "ok" if result.get("ok") is True else f"refused ({result.get('error')})"
-    _note(conn, row.exception_id, f"{device_id} answered {command_id}: {verdict}, {result.get('message')}")
+    _note(conn, row.exception_id, f"{device_id} answered {command_id}: {_answer(result)}")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One command as an exception's row shows it: where it went, how far it got, and the
+    appliance's answer in a few words."""
+
+    command: str
+    device_id: str
+    sent: float | None
+    outcome: str | None
+    answer: str | None
+
+
+def of_exceptions(conn: Connection, exception_ids: list[int]) -> dict[int, list[Outcome]]:
+    """The commands of a page of exceptions, in one query."""
+    found: dict[int, list[Outcome]] = {}
+    if not exception_ids:
+        return found
+    rows = conn.execute(
+        select(responses).where(responses.c.exception_id.in_(exception_ids)).order_by(responses.c.queued)
+    )
+    for row in rows:
+        answer = _answer(orjson.loads(row.result)) if row.result is not None else None
+        found.setdefault(row.exception_id, []).append(
+            Outcome(row.command, row.device_id, row.sent, row.outcome, answer)
+        )
+    return found
+
+
+def _answer(result: dict[str, Any]) -> str:
+    said = result.get("message")
+    if result.get("ok") is True:
+        return f"ok: {said}"
+    return f"refused ({result.get('error')}): {said}"
 
 
 def _note(conn: Connection, exception_id: int, line: str) -> None:
