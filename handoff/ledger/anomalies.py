@@ -133,7 +133,8 @@ class State:
     live: Sequence[Live] = ()
     """The sessions live before the batch of the staff ids whose sessions it changes."""
     taps: Sequence[Seen] = ()
-    """The taps of the batch's tapping staff ids within the longest configured trip of the batch's own."""
+    """The taps of the batch's tapping staff ids within the batch's span, and each one's nearest
+    before and after it within the longest configured trip."""
     rejections: Sequence[Seen] = ()
     """The rejected taps at the batch's rejecting devices within `within_s` of the batch's own."""
     roles: Mapping[str, str] = field(default_factory=dict)
