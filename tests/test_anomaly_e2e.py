@@ -166,7 +166,7 @@ def test_a_command_queued_while_the_broker_is_down_is_sent_when_it_is_back(
     appliance ends the session and its answer lands on the exception."""
     with responding(appliance, cli, tmp_path, f"sqlite:///{tmp_path / 'ledger.db'}") as scene:
         scene.cart.tap(ANA)
-        assert wait_for(lambda: holder(scene.engine) == ("ana", "in_use"))
+        assert wait_for(lambda: holder_of(scene.engine, DEVICE) == ("ana", "in_use"))
         scene.broker.stop()
         rules = Rules(concurrent_use=True, respond=frozenset({"concurrent_use"}))
         with writing(scene.engine) as conn:
@@ -174,12 +174,41 @@ def test_a_command_queued_while_the_broker_is_down_is_sent_when_it_is_back(
             Recorder("handoff/v1", anomalies=rules).apply(conn, [checkout], time.time())
         assert answers(scene.engine) == [(DEVICE, None, None)]
         scene.broker.start()
-        assert wait_for(lambda: holder(scene.engine) == ("ana", "locked"), 60)
+        assert wait_for(lambda: holder_of(scene.engine, DEVICE) == ("ana", "locked"), 60)
         [(device, result, _)] = wait_for(lambda: [row for row in answers(scene.engine) if row[1]], 60)
         assert device == DEVICE and json.loads(str(result))["ok"] is True
 
 
-def holder(engine: Engine) -> tuple[str | None, str | None]:
+def test_a_command_the_broker_refuses_is_marked_refused_not_sent(tmp_path: Path) -> None:
+    """A broker whose ACL does not let the ledger publish commands answers its PUBLISH with a
+    negative PUBACK (MQTT 5): the exception says so, rather than that the command went out."""
+    database = f"sqlite:///{tmp_path / 'ledger.db'}"
+    engine = engine_for(database)
+    first, second = (SimAppliance(SITE, name, staff=itertools.repeat("ana")) for name in ("WOW-A", "WOW-B"))
+    enrolled(engine, first, second)
+    acl = tmp_path / "acl"
+    acl.write_text("topic read handoff/v1/#\ntopic write handoff/v1/+/+/events/#\n")
+    command_key, _ = audit_key(tmp_path)
+    with Broker(tmp_path / "broker", extra=f"acl_file {acl}") as broker:
+        config = ledger_config(tmp_path, database, broker.port, ledger={"command_key_file": str(command_key)})
+        config.write_text(config.read_text() + RESPOND)
+        ledger = Ledger(config, tmp_path / "ledger.log")
+        ledger.start()
+        try:
+            publish(broker.port, [(*first.emit("checkout", time.time(), "ana"), False)])
+            assert wait_for(lambda: holder_of(engine, "WOW-A") == ("ana", "in_use"))
+            publish(broker.port, [(*second.emit("checkout", time.time(), "ana"), False)])
+            [(device, result, outcome)] = wait_for(lambda: [row for row in answers(engine) if row[2]])
+            assert (device, result) == ("WOW-A", None)
+            assert str(outcome).startswith("not sent: the broker refused it ("), outcome
+            [(_, _, detail, _)] = anomaly_rows(engine)
+            assert "sent to" not in detail and "the broker refused it" in detail, detail
+        finally:
+            ledger.kill(signal.SIGTERM)
+            engine.dispose()
+
+
+def holder_of(engine: Engine, device_id: str) -> tuple[str | None, str | None]:
     with engine.connect() as conn:
-        row = conn.execute(select(devices.c.staff_id, devices.c.state).where(devices.c.device_id == DEVICE)).first()
+        row = conn.execute(select(devices.c.staff_id, devices.c.state).where(devices.c.device_id == device_id)).first()
         return (row.staff_id, row.state) if row is not None else (None, None)
