@@ -4,8 +4,8 @@ close their exceptions, and queue the automated responses, all in the batch's tr
 Only the events `Recorder` believed reach here, so a forged message opens nothing and ends no
 session. Each question is one indexed query per batch (a staff id's devices, its taps around
 the batch's, a device's rejected taps around the batch's), never one per event, and none is
-asked when its rule is off: ingest with every rule on took 8.5 % more CPU on a busy fleet's
-backlog (bench/anomaly_cost.py).
+asked when its rule is off: with every rule on they took 8-9 % of ingest CPU on a busy fleet's
+backlog (bench/anomaly_cost.py, bench/README.md).
 """
 
 from __future__ import annotations
