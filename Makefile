@@ -67,6 +67,7 @@ bench: setup
 	$(PY) -m bench.verify_trail
 	$(PY) -m bench.agent_confirm
 	$(PY) -m bench.ledger_ingest
+	$(PY) -m bench.anomaly_cost
 	$(PY) -m bench.ledger_who
 	$(PY) -m bench.console_pages
 	$(PY) -m bench.startup

@@ -134,10 +134,13 @@ def test_the_agent_publishes_only_its_receipts_and_activity(broker: Broker) -> N
         agent.close()
 
 
-def test_the_ledger_only_reads(broker: Broker) -> None:
+def test_the_ledger_writes_only_force_logoff_commands(broker: Broker) -> None:
+    """Its automated response to an anomaly; no other command, and nothing an appliance or agent says."""
     ledger = Identity(broker.port, "handoff-ledger")
     try:
-        assert not any(ledger.may_publish(f"{PREFIX}/{suffix}") for suffix in [*APPLIANCE_WRITES, *AGENT_WRITES])
+        assert ledger.may_publish(f"{PREFIX}/cmd/force_logoff") and ledger.may_publish(f"{OTHER}/cmd/force_logoff")
+        others = [*APPLIANCE_WRITES, *AGENT_WRITES, "cmd/directory", "cmd/maintenance"]
+        assert not any(ledger.may_publish(f"{PREFIX}/{suffix}") for suffix in others)
     finally:
         ledger.close()
 

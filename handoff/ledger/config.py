@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from ipaddress import ip_address, ip_network
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal, get_args
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
-from handoff.config import FilePath, MqttConfig, OptionalPath, Section, config_path, read_toml, seconds_field
+from handoff.config import FilePath, MqttConfig, Name, OptionalPath, Section, config_path, read_toml, seconds_field
 from handoff.config_errors import KeyedValueError, first_error
 from handoff.errors import ConfigError
 
 DEFAULT_LEDGER_CONFIG_PATH: Final = Path("/etc/handoff/ledger.toml")
 LEDGER_CONFIG_ENV: Final = "HANDOFF_LEDGER_CONFIG"
 DAY: Final = 86400.0
+CLOCK: Final = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 def _listen_address(listen: str) -> str:
@@ -49,6 +53,73 @@ def _proxies(proxies: list[str]) -> list[str]:
     return proxies
 
 
+def _time_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f'must be an IANA time zone, e.g. "America/New_York", got {name!r}') from None
+    return name
+
+
+def _clock(text: str) -> str:
+    if not CLOCK.fullmatch(text):
+        raise ValueError(f'must be a time of day "HH:MM" (00:00 to 23:59), got {text!r}')
+    return text
+
+
+def _site_pair(sites: list[str]) -> list[str]:
+    if len(sites) != 2 or sites[0] == sites[1]:
+        raise ValueError(f'must name two different sites, e.g. ["north", "south"], got {sites!r}')
+    return sites
+
+
+class Travel(Section):
+    """The shortest time anyone takes between two sites: one badge at both faster is not one person."""
+
+    sites: Annotated[list[Name], AfterValidator(_site_pair)]
+    min_s: float = seconds_field(900.0, DAY, "1 day")
+
+
+class Shift(Section):
+    """When a role works, in `anomalies.time_zone`: a checkout outside it is `off_hours`. An `end`
+    before `start` runs past midnight (a night shift, counted on the day it starts)."""
+
+    role: str = Field(min_length=1, max_length=255)
+    days: list[Day] = Field(default_factory=lambda: list(get_args(Day)), min_length=1)
+    start: Annotated[str, AfterValidator(_clock)]
+    end: Annotated[str, AfterValidator(_clock)]
+
+
+class AnomalySettings(Section):
+    """Which anomalies the ledger looks for in the trusted events (docs/ledger.md), with their
+    thresholds, and which it answers by ending the older session. Each is off until set."""
+
+    concurrent_use: bool = False
+    repeated_rejections: int = Field(0, ge=0, le=1000)
+    """How many `tap_rejected` at one device within `rejections_within_s` open one; 0 is off."""
+    rejections_within_s: float = seconds_field(60.0, DAY, "1 day")
+    travel: Annotated[tuple[Travel, ...], Field(strict=False)] = ()
+    shifts: Annotated[tuple[Shift, ...], Field(strict=False)] = ()
+    time_zone: Annotated[str, AfterValidator(_time_zone)] = "UTC"
+    respond: list[Literal["concurrent_use", "impossible_travel", "off_hours"]] = Field(default_factory=list)
+    """The anomalies answered with a signed `cmd/force_logoff` to the device of the older session."""
+
+    @model_validator(mode="after")
+    def _responds_to_what_it_detects(self) -> AnomalySettings:
+        detected = {
+            "concurrent_use": self.concurrent_use,
+            "impossible_travel": bool(self.travel),
+            "off_hours": bool(self.shifts),
+        }
+        for kind in self.respond:
+            if not detected[kind]:
+                raise KeyedValueError("respond", f"names {kind}, which is not detected: configure it first")
+        pairs = [frozenset(travel.sites) for travel in self.travel]
+        if len(set(pairs)) != len(pairs):
+            raise KeyedValueError("travel", "names the same pair of sites twice")
+        return self
+
+
 class LedgerSettings(Section):
     database: Annotated[str, AfterValidator(_database_url)] = "sqlite:////var/lib/handoff/ledger.db"
     overdue_after_s: float = seconds_field(129600.0, 30 * DAY, "30 days")
@@ -58,6 +129,15 @@ class LedgerSettings(Section):
     audit_keys: OptionalPath = None
     allow_untrusted: bool = False
     """Believe unsigned and unenrolled messages as well: a lab bench only (docs/security.md)."""
+    command_key_file: OptionalPath = None
+    """The Ed25519 private key the ledger signs its automated `cmd/force_logoff` with."""
+    anomalies: AnomalySettings = AnomalySettings()
+
+    @model_validator(mode="after")
+    def _responding_needs_a_key(self) -> LedgerSettings:
+        if self.anomalies.respond and self.command_key_file is None:
+            raise KeyedValueError("command_key_file", "is required when anomalies.respond names an anomaly")
+        return self
 
 
 class LedgerMqttConfig(MqttConfig):

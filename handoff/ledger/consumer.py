@@ -23,17 +23,19 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Final
 
-from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
+from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage, MQTTMessageInfo
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import Connection, Engine
 
-from handoff.audit.keys import load_public_keys
+from handoff.audit.keys import load_public_keys, load_signing_key
 from handoff.ledger import health
+from handoff.ledger.anomalies import Rules
 from handoff.ledger.config import LedgerConfig
 from handoff.ledger.database import writing
 from handoff.ledger.ingest import Message, Recorder, evaluate
 from handoff.ledger.outage import Outage, is_outage, why
+from handoff.ledger.responder import Responder
 from handoff.ledger.set_aside import put_aside
 from handoff.ledger.trust import Ahead
 from handoff.mqtt import connection
@@ -58,7 +60,7 @@ class _Stopping(Exception):
 def subscriptions(config: LedgerConfig) -> list[str]:
     prefix = config.mqtt.topic_prefix.rstrip("/")
     share = f"$share/{config.mqtt.shared_group}/" if config.mqtt.shared_group else ""
-    kinds = ("events/#", "state", "status", "receipts", "checkpoint")
+    kinds = ("events/#", "state", "status", "receipts", "checkpoint", "cmd_result")
     return [f"{share}{prefix}/+/+/{kind}" for kind in kinds]
 
 
@@ -73,6 +75,7 @@ class Consumer:
             load_public_keys(keys, "ledger.audit_keys") if keys else [],
             config.ledger.max_clock_skew_s,
             allow_untrusted=config.ledger.allow_untrusted,
+            anomalies=Rules.of(config.ledger.anomalies),
         )
         self._pending: list[tuple[Message, int, int, float]] = []
         """(message, mid, qos, when it arrived)."""
@@ -90,6 +93,12 @@ class Consumer:
         self._database = Outage("SQLite" if engine.dialect.name == "sqlite" else "PostgreSQL", clock)
         self._broker = Outage(f"broker {config.mqtt.host}:{config.mqtt.port}", clock)
         self._client = self._new_client()
+        command_key = config.ledger.command_key_file
+        self._responder = (
+            Responder(load_signing_key(command_key, "ledger.command_key_file"), config.mqtt.topic_prefix, self._publish)
+            if command_key is not None
+            else None
+        )
 
     def _new_client(self) -> Client:
         mqtt = self._config.mqtt
@@ -99,6 +108,7 @@ class Consumer:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         return client
 
     def stop(self) -> None:
@@ -125,10 +135,12 @@ class Consumer:
                 coming = self._verify_ahead(upcoming)
                 if batch:
                     self._commit(batch, verdicts)
+                    self._respond()
                 batch, verdicts = upcoming, coming
                 if self._clock() >= next_evaluation:
                     next_evaluation = self._clock() + EVALUATE_EVERY_S
                     self._evaluate()
+                    self._respond()
                 if self._clock() >= next_health:
                     next_health = self._clock() + health.EVERY_S
                     self._record_health(since, batch)
@@ -222,6 +234,15 @@ class Consumer:
             lambda conn: evaluate(conn, now, settings.overdue_after_s, settings.offline_after_s, settings.holds_many)
         )
 
+    def _respond(self) -> None:
+        """Publish the commands the committed batches queued, and settle those acknowledged."""
+        if self._responder is not None:
+            responder = self._responder
+            self._waiting_out_outages(lambda conn: responder.send(conn, self._connected, self._clock()))
+
+    def _publish(self, topic: str, payload: bytes) -> MQTTMessageInfo:
+        return self._client.publish(topic, payload, qos=1)
+
     def _record_health(self, since: float, in_hand: list[tuple[Message, int, int, float]]) -> None:
         """`in_hand`: the batch taken and not yet written, older than anything pending."""
         now = self._clock()
@@ -268,6 +289,12 @@ class Consumer:
 
     def _on_connect_fail(self, client: Client, userdata: object) -> None:
         self._broker.down("cannot connect")
+
+    def _on_publish(
+        self, client: Client, userdata: object, mid: int, reason: ReasonCode, properties: Properties | None
+    ) -> None:
+        if self._responder is not None:
+            self._responder.acknowledged(mid, str(reason) if reason.is_failure else None)
 
     def _on_message(self, client: Client, userdata: object, message: MQTTMessage) -> None:
         """On paho's network thread: waiting here, while the ledger holds RECEIVE_MAXIMUM

@@ -29,9 +29,12 @@ from handoff.audit.chain import NotCanonical, digest, genesis, link
 from handoff.audit.signature import signature_ok
 from handoff.core.events import EventType
 from handoff.ledger import trust
+from handoff.ledger.anomalies import Rules, Seen
+from handoff.ledger.anomaly_watch import read, watch
 from handoff.ledger.holders import Change, update_holders
 from handoff.ledger.limits import DoesNotFit, check
 from handoff.ledger.queries import HELD, SESSION, offline, overdue
+from handoff.ledger.responses import answered
 from handoff.ledger.schema import checkpoints, counters, devices, events, exceptions, receipts, sources
 
 log = logging.getLogger("handoff.ledger")
@@ -114,6 +117,8 @@ def _parsed(prefix: str, message: Message) -> tuple[Route, dict[str, Any], float
         check(devices, _presence(where.kind, body))
     elif where.kind == "receipts":
         check(receipts, _receipt(where, body))
+    elif where.kind == "cmd_result":
+        _command_result(body)
     else:
         fields = _checkpoint_fields(body)
         check(checkpoints, fields)
@@ -127,6 +132,13 @@ def _receipt(where: Route, body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(body.get("id"), str) or not isinstance(data.get("for"), str):
         raise Refused("not_a_receipt")
     return {"id": body["id"], "for_id": data["for"], "device_id": where.device_id, "result": str(data.get("result"))}
+
+
+def _command_result(body: dict[str, Any]) -> str:
+    """The id of the command a `cmd_result` answers."""
+    if not isinstance(body.get("id"), str):
+        raise Refused("not_a_cmd_result")
+    return str(body["id"])
 
 
 def _checkpoint_fields(body: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +160,7 @@ def route(prefix: str, topic: str) -> Route | None:
     parts = topic[len(head) :].split("/")
     if len(parts) == 4 and parts[2] == "events":
         return Route(parts[0], parts[1], "events", parts[3])
-    if len(parts) == 3 and parts[2] in ("state", "status", "receipts", "checkpoint"):
+    if len(parts) == 3 and parts[2] in ("state", "status", "receipts", "checkpoint", "cmd_result"):
         return Route(parts[0], parts[1], parts[2])
     return None
 
@@ -156,7 +168,8 @@ def route(prefix: str, topic: str) -> Route | None:
 class Recorder:
     """Applies batches to the database; the keys verify checkpoints (`ledger.audit_keys`); an
     event whose time is further than `max_clock_skew_s` from when it was received opens
-    `clock_skew`. `allow_untrusted` believes every message, signed or not (a lab bench)."""
+    `clock_skew`; `anomalies` are the rules its new trusted events are checked against.
+    `allow_untrusted` believes every message, signed or not (a lab bench)."""
 
     def __init__(
         self,
@@ -165,11 +178,13 @@ class Recorder:
         max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S,
         *,
         allow_untrusted: bool = False,
+        anomalies: Rules | None = None,
     ) -> None:
         self._prefix = prefix
         self._keys = audit_keys
         self._max_skew = max_clock_skew_s
         self._allow_untrusted = allow_untrusted
+        self._anomalies = anomalies if anomalies is not None and anomalies.active else None
 
     def verify_ahead(self, engine: Engine, batch: Sequence[Message]) -> Future[trust.Ahead] | None:
         """Start verifying a batch's signatures, against the enrolments as they are now, while the
@@ -223,9 +238,13 @@ class Recorder:
             except (Refused, DoesNotFit) as refusal:
                 refused[refusal.reason] = refused.get(refusal.reason, 0) + 1
                 log.warning("refused a message on %r: %s", message.topic[:300], refusal)
-        held = self._events(conn, fresh, book)
+        new = self._events(conn, fresh, book)
         _upsert_devices(conn, list(heard.values()), now)
-        update_holders(conn, held)
+        seen = [_seen(item) for item in new] if self._anomalies is not None else []
+        before = read(conn, self._anomalies, seen) if self._anomalies is not None and seen else None
+        update_holders(conn, _changes(new))
+        if self._anomalies is not None and before is not None:
+            watch(conn, book, self._anomalies, seen, before)
         for reason, times in refused.items():
             count(conn, reason, times)
         return sum(refused.values())
@@ -265,6 +284,8 @@ class Recorder:
     def _other(self, conn: Connection, book: Exceptions, where: Route, body: dict[str, Any], raw: str) -> None:
         if where.kind == "receipts":
             _insert_ignoring(conn, receipts, [{**_receipt(where, body), "payload": raw, "received": book.now}])
+        elif where.kind == "cmd_result":
+            answered(conn, where.device_id, body, raw, book.now)
         else:
             self._checkpoint(conn, book, where, body, raw)
 
@@ -284,8 +305,8 @@ class Recorder:
             detail = f"checkpoint at seq {data['seq']} names a chain no stored event has"
             book.open("chain_break", where.device_id, source, key, detail)
 
-    def _events(self, conn: Connection, fresh: list[Fresh], book: Exceptions) -> list[Change]:
-        """Store the new events; those that may change who holds a device."""
+    def _events(self, conn: Connection, fresh: list[Fresh], book: Exceptions) -> list[Fresh]:
+        """Store the new events; those that were new, by source and seq."""
         if not fresh:
             return []
         ids = [item.body["id"] for item in fresh]
@@ -308,18 +329,36 @@ class Recorder:
             _follow(conn, book, item.where, item.body)
         for items in by_source.values():
             _clock(book, items)
-        return [
-            Change(
-                item.where.device_id,
-                kind,
-                _text(data.get("staff_id")),
-                _text(data.get("session_id")),
-                item.at,
-                item.seq,
-            )
-            for item in ordered
-            if (kind := item.where.event_type) in SESSION and (data := item.body["data"])
-        ]
+        return ordered
+
+
+def _changes(new: list[Fresh]) -> list[Change]:
+    """The new events that may change who holds a device."""
+    return [
+        Change(
+            item.where.device_id,
+            kind,
+            _text(data.get("staff_id")),
+            _text(data.get("session_id")),
+            item.at,
+            item.seq,
+        )
+        for item in new
+        if (kind := item.where.event_type) in SESSION and (data := item.body["data"])
+    ]
+
+
+def _seen(item: Fresh) -> Seen:
+    data = item.body["data"]
+    return Seen(
+        item.body["id"],
+        str(item.where.event_type),
+        item.where.site,
+        item.where.device_id,
+        _text(data.get("staff_id")),
+        _text(data.get("session_id")),
+        item.at,
+    )
 
 
 Held = dict[int, list[tuple[str, dict[str, Any], bool | None]]]
@@ -577,16 +616,18 @@ class Exceptions:
     def open_keys(self, kind: str) -> set[str]:
         return {key for open_kind, key in self._open if open_kind == kind}
 
-    def open(self, kind: str, device_id: str, source: str, key: str, detail: str) -> None:
+    def open(self, kind: str, device_id: str, source: str, key: str, detail: str) -> int | None:
+        """The new exception's id; None when one of this kind and key is open already."""
         if (kind, key) in self._open:
-            return
-        self._conn.execute(
-            insert(exceptions).values(
-                type=kind, device_id=device_id, source=source, key=key, opened=self.now, detail=detail
-            )
+            return None
+        made = self._conn.execute(
+            insert(exceptions)
+            .values(type=kind, device_id=device_id, source=source, key=key, opened=self.now, detail=detail)
+            .returning(exceptions.c.id)
         )
         self._open.add((kind, key))
         log.info("exception opened: %s %s (%s)", kind, device_id or key, detail)
+        return int(made.scalar_one())
 
     def close(self, kind: str, key: str) -> None:
         if (kind, key) not in self._open:

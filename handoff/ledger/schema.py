@@ -76,6 +76,7 @@ devices = Table(
     Column("status", String(16)),
     Column("last_heard", Float, nullable=False),
     Column("latest_event", Float),
+    Index("devices_staff", "staff_id"),
 )
 """Each device as its trusted events say now (holder, state, since: the events are the truth,
 its retained `state` is not), its retained `status`, and when anything trusted was last heard."""
@@ -252,3 +253,26 @@ assets = Table(
 )
 """What each device is and where it belongs (`ledger assets import`), from the hospital's asset
 register: pages show the model, unit and asset tag next to the device id."""
+
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("exception_id", Integer, nullable=False),
+    Column("command", String(32), nullable=False),
+    Column("site", String(255), nullable=False),
+    Column("device_id", String(255), nullable=False),
+    Column("session_id", String(64)),
+    Column("queued", Float, nullable=False),
+    Column("sent", Float),
+    Column("outcome", String(255)),
+    Column("result", Text),
+    Column("answered", Float),
+    Index("responses_unsent", "sent"),
+    Index("responses_exception", "exception_id"),
+)
+"""The ledger's own commands (an anomaly's automated `force_logoff`), keyed by the command's id:
+written in the transaction that opens the exception, published after its commit, and kept until
+the broker has acknowledged it (`sent`), so that neither a crash nor a broker outage loses one.
+`outcome` says why one was not sent (its session had already ended); `result` is the appliance's
+signed `cmd_result`, as it came."""

@@ -66,7 +66,7 @@ class Kept:
 
 
 class Book(Protocol):
-    def open(self, kind: str, device_id: str, source: str, key: str, detail: str) -> None: ...
+    def open(self, kind: str, device_id: str, source: str, key: str, detail: str) -> int | None: ...
 
 
 def raw_key(encoded: str) -> Ed25519PublicKey:

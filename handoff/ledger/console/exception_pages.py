@@ -26,6 +26,7 @@ from handoff.ledger.console.forms import checked_form, current_login, field
 from handoff.ledger.console.listing import PAGE_ROWS, Page, choice, view_url
 from handoff.ledger.console.pages import MAX_ROW_ID, Site
 from handoff.ledger.console.tables import csv_response
+from handoff.ledger.responses import Outcome, of_exceptions
 from handoff.ledger.schema import exceptions
 from handoff.timefmt import rfc3339
 
@@ -119,13 +120,15 @@ class ExceptionPages:
         number = _page_number(request.query_params.get("page"))
         wants_csv = request.query_params.get("format") == "csv"
 
-        def read(conn: Connection) -> tuple[list[Any], int, list[Group]]:
+        def read(conn: Connection) -> tuple[list[Any], int, list[Group], dict[int, list[Outcome]]]:
             query = view.query()
             total = int(conn.execute(select(func.count()).select_from(query.subquery())).scalar_one())
             paged = _ordered(query) if wants_csv else _ordered(query).offset((number - 1) * PAGE_ROWS).limit(PAGE_ROWS)
-            return list(conn.execute(paged)), total, _groups(conn)
+            rows = list(conn.execute(paged))
+            answered = {} if wants_csv else of_exceptions(conn, [row.id for row in rows])
+            return rows, total, _groups(conn), answered
 
-        rows, total, groups = await run_in_threadpool(site.read, read)
+        rows, total, groups, answered = await run_in_threadpool(site.read, read)
         if wants_csv:
             return csv_response(
                 "exceptions",
@@ -154,6 +157,7 @@ class ExceptionPages:
             request,
             "exceptions.html",
             flags=rows,
+            responses=answered,
             paged=Page(rows, number, pages, total),
             groups=groups,
             view=view,

@@ -32,6 +32,19 @@ KINDS: Final[dict[str, tuple[str, str]]] = {
     ),
     "clock_skew": ("Clock off", "An appliance's times run backwards or far from when the ledger received them."),
     "duplicate_conflict": ("Conflicting copies", "Two messages share an id but differ in content; one may be forged."),
+    "concurrent_use": (
+        "Badge in use twice",
+        "One staff id holds a live session on two devices at once; a badge may be shared or copied.",
+    ),
+    "impossible_travel": (
+        "Impossible travel",
+        "One staff id tapped at two sites faster than anyone can travel between them.",
+    ),
+    "repeated_rejections": (
+        "Rejected taps",
+        "Many refused taps at one device in a short time; someone may be trying badges.",
+    ),
+    "off_hours": ("Outside shift", "A checkout outside the hours configured for the holder's role."),
 }
 
 

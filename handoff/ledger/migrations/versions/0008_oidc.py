@@ -2,8 +2,8 @@
 or oidc) and its provider subject, no password for an oidc account, and a TOTP secret pending
 confirmation.
 
-Revision ID: 0008_oidc
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_oidc"
-down_revision = "0005"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
