@@ -20,9 +20,9 @@ from tests.kit.console import log_in
 from tests.kit.ledger import Console, Ledger, enrolled_fleet, ledger_config, sim_fleet, wait_for
 
 ADMIN = ("night-biomed", "a long admin passphrase")
-ROUNDS = 100
+ROUNDS = 40
 """Each round logs in afresh (argon2, then the session row and the audit row are written) and
-pages (each page view writes its session's last activity): 100 logins, 200 page views."""
+pages (each page view writes its session's last activity): 40 logins, 80 page views."""
 PAGES = ("/fleet", "/devices/SIM-00000")
 
 
