@@ -57,6 +57,11 @@ class LedgerSettings(Section):
     audit_keys: OptionalPath = None
     allow_untrusted: bool = False
     """Believe unsigned and unenrolled messages as well: a lab bench only (docs/security.md)."""
+    break_glass_per_30d: int = Field(2, ge=0, le=100)
+    """Break-glass uses per staff member over 30 days, on any device, beyond which a review is
+    marked over the limit (the appliances' own `[policy]` limit counts per device)."""
+    retain_days: int = Field(2190, ge=1, le=36500)
+    """Events older than this are pruned where a signed checkpoint anchors what remains (retention.py)."""
 
 
 class LedgerMqttConfig(MqttConfig):

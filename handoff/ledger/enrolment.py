@@ -56,6 +56,7 @@ def recorder_for(config: LedgerConfig) -> Recorder:
         load_public_keys(keys, "ledger.audit_keys") if keys else [],
         config.ledger.max_clock_skew_s,
         allow_untrusted=config.ledger.allow_untrusted,
+        break_glass_per_30d=config.ledger.break_glass_per_30d,
     )
 
 

@@ -29,6 +29,8 @@ from handoff.ledger.console.find_pages import FindPages
 from handoff.ledger.console.headers import SecurityHeaders
 from handoff.ledger.console.logins import Login, Sessions
 from handoff.ledger.console.pages import Pages, Site, error_page, failure_page, unavailable_page
+from handoff.ledger.console.report_pages import ReportPages
+from handoff.ledger.console.review_pages import ReviewPages
 from handoff.ledger.enrolment import recorder_for
 
 PUBLIC = ("/login", "/healthz", "/static/")
@@ -86,6 +88,8 @@ def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] 
     account_pages = AccountPages(site)
     find_pages = FindPages(site)
     exception_pages = ExceptionPages(site)
+    review_pages = ReviewPages(site)
+    report_pages = ReportPages(site)
     enrolment = EnrolmentPages(site, recorder_for(config))
     routes = [
         Route("/", pages.home),
@@ -101,6 +105,9 @@ def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] 
         Route("/exceptions", exception_pages.listing),
         Route("/exceptions/acknowledge", exception_pages.acknowledge_many, methods=["POST"]),
         Route("/exceptions/{flag_id}/acknowledge", exception_pages.acknowledge_one, methods=["POST"]),
+        Route("/exceptions/{flag_id}/review", review_pages.page, methods=["GET"]),
+        Route("/exceptions/{flag_id}/review", review_pages.close, methods=["POST"]),
+        Route("/report", report_pages.page),
         Route("/who", pages.who),
         Route("/audit", pages.audit),
         Route("/users", account_pages.users),
