@@ -224,12 +224,12 @@ class Consumer:
         now, days = self._clock(), self._config.ledger.retain_days
         pruned: list[retention.Pruned] = []
         self._waiting_out_outages(lambda conn: pruned.append(retention.prune(conn, now, days)))
-        if pruned and pruned[0].events:
+        if pruned and pruned[-1].events:
             log.info(
                 "retention: pruned %d events older than %d days from %d sources",
-                pruned[0].events,
+                pruned[-1].events,
                 days,
-                pruned[0].sources,
+                pruned[-1].sources,
             )
 
     def _record_health(self, since: float, in_hand: list[tuple[Message, int, int, float]]) -> None:
