@@ -80,23 +80,28 @@ class Report:
 
 def build(conn: Connection, settings: LedgerSettings, start: float, end: float, made: float) -> Report:
     within = and_(events.c.at >= start, events.c.at < end)
-    ends = _session_ends(conn, within)
-    confirmation = _confirmation(conn, within)
-    uses = _break_glass(conn, within, settings.break_glass_per_30d)
-    fleet = _fleet(conn)
-    integrity = _integrity(conn, within, start, end)
+    counted = _tally(conn, within)
+    tally = counted.by_kind
+    ends = {reason or "": total for (kind, reason), (total, _) in tally.items() if kind == "forced_logoff"}
+    confirmation, histogram = _confirmation(conn, within)
     counts = _exception_counts(conn, start, end)
     figures: dict[str, Any] = {
-        "events": _count(conn, within),
-        "checkouts": _count(conn, and_(within, events.c.type == "checkout")),
+        "events": sum(total for total, _ in tally.values()),
+        "checkouts": sum(total for (kind, _), (total, _) in tally.items() if kind == "checkout"),
         "session_ends_by_reason": ends,
         "idle_timeouts": ends.get("idle_timeout", 0),
         "role_changes": ends.get("role_changed", 0),
+        "forced_logoffs": sum(ends.values()),
         **confirmation,
-        **uses,
-        **fleet,
-        **integrity,
+        "logoffs_reported_unconfirmed": _reported_unconfirmed(conn, within),
+        **_break_glass(conn, within, settings.break_glass_per_30d),
+        **_fleet(conn),
+        **_integrity(conn, start, end),
+        "events_failing_their_link": sum(failing for _, failing in tally.values()),
     }
+    figures["confirmed_share"] = (
+        figures["logoffs_confirmed"] / figures["forced_logoffs"] if figures["forced_logoffs"] else None
+    )
     still_open, open_total = _still_open(conn)
     return Report(
         start,
@@ -106,80 +111,94 @@ def build(conn: Connection, settings: LedgerSettings, start: float, end: float, 
         counts,
         still_open,
         open_total,
-        _daily(conn, within),
-        _histogram(conn, within),
+        counted.daily_checkouts,
+        histogram,
         figures,
     )
 
 
-def _count(conn: Connection, where: ColumnElement[bool]) -> int:
-    return int(conn.execute(select(func.count()).select_from(events).where(where)).scalar_one())
+@dataclass(frozen=True)
+class Tally:
+    """The window's events by type and reason (how many, how many fail their link), and its
+    checkouts by UTC day: one pass over the window gives every plain count of the report."""
+
+    by_kind: dict[tuple[str, str | None], tuple[int, int]]
+    daily_checkouts: list[tuple[float, int]]
 
 
-def _session_ends(conn: Connection, within: ColumnElement[bool]) -> dict[str, int]:
+def _tally(conn: Connection, within: ColumnElement[bool]) -> Tally:
+    failing = func.coalesce(func.sum(case((events.c.chain_ok.is_(False), 1), else_=0)), 0)
+    day = func.floor(events.c.at / DAY_S).label("day")
     rows = conn.execute(
-        select(events.c.reason, func.count())
-        .where(within, events.c.type == "forced_logoff")
-        .group_by(events.c.reason)
-        .order_by(events.c.reason)
+        select(events.c.type, events.c.reason, day, func.count(), failing)
+        .where(within)
+        .group_by(events.c.type, events.c.reason, day)
     )
-    return {str(reason): int(total) for reason, total in rows}
-
-
-def _confirmations() -> Any:
-    """Each session end's first confirmation on its own device: (for_id, device_id, at)."""
-    confirmed = aliased(events)
-    return (
-        select(confirmed.c.for_id, confirmed.c.device_id, func.min(confirmed.c.at).label("at"))
-        .where(confirmed.c.type == "logoff_confirmed")
-        .group_by(confirmed.c.for_id, confirmed.c.device_id)
-        .subquery()
-    )
+    by_kind: dict[tuple[str, str | None], tuple[int, int]] = {}
+    daily: dict[float, int] = {}
+    for kind, reason, number, total, bad in rows:
+        before, broken = by_kind.get((str(kind), reason), (0, 0))
+        by_kind[(str(kind), reason)] = (before + int(total), broken + int(bad))
+        if kind == "checkout":
+            daily[float(number) * DAY_S] = daily.get(float(number) * DAY_S, 0) + int(total)
+    return Tally(by_kind, sorted(daily.items()))
 
 
 def _delays(within: ColumnElement[bool]) -> Any:
-    """Seconds from each forced logoff in the window to its confirmation, for those confirmed."""
-    confirmed = _confirmations()
+    """Seconds from each forced logoff in the window to its confirmation on its own device.
+    A trusted appliance confirms a session end once (a receipt counts only while the end is
+    unconfirmed), so a plain join gives one row per confirmed logoff, with no grouping to spill."""
+    confirmed = aliased(events)
     return (
         select((confirmed.c.at - events.c.at).label("delay"))
         .select_from(
-            events.join(confirmed, and_(confirmed.c.for_id == events.c.id, confirmed.c.device_id == events.c.device_id))
+            events.join(
+                confirmed,
+                and_(
+                    confirmed.c.for_id == events.c.id,
+                    confirmed.c.device_id == events.c.device_id,
+                    confirmed.c.type == "logoff_confirmed",
+                ),
+            )
         )
         .where(within, events.c.type == "forced_logoff")
         .subquery()
     )
 
 
-def _confirmation(conn: Connection, within: ColumnElement[bool]) -> dict[str, Any]:
-    ended = _count(conn, and_(within, events.c.type == "forced_logoff"))
+def _confirmation(conn: Connection, within: ColumnElement[bool]) -> tuple[dict[str, Any], list[tuple[str, int]]]:
+    """How many forced logoffs were confirmed, the median and 99th percentile of the time it
+    took, and the histogram of those times, in one pass over the join where the database can
+    (PostgreSQL's percentile_disc is the nearest rank); SQLite reads each percentile as one
+    row of an ordered query."""
     delays = _delays(within)
-    confirmed = int(conn.execute(select(func.count()).select_from(delays)).scalar_one())
-    unconfirmed_event = aliased(events)
-    unconfirmed = _count(
-        conn,
-        and_(
-            within,
-            events.c.type == "forced_logoff",
-            exists().where(
-                unconfirmed_event.c.type == "logoff_unconfirmed",
-                unconfirmed_event.c.for_id == events.c.id,
-                unconfirmed_event.c.device_id == events.c.device_id,
-            ),
-        ),
-    )
-    return {
-        "forced_logoffs": ended,
-        "logoffs_confirmed": confirmed,
-        "logoffs_reported_unconfirmed": unconfirmed,
-        "confirmed_share": confirmed / ended if ended else None,
-        "confirmation_median_s": _percentile(conn, delays, confirmed, 0.5),
-        "confirmation_p99_s": _percentile(conn, delays, confirmed, 0.99),
+    bounds = CONFIRMATION_BUCKETS_S
+    buckets = [
+        func.coalesce(func.sum(case((and_(delays.c.delay > low, delays.c.delay <= high), 1), else_=0)), 0)
+        for low, high in zip((-math.inf, *bounds), (*bounds, math.inf), strict=True)
+    ]
+    columns: list[Any] = [func.count(), *buckets]
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
+        columns += [func.percentile_disc(fraction).within_group(delays.c.delay) for fraction in (0.5, 0.99)]
+    row = conn.execute(select(*columns).select_from(delays)).one()
+    total = int(row[0])
+    if postgres:
+        median, p99 = row[-2], row[-1]
+    else:
+        median, p99 = (_nearest_rank(conn, delays, total, fraction) for fraction in (0.5, 0.99))
+    labels = [f"≤ {bound:g} s" for bound in bounds] + [f"> {bounds[-1]:g} s"]
+    histogram = [(label, int(count)) for label, count in zip(labels, row[1 : len(labels) + 1], strict=True)]
+    figures = {
+        "logoffs_confirmed": total,
+        "confirmation_median_s": None if median is None else float(median),
+        "confirmation_p99_s": None if p99 is None else float(p99),
     }
+    return figures, histogram
 
 
-def _percentile(conn: Connection, delays: Any, total: int, fraction: float) -> float | None:
-    """Nearest rank: the value at rank ceil(fraction * total), read as one row of an ordered
-    query, which both SQLite and PostgreSQL answer without sending the rest."""
+def _nearest_rank(conn: Connection, delays: Any, total: int, fraction: float) -> float | None:
+    """The value at rank ceil(fraction * total), read as one row of an ordered query."""
     if not total:
         return None
     rank = max(1, math.ceil(fraction * total))
@@ -187,27 +206,19 @@ def _percentile(conn: Connection, delays: Any, total: int, fraction: float) -> f
     return float(conn.execute(query).scalar_one())
 
 
-def _histogram(conn: Connection, within: ColumnElement[bool]) -> list[tuple[str, int]]:
-    delays = _delays(within)
-    bounds = CONFIRMATION_BUCKETS_S
-    bucket = case(
-        *((delays.c.delay <= bound, index) for index, bound in enumerate(bounds)),
-        else_=len(bounds),
-    ).label("bucket")
-    counted: dict[int, int] = {
-        int(index): int(total) for index, total in conn.execute(select(bucket, func.count()).group_by(bucket))
-    }
-    labels = [f"≤ {bound:g} s" for bound in bounds] + [f"> {bounds[-1]:g} s"]
-    return [(label, int(counted.get(index, 0))) for index, label in enumerate(labels)]
-
-
-def _daily(conn: Connection, within: ColumnElement[bool]) -> list[tuple[float, int]]:
-    """Checkouts per UTC day (a handoff, or a device taken from the shelf)."""
-    day = func.floor(events.c.at / DAY_S).label("day")
-    rows = conn.execute(
-        select(day, func.count()).where(within, events.c.type == "checkout").group_by(day).order_by(day)
+def _reported_unconfirmed(conn: Connection, within: ColumnElement[bool]) -> int:
+    """Forced logoffs in the window that their appliance reported unconfirmed (some confirmed later)."""
+    unconfirmed = aliased(events)
+    joined = events.join(
+        unconfirmed,
+        and_(
+            unconfirmed.c.for_id == events.c.id,
+            unconfirmed.c.device_id == events.c.device_id,
+            unconfirmed.c.type == "logoff_unconfirmed",
+        ),
     )
-    return [(float(number) * DAY_S, int(total)) for number, total in rows]
+    query = select(func.count(func.distinct(events.c.id))).select_from(joined)
+    return int(conn.execute(query.where(within, events.c.type == "forced_logoff")).scalar_one())
 
 
 def _break_glass(conn: Connection, within: ColumnElement[bool], limit: int) -> dict[str, Any]:
@@ -224,17 +235,21 @@ def _break_glass(conn: Connection, within: ColumnElement[bool], limit: int) -> d
         )
         .scalar_subquery()
     )
-    is_use = and_(within, events.c.type == "break_glass")
-    used, over = conn.execute(
-        select(func.count(), func.coalesce(func.sum(case((before > limit, 1), else_=0)), 0)).where(is_use)
-    ).one()
     review = and_(exceptions.c.type == break_glass.KIND, exceptions.c.key == literal("break_glass:") + events.c.id)
-    reviewed = _count(conn, and_(is_use, exists().where(review, exceptions.c.closed.is_not(None))))
+    reviewed = exists().where(review, exceptions.c.closed.is_not(None))
+    used, over, done = conn.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((before > limit, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((reviewed, 1), else_=0)), 0),
+        ).where(within, events.c.type == "break_glass")
+    ).one()
+    reviewed_count = int(done)
     return {
         "break_glass_uses": int(used),
         "break_glass_over_limit": int(over),
-        "break_glass_reviewed": reviewed,
-        "break_glass_not_reviewed": int(used) - reviewed,
+        "break_glass_reviewed": reviewed_count,
+        "break_glass_not_reviewed": int(used) - reviewed_count,
     }
 
 
@@ -257,21 +272,14 @@ def _fleet(conn: Connection) -> dict[str, Any]:
     }
 
 
-def _integrity(conn: Connection, within: ColumnElement[bool], start: float, end: float) -> dict[str, Any]:
+def _integrity(conn: Connection, start: float, end: float) -> dict[str, Any]:
     opened = and_(exceptions.c.opened >= start, exceptions.c.opened < end)
 
     def kinds(kind: str) -> int:
-        return int(
-            conn.execute(
-                select(func.count()).select_from(exceptions).where(opened, exceptions.c.type == kind)
-            ).scalar_one()
-        )
+        query = select(func.count()).select_from(exceptions).where(opened, exceptions.c.type == kind)
+        return int(conn.execute(query).scalar_one())
 
-    return {
-        "gaps_opened": kinds("seq_gap"),
-        "chain_breaks_opened": kinds("chain_break"),
-        "events_failing_their_link": _count(conn, and_(within, events.c.chain_ok.is_(False))),
-    }
+    return {"gaps_opened": kinds("seq_gap"), "chain_breaks_opened": kinds("chain_break")}
 
 
 def _exception_counts(conn: Connection, start: float, end: float) -> list[ExceptionCounts]:
