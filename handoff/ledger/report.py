@@ -93,7 +93,9 @@ def build(conn: Connection, settings: LedgerSettings, start: float, end: float, 
         "role_changes": ends.get("role_changed", 0),
         "forced_logoffs": sum(ends.values()),
         **confirmation,
-        "logoffs_reported_unconfirmed": _reported_unconfirmed(conn, within),
+        "session_ends_reported_unconfirmed": sum(
+            total for (kind, _), (total, _) in tally.items() if kind == "logoff_unconfirmed"
+        ),
         **_break_glass(conn, within, settings.break_glass_per_30d),
         **_fleet(conn),
         **_integrity(conn, start, end),
@@ -204,21 +206,6 @@ def _nearest_rank(conn: Connection, delays: Any, total: int, fraction: float) ->
     rank = max(1, math.ceil(fraction * total))
     query = select(delays.c.delay).order_by(delays.c.delay).offset(rank - 1).limit(1)
     return float(conn.execute(query).scalar_one())
-
-
-def _reported_unconfirmed(conn: Connection, within: ColumnElement[bool]) -> int:
-    """Forced logoffs in the window that their appliance reported unconfirmed (some confirmed later)."""
-    unconfirmed = aliased(events)
-    joined = events.join(
-        unconfirmed,
-        and_(
-            unconfirmed.c.for_id == events.c.id,
-            unconfirmed.c.device_id == events.c.device_id,
-            unconfirmed.c.type == "logoff_unconfirmed",
-        ),
-    )
-    query = select(func.count(func.distinct(events.c.id))).select_from(joined)
-    return int(conn.execute(query.where(within, events.c.type == "forced_logoff")).scalar_one())
 
 
 def _break_glass(conn: Connection, within: ColumnElement[bool], limit: int) -> dict[str, Any]:
@@ -337,7 +324,7 @@ def _controls(settings: LedgerSettings, f: dict[str, Any]) -> list[Control]:
                 Figure("share of forced logoffs confirmed", f["confirmed_share"]),
                 Figure("median seconds from forced logoff to confirmation", f["confirmation_median_s"]),
                 Figure("99th percentile seconds from forced logoff to confirmation", f["confirmation_p99_s"]),
-                Figure("forced logoffs reported unconfirmed", f["logoffs_reported_unconfirmed"]),
+                Figure("session ends the appliance reported unconfirmed", f["session_ends_reported_unconfirmed"]),
             ],
         ),
         Control(

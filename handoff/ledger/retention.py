@@ -36,7 +36,8 @@ def cutoff(now: float, retain_days: int) -> float:
 
 def anchors(conn: Connection, before: float) -> dict[str, int]:
     """Per source, the seq of the newest checkpoint at or before `before` whose event is still
-    stored: what the pruned trail starts after."""
+    stored and carries the chain the checkpoint names (a checkpoint that names another chain
+    opened chain_break and anchors nothing): what the pruned trail starts after."""
     anchored = checkpoints.join(
         events,
         and_(

@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse, Response
 
 from handoff.errors import UsageError
 from handoff.ledger import break_glass
-from handoff.ledger.console.forms import checked_form, current_login
+from handoff.ledger.console.forms import checked_form, current_login, field
 from handoff.ledger.console.pages import MAX_ROW_ID, Site
 from handoff.ledger.registers import StaffMember, names_of
 
@@ -49,14 +49,10 @@ class ReviewPages:
         form = await checked_form(request, login.csrf)
         if not login.admin:
             raise HTTPException(403, "only an admin reviews a break-glass use")
-        note = form.get("note")
-        now = self._site.clock()
+        note, now = field(form, "note"), self._site.clock()
         try:
             await run_in_threadpool(
-                self._site.write,
-                lambda conn: break_glass.close_with_review(
-                    conn, flag_id, login.user, note if isinstance(note, str) else "", now
-                ),
+                self._site.write, lambda conn: break_glass.close_with_review(conn, flag_id, login.user, note, now)
             )
         except UsageError as exc:
             raise HTTPException(400, str(exc)) from None
