@@ -56,6 +56,7 @@ bench: setup
 	$(PY) -m bench.agent_confirm
 	$(PY) -m bench.ledger_ingest
 	$(PY) -m bench.ledger_who
+	$(PY) -m bench.ledger_report
 	$(PY) -m bench.console_pages
 	$(PY) -m bench.startup
 

@@ -18,7 +18,7 @@ from handoff.ledger.schema import checkpoints, events, sources
 from handoff.sim.fleet import SimAppliance
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner
-from tests.kit.ledger import Ledger, enrolled, ledger_config, wait_for
+from tests.kit.ledger import Ledger, enrolled, ledger_command, ledger_config, wait_for
 
 DAY = 86400.0
 PREFIX = "handoff/v1"
@@ -93,3 +93,11 @@ def test_the_running_ledger_prunes_in_its_housekeeping(engine: Engine, database:
         finally:
             ledger.kill()
     assert "retention: pruned 6 events older than 3 days from 1 sources" in (tmp_path / "l.log").read_text()
+
+
+def test_a_retention_out_of_range_is_refused_naming_the_key(tmp_path: Path) -> None:
+    for days in (0, 36501, "six years"):
+        config = ledger_config(tmp_path, f"sqlite:///{tmp_path / 'ledger.db'}", 1883, ledger={"retain_days": days})
+        result = ledger_command(config, "exceptions")
+        assert result.returncode == 2 and "retain_days" in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
