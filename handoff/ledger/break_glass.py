@@ -61,7 +61,7 @@ class Step:
     kind: str
     staff_id: str | None
     reason: str | None
-    what: str
+    """For a receipt: the agent's result (`done`, `failed`)."""
 
 
 @dataclass(frozen=True)
@@ -112,14 +112,12 @@ def _session(conn: Connection, use: Any) -> tuple[list[Step], bool]:
             break
     ids = [row.id for row in kept]
     answers = conn.execute(
-        select(receipts.c.for_id, receipts.c.result, receipts.c.received)
+        select(receipts.c.result, receipts.c.received)
         .where(receipts.c.for_id.in_(ids), receipts.c.device_id == use.device_id)
         .order_by(receipts.c.received)
     )
-    story = [Step(row.at, row.type, row.staff_id, row.reason, "event") for row in kept]
-    story += [
-        Step(received, "logoff_receipt", None, result, f"receipt for {for_id}") for for_id, result, received in answers
-    ]
+    story = [Step(row.at, row.type, row.staff_id, row.reason) for row in kept]
+    story += [Step(received, "logoff_receipt", None, result) for result, received in answers]
     return sorted(story, key=lambda step: step.at), ended
 
 
