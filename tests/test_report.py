@@ -189,6 +189,7 @@ def test_the_report_figures_match_the_events_that_made_them(
     for name in ("confirmation_median_s", "confirmation_p99_s", "confirmed_share"):
         assert math.isclose(figures[name], want[name], rel_tol=1e-9), name
     assert figures["break_glass_not_reviewed"] == want["break_glass_uses"] - want["break_glass_reviewed"]
+    assert (figures["devices_heard"], figures["devices_enrolled"], figures["devices_with_agents"]) == (5, 5, 0)
     days = [(datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d"), count) for at, count in got["daily_checkouts"]]
     assert days == want["daily"]
     assert [count for _, count in got["confirmation_times"]] == want["buckets"]

@@ -302,6 +302,12 @@ def _still_open(conn: Connection) -> tuple[list[OpenException], int]:
     return [OpenException(kind, device, float(opened), detail) for kind, device, opened, detail in rows], total
 
 
+def _some(total: int, names: list[str], shown: int = 20) -> str:
+    """How many, and the first few by name (JSON lists the first thousand)."""
+    more = f", and {total - shown} more" if total > shown else ""
+    return f"{total}" + (f": {', '.join(names[:shown])}{more}" if names else "")
+
+
 def _seconds(value: float) -> str:
     return f"{value:g} s"
 
@@ -315,7 +321,10 @@ def _controls(settings: LedgerSettings, f: dict[str, Any]) -> list[Control]:
             "Automatic logoff",
             [
                 Setting("idle_timeout_s, max_session_s", per_appliance),
-                Setting("devices with an agent confirming logoffs", str(f["devices_with_agents"])),
+                Setting(
+                    "devices with an agent confirming logoffs",
+                    _some(f["devices_with_agents"], f["devices_with_agents_listed"]),
+                ),
             ],
             [
                 Figure("sessions ended by idle timeout", f["idle_timeouts"]),
