@@ -69,6 +69,7 @@ bench: setup
 	$(PY) -m bench.ledger_ingest
 	$(PY) -m bench.anomaly_cost
 	$(PY) -m bench.ledger_who
+	$(PY) -m bench.ledger_report
 	$(PY) -m bench.console_pages
 	$(PY) -m bench.startup
 

@@ -6,7 +6,8 @@ an EHR logoff script would), the ledger with the appliance's key enrolled, the d
 and the asset register imported, and its web console with a demo admin whose logins need a
 one-time code (TOTP), and a subscriber that prints each event as one line;
 then plays a shift, step by step: handoffs, the agent's receipts, an outage, a forgery, emergency
-access (break-glass) by a revoked badge held on the reader, and the console's pages and search.
+access (break-glass) by a revoked badge held on the reader and its review in the console, the
+console's pages and search, and the evidence report's summary.
 Each step says what should happen, does it, waits for the events it announced and says what it
 saw; when they differ the demo stops there, names the step and exits 1. Whatever it started is
 stopped on every way out (an error, Ctrl-C, SIGTERM).
@@ -126,6 +127,7 @@ class Demo:
 
     def __init__(self, work: Path, stack: ExitStack) -> None:
         self.work, self.stack = work, stack
+        self.started = time.time()
         self.broker = Broker(work / "broker")
         self.broker.start()
         stack.callback(self.broker.stop)
@@ -245,6 +247,16 @@ class Demo:
                 return page.geturl(), page.read().decode()
         with self._browser.open(f"{self.console.url}{path}", timeout=10) as page:
             return page.geturl(), page.read().decode()
+
+    def console_form(self, path: str, fields: dict[str, str]) -> str:
+        """Sends a form on the console's page at `path`, with that page's token, as a browser
+        does; the text of the page it lands on."""
+        _, page = self.console_page(path)
+        token = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        assert self._browser is not None
+        body = urlencode({"csrf": token, **fields}).encode()
+        with self._browser.open(f"{self.console.url}{path}", body, timeout=10) as answer:
+            return str(answer.read().decode())
 
     def tap_after_guard(self, who: str) -> None:
         """The re-tap guard is a timer: the second tap waits it out from the first one."""
@@ -425,6 +437,40 @@ def break_glass_recorded(demo: Demo) -> str:
     return "her checkout carries break_glass=true, for review; she may do it twice in 30 days on this cart"
 
 
+def break_glass_reviewed(demo: Demo) -> str:
+    """The admin opens the review the ledger made for Dee's use, sees her emergency session on
+    the cart, and closes it with a note: only such a review closes it."""
+    deadline = time.monotonic() + STEP_S
+    while not (found := re.search(r'href="(/exceptions/(\d+)/review)"', demo.console_page("/exceptions")[1])):
+        if time.monotonic() > deadline:
+            raise StepFailed("the exceptions queue has no break-glass review to open")
+        time.sleep(0.2)
+    review = found.group(1)
+    _, page = demo.console_page(review)
+    if not all(kind in page for kind in ("break_glass", "checkout", "checkin", "1 of a limit of 2")):
+        raise StepFailed(f"the review page at {review} does not show Dee's session and her count")
+    done = demo.console_form(review, {"note": "code blue in 3 North, confirmed with the charge nurse"})
+    if "Reviewed by" not in done:
+        raise StepFailed(f"the review at {review} did not close")
+    return f"{review} shows her session (break_glass, checkout, checkin, the agent's receipt); closed with a note"
+
+
+def report_summary(demo: Demo) -> str:
+    """`handoff ledger report` over the demo so far, as JSON, summarised."""
+    start, end = rfc3339(demo.started - 60), rfc3339(time.time() + 60)
+    text = demo.cli("ledger", "report", "--from", start, "--until", end, "--format", "json", env=demo.ledger_env)
+    figures = json.loads(text)["figures"]
+    if figures["break_glass_uses"] != 1 or figures["break_glass_reviewed"] != 1 or figures["idle_timeouts"] < 1:
+        raise StepFailed(f"the report's figures are not the shift's: {figures}")
+    share = figures["confirmed_share"]
+    return (
+        f"{figures['checkouts']} checkouts, {figures['forced_logoffs']} forced logoffs "
+        f"({figures['idle_timeouts']} idle), {share:.0%} confirmed by the agent, median "
+        f"{figures['confirmation_median_s']:.1f} s; break-glass {figures['break_glass_uses']} use, "
+        f"{figures['break_glass_reviewed']} reviewed (also as printable HTML and CSV: --format html|csv)"
+    )
+
+
 SHIFT = [
     Step("Ana taps her badge: she takes the cart", lambda d: d.tap("ana"), [Expect("checkout", "ana")]),
     Step(
@@ -501,6 +547,10 @@ SHIFT = [
         check=console_fleet,
     ),
     Step("The console's search box: an asset tag, then a name", lambda d: None, check=console_search),
+    Step(
+        "An admin reviews Dee's break-glass use in the console, with a note", lambda d: None, check=break_glass_reviewed
+    ),
+    Step("The evidence report for the quarterly review, in brief", lambda d: None, check=report_summary),
 ]
 
 

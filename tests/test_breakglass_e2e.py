@@ -22,17 +22,11 @@ from handoff.badge_ref import load_secret
 from handoff.commands.signing import sign_command
 from handoff.timefmt import rfc3339
 from tests.asyncapi_schemas import validate_event, validator
-from tests.kit.appliance import ANA, BO, Running
+from tests.kit.appliance import ANA, BO, CY, HOLD_S, STRANGER, WITH_CY, Running
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner
 from tests.kit.config import DEVICE, PREFIX, Layout
 
-CY, STRANGER = "04C0FFEE", "04DEADBE"
-"""CY's badges are revoked in the directory; STRANGER's badge is in no directory at all."""
-HOLD_S = 1.0
-WITH_CY = (
-    f"uid,staff_id,name,role,revoked\n{ANA},ana,Ana Diaz,RN,false\n{BO},bo,Bo Chen,MD,false\n{CY},cy,Cy Park,RN,true\n"
-)
 Kinds = list[tuple[str, str | None, str | None]]
 
 

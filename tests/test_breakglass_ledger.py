@@ -1,5 +1,5 @@
-"""The ledger takes `break_glass` events into the record like any other (the review of each
-use is the ledger's next step): a type it refused would leave a gap in `seq` and the chain."""
+"""The ledger takes `break_glass` events into the record like any other (their review:
+test_break_glass_review.py): a type it refused would leave a gap in `seq` and the chain."""
 
 from __future__ import annotations
 

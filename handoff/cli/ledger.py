@@ -1,4 +1,4 @@
-"""`handoff ledger run | serve | who | history | exceptions | status | doctor | users add`
+"""`handoff ledger run | serve | who | history | exceptions | report | status | doctor | users add`
 (docs/ledger.md); `enrol` and `devices` live in ledger_trust.py.
 
 Every subcommand needs the database; the consumer (`run`), the web console (`serve`) and the
@@ -76,6 +76,13 @@ def register(ledger: argparse.ArgumentParser) -> None:
     listed = command("exceptions", "open exceptions, oldest first")
     listed.add_argument("--format", choices=("text", "json"), default="text")
     listed.set_defaults(func=_exceptions)
+    evidence = command("report", "the evidence for a periodic review, per checklist control, over a window")
+    evidence.add_argument(
+        "--from", dest="start", required=True, metavar="TIME", help="RFC 3339, e.g. 2027-01-01T00:00:00Z"
+    )
+    evidence.add_argument("--until", required=True, metavar="TIME", help="RFC 3339, the end of the window (excluded)")
+    evidence.add_argument("--format", choices=("html", "csv", "json"), default="html")
+    evidence.set_defaults(func=_report)
     trust.register(command)
     state = command("status", "whether each running ledger is connected, how far behind, what it refused")
     state.add_argument("--format", choices=("text", "json"), default="text")
@@ -271,6 +278,25 @@ def _exceptions(args: argparse.Namespace) -> int:
         for row in rows:
             fields = (row["type"], row["device"] or "-", row["source"] or "-", row["opened"], row["detail"])
             print("\t".join(printable(field) for field in fields))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from handoff.ledger import report, report_formats
+
+    start, end = _instant(args.start, "--from"), _instant(args.until, "--until")
+    assert start is not None and end is not None
+    if end <= start:
+        raise UsageError(f"--until {args.until!r} is not after --from {args.start!r}")
+    config, engine = _open(args)
+    with engine.connect() as conn:
+        made = report.build(conn, config.ledger, start, end, time.time())
+    if args.format == "json":
+        sys.stdout.write(report_formats.as_json(made) + "\n")
+    elif args.format == "csv":
+        sys.stdout.write(report_formats.as_csv(made))
+    else:
+        sys.stdout.write(report_formats.html(made))
     return 0
 
 

@@ -132,6 +132,11 @@ class LedgerSettings(Section):
     command_key_file: OptionalPath = None
     """The Ed25519 private key the ledger signs its automated `cmd/force_logoff` with."""
     anomalies: AnomalySettings = AnomalySettings()
+    break_glass_per_30d: int = Field(2, ge=0, le=100)
+    """Break-glass uses per staff member over 30 days, on any device, beyond which a review is
+    marked over the limit (the appliances' own `[policy]` limit counts per device)."""
+    retain_days: int = Field(2190, ge=1, le=36500)
+    """Events older than this are pruned where a signed checkpoint anchors what remains (retention.py)."""
 
     @model_validator(mode="after")
     def _responding_needs_a_key(self) -> LedgerSettings:

@@ -28,12 +28,12 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import Connection, Engine
 
-from handoff.audit.keys import load_public_keys, load_signing_key
-from handoff.ledger import health
-from handoff.ledger.anomalies import Rules
+from handoff.audit.keys import load_signing_key
+from handoff.ledger import health, retention
 from handoff.ledger.config import LedgerConfig
 from handoff.ledger.database import writing
-from handoff.ledger.ingest import Message, Recorder, evaluate
+from handoff.ledger.enrolment import recorder_for
+from handoff.ledger.ingest import Message, evaluate
 from handoff.ledger.outage import Outage, is_outage, why
 from handoff.ledger.responder import Responder
 from handoff.ledger.set_aside import put_aside
@@ -69,14 +69,7 @@ class Consumer:
         self._config = config
         self._engine = engine
         self._clock = clock
-        keys = config.ledger.audit_keys
-        self._recorder = Recorder(
-            config.mqtt.topic_prefix,
-            load_public_keys(keys, "ledger.audit_keys") if keys else [],
-            config.ledger.max_clock_skew_s,
-            allow_untrusted=config.ledger.allow_untrusted,
-            anomalies=Rules.of(config.ledger.anomalies),
-        )
+        self._recorder = recorder_for(config)
         self._pending: list[tuple[Message, int, int, float]] = []
         """(message, mid, qos, when it arrived)."""
         self._held = 0
@@ -125,7 +118,7 @@ class Consumer:
             properties=connection.connect_properties(mqtt, RECEIVE_MAXIMUM),
         )
         self._client.loop_start()
-        next_evaluation = next_health = 0.0
+        next_evaluation = next_health = next_pruning = 0.0
         since = self._clock()
         batch: list[tuple[Message, int, int, float]] = []
         verdicts: Future[Ahead] | None = None
@@ -141,6 +134,9 @@ class Consumer:
                     next_evaluation = self._clock() + EVALUATE_EVERY_S
                     self._evaluate()
                     self._respond()
+                if self._clock() >= next_pruning:
+                    next_pruning = self._clock() + retention.EVERY_S
+                    self._prune()
                 if self._clock() >= next_health:
                     next_health = self._clock() + health.EVERY_S
                     self._record_health(since, batch)
@@ -242,6 +238,19 @@ class Consumer:
 
     def _publish(self, topic: str, payload: bytes) -> MQTTMessageInfo:
         return self._client.publish(topic, payload, qos=1)
+
+    def _prune(self) -> None:
+        """Retention (`ledger.retain_days`), once an hour and at start."""
+        now, days = self._clock(), self._config.ledger.retain_days
+        pruned: list[retention.Pruned] = []
+        self._waiting_out_outages(lambda conn: pruned.append(retention.prune(conn, now, days)))
+        if pruned and pruned[-1].events:
+            log.info(
+                "retention: pruned %d events older than %d days from %d sources",
+                pruned[-1].events,
+                days,
+                pruned[-1].sources,
+            )
 
     def _record_health(self, since: float, in_hand: list[tuple[Message, int, int, float]]) -> None:
         """`in_hand`: the batch taken and not yet written, older than anything pending."""

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from handoff import compact_json
 from handoff.audit.keys import load_public_keys
 from handoff.audit.signature import fingerprint, public_key_b64
+from handoff.ledger.anomalies import Rules
 from handoff.ledger.config import LedgerConfig
 from handoff.ledger.ingest import Exceptions, Message, Recorder
 from handoff.ledger.schema import audit_log, enrolments, untrusted
@@ -56,6 +57,8 @@ def recorder_for(config: LedgerConfig) -> Recorder:
         load_public_keys(keys, "ledger.audit_keys") if keys else [],
         config.ledger.max_clock_skew_s,
         allow_untrusted=config.ledger.allow_untrusted,
+        anomalies=Rules.of(config.ledger.anomalies),
+        break_glass_per_30d=config.ledger.break_glass_per_30d,
     )
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from handoff.audit.chain import NotCanonical, digest, genesis, link
 from handoff.audit.signature import signature_ok
 from handoff.core.events import EventType
-from handoff.ledger import trust
+from handoff.ledger import break_glass, trust
 from handoff.ledger.anomalies import Rules, Seen
 from handoff.ledger.anomaly_watch import read, watch
 from handoff.ledger.holders import Change, update_holders
@@ -42,6 +42,7 @@ log = logging.getLogger("handoff.ledger")
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 RFC3339: Final = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
 DEFAULT_MAX_CLOCK_SKEW_S: Final = 300.0
+DEFAULT_BREAK_GLASS_PER_30D: Final = 2
 EVENT_TYPES: Final = frozenset(get_args(EventType))
 """The appliance's own list: an event type it learns is one the ledger stores, never refused as unknown."""
 
@@ -169,7 +170,9 @@ class Recorder:
     """Applies batches to the database; the keys verify checkpoints (`ledger.audit_keys`); an
     event whose time is further than `max_clock_skew_s` from when it was received opens
     `clock_skew`; `anomalies` are the rules its new trusted events are checked against.
-    `allow_untrusted` believes every message, signed or not (a lab bench)."""
+    `allow_untrusted` believes every message, signed or not (a lab bench).
+    `break_glass_per_30d`: the uses per staff member over 30 days beyond which a break-glass
+    review says the use is over the limit."""
 
     def __init__(
         self,
@@ -179,12 +182,14 @@ class Recorder:
         *,
         allow_untrusted: bool = False,
         anomalies: Rules | None = None,
+        break_glass_per_30d: int = DEFAULT_BREAK_GLASS_PER_30D,
     ) -> None:
         self._prefix = prefix
         self._keys = audit_keys
         self._max_skew = max_clock_skew_s
         self._allow_untrusted = allow_untrusted
         self._anomalies = anomalies if anomalies is not None and anomalies.active else None
+        self._break_glass_limit = break_glass_per_30d
 
     def verify_ahead(self, engine: Engine, batch: Sequence[Message]) -> Future[trust.Ahead] | None:
         """Start verifying a batch's signatures, against the enrolments as they are now, while the
@@ -326,7 +331,7 @@ class Recorder:
             by_source.setdefault(item.body["source"], []).append(item)
         _Sources(conn, book, self._max_skew).take(by_source)
         for item in ordered:
-            _follow(conn, book, item.where, item.body)
+            _follow(conn, book, item.where, item.body, self._break_glass_limit)
         for items in by_source.values():
             _clock(book, items)
         return ordered
@@ -512,12 +517,17 @@ def _link_ok(source: str, seq: int, body: dict[str, Any], by_seq: Held) -> bool 
     return any(isinstance(chain, str) and link(chain, event_digest) == body["data"].get("chain") for chain in previous)
 
 
-def _follow(conn: Connection, book: Exceptions, where: Route, event: dict[str, Any]) -> None:
-    """The logoff exceptions one event opens or closes: a confirmation closes only its own
-    device's, so that one device's events never settle another's."""
+def _follow(conn: Connection, book: Exceptions, where: Route, event: dict[str, Any], break_glass_limit: int) -> None:
+    """The exceptions one event opens or closes: a break-glass use opens its review; a logoff
+    confirmation closes only its own device's, so that one device's events never settle another's."""
     kind, data, source = where.event_type, event["data"], event["source"]
     key = _logoff_key(where, data)
-    if kind == "logoff_unconfirmed":
+    if kind == "break_glass":
+        staff_id = _text(data.get("staff_id"))
+        uses = break_glass.uses_within(conn, staff_id, _time(event["time"]) or book.now)
+        line = break_glass.detail(staff_id, _text(data.get("reason")), uses, break_glass_limit)
+        book.open(break_glass.KIND, where.device_id, source, break_glass.key(event["id"]), line)
+    elif kind == "logoff_unconfirmed":
         confirmed = conn.execute(
             select(events.c.id)
             .where(
@@ -546,6 +556,8 @@ def _fits(item: Fresh) -> None:
     row = _brought(item)
     check(events, row)
     keys = [f"{row['source']}#{row['seq']}"]
+    if item.where.event_type == "break_glass":
+        keys.append(break_glass.key(row["id"]))
     if item.where.event_type in ("logoff_unconfirmed", "logoff_confirmed"):
         keys.append(_logoff_key(item.where, item.body["data"]))
     for key in keys:

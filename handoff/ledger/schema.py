@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     false,
+    text,
 )
 
 metadata = MetaData()
@@ -45,6 +46,13 @@ events = Table(
     Index("events_device_at", "device_id", "at"),
     Index("events_staff_at", "staff_id", "at"),
     Index("events_source_seq", "source", "seq"),
+    Index(
+        "events_break_glass",
+        "staff_id",
+        "at",
+        postgresql_where=text("type = 'break_glass'"),
+        sqlite_where=text("type = 'break_glass'"),
+    ),
 )
 """Every event once, keyed by its CloudEvents id, with its raw payload; the columns beside it
 are read out of the payload for queries. `clock_skew_s` is set when the event's `time` ran

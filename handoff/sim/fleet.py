@@ -66,9 +66,17 @@ class SimAppliance:
         return self.emit("checkin", now, staff, reason="returned")
 
     def emit(
-        self, kind: EventType, now: float, staff: str | None, *, reason: str | None = None, for_id: str | None = None
+        self,
+        kind: EventType,
+        now: float,
+        staff: str | None,
+        *,
+        reason: str | None = None,
+        for_id: str | None = None,
+        session_id: str | None = None,
     ) -> tuple[str, bytes]:
-        """Its next event of any type, numbered, chained and signed: (topic, payload)."""
+        """Its next event of any type, numbered, chained and signed: (topic, payload); the
+        session is `session_id`, or one of its own."""
         context = EventContext(self.site, self.device_id, self.reader_id, clock_synced=True)
         self.chain = self.chain or genesis(source(self.site, self.reader_id))
         self.seq += 1
@@ -79,7 +87,7 @@ class SimAppliance:
             handoff_id,
             staff_id=staff,
             badge_ref="ab" * 32,
-            session_id=handoff_id,
+            session_id=session_id or handoff_id,
             reason=reason,
             for_id=for_id,
             id=uuid7(now),

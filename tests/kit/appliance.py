@@ -29,6 +29,13 @@ from tests.kit.net import free_udp_port
 
 ANA, BO = "04A1B2C3", "04A1B2C3D4E5F6"
 DIRECTORY = f"uid,staff_id,name,role\n{ANA},ana,Ana Diaz,RN\n{BO},bo,Bo Chen,MD\n"
+CY, STRANGER = "04C0FFEE", "04DEADBE"
+"""CY's badges are revoked in the directory; STRANGER's badge is in no directory at all."""
+HOLD_S = 1.0
+"""The break-glass hold the tests configure: short, and long enough to tell from a tap."""
+WITH_CY = (
+    f"uid,staff_id,name,role,revoked\n{ANA},ana,Ana Diaz,RN,false\n{BO},bo,Bo Chen,MD,false\n{CY},cy,Cy Park,RN,true\n"
+)
 """The badges most tests tap; a test that needs others (a break-glass role) passes its own CSV."""
 
 

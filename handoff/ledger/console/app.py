@@ -31,6 +31,8 @@ from handoff.ledger.console.logins import Login, Sessions
 from handoff.ledger.console.oidc import OidcSignIn
 from handoff.ledger.console.own_account import OwnAccountPages
 from handoff.ledger.console.pages import Pages, Site, error_page, failure_page, unavailable_page
+from handoff.ledger.console.report_pages import ReportPages
+from handoff.ledger.console.review_pages import ReviewPages
 from handoff.ledger.enrolment import recorder_for
 
 PUBLIC = ("/login", "/healthz", "/static/")
@@ -91,6 +93,8 @@ def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] 
     own_account = OwnAccountPages(site)
     find_pages = FindPages(site)
     exception_pages = ExceptionPages(site)
+    review_pages = ReviewPages(site)
+    report_pages = ReportPages(site)
     enrolment = EnrolmentPages(site, recorder_for(config))
     routes = [
         Route("/", pages.home),
@@ -107,6 +111,9 @@ def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] 
         Route("/exceptions", exception_pages.listing),
         Route("/exceptions/acknowledge", exception_pages.acknowledge_many, methods=["POST"]),
         Route("/exceptions/{flag_id}/acknowledge", exception_pages.acknowledge_one, methods=["POST"]),
+        Route("/exceptions/{flag_id}/review", review_pages.page, methods=["GET"]),
+        Route("/exceptions/{flag_id}/review", review_pages.close, methods=["POST"]),
+        Route("/report", report_pages.page),
         Route("/who", pages.who),
         Route("/audit", pages.audit),
         Route("/users", account_pages.users),

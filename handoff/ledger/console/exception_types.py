@@ -31,6 +31,10 @@ KINDS: Final[dict[str, tuple[str, str]]] = {
         "An appliance reports its clock unsynchronised, so its times may be wrong.",
     ),
     "clock_skew": ("Clock off", "An appliance's times run backwards or far from when the ledger received them."),
+    "break_glass_review": (
+        "Break-glass to review",
+        "Someone used emergency access; an admin reviews what happened and closes it with a note.",
+    ),
     "duplicate_conflict": ("Conflicting copies", "Two messages share an id but differ in content; one may be forged."),
     "concurrent_use": (
         "Badge in use twice",
