@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
-from sqlalchemy import Connection, Select, select
+from sqlalchemy import Connection, Select, func, select
 
 from handoff.ledger.schema import devices, events, exceptions
 
@@ -152,17 +152,26 @@ def history(
     since: float | None = None,
     until: float | None = None,
 ) -> list[Interval]:
-    """The custody intervals of a device or a staff member that overlap [since, until]."""
+    """The custody intervals of a device or a staff member that overlap [since, until].
+
+    With `since`, each device is read from the start of the interval it was in at `since`
+    onwards, not from its first event: a staff page costs its window, not the ledger's age. A
+    staff member's devices are then those with one of their events since `since` (their
+    checkin included) or held by them now; an interval whose checkin was lost and that ended
+    before the window by another's checkout alone is left out, as it ended outside the window."""
     if device_id is not None:
-        devices = [device_id]
+        devices = {device_id}
     else:
-        devices = [
-            row[0] for row in conn.execute(select(events.c.device_id).where(events.c.staff_id == staff_id).distinct())
-        ]
+        theirs = select(events.c.device_id).where(events.c.staff_id == staff_id)
+        if since is not None:
+            theirs = theirs.where(events.c.at >= since)
+        devices = set(conn.execute(theirs.distinct()).scalars())
+        if since is not None and staff_id is not None:
+            devices.update(holding(conn, staff_id))
     found = [
         interval
         for device in sorted(devices)
-        for interval in _intervals(conn, device)
+        for interval in _intervals(conn, device, since)
         if (staff_id is None or interval.staff_id == staff_id)
         and (until is None or interval.start <= until)
         and (since is None or interval.end is None or interval.end >= since)
@@ -351,13 +360,16 @@ class _Row(NamedTuple):
     reason: str | None
 
 
-def _rows(conn: Connection, device_id: str, since: float | None = None, until: float | None = None) -> list[_Row]:
-    """Plain tuples rather than SQLAlchemy rows: a device page walks ten thousand of them."""
+def _rows(
+    conn: Connection, device_id: str, since: float | None = None, until: float | None = None, *, first: bool = False
+) -> list[_Row]:
+    """Plain tuples rather than SQLAlchemy rows: a device page walks ten thousand of them.
+    `first` includes the events at `since` itself (a walk that starts at a checkout)."""
     query = select(
         events.c.id, events.c.type, events.c.staff_id, events.c.session_id, events.c.at, events.c.reason
     ).where(events.c.device_id == device_id, events.c.type.in_(SESSION))
     if since is not None:
-        query = query.where(events.c.at > since)
+        query = query.where(events.c.at >= since if first else events.c.at > since)
     if until is not None:
         query = query.where(events.c.at <= until)
     return [_Row(*row) for row in conn.execute(query.order_by(events.c.at, events.c.seq))]
@@ -370,7 +382,7 @@ def _answers(conn: Connection, device_id: str, since: float | None = None) -> di
         events.c.device_id == device_id, events.c.type.in_(("logoff_confirmed", "logoff_unconfirmed"))
     )
     if since is not None:
-        query = query.where(events.c.at > since)
+        query = query.where(events.c.at >= since)
     answers: dict[str, str] = {}
     for row in conn.execute(query.order_by(events.c.at, events.c.seq)):
         if row.for_id and answers.get(row.for_id) != "confirmed":
@@ -378,8 +390,17 @@ def _answers(conn: Connection, device_id: str, since: float | None = None) -> di
     return answers
 
 
-def _intervals(conn: Connection, device_id: str) -> Iterator[Interval]:
-    walk = _Walk(device_id, _answers(conn, device_id))
-    for row in _rows(conn, device_id):
+def _intervals(conn: Connection, device_id: str, since: float | None = None) -> Iterator[Interval]:
+    """The device's intervals, walked from its last checkout at or before `since` (from its
+    first event without `since`): the same intervals from there on as a walk from the start,
+    sessions and logoffs included, the one in progress at `since` and one ending right at it."""
+    start = since
+    if since is not None:
+        last_checkout = select(func.max(events.c.at)).where(
+            events.c.device_id == device_id, events.c.type == "checkout", events.c.at <= since
+        )
+        start = conn.execute(last_checkout).scalar() or since
+    walk = _Walk(device_id, _answers(conn, device_id, start))
+    for row in _rows(conn, device_id, start, first=True):
         walk.take(row)
     yield from walk.finish()
