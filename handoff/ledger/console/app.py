@@ -101,6 +101,7 @@ def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] 
         Route("/exceptions", exception_pages.listing),
         Route("/exceptions/acknowledge", exception_pages.acknowledge_many, methods=["POST"]),
         Route("/exceptions/{flag_id}/acknowledge", exception_pages.acknowledge_one, methods=["POST"]),
+        Route("/exceptions/{flag_id}", exception_pages.details),
         Route("/who", pages.who),
         Route("/audit", pages.audit),
         Route("/users", account_pages.users),

@@ -20,12 +20,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from handoff.ledger import queries
 from handoff.ledger.accounts import audit
 from handoff.ledger.console import exception_types
 from handoff.ledger.console.forms import checked_form, current_login, field
 from handoff.ledger.console.listing import PAGE_ROWS, Page, choice, view_url
 from handoff.ledger.console.pages import MAX_ROW_ID, Site
 from handoff.ledger.console.tables import csv_response
+from handoff.ledger.registers import StaffMember, names_of
 from handoff.ledger.schema import exceptions
 from handoff.timefmt import rfc3339
 
@@ -110,6 +112,13 @@ def _page_number(asked: str | None) -> int:
     return int(text)
 
 
+def _row_id(text: str) -> int:
+    """An exception's number from its address: 404 for anything no row can have."""
+    if not text.isascii() or not text.isdigit() or int(text) > MAX_ROW_ID:
+        raise HTTPException(404, f"no exception #{text[:20]}")
+    return int(text)
+
+
 class ExceptionPages:
     def __init__(self, site: Site) -> None:
         self._site = site
@@ -165,14 +174,50 @@ class ExceptionPages:
             statuses=STATUSES,
         )
 
+    async def details(self, request: Request) -> Response:
+        """One exception as stored, beside how things stand now, read at this request: the
+        device's state and appliance, or for `holds_many` the devices the person holds now."""
+        site, settings = self._site, self._site.settings
+        flag_id = _row_id(request.path_params["flag_id"])
+        now = site.clock()
+
+        def read(conn: Connection) -> tuple[Any, queries.DeviceNow | None, list[str], dict[str, StaffMember]] | None:
+            flag = conn.execute(select(exceptions).where(exceptions.c.id == flag_id)).first()
+            if flag is None:
+                return None
+            device = (
+                queries.device(conn, flag.device_id, now, settings.overdue_after_s, settings.offline_after_s)
+                if flag.device_id
+                else None
+            )
+            held = queries.holding(conn, flag.key) if flag.type == "holds_many" else []
+            people = {flag.key} if flag.type == "holds_many" else set()
+            if device is not None and device.staff_id:
+                people.add(device.staff_id)
+            return flag, device, held, names_of(conn, people)
+
+        found = await run_in_threadpool(site.read, read)
+        if found is None:
+            raise HTTPException(404, f"no exception #{flag_id}")
+        flag, device, held, names = found
+        return site.page(
+            request,
+            "exception.html",
+            flag=flag,
+            device=device,
+            held=held,
+            names=names,
+            now=now,
+            title=exception_types.title,
+            meaning=exception_types.meaning,
+        )
+
     async def acknowledge_one(self, request: Request) -> Response:
-        text = request.path_params["flag_id"]
-        if not text.isascii() or not text.isdigit() or int(text) > MAX_ROW_ID:
-            raise HTTPException(404, f"no exception #{text[:20]}")
+        flag_id = _row_id(request.path_params["flag_id"])
         form, login = await self._admin_form(request)
-        done = await self._acknowledge(login.user, [int(text)], form)
+        done = await self._acknowledge(login.user, [flag_id], form)
         if not done:
-            raise HTTPException(404, f"no exception #{text} waiting for acknowledgement")
+            raise HTTPException(404, f"no exception #{flag_id} waiting for acknowledgement")
         return self._back(form)
 
     async def acknowledge_many(self, request: Request) -> Response:
