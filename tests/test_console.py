@@ -45,6 +45,11 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Eng
             )
         )
         conn.execute(insert(staff).values(staff_id="ana", name="Ana Lima", role="nurse", revoked=False))
+        conn.execute(
+            insert(exceptions).values(
+                id=1, type="overdue", device_id="WOW-1", source="", key="WOW-1", opened=T0, detail="held by =cmd|x"
+            )
+        )
     yield config, engine
     engine.dispose()
 
@@ -65,7 +70,9 @@ def get_routes(client: TestClient) -> list[str]:
     paths = []
     for route in client.app.routes:  # type: ignore[attr-defined]
         if isinstance(route, Route) and route.methods and "GET" in route.methods:
-            paths.append(route.path.replace("{device_id}", "WOW-1").replace("{staff_id}", "ana"))
+            paths.append(
+                route.path.replace("{device_id}", "WOW-1").replace("{staff_id}", "ana").replace("{flag_id}", "1")
+            )
     return paths
 
 

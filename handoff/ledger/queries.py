@@ -189,27 +189,19 @@ def timeline(conn: Connection, device_id: str, since: float, until: float) -> Ti
     return Timeline(device_id, since, until, walk.finish(), walk.sessions)
 
 
-def fleet(
-    conn: Connection, now: float, overdue_after_s: float, offline_after_s: float, *, site: str | None = None
-) -> list[DeviceNow]:
-    query = select(devices).order_by(devices.c.site, devices.c.device_id)
-    if site:
-        query = query.where(devices.c.site == site)
-    return _described(conn, query, now, overdue_after_s, offline_after_s)
-
-
 def device(
     conn: Connection, device_id: str, now: float, overdue_after_s: float, offline_after_s: float
 ) -> DeviceNow | None:
-    found = _described(
+    found = described(
         conn, select(devices).where(devices.c.device_id == device_id), now, overdue_after_s, offline_after_s
     )
     return found[0] if found else None
 
 
-def _described(
+def described(
     conn: Connection, query: Select[Any], now: float, overdue_after_s: float, offline_after_s: float
 ) -> list[DeviceNow]:
+    """The devices rows `query` selects, with whether each is online and overdue at `now`."""
     return [
         DeviceNow(
             row.device_id,

@@ -26,9 +26,10 @@ from handoff.ledger import queries, second_factor
 from handoff.ledger.accounts import audit
 from handoff.ledger.config import LedgerConfig
 from handoff.ledger.console import find
+from handoff.ledger.console.fleet import STATES, FleetView, Rules
 from handoff.ledger.console.forms import checked_form, current_login, field
 from handoff.ledger.console.histories import ENDINGS, HistoryView
-from handoff.ledger.console.listing import choice, page_of, view_url
+from handoff.ledger.console.listing import Page, page_number, page_of, view_url
 from handoff.ledger.console.logins import Accounts, Login, Sessions, Throttle, new_token
 from handoff.ledger.console.tables import csv_response
 from handoff.ledger.console.text import at, person, shown
@@ -40,7 +41,6 @@ from handoff.timefmt import rfc3339
 
 DEVICE_WINDOW_S: Final = 7 * 86400
 STAFF_WINDOW_S: Final = 30 * 86400
-STATES: Final = ("in_use", "locked", "available", "maintenance")
 T = TypeVar("T")
 AUDIT_ROWS: Final = 500
 WRITE_TRIES: Final = 5
@@ -229,41 +229,14 @@ class Pages:
         return response
 
     async def fleet(self, request: Request) -> Response:
-        """Every device, filtered (site, state, overdue/offline, text), sorted and paged on the
-        server. The counts are of the site and text chosen, before the state: they add up to
-        the devices there, each a link to its rows."""
+        """Every device, filtered (site, state, overdue/offline, text), sorted and paged in SQL
+        (fleet.py). The counts are of the site and text chosen, before the state: they add up
+        to the devices there, each a link to its rows."""
         site, settings, params = self._site, self._site.settings, request.query_params
-        chosen_site = params.get("site") or ""
-        chosen_state = choice(params.get("state"), (*STATES, "none"), "state")
-        chosen_flag = choice(params.get("flag"), ("overdue", "offline"), "flag")
-        order = choice(params.get("sort"), tuple(FLEET_ORDERS), "sort") or "device"
-        descending = choice(params.get("dir"), ("asc", "desc"), "dir") == "desc"
-        text = (params.get("q") or "").strip()[:MAX_QUERY].lower()
-        now = site.clock()
-
-        def read(conn: Connection) -> tuple[list[queries.DeviceNow], list[str], Registers]:
-            rows = queries.fleet(
-                conn, now, settings.overdue_after_s, settings.offline_after_s, site=chosen_site or None
-            )
-            return rows, queries.sites(conn), Registers.of(conn, rows)
-
-        rows, sites, registers = await run_in_threadpool(site.read, read)
-        if text:
-            rows = [row for row in rows if text in registers.words(row)]
-        counts = {state: sum(1 for row in rows if row.state == state) for state in STATES}
-        counts["none"] = sum(1 for row in rows if row.state not in STATES)
-        counts["overdue"] = sum(1 for row in rows if row.overdue)
-        counts["offline"] = sum(1 for row in rows if not row.online)
-        counts["devices"] = len(rows)
-        chosen = [
-            row
-            for row in rows
-            if (not chosen_state or (row.state if row.state in STATES else "none") == chosen_state)
-            and (chosen_flag != "overdue" or row.overdue)
-            and (chosen_flag != "offline" or not row.online)
-        ]
-        chosen.sort(key=lambda row: FLEET_ORDERS[order](row, registers), reverse=descending)
+        view = FleetView.of(params)
+        rules = Rules(site.clock(), settings.overdue_after_s, settings.offline_after_s)
         if _csv(request):
+            everything = await run_in_threadpool(site.read, lambda conn: view.rows(conn, rules, None))
             return csv_response(
                 "fleet",
                 ["device_id", "site", "state", "staff_id", "since", "appliance", "last_heard", "overdue"],
@@ -278,31 +251,34 @@ class Pages:
                         rfc3339(r.last_heard),
                         "yes" if r.overdue else "no",
                     ]
-                    for r in chosen
+                    for r in everything
                 ),
             )
-        view = {
-            "site": chosen_site,
-            "state": chosen_state,
-            "flag": chosen_flag,
-            "q": params.get("q", "").strip()[:MAX_QUERY],
-            "sort": "" if order == "device" else order,
-            "dir": "desc" if descending else "",
-        }
-        shown = page_of(chosen, params.get("page"))
+
+        def read(conn: Connection) -> tuple[Page[queries.DeviceNow], dict[str, int], list[str], Registers]:
+            number, pages = page_number(params.get("page"), total := view.total(conn, rules))
+            rows = view.rows(conn, rules, number)
+            return (
+                Page(rows, number, pages, total),
+                view.counts(conn, rules),
+                queries.sites(conn),
+                Registers.of(conn, rows),
+            )
+
+        paged, counts, sites, registers = await run_in_threadpool(site.read, read)
         return site.page(
             request,
             "fleet.html",
-            rows=shown.rows,
-            paged=shown,
+            rows=paged.rows,
+            paged=paged,
             counts=counts,
             sites=sites,
             states=STATES,
-            view=view,
-            url=lambda **changes: view_url("/fleet", view, **changes),
-            order=order,
-            descending=descending,
-            now=now,
+            view=view.params,
+            url=lambda **changes: view_url("/fleet", view.params, **changes),
+            order=view.order,
+            descending=view.descending,
+            now=rules.now,
             names=registers.names,
             assets=registers.assets,
         )
@@ -462,7 +438,7 @@ class Pages:
 
 @dataclass(frozen=True)
 class Registers:
-    """The directory's names and the asset register's records of what a page shows."""
+    """The directory's names and the asset register's records of the devices a page shows."""
 
     names: dict[str, StaffMember]
     assets: dict[str, Asset]
@@ -471,29 +447,6 @@ class Registers:
     def of(cls, conn: Connection, rows: Sequence[queries.DeviceNow]) -> Registers:
         staff_ids = {row.staff_id for row in rows if row.staff_id}
         return cls(names_of(conn, staff_ids), assets_of(conn, {row.device_id for row in rows}))
-
-    def holder(self, row: queries.DeviceNow) -> str:
-        member = self.names.get(row.staff_id or "")
-        return member.name if member else row.staff_id or ""
-
-    def words(self, row: queries.DeviceNow) -> str:
-        """What the fleet's text filter looks in: ids, the holder's name, the asset's tag and model."""
-        asset = self.assets.get(row.device_id)
-        found = [row.device_id, row.staff_id or "", self.holder(row)]
-        if asset:
-            found += [asset.asset_tag, asset.model, asset.unit]
-        return " ".join(found).lower()
-
-
-FLEET_ORDERS: Final[dict[str, Callable[[queries.DeviceNow, Registers], tuple[Any, ...]]]] = {
-    "device": lambda row, _: (row.device_id,),
-    "site": lambda row, _: (row.site, row.device_id),
-    "state": lambda row, _: (row.state or "~", row.device_id),
-    "holder": lambda row, registers: (registers.holder(row).lower() or "~", row.device_id),
-    "since": lambda row, _: (row.since is None, row.since or 0.0, row.device_id),
-    "heard": lambda row, _: (row.last_heard, row.device_id),
-}
-"""The fleet's orders (`?sort=`), each ending on the device id so that pages never shuffle."""
 
 
 def _window(params: Mapping[str, str], now: float, default_s: float) -> tuple[float, float, HistoryView]:
