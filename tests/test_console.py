@@ -318,7 +318,10 @@ def test_only_an_admin_reads_the_console_audit_trail(client: TestClient) -> None
     assert 'href="/audit"' not in client.get("/fleet").text
     log_in(client, *ADMIN)
     trail = client.get("/audit")
-    assert trail.status_code == 200 and f'<th scope="row"><bdi>{ADMIN[0]}</bdi></th><td>login</td>' in trail.text
+    assert (
+        trail.status_code == 200
+        and f'<th scope="row" data-label="Who"><bdi>{ADMIN[0]}</bdi></th><td data-label="Did">login</td>' in trail.text
+    )
     assert client.get("/audit?format=csv").text.startswith("at,actor,action,detail")
 
 
