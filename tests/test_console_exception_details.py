@@ -95,3 +95,22 @@ def test_a_device_exception_shows_the_device_as_it_is_now(engine: Engine, consol
 def test_an_exception_no_row_has_is_404(console: TestClient) -> None:
     for flag in ("424242", "99999999999999999999999", "x", "acknowledge"):
         assert console.get(f"/exceptions/{flag}").status_code == 404, flag
+
+
+def test_the_queue_pages_open_ones_oldest_first_then_closed_ones_newest_first(
+    engine: Engine, console: TestClient
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            insert(exceptions),
+            [
+                {"type": "seq_gap", "device_id": f"WOW-{n % 7}", "source": "s", "key": f"k{n}",
+                 "opened": T0 - 10_000 + n, "closed": None if n < 250 else T0 + n, "detail": f"row {n}"}
+                for n in range(300)
+            ],
+        )  # fmt: skip
+    second = words(console.get("/exceptions?page=2"))
+    shown = [int(n) for n in re.findall(r"<td data-label=\"Detail\">row (\d+)</td>", second)]
+    assert shown == [*range(200, 250), *range(299, 249, -1)]
+    sheet = console.get("/exceptions?format=csv").text.splitlines()[1:]
+    assert [int(line.split("row ")[1].split(",")[0]) for line in sheet] == [*range(250), *range(299, 249, -1)]

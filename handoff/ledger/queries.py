@@ -189,6 +189,16 @@ def timeline(conn: Connection, device_id: str, since: float, until: float) -> Ti
     return Timeline(device_id, since, until, walk.finish(), walk.sessions)
 
 
+def fleet(
+    conn: Connection, now: float, overdue_after_s: float, offline_after_s: float, *, site: str | None = None
+) -> list[DeviceNow]:
+    """Every device now, by site (the console pages through them in SQL: console/fleet.py)."""
+    query = select(devices).order_by(devices.c.site, devices.c.device_id)
+    if site:
+        query = query.where(devices.c.site == site)
+    return described(conn, query, now, overdue_after_s, offline_after_s)
+
+
 def device(
     conn: Connection, device_id: str, now: float, overdue_after_s: float, offline_after_s: float
 ) -> DeviceNow | None:

@@ -85,14 +85,22 @@ class View:
         return found
 
 
-def _ordered(query: Select[Any]) -> Select[Any]:
-    """Open ones first, oldest first; then closed ones, most recently closed first."""
-    return query.order_by(
-        exceptions.c.closed.is_not(None),
-        func.coalesce(exceptions.c.closed, 0).desc(),
-        exceptions.c.opened,
-        exceptions.c.id,
-    )
+def _queue(conn: Connection, query: Select[Any], offset: int | None) -> tuple[list[Any], int]:
+    """The view's rows in the queue's order, open ones oldest first, then closed ones most
+    recently closed first, from `offset` (a page of them; all with `offset` None); and how many
+    rows the view has. Each part is read in the order of its own index (migration 0009), a
+    page at a time: the database never sorts the hundred thousand rows to show two hundred."""
+    still_open = query.where(exceptions.c.closed.is_(None)).order_by(exceptions.c.opened, exceptions.c.id)
+    closed = query.where(exceptions.c.closed.is_not(None)).order_by(exceptions.c.closed.desc(), exceptions.c.id.desc())
+    if offset is None:
+        rows = [*conn.execute(still_open), *conn.execute(closed)]
+        return rows, len(rows)
+    opened = int(conn.execute(select(func.count()).select_from(still_open.order_by(None).subquery())).scalar_one())
+    total = opened + int(conn.execute(select(func.count()).select_from(closed.order_by(None).subquery())).scalar_one())
+    rows = list(conn.execute(still_open.offset(offset).limit(PAGE_ROWS))) if offset < opened else []
+    if len(rows) < PAGE_ROWS and offset + len(rows) < total:
+        rows += conn.execute(closed.offset(max(0, offset - opened)).limit(PAGE_ROWS - len(rows))).all()
+    return rows, total
 
 
 def _groups(conn: Connection) -> list[Group]:
@@ -129,10 +137,8 @@ class ExceptionPages:
         wants_csv = request.query_params.get("format") == "csv"
 
         def read(conn: Connection) -> tuple[list[Any], int, list[Group]]:
-            query = view.query()
-            total = int(conn.execute(select(func.count()).select_from(query.subquery())).scalar_one())
-            paged = _ordered(query) if wants_csv else _ordered(query).offset((number - 1) * PAGE_ROWS).limit(PAGE_ROWS)
-            return list(conn.execute(paged)), total, _groups(conn)
+            rows, total = _queue(conn, view.query(), None if wants_csv else (number - 1) * PAGE_ROWS)
+            return rows, total, [] if wants_csv else _groups(conn)
 
         rows, total, groups = await run_in_threadpool(site.read, read)
         if wants_csv:
