@@ -10,11 +10,12 @@ is part of every answer from the moment it is stored.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, func, or_, select
 
 from handoff.ledger.schema import devices, events, exceptions
 
@@ -154,11 +155,12 @@ def history(
 ) -> list[Interval]:
     """The custody intervals of a device or a staff member that overlap [since, until].
 
-    With `since`, each device is read from the start of the interval it was in at `since`
-    onwards, not from its first event: a staff page costs its window, not the ledger's age. A
-    staff member's devices are then those with one of their events since `since` (their
-    checkin included) or held by them now; an interval whose checkin was lost and that ended
-    before the window by another's checkout alone is left out, as it ended outside the window."""
+    With `since`, each device is read from its last checkout at or before `since` onwards, not
+    from its first event, and all of them in three statements: a staff page costs its window,
+    not the ledger's age nor one round trip per device. A staff member's devices are then those
+    with one of their events since `since` (their checkin included) or held by them now; an
+    interval of theirs begun before `since` and ended in the window only by someone else's
+    checkout (their own checkin lost) is not found that way."""
     if device_id is not None:
         devices = {device_id}
     else:
@@ -170,8 +172,7 @@ def history(
             devices.update(holding(conn, staff_id))
     found = [
         interval
-        for device in sorted(devices)
-        for interval in _intervals(conn, device, since)
+        for interval in _intervals(conn, devices, since)
         if (staff_id is None or interval.staff_id == staff_id)
         and (until is None or interval.start <= until)
         and (since is None or interval.end is None or interval.end >= since)
@@ -353,6 +354,9 @@ class _Walk:
         self._live = None
 
 
+ROW_COLUMNS: Final = (events.c.id, events.c.type, events.c.staff_id, events.c.session_id, events.c.at, events.c.reason)
+
+
 class _Row(NamedTuple):
     id: str
     type: str
@@ -362,16 +366,11 @@ class _Row(NamedTuple):
     reason: str | None
 
 
-def _rows(
-    conn: Connection, device_id: str, since: float | None = None, until: float | None = None, *, first: bool = False
-) -> list[_Row]:
-    """Plain tuples rather than SQLAlchemy rows: a device page walks ten thousand of them.
-    `first` includes the events at `since` itself (a walk that starts at a checkout)."""
-    query = select(
-        events.c.id, events.c.type, events.c.staff_id, events.c.session_id, events.c.at, events.c.reason
-    ).where(events.c.device_id == device_id, events.c.type.in_(SESSION))
+def _rows(conn: Connection, device_id: str, since: float | None = None, until: float | None = None) -> list[_Row]:
+    """Plain tuples rather than SQLAlchemy rows: a device page walks ten thousand of them."""
+    query = select(*ROW_COLUMNS).where(events.c.device_id == device_id, events.c.type.in_(SESSION))
     if since is not None:
-        query = query.where(events.c.at >= since if first else events.c.at > since)
+        query = query.where(events.c.at > since)
     if until is not None:
         query = query.where(events.c.at <= until)
     return [_Row(*row) for row in conn.execute(query.order_by(events.c.at, events.c.seq))]
@@ -384,7 +383,7 @@ def _answers(conn: Connection, device_id: str, since: float | None = None) -> di
         events.c.device_id == device_id, events.c.type.in_(("logoff_confirmed", "logoff_unconfirmed"))
     )
     if since is not None:
-        query = query.where(events.c.at >= since)
+        query = query.where(events.c.at > since)
     answers: dict[str, str] = {}
     for row in conn.execute(query.order_by(events.c.at, events.c.seq)):
         if row.for_id and answers.get(row.for_id) != "confirmed":
@@ -392,17 +391,35 @@ def _answers(conn: Connection, device_id: str, since: float | None = None) -> di
     return answers
 
 
-def _intervals(conn: Connection, device_id: str, since: float | None = None) -> Iterator[Interval]:
-    """The device's intervals, walked from its last checkout at or before `since` (from its
+def _intervals(conn: Connection, device_ids: set[str], since: float | None) -> Iterator[Interval]:
+    """The devices' intervals, each walked from its last checkout at or before `since` (from its
     first event without `since`): the same intervals from there on as a walk from the start,
     sessions and logoffs included, the one in progress at `since` and one ending right at it."""
-    start = since
+    if not device_ids:
+        return
+    window: ColumnElement[bool] = events.c.device_id.in_(sorted(device_ids))
     if since is not None:
-        last_checkout = select(func.max(events.c.at)).where(
-            events.c.device_id == device_id, events.c.type == "checkout", events.c.at <= since
+        last_checkouts = (
+            select(events.c.device_id, func.max(events.c.at))
+            .where(window, events.c.type == "checkout", events.c.at <= since)
+            .group_by(events.c.device_id)
         )
-        start = conn.execute(last_checkout).scalar() or since
-    walk = _Walk(device_id, _answers(conn, device_id, start))
-    for row in _rows(conn, device_id, start, first=True):
-        walk.take(row)
-    yield from walk.finish()
+        starts = {device: since for device in device_ids}
+        starts.update({device: float(at) for device, at in conn.execute(last_checkouts)})
+        window = or_(*(and_(events.c.device_id == device, events.c.at >= start) for device, start in starts.items()))
+    rows: dict[str, list[_Row]] = defaultdict(list)
+    walked = select(events.c.device_id, *ROW_COLUMNS).where(window, events.c.type.in_(SESSION))
+    for device, *found in conn.execute(walked.order_by(events.c.device_id, events.c.at, events.c.seq)):
+        rows[device].append(_Row(*found))
+    answers: dict[str, dict[str, str]] = defaultdict(dict)
+    outcomes = select(events.c.device_id, events.c.type, events.c.for_id).where(
+        window, events.c.type.in_(("logoff_confirmed", "logoff_unconfirmed"))
+    )
+    for device, kind, for_id in conn.execute(outcomes.order_by(events.c.device_id, events.c.at, events.c.seq)):
+        if for_id and answers[device].get(for_id) != "confirmed":
+            answers[device][for_id] = "confirmed" if kind == "logoff_confirmed" else "unconfirmed"
+    for device in sorted(device_ids):
+        walk = _Walk(device, answers[device])
+        for row in rows[device]:
+            walk.take(row)
+        yield from walk.finish()
