@@ -159,6 +159,14 @@ def test_a_staff_history_read_from_its_window_is_the_walk_from_the_first_event(
     gap), at an interval's start and near the first: sessions and logoffs are those of the full
     walk."""
     since, until = T0 - back_h * STEP, T0 - 0.5 * STEP
+    lost = [  # Bo's checkin of WOW-9 never arrived: Cy's checkout ends Bo's interval, then Bo's is open again
+        {"id": f"lost{n}", "source": "urn:handoff:north:r9", "seq": n + 1, "type": "checkout", "site": "north",
+         "device_id": "WOW-9", "staff_id": who, "session_id": f"lost{n}", "reason": None, "at": at,
+         "payload": "{}", "received": T0}
+        for n, (who, at) in enumerate([("s-bo", since - 60), ("s-cy", since + 60), ("s-bo", since + 120)])
+    ]  # fmt: skip
+    with ledger[1].begin() as conn:
+        conn.execute(insert(events), lost)
     with ledger[1].connect() as conn:
         for person in PEOPLE:
             everything = queries.history(conn, staff_id=person)

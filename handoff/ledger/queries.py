@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, NamedTuple
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, func, or_, select
@@ -155,12 +155,11 @@ def history(
 ) -> list[Interval]:
     """The custody intervals of a device or a staff member that overlap [since, until].
 
-    With `since`, each device is read from its last checkout at or before `since` onwards, not
-    from its first event, and all of them in three statements: a staff page costs its window,
-    not the ledger's age nor one round trip per device. A staff member's devices are then those
-    with one of their events since `since` (their checkin included) or held by them now; an
-    interval of theirs begun before `since` and ended in the window only by someone else's
-    checkout (their own checkin lost) is not found that way."""
+    A staff member's history with `since` is read from their own events (`_held_by`): it costs
+    what they did in the window, not the ledger's age nor the other people's use of the same
+    devices. Their devices are then those with one of their events since `since` (their checkin
+    included) or held by them now; an interval of theirs begun before `since` and ended in the
+    window only by someone else's checkout (their own checkin lost) is not found that way."""
     if device_id is not None:
         devices = {device_id}
     else:
@@ -170,9 +169,14 @@ def history(
         devices = set(conn.execute(theirs.distinct()).scalars())
         if since is not None and staff_id is not None:
             devices.update(holding(conn, staff_id))
+    walked = (
+        _intervals(conn, devices, since)
+        if staff_id is None or since is None
+        else _held_by(conn, staff_id, devices, since)
+    )
     found = [
         interval
-        for interval in _intervals(conn, devices, since)
+        for interval in walked
         if (staff_id is None or interval.staff_id == staff_id)
         and (until is None or interval.start <= until)
         and (since is None or interval.end is None or interval.end >= since)
@@ -423,3 +427,48 @@ def _intervals(conn: Connection, device_ids: set[str], since: float | None) -> I
         for row in rows[device]:
             walk.take(row)
         yield from walk.finish()
+
+
+def _held_by(conn: Connection, staff_id: str, device_ids: set[str], since: float) -> Iterator[Interval]:
+    """`staff_id`'s intervals on these devices, walked from their own events only (the index on
+    staff_id and time), each device from their last checkout at or before `since`. Someone
+    else's event ends their interval only when their own checkin was lost: for an interval left
+    open or ended `unknown`, the device's next checkout after theirs is looked up (one indexed
+    lookup each, and there are few), and ends it there, as the walk of every event would."""
+    if not device_ids:
+        return
+    theirs = and_(events.c.staff_id == staff_id, events.c.device_id.in_(sorted(device_ids)))
+    last_checkouts = (
+        select(events.c.device_id, func.max(events.c.at))
+        .where(theirs, events.c.type == "checkout", events.c.at <= since)
+        .group_by(events.c.device_id)
+    )
+    starts = {device: since for device in device_ids}
+    starts.update({device: float(at) for device, at in conn.execute(last_checkouts)})
+    window = and_(theirs, events.c.at >= min(starts.values()))
+    rows: dict[str, list[_Row]] = defaultdict(list)
+    walked = select(events.c.device_id, *ROW_COLUMNS).where(window, events.c.type.in_(SESSION))
+    for device, *found in conn.execute(walked.order_by(events.c.device_id, events.c.at, events.c.seq)):
+        if found[4] >= starts[device]:
+            rows[device].append(_Row(*found))
+    answers: dict[str, dict[str, str]] = defaultdict(dict)
+    outcomes = select(events.c.device_id, events.c.type, events.c.for_id).where(
+        window, events.c.type.in_(("logoff_confirmed", "logoff_unconfirmed"))
+    )
+    for device, kind, for_id in conn.execute(outcomes.order_by(events.c.device_id, events.c.at, events.c.seq)):
+        if for_id and answers[device].get(for_id) != "confirmed":
+            answers[device][for_id] = "confirmed" if kind == "logoff_confirmed" else "unconfirmed"
+    for device in sorted(device_ids):
+        walk = _Walk(device, answers[device])
+        for row in rows[device]:
+            walk.take(row)
+        for held in walk.finish():
+            if held.end is not None and held.ended_by != "unknown":
+                yield held
+                continue
+            next_checkout = select(func.min(events.c.at)).where(
+                events.c.device_id == device, events.c.type == "checkout", events.c.at > held.start
+            )
+            taken = conn.execute(next_checkout).scalar()
+            cut = taken is not None and (held.end is None or taken < held.end)
+            yield replace(held, end=float(taken), ended_by="unknown") if taken is not None and cut else held
