@@ -268,7 +268,7 @@ def run(port: int, baseline: Path, args: argparse.Namespace, flag_id: int) -> No
             "exc-filter": "/exceptions?type=logoff_unconfirmed&status=open&page=2",
             "exc-text": "/exceptions?q=D-00042",
             "exception": f"/exceptions/{flag_id}",
-            "search": "/search?q=BIO-4",
+            "search": "/search?q=IO-42",
             "who": f"/who?device={BUSY}&at=2030-01-01T00:00:00Z",
             "audit": "/audit",
             "users": "/users",
