@@ -4,6 +4,7 @@ ledger database on each engine the ledger supports."""
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,10 +12,20 @@ import pytest
 from sqlalchemy import Engine
 
 from handoff.ledger.database import engine_for
+from tests.kit.browser import SCREENSHOTS
 from tests.kit.cli import CliRunner, run_handoff
 from tests.kit.config import Layout
 from tests.kit.postgres import create_database, drop_database
 from tests.kit.seeds import seeded_random
+
+STARTED = time.time()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Where this run's browser tests left their screenshots (1280, 768 and 390 px), for a person."""
+    fresh = [shot for shot in SCREENSHOTS.glob("*.png") if shot.stat().st_mtime >= STARTED]
+    if fresh:
+        terminalreporter.write_line(f"console screenshots: {len(fresh)} written to {SCREENSHOTS}")
 
 
 @pytest.fixture

@@ -47,7 +47,12 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Eng
         conn.execute(insert(staff).values(staff_id="ana", name="Ana Lima", role="nurse", revoked=False))
         conn.execute(
             insert(exceptions).values(
-                id=1,
+                id=1, type="overdue", device_id="WOW-1", source="", key="WOW-1", opened=T0, detail="held by =cmd|x"
+            )
+        )
+        conn.execute(
+            insert(exceptions).values(
+                id=2,
                 type="break_glass_review",
                 device_id="WOW-1",
                 source="",
@@ -77,7 +82,10 @@ def get_routes(client: TestClient) -> list[str]:
     for route in client.app.routes:  # type: ignore[attr-defined]
         if isinstance(route, Route) and route.methods and "GET" in route.methods:
             paths.append(
-                route.path.replace("{device_id}", "WOW-1").replace("{staff_id}", "ana").replace("{flag_id}", "1")
+                route.path.replace("{device_id}", "WOW-1")
+                .replace("{staff_id}", "ana")
+                .replace("{flag_id}/review", "2/review")
+                .replace("{flag_id}", "1")
             )
     return paths
 
@@ -324,11 +332,14 @@ def test_only_an_admin_reads_the_console_audit_trail(client: TestClient) -> None
     assert 'href="/audit"' not in client.get("/fleet").text
     log_in(client, *ADMIN)
     trail = client.get("/audit")
-    assert trail.status_code == 200 and f'<th scope="row"><bdi>{ADMIN[0]}</bdi></th><td>login</td>' in trail.text
+    assert (
+        trail.status_code == 200
+        and f'<th scope="row" data-label="Who"><bdi>{ADMIN[0]}</bdi></th><td data-label="Did">login</td>' in trail.text
+    )
     assert client.get("/audit?format=csv").text.startswith("at,actor,action,detail")
 
 
-def test_a_long_history_shows_the_newest_intervals_and_the_csv_holds_them_all(
+def test_a_long_history_is_paged_newest_first_and_the_csv_holds_them_all(
     client: TestClient, ledger: tuple[Path, Engine]
 ) -> None:
     rows = [
@@ -345,9 +356,9 @@ def test_a_long_history_shows_the_newest_intervals_and_the_csv_holds_them_all(
     log_in(client, *VIEWER)
     page = client.get("/devices/WOW-LONG")
     custody = page.text.split('id="custody-h"')[1].split("</table>")[0]
-    assert custody.count('<tr><th scope="row">') == 500 and "The newest 500 of 600 intervals" in custody
-    assert custody.index(">s599<") < custody.index(">s100<"), "newest first"
-    assert ">s99<" not in custody
+    assert custody.count('<tr><th scope="row"') == 200 and "600 custody intervals in this window" in custody
+    assert custody.index(">s599<") < custody.index(">s400<"), "newest first"
+    assert ">s399<" not in custody and 'href="/devices/WOW-LONG?page=2" rel="next"' in page.text
     assert client.get("/devices/WOW-LONG?format=csv").text.count("\n") == 601
 
 

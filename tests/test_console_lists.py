@@ -77,7 +77,7 @@ def admin(ledger: tuple[Path, Engine]) -> Iterator[TestClient]:
 
 def device_rows(page: str) -> list[str]:
     body = page.split('<table class="devices">')[1].split("</table>", maxsplit=1)[0]
-    return re.findall(r'<th scope="row"><a href="/devices/([^"]+)"', body)
+    return re.findall(r'<th scope="row"[^>]*><a href="/devices/([^"]+)"', body)
 
 
 def shown_total(page: str) -> int:

@@ -612,6 +612,7 @@ def evaluate(conn: Connection, now: float, overdue_after_s: float, offline_after
     many = {staff: count for staff, count in holders if count > holds_many}
     for staff, count in many.items():
         book.open("holds_many", "", "", staff, f"{staff} holds {count} devices")
+        book.restate("holds_many", staff, f"{staff} holds {count} devices")
     for key in book.open_keys("holds_many") - set(many):
         book.close("holds_many", key)
 
@@ -640,6 +641,23 @@ class Exceptions:
         self._open.add((kind, key))
         log.info("exception opened: %s %s (%s)", kind, device_id or key, detail)
         return int(made.scalar_one())
+
+    def restate(self, kind: str, key: str, detail: str) -> None:
+        """An open exception's detail says how things stand now, not when it opened: a person
+        holding 37 devices at opening and 89 now reads 89 (one statement that changes nothing
+        while the count stays)."""
+        if (kind, key) not in self._open:
+            return
+        self._conn.execute(
+            update(exceptions)
+            .where(
+                exceptions.c.type == kind,
+                exceptions.c.key == key,
+                exceptions.c.closed.is_(None),
+                exceptions.c.detail != detail,
+            )
+            .values(detail=detail)
+        )
 
     def close(self, kind: str, key: str) -> None:
         if (kind, key) not in self._open:

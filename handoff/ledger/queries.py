@@ -10,11 +10,12 @@ is part of every answer from the moment it is stored.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, NamedTuple
 
-from sqlalchemy import Connection, Select, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, func, or_, select
 
 from handoff.ledger.schema import devices, events, exceptions
 
@@ -152,17 +153,30 @@ def history(
     since: float | None = None,
     until: float | None = None,
 ) -> list[Interval]:
-    """The custody intervals of a device or a staff member that overlap [since, until]."""
+    """The custody intervals of a device or a staff member that overlap [since, until].
+
+    A staff member's history with `since` is read from their own events (`_held_by`): it costs
+    what they did in the window, not the ledger's age nor the other people's use of the same
+    devices. Their devices are then those with one of their events since `since` (their checkin
+    included) or held by them now; an interval of theirs begun before `since` and ended in the
+    window only by someone else's checkout (their own checkin lost) is not found that way."""
     if device_id is not None:
-        devices = [device_id]
+        devices = {device_id}
     else:
-        devices = [
-            row[0] for row in conn.execute(select(events.c.device_id).where(events.c.staff_id == staff_id).distinct())
-        ]
+        theirs = select(events.c.device_id).where(events.c.staff_id == staff_id)
+        if since is not None:
+            theirs = theirs.where(events.c.at >= since)
+        devices = set(conn.execute(theirs.distinct()).scalars())
+        if since is not None and staff_id is not None:
+            devices.update(holding(conn, staff_id))
+    walked = (
+        _intervals(conn, devices, since)
+        if staff_id is None or since is None
+        else _held_by(conn, staff_id, devices, since)
+    )
     found = [
         interval
-        for device in sorted(devices)
-        for interval in _intervals(conn, device)
+        for interval in walked
         if (staff_id is None or interval.staff_id == staff_id)
         and (until is None or interval.start <= until)
         and (since is None or interval.end is None or interval.end >= since)
@@ -183,24 +197,26 @@ def timeline(conn: Connection, device_id: str, since: float, until: float) -> Ti
 def fleet(
     conn: Connection, now: float, overdue_after_s: float, offline_after_s: float, *, site: str | None = None
 ) -> list[DeviceNow]:
+    """Every device now, by site (the console pages through them in SQL: console/fleet.py)."""
     query = select(devices).order_by(devices.c.site, devices.c.device_id)
     if site:
         query = query.where(devices.c.site == site)
-    return _described(conn, query, now, overdue_after_s, offline_after_s)
+    return described(conn, query, now, overdue_after_s, offline_after_s)
 
 
 def device(
     conn: Connection, device_id: str, now: float, overdue_after_s: float, offline_after_s: float
 ) -> DeviceNow | None:
-    found = _described(
+    found = described(
         conn, select(devices).where(devices.c.device_id == device_id), now, overdue_after_s, offline_after_s
     )
     return found[0] if found else None
 
 
-def _described(
+def described(
     conn: Connection, query: Select[Any], now: float, overdue_after_s: float, offline_after_s: float
 ) -> list[DeviceNow]:
+    """The devices rows `query` selects, with whether each is online and overdue at `now`."""
     return [
         DeviceNow(
             row.device_id,
@@ -342,6 +358,9 @@ class _Walk:
         self._live = None
 
 
+ROW_COLUMNS: Final = (events.c.id, events.c.type, events.c.staff_id, events.c.session_id, events.c.at, events.c.reason)
+
+
 class _Row(NamedTuple):
     id: str
     type: str
@@ -353,9 +372,7 @@ class _Row(NamedTuple):
 
 def _rows(conn: Connection, device_id: str, since: float | None = None, until: float | None = None) -> list[_Row]:
     """Plain tuples rather than SQLAlchemy rows: a device page walks ten thousand of them."""
-    query = select(
-        events.c.id, events.c.type, events.c.staff_id, events.c.session_id, events.c.at, events.c.reason
-    ).where(events.c.device_id == device_id, events.c.type.in_(SESSION))
+    query = select(*ROW_COLUMNS).where(events.c.device_id == device_id, events.c.type.in_(SESSION))
     if since is not None:
         query = query.where(events.c.at > since)
     if until is not None:
@@ -378,8 +395,80 @@ def _answers(conn: Connection, device_id: str, since: float | None = None) -> di
     return answers
 
 
-def _intervals(conn: Connection, device_id: str) -> Iterator[Interval]:
-    walk = _Walk(device_id, _answers(conn, device_id))
-    for row in _rows(conn, device_id):
-        walk.take(row)
-    yield from walk.finish()
+def _intervals(conn: Connection, device_ids: set[str], since: float | None) -> Iterator[Interval]:
+    """The devices' intervals, each walked from its last checkout at or before `since` (from its
+    first event without `since`): the same intervals from there on as a walk from the start,
+    sessions and logoffs included, the one in progress at `since` and one ending right at it."""
+    if not device_ids:
+        return
+    window: ColumnElement[bool] = events.c.device_id.in_(sorted(device_ids))
+    if since is not None:
+        last_checkouts = (
+            select(events.c.device_id, func.max(events.c.at))
+            .where(window, events.c.type == "checkout", events.c.at <= since)
+            .group_by(events.c.device_id)
+        )
+        starts = {device: since for device in device_ids}
+        starts.update({device: float(at) for device, at in conn.execute(last_checkouts)})
+        window = or_(*(and_(events.c.device_id == device, events.c.at >= start) for device, start in starts.items()))
+    rows: dict[str, list[_Row]] = defaultdict(list)
+    walked = select(events.c.device_id, *ROW_COLUMNS).where(window, events.c.type.in_(SESSION))
+    for device, *found in conn.execute(walked.order_by(events.c.device_id, events.c.at, events.c.seq)):
+        rows[device].append(_Row(*found))
+    answers: dict[str, dict[str, str]] = defaultdict(dict)
+    outcomes = select(events.c.device_id, events.c.type, events.c.for_id).where(
+        window, events.c.type.in_(("logoff_confirmed", "logoff_unconfirmed"))
+    )
+    for device, kind, for_id in conn.execute(outcomes.order_by(events.c.device_id, events.c.at, events.c.seq)):
+        if for_id and answers[device].get(for_id) != "confirmed":
+            answers[device][for_id] = "confirmed" if kind == "logoff_confirmed" else "unconfirmed"
+    for device in sorted(device_ids):
+        walk = _Walk(device, answers[device])
+        for row in rows[device]:
+            walk.take(row)
+        yield from walk.finish()
+
+
+def _held_by(conn: Connection, staff_id: str, device_ids: set[str], since: float) -> Iterator[Interval]:
+    """`staff_id`'s intervals on these devices, walked from their own events only (the index on
+    staff_id and time), each device from their last checkout at or before `since`. Someone
+    else's event ends their interval only when their own checkin was lost: for an interval left
+    open or ended `unknown`, the device's next checkout after theirs is looked up (one indexed
+    lookup each, and there are few), and ends it there, as the walk of every event would."""
+    if not device_ids:
+        return
+    theirs = and_(events.c.staff_id == staff_id, events.c.device_id.in_(sorted(device_ids)))
+    last_checkouts = (
+        select(events.c.device_id, func.max(events.c.at))
+        .where(theirs, events.c.type == "checkout", events.c.at <= since)
+        .group_by(events.c.device_id)
+    )
+    starts = {device: since for device in device_ids}
+    starts.update({device: float(at) for device, at in conn.execute(last_checkouts)})
+    window = and_(theirs, events.c.at >= min(starts.values()))
+    rows: dict[str, list[_Row]] = defaultdict(list)
+    walked = select(events.c.device_id, *ROW_COLUMNS).where(window, events.c.type.in_(SESSION))
+    for device, *found in conn.execute(walked.order_by(events.c.device_id, events.c.at, events.c.seq)):
+        if found[4] >= starts[device]:
+            rows[device].append(_Row(*found))
+    answers: dict[str, dict[str, str]] = defaultdict(dict)
+    outcomes = select(events.c.device_id, events.c.type, events.c.for_id).where(
+        window, events.c.type.in_(("logoff_confirmed", "logoff_unconfirmed"))
+    )
+    for device, kind, for_id in conn.execute(outcomes.order_by(events.c.device_id, events.c.at, events.c.seq)):
+        if for_id and answers[device].get(for_id) != "confirmed":
+            answers[device][for_id] = "confirmed" if kind == "logoff_confirmed" else "unconfirmed"
+    for device in sorted(device_ids):
+        walk = _Walk(device, answers[device])
+        for row in rows[device]:
+            walk.take(row)
+        for held in walk.finish():
+            if held.end is not None and held.ended_by != "unknown":
+                yield held
+                continue
+            next_checkout = select(func.min(events.c.at)).where(
+                events.c.device_id == device, events.c.type == "checkout", events.c.at > held.start
+            )
+            taken = conn.execute(next_checkout).scalar()
+            cut = taken is not None and (held.end is None or taken < held.end)
+            yield replace(held, end=float(taken), ended_by="unknown") if taken is not None and cut else held

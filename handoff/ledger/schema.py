@@ -7,6 +7,8 @@ exactly these tables; a test holds the two to each other.
 
 from __future__ import annotations
 
+from typing import Final
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -89,6 +91,9 @@ devices = Table(
 """Each device as its trusted events say now (holder, state, since: the events are the truth,
 its retained `state` is not), its retained `status`, and when anything trusted was last heard."""
 
+STILL_OPEN: Final = text("closed IS NULL")
+"""The queue's open exceptions: the partial indexes that page through them hold only those."""
+
 exceptions = Table(
     "exceptions",
     metadata,
@@ -104,6 +109,10 @@ exceptions = Table(
     Column("acked_at", Float),
     Column("ack_note", String(255)),
     Index("exceptions_open", "type", "key", "closed"),
+    Index("exceptions_by_device", "device_id", "closed"),
+    Index("exceptions_open_queue", "opened", "id", postgresql_where=STILL_OPEN, sqlite_where=STILL_OPEN),
+    Index("exceptions_open_by_type", "type", "opened", "id", postgresql_where=STILL_OPEN, sqlite_where=STILL_OPEN),
+    Index("exceptions_closed_queue", "closed", "id"),
 )
 
 checkpoints = Table(

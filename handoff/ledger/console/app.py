@@ -114,6 +114,7 @@ def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] 
         Route("/exceptions/{flag_id}/review", review_pages.page, methods=["GET"]),
         Route("/exceptions/{flag_id}/review", review_pages.close, methods=["POST"]),
         Route("/report", report_pages.page),
+        Route("/exceptions/{flag_id}", exception_pages.details),
         Route("/who", pages.who),
         Route("/audit", pages.audit),
         Route("/users", account_pages.users),

@@ -35,13 +35,19 @@ class Page(Generic[T]):
         return self.first + len(self.rows) - 1 if self.rows else 0
 
 
-def page_of(rows: Sequence[T], asked: str | None) -> Page[T]:
-    """The asked page (1 if none); 404 for a page that is not a number or past the end."""
+def page_number(asked: str | None, total: int) -> tuple[int, int]:
+    """The asked page (1 if none) of a view of `total` rows, and how many pages it has; 404 for
+    a page that is not a number or past the end."""
     text = asked or "1"
-    pages = max(1, -(-len(rows) // PAGE_ROWS))
+    pages = max(1, -(-total // PAGE_ROWS))
     if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= pages:
         raise HTTPException(404, f"no page {text[:20]!r}: this view has {pages}")
-    number = int(text)
+    return int(text), pages
+
+
+def page_of(rows: Sequence[T], asked: str | None) -> Page[T]:
+    """The asked page of rows the page holds in memory."""
+    number, pages = page_number(asked, len(rows))
     return Page(list(rows[(number - 1) * PAGE_ROWS : number * PAGE_ROWS]), number, pages, len(rows))
 
 

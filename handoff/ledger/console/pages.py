@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
 from importlib.resources import files
 from typing import Any, Final, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, Engine, select, text
@@ -26,8 +26,10 @@ from handoff.ledger import queries, second_factor
 from handoff.ledger.accounts import audit
 from handoff.ledger.config import LedgerConfig
 from handoff.ledger.console import find
+from handoff.ledger.console.fleet import STATES, FleetView, Rules
 from handoff.ledger.console.forms import checked_form, current_login, field
-from handoff.ledger.console.listing import choice, page_of, view_url
+from handoff.ledger.console.histories import ENDINGS, HistoryView
+from handoff.ledger.console.listing import Page, page_number, page_of, view_url
 from handoff.ledger.console.logins import Accounts, Login, Sessions, Throttle, new_token
 from handoff.ledger.console.tables import csv_response
 from handoff.ledger.console.text import at, person, shown
@@ -39,10 +41,8 @@ from handoff.timefmt import rfc3339
 
 DEVICE_WINDOW_S: Final = 7 * 86400
 STAFF_WINDOW_S: Final = 30 * 86400
-STATES: Final = ("in_use", "locked", "available", "maintenance")
 T = TypeVar("T")
 AUDIT_ROWS: Final = 500
-TABLE_ROWS: Final = 500
 WRITE_TRIES: Final = 5
 MAX_QUERY: Final = 255
 MAX_ROW_ID: Final = 2**63 - 1
@@ -229,41 +229,14 @@ class Pages:
         return response
 
     async def fleet(self, request: Request) -> Response:
-        """Every device, filtered (site, state, overdue/offline, text), sorted and paged on the
-        server. The counts are of the site and text chosen, before the state: they add up to
-        the devices there, each a link to its rows."""
+        """Every device, filtered (site, state, overdue/offline, text), sorted and paged in SQL
+        (fleet.py). The counts are of the site and text chosen, before the state: they add up
+        to the devices there, each a link to its rows."""
         site, settings, params = self._site, self._site.settings, request.query_params
-        chosen_site = params.get("site") or ""
-        chosen_state = choice(params.get("state"), (*STATES, "none"), "state")
-        chosen_flag = choice(params.get("flag"), ("overdue", "offline"), "flag")
-        order = choice(params.get("sort"), tuple(FLEET_ORDERS), "sort") or "device"
-        descending = choice(params.get("dir"), ("asc", "desc"), "dir") == "desc"
-        text = (params.get("q") or "").strip()[:MAX_QUERY].lower()
-        now = site.clock()
-
-        def read(conn: Connection) -> tuple[list[queries.DeviceNow], list[str], Registers]:
-            rows = queries.fleet(
-                conn, now, settings.overdue_after_s, settings.offline_after_s, site=chosen_site or None
-            )
-            return rows, queries.sites(conn), Registers.of(conn, rows)
-
-        rows, sites, registers = await run_in_threadpool(site.read, read)
-        if text:
-            rows = [row for row in rows if text in registers.words(row)]
-        counts = {state: sum(1 for row in rows if row.state == state) for state in STATES}
-        counts["none"] = sum(1 for row in rows if row.state not in STATES)
-        counts["overdue"] = sum(1 for row in rows if row.overdue)
-        counts["offline"] = sum(1 for row in rows if not row.online)
-        counts["devices"] = len(rows)
-        chosen = [
-            row
-            for row in rows
-            if (not chosen_state or (row.state if row.state in STATES else "none") == chosen_state)
-            and (chosen_flag != "overdue" or row.overdue)
-            and (chosen_flag != "offline" or not row.online)
-        ]
-        chosen.sort(key=lambda row: FLEET_ORDERS[order](row, registers), reverse=descending)
+        view = FleetView.of(params)
+        rules = Rules(site.clock(), settings.overdue_after_s, settings.offline_after_s)
         if _csv(request):
+            everything = await run_in_threadpool(site.read, lambda conn: view.rows(conn, rules, None))
             return csv_response(
                 "fleet",
                 ["device_id", "site", "state", "staff_id", "since", "appliance", "last_heard", "overdue"],
@@ -278,44 +251,45 @@ class Pages:
                         rfc3339(r.last_heard),
                         "yes" if r.overdue else "no",
                     ]
-                    for r in chosen
+                    for r in everything
                 ),
             )
-        view = {
-            "site": chosen_site,
-            "state": chosen_state,
-            "flag": chosen_flag,
-            "q": params.get("q", "").strip()[:MAX_QUERY],
-            "sort": "" if order == "device" else order,
-            "dir": "desc" if descending else "",
-        }
-        shown = page_of(chosen, params.get("page"))
+
+        def read(conn: Connection) -> tuple[Page[queries.DeviceNow], dict[str, int], list[str], Registers]:
+            number, pages = page_number(params.get("page"), total := view.total(conn, rules))
+            rows = view.rows(conn, rules, number)
+            return (
+                Page(rows, number, pages, total),
+                view.counts(conn, rules),
+                queries.sites(conn),
+                Registers.of(conn, rows),
+            )
+
+        paged, counts, sites, registers = await run_in_threadpool(site.read, read)
         return site.page(
             request,
             "fleet.html",
-            rows=shown.rows,
-            paged=shown,
+            rows=paged.rows,
+            paged=paged,
             counts=counts,
             sites=sites,
             states=STATES,
-            view=view,
-            url=lambda **changes: view_url("/fleet", view, **changes),
-            order=order,
-            descending=descending,
-            now=now,
+            view=view.params,
+            url=lambda **changes: view_url("/fleet", view.params, **changes),
+            order=view.order,
+            descending=view.descending,
+            now=rules.now,
             names=registers.names,
             assets=registers.assets,
         )
 
     async def device(self, request: Request) -> Response:
-        site, settings = self._site, self._site.settings
+        """The device now, its timeline over a window, and its custody intervals in that window
+        filtered, sorted and paged (histories.py)."""
+        site, settings, params = self._site, self._site.settings, request.query_params
         device_id = request.path_params["device_id"]
         now = site.clock()
-        local = zone(request.query_params.get("tz"))
-        until = instant(request.query_params.get("until"), "until", local) or now
-        since = instant(request.query_params.get("since"), "since", local) or until - DEVICE_WINDOW_S
-        if since >= until:
-            raise HTTPException(400, "since: must be before until")
+        since, until, view = _window(params, now, DEVICE_WINDOW_S)
 
         def read(
             conn: Connection,
@@ -335,14 +309,21 @@ class Pages:
         if answer is None:
             raise HTTPException(404, f"no such device: {device_id[:64]!r} is not in the ledger nor the asset register")
         found, line, flags, names, asset = answer
-        if "since" not in request.query_params:
+        if "since" not in params:
             line = _zoomed(line)
+
+        def words(held: queries.Interval) -> str:
+            member = names.get(held.staff_id)
+            return f"{member.name if member else ''} {held.staff_id}".lower()
+
+        chosen = view.chosen(line.custody, words)
         if _csv(request):
             return csv_response(
                 f"{device_id}-custody",
                 ["device_id", "staff_id", "from", "to", "ended_by", "sessions", "logoffs"],
-                (_interval_row(held) for held in line.custody),
+                (_interval_row(held) for held in chosen),
             )
+        path = f"/devices/{quote(device_id, safe='')}"
         return site.page(
             request,
             "device.html",
@@ -350,7 +331,10 @@ class Pages:
             device=found,
             line=line,
             picture=picture(line),
-            shown=_newest(line.custody),
+            paged=page_of(chosen, params.get("page")),
+            view=view,
+            url=lambda **changes: view_url(path, view.params, **changes),
+            endings=ENDINGS,
             flags=flags,
             since=when(line.since),
             until=when(line.until),
@@ -359,38 +343,50 @@ class Pages:
         )
 
     async def staff(self, request: Request) -> Response:
-        site = self._site
+        """Who the staff member is, what they hold now, and the devices they held in a window,
+        filtered, sorted and paged (histories.py)."""
+        site, params = self._site, request.query_params
         staff_id = request.path_params["staff_id"]
-        now = site.clock()
-        local = zone(request.query_params.get("tz"))
-        until = instant(request.query_params.get("until"), "until", local) or now
-        since = instant(request.query_params.get("since"), "since", local) or until - STAFF_WINDOW_S
+        since, until, view = _window(params, site.clock(), STAFF_WINDOW_S)
 
-        def read(conn: Connection) -> tuple[list[str], list[queries.Interval], StaffMember | None] | None:
+        def read(
+            conn: Connection,
+        ) -> tuple[list[str], list[queries.Interval], StaffMember | None, dict[str, Asset]] | None:
             if not find.staff_known(conn, staff_id):
                 return None
             held = queries.holding(conn, staff_id)
             member = names_of(conn, {staff_id}).get(staff_id)
-            return held, queries.history(conn, staff_id=staff_id, since=since, until=until), member
+            intervals = queries.history(conn, staff_id=staff_id, since=since, until=until)
+            return held, intervals, member, assets_of(conn, {held.device_id for held in intervals})
 
         answer = await run_in_threadpool(site.read, read)
         if answer is None:
             raise HTTPException(404, f"no such staff member: {staff_id[:64]!r} is not in the ledger nor the directory")
-        held, intervals, member = answer
+        held, intervals, member, assets = answer
+
+        def words(interval: queries.Interval) -> str:
+            asset = assets.get(interval.device_id)
+            return f"{interval.device_id} {asset.asset_tag if asset else ''}".lower()
+
+        chosen = view.chosen(intervals, words)
         if _csv(request):
             return csv_response(
                 f"{staff_id}-history",
                 ["device_id", "staff_id", "from", "to", "ended_by", "sessions", "logoffs"],
-                (_interval_row(interval) for interval in intervals),
+                (_interval_row(interval) for interval in chosen),
             )
+        path = f"/staff/{quote(staff_id, safe='')}"
         return site.page(
             request,
             "staff.html",
             staff_id=staff_id,
             member=member,
             held=held,
-            intervals=intervals,
-            shown=_newest(intervals),
+            paged=page_of(chosen, params.get("page")),
+            view=view,
+            url=lambda **changes: view_url(path, view.params, **changes),
+            endings=ENDINGS,
+            assets=assets,
             since=when(since),
             until=when(until),
         )
@@ -442,7 +438,7 @@ class Pages:
 
 @dataclass(frozen=True)
 class Registers:
-    """The directory's names and the asset register's records of what a page shows."""
+    """The directory's names and the asset register's records of the devices a page shows."""
 
     names: dict[str, StaffMember]
     assets: dict[str, Asset]
@@ -452,34 +448,19 @@ class Registers:
         staff_ids = {row.staff_id for row in rows if row.staff_id}
         return cls(names_of(conn, staff_ids), assets_of(conn, {row.device_id for row in rows}))
 
-    def holder(self, row: queries.DeviceNow) -> str:
-        member = self.names.get(row.staff_id or "")
-        return member.name if member else row.staff_id or ""
 
-    def words(self, row: queries.DeviceNow) -> str:
-        """What the fleet's text filter looks in: ids, the holder's name, the asset's tag and model."""
-        asset = self.assets.get(row.device_id)
-        found = [row.device_id, row.staff_id or "", self.holder(row)]
-        if asset:
-            found += [asset.asset_tag, asset.model, asset.unit]
-        return " ".join(found).lower()
-
-
-FLEET_ORDERS: Final[dict[str, Callable[[queries.DeviceNow, Registers], tuple[Any, ...]]]] = {
-    "device": lambda row, _: (row.device_id,),
-    "site": lambda row, _: (row.site, row.device_id),
-    "state": lambda row, _: (row.state or "~", row.device_id),
-    "holder": lambda row, registers: (registers.holder(row).lower() or "~", row.device_id),
-    "since": lambda row, _: (row.since is None, row.since or 0.0, row.device_id),
-    "heard": lambda row, _: (row.last_heard, row.device_id),
-}
-"""The fleet's orders (`?sort=`), each ending on the device id so that pages never shuffle."""
-
-
-def _newest(intervals: list[queries.Interval]) -> list[queries.Interval]:
-    """A page's table holds the newest TABLE_ROWS intervals, newest first: a person reads the
-    recent ones, the CSV carries every one, and the page stays quick at any history's length."""
-    return intervals[: -TABLE_ROWS - 1 : -1]
+def _window(params: Mapping[str, str], now: float, default_s: float) -> tuple[float, float, HistoryView]:
+    """A history's window from its URL (typed in the browser's zone, or UTC from a link), and
+    the view that keeps it in UTC: a window left open stays open in the view's links."""
+    local = zone(params.get("tz"))
+    asked_until = instant(params.get("until"), "until", local)
+    asked_since = instant(params.get("since"), "since", local)
+    until = asked_until or now
+    since = asked_since or until - default_s
+    if since >= until:
+        raise HTTPException(400, "since: must be before until")
+    view = HistoryView.of(params, when(asked_since), when(asked_until))
+    return since, until, view
 
 
 def _zoomed(line: queries.Timeline) -> queries.Timeline:
