@@ -54,6 +54,10 @@ def test_enrol_then_log_in_with_a_code_and_a_recovery_code_once(tmp_path: Path) 
         page.get_by_role("link", name="Your account").click()
         expect(page.get_by_text("Off: your password alone logs you in.")).to_be_visible()
         assert violations(page) == [], "the account page"
+        page.get_by_label("Your password, again").fill("not the password")
+        page.get_by_role("button", name="Turn on two-step login").click()
+        expect(page.get_by_role("alert")).to_contain_text("That password is not right")  # a session left open
+        page.get_by_label("Your password, again").fill(NURSE[1])
         page.get_by_role("button", name="Turn on two-step login").click()
 
         expect(page.locator("figure.qr svg title")).to_have_text("QR code to scan")
@@ -71,6 +75,7 @@ def test_enrol_then_log_in_with_a_code_and_a_recovery_code_once(tmp_path: Path) 
 
         log_in(page, console, NURSE)
         page.get_by_role("link", name="Your account").click()
+        page.get_by_label("Your password, again").fill(NURSE[1])
         page.get_by_role("button", name="Turn on two-step login").click()
         secret = page.locator("code.secret").inner_text().replace(" ", "")
         totp = pyotp.TOTP(secret)

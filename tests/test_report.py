@@ -26,7 +26,7 @@ from handoff.ledger.config import load_ledger_config
 from handoff.ledger.console.app import create_app
 from handoff.ledger.database import writing
 from handoff.ledger.ingest import Message, Recorder
-from handoff.ledger.report import CONFIRMATION_BUCKETS_S
+from handoff.ledger.report import ANOMALIES, CONFIRMATION_BUCKETS_S
 from handoff.ledger.schema import events, exceptions
 from handoff.sim.fleet import SimAppliance
 from handoff.timefmt import rfc3339
@@ -165,6 +165,20 @@ def test_the_report_figures_match_the_events_that_made_them(
         assert wait_for(lambda: stored(engine) >= 1200, 60), stored(engine)
         ledger.kill()
     a_ward_cart(engine, now, rng)
+    with engine.begin() as conn:  # two anomalies the ledger opened, one since acknowledged
+        for key, acked in (("nurse-1", now - 50), ("nurse-2", None)):
+            conn.execute(
+                exceptions.insert().values(
+                    type="concurrent_use",
+                    device_id="WOW-W",
+                    source="",
+                    key=key,
+                    opened=now - 100,
+                    detail="on two devices",
+                    acked_by="sec" if acked else None,
+                    acked_at=acked,
+                )
+            )
     start, end = now - 5 * DAY, now + 3600
     want = expected(engine, start, end)
     assert want["checkouts"] >= 600 + 40 and want["break_glass_over_limit"] == 1, "the fill is what the test meant"
@@ -196,6 +210,16 @@ def test_the_report_figures_match_the_events_that_made_them(
     by_type = {c["kind"]: [c["opened"], c["closed"], c["acknowledged"], c["still_open"]] for c in got["exceptions"]}
     assert by_type == want["by_type"] and "break_glass_review" in by_type and "clock_skew" in by_type
     assert got["open_total"] == want["open_total"] == len(got["still_open"])
+    anomalies = [by_type.get(kind, [0, 0, 0, 0]) for kind in ANOMALIES]
+    assert (
+        [figures["anomalies_opened"], figures["anomalies_acknowledged"], figures["anomalies_still_open"]]
+        == [
+            sum(counts[0] for counts in anomalies),
+            sum(counts[2] for counts in anomalies),
+            sum(counts[3] for counts in anomalies),
+        ]
+        == [2, 1, 2]
+    )
 
     page = ledger_command(config, "report", "--from", rfc3339(start), "--until", rfc3339(end)).stdout
     assert page.startswith("<!doctype html>") and page.count("<svg") == 2 and "<script" not in page
@@ -205,6 +229,8 @@ def test_the_report_figures_match_the_events_that_made_them(
     rows = list(csv.reader(io.StringIO(sheet.stdout)))
     assert rows[0] == ["section", "name", "value"]
     assert ["Automatic logoff", "sessions ended by idle timeout", str(want["idle_timeouts"])] in rows
+    anomaly_rows = [row for row in rows if row[0] == "Anomalous session detection with an automated response"]
+    assert len(anomaly_rows) == 9 and ["setting: concurrent_use", "off"] in [row[1:] for row in anomaly_rows]
 
 
 def test_a_bad_window_is_one_line_and_exit_2(tmp_path: Path, cli: Any) -> None:

@@ -415,6 +415,17 @@ def _intervals(conn: Connection, device_ids: set[str], since: float | None) -> I
     walked = select(events.c.device_id, *ROW_COLUMNS).where(window, events.c.type.in_(SESSION))
     for device, *found in conn.execute(walked.order_by(events.c.device_id, events.c.at, events.c.seq)):
         rows[device].append(_Row(*found))
+    answers = _logoff_answers(conn, window)
+    for device in sorted(device_ids):
+        walk = _Walk(device, answers[device])
+        for row in rows[device]:
+            walk.take(row)
+        yield from walk.finish()
+
+
+def _logoff_answers(conn: Connection, window: ColumnElement[bool]) -> dict[str, dict[str, str]]:
+    """Per device, what became of each forced logoff in `window`: confirmed once any receipt
+    confirmed it, else unconfirmed."""
     answers: dict[str, dict[str, str]] = defaultdict(dict)
     outcomes = select(events.c.device_id, events.c.type, events.c.for_id).where(
         window, events.c.type.in_(("logoff_confirmed", "logoff_unconfirmed"))
@@ -422,11 +433,7 @@ def _intervals(conn: Connection, device_ids: set[str], since: float | None) -> I
     for device, kind, for_id in conn.execute(outcomes.order_by(events.c.device_id, events.c.at, events.c.seq)):
         if for_id and answers[device].get(for_id) != "confirmed":
             answers[device][for_id] = "confirmed" if kind == "logoff_confirmed" else "unconfirmed"
-    for device in sorted(device_ids):
-        walk = _Walk(device, answers[device])
-        for row in rows[device]:
-            walk.take(row)
-        yield from walk.finish()
+    return answers
 
 
 def _held_by(conn: Connection, staff_id: str, device_ids: set[str], since: float) -> Iterator[Interval]:
@@ -451,13 +458,7 @@ def _held_by(conn: Connection, staff_id: str, device_ids: set[str], since: float
     for device, *found in conn.execute(walked.order_by(events.c.device_id, events.c.at, events.c.seq)):
         if found[4] >= starts[device]:
             rows[device].append(_Row(*found))
-    answers: dict[str, dict[str, str]] = defaultdict(dict)
-    outcomes = select(events.c.device_id, events.c.type, events.c.for_id).where(
-        window, events.c.type.in_(("logoff_confirmed", "logoff_unconfirmed"))
-    )
-    for device, kind, for_id in conn.execute(outcomes.order_by(events.c.device_id, events.c.at, events.c.seq)):
-        if for_id and answers[device].get(for_id) != "confirmed":
-            answers[device][for_id] = "confirmed" if kind == "logoff_confirmed" else "unconfirmed"
+    answers = _logoff_answers(conn, window)
     for device in sorted(device_ids):
         walk = _Walk(device, answers[device])
         for row in rows[device]:

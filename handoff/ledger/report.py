@@ -100,6 +100,7 @@ def build(conn: Connection, settings: LedgerSettings, start: float, end: float, 
         **_fleet(conn),
         **_integrity(conn, start, end),
         "events_failing_their_link": sum(failing for _, failing in tally.values()),
+        **_anomalies(counts),
     }
     figures["confirmed_share"] = (
         figures["logoffs_confirmed"] / figures["forced_logoffs"] if figures["forced_logoffs"] else None
@@ -290,6 +291,38 @@ def _exception_counts(conn: Connection, start: float, end: float) -> list[Except
     return [ExceptionCounts(str(kind), int(a), int(b), int(c), int(d)) for kind, a, b, c, d in rows]
 
 
+ANOMALIES: Final = ("concurrent_use", "impossible_travel", "repeated_rejections", "off_hours")
+
+
+def _anomalies(counts: list[ExceptionCounts]) -> dict[str, Any]:
+    """The anomaly kinds' counts in the window, from the per-type counts already made."""
+    found = {count.kind: count for count in counts if count.kind in ANOMALIES}
+    return {
+        "anomalies_opened": sum(count.opened for count in found.values()),
+        "anomalies_closed": sum(count.closed for count in found.values()),
+        "anomalies_acknowledged": sum(count.acknowledged for count in found.values()),
+        "anomalies_still_open": sum(count.still_open for count in found.values()),
+    }
+
+
+def _anomaly_settings(settings: LedgerSettings) -> list[Setting]:
+    rules = settings.anomalies
+    rejections = (
+        f"{rules.repeated_rejections} within {_seconds(rules.rejections_within_s)}"
+        if rules.repeated_rejections
+        else "off"
+    )
+    travel = ", ".join(f"{' / '.join(t.sites)} {_seconds(t.min_s)}" for t in rules.travel) or "off"
+    shifts = ", ".join(f"{shift.role} {shift.start}-{shift.end}" for shift in rules.shifts) or "off"
+    return [
+        Setting("concurrent_use", "on" if rules.concurrent_use else "off"),
+        Setting("repeated_rejections", rejections),
+        Setting("impossible_travel (sites, shortest time)", travel),
+        Setting(f"off_hours (shifts, {rules.time_zone})", shifts),
+        Setting("answered by ending the older session", ", ".join(rules.respond) or "none"),
+    ]
+
+
 def _still_open(conn: Connection) -> tuple[list[OpenException], int]:
     is_open = exceptions.c.closed.is_(None)
     total = int(conn.execute(select(func.count()).select_from(exceptions).where(is_open)).scalar_one())
@@ -344,6 +377,16 @@ def _controls(settings: LedgerSettings, f: dict[str, Any]) -> list[Control]:
                 Figure("uses over the limit", f["break_glass_over_limit"]),
                 Figure("uses reviewed by an admin", f["break_glass_reviewed"]),
                 Figure("uses not yet reviewed", f["break_glass_not_reviewed"]),
+            ],
+        ),
+        Control(
+            "Anomalous session detection with an automated response",
+            _anomaly_settings(settings),
+            [
+                Figure("anomalies opened", f["anomalies_opened"]),
+                Figure("anomalies closed", f["anomalies_closed"]),
+                Figure("anomalies acknowledged", f["anomalies_acknowledged"]),
+                Figure("anomalies still open", f["anomalies_still_open"]),
             ],
         ),
         Control(

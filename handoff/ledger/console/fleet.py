@@ -144,7 +144,7 @@ class FleetView:
             "devices": func.count(),
         }
         row = conn.execute(self._place(select(*(value.label(name) for name, value in columns.items())))).one()
-        return {name: int(row._mapping[name]) for name in columns}
+        return {name: int(value) for name, value in zip(columns, row, strict=True)}
 
     def rows(self, conn: Connection, rules: Rules, page: int | None) -> list[DeviceNow]:
         """The chosen devices in the view's order: one page of them, or all (`page` None)."""

@@ -1,7 +1,8 @@
 """The signed-in person's own account page (`/account`): a local account turns on a TOTP second
 factor here. The secret is shown as text and as a QR code drawn on the server as SVG (segno; no
 script, nothing fetched from elsewhere), is pending until a code from it is confirmed, and the
-recovery codes are shown once, on the page that confirms it."""
+recovery codes are shown once, on the page that confirms it. Starting it asks for the password
+again: a session left open on a ward PC must not let a passer-by tie the account to their phone."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ class OwnAccountPages:
     def __init__(self, site: Site) -> None:
         self._site = site
 
-    async def page(self, request: Request) -> Response:
+    async def page(self, request: Request, problem: str = "", status: int = 200) -> Response:
         login = current_login(request)
 
         def read(conn: Connection) -> tuple[str, bool]:
@@ -38,12 +39,18 @@ class OwnAccountPages:
             return str(row.source), row.totp_secret is not None
 
         source, enrolled = await run_in_threadpool(self._site.read, read)
-        return self._site.page(request, "account.html", source=source, enrolled=enrolled, local=accounts.LOCAL)
+        return self._site.page(
+            request, "account.html", status, source=source, enrolled=enrolled, local=accounts.LOCAL, problem=problem
+        )
 
     async def start(self, request: Request) -> Response:
-        """A new pending secret, shown with the form that confirms it."""
-        login = current_login(request)
-        await checked_form(request, login.csrf)
+        """A new pending secret, shown with the form that confirms it, once the password is given again."""
+        login, site = current_login(request), self._site
+        form = await checked_form(request, login.csrf)
+        stored = await run_in_threadpool(site.read, lambda conn: site.accounts.stored(conn, login.user))
+        verdict = await run_in_threadpool(site.accounts.verify, stored, field(form, "password"))
+        if verdict.role is None:
+            return await self.page(request, "That password is not right: two-step login was not changed.", 403)
         try:
             secret = await run_in_threadpool(self._site.write, lambda conn: second_factor.propose(conn, login.user))
         except UsageError as exc:
