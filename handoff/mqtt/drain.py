@@ -52,6 +52,9 @@ class OutboxDrain:
         """Where the retained state and the signed checkpoints come from: the agent has neither."""
         self._inbox = inbox
         self.window = INFLIGHT
+        self.one_event_at_a_time = False
+        """Set while the broker refuses an event: retried alone, so that an ACL lifted while a
+        window of events is on its way cannot let a later event through before the refused one."""
         self._inflight: dict[int, Sent] = {}
         self._waiting: deque[StoredEvent] = deque()
         """Read from the outbox, not yet handed to paho."""
@@ -104,7 +107,8 @@ class OutboxDrain:
             return self._control.popleft()
         if (result := self._inbox.take_result()) is not None:
             return Sent("cmd_result"), result, False
-        if event := self._next_event():
+        events_wait = self.one_event_at_a_time and any(sent.event for sent in self._inflight.values())
+        if not events_wait and (event := self._next_event()):
             self._sent_upto = event.seq
             return Sent(event.topic, event.seq, event=True), self._store.outgoing(event), False
         return self._next_checkpoint()

@@ -270,6 +270,7 @@ class Session:
     def _flush_acks(self) -> None:
         marked = self._drain.flush_acks()
         if marked and self._outcomes.acked(marked):
+            self._drain.one_event_at_a_time = False
             self._say_status()
 
     def _say_status(self) -> None:
@@ -294,6 +295,7 @@ class Session:
             return
         self._connected = True
         self._drain.window = min(INFLIGHT, getattr(properties, "ReceiveMaximum", INFLIGHT))
+        self._drain.one_event_at_a_time = self._outcomes.blocked is not None
 
     def _on_disconnect(
         self,
