@@ -27,6 +27,7 @@ from tests.kit.cli import CliRunner
 from tests.kit.collector import Collector
 from tests.kit.config import PREFIX, Layout
 from tests.kit.osdp_pd import SimulatedReader
+from tests.kit.timing import ALONE
 
 SITE_KEY = bytes.fromhex("8d3a55e1c2b04f9e6a7d10b3c5e8f241")
 OTHER_KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
@@ -216,6 +217,7 @@ def _expected(cue: Cue) -> list[tuple[float, int, int | bool]]:
     return expected
 
 
+@ALONE
 @pytest.mark.parametrize("cue", [Cue.ACCEPTED, Cue.REJECTED, Cue.LOCKED, Cue.IDLE_WARNING, Cue.UNCONFIRMED])
 def test_a_cue_plays_on_the_readers_led_and_buzzer_with_its_timing(pd: SimulatedReader, panel: Panel, cue: Cue) -> None:
     assert panel.online(), panel.detail()
