@@ -29,7 +29,7 @@ from starlette.staticfiles import StaticFiles
 
 from bench.chain_cost import percentile
 from handoff.ledger.config import load_ledger_config
-from handoff.ledger.console.app import create_app
+from handoff.ledger.console.app import create_app, settle_for_serving
 from handoff.ledger.database import engine_for
 from handoff.ledger.schema import assets, devices, events, exceptions, staff
 from handoff.testing.ledger import add_user, ledger_config
@@ -191,6 +191,7 @@ def serve(config: Path, port: int, baseline: Path) -> None:
     loaded = load_ledger_config(config)
     app = create_app(loaded, engine_for(loaded.ledger.database))
     app.router.routes.append(Mount("/baseline", StaticFiles(directory=str(baseline))))
+    settle_for_serving()
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 

@@ -27,7 +27,7 @@ from handoff.ledger.consumer import RECEIVE_MAXIMUM
 from handoff.ledger.database import engine_for, writing
 from handoff.ledger.ingest import Message, Recorder, evaluate
 from handoff.ledger.queries import fleet, who
-from handoff.ledger.schema import counters, devices, events, exceptions, metadata, sources, users
+from handoff.ledger.schema import POSTGRESQL_ONLY, counters, devices, events, exceptions, metadata, sources, users
 from handoff.sim.fleet import SimAppliance
 from handoff.timefmt import rfc3339
 from tests.kit.appliance import ANA, BO, Running
@@ -184,9 +184,19 @@ def counted(engine: Engine, name: str) -> int:
 
 
 def test_the_migrated_schema_is_the_one_schema_py_describes(engine: Engine) -> None:
-    """Alembic's own comparison of the database its migrations made against the metadata."""
+    """Alembic's own comparison of the database its migrations made against the metadata, but
+    for the trigram index made on PostgreSQL alone: an index on an expression, which Alembic
+    cannot compare (tests/test_console_exception_search.py shows PostgreSQL reading it)."""
+    uncompared = {
+        index.name for table in metadata.tables.values() for index in table.indexes if index.info.get(POSTGRESQL_ONLY)
+    }
+
+    def compared(item: object, name: str | None, kind: str, reflected: bool, other: object) -> bool:
+        return kind != "index" or name not in uncompared
+
     with engine.connect() as conn:
-        differences = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": compared})
+        differences = compare_metadata(context, metadata)
     assert differences == []
 
 

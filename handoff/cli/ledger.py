@@ -173,7 +173,7 @@ def _run(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from handoff.ledger.console.app import create_app
+    from handoff.ledger.console.app import create_app, settle_for_serving
 
     config, engine = _open(args)
     configure_logging()
@@ -185,8 +185,10 @@ def _serve(args: argparse.Namespace) -> int:
             log.warning("no console accounts yet: add one with `handoff ledger users add NAME --role admin`")
     scheme = "https" if console.tls else "http"
     log.info("console at %s://%s/", scheme, console.listen)
+    app = create_app(config, engine)
+    settle_for_serving()
     uvicorn.run(
-        create_app(config, engine),
+        app,
         host=console.host,
         port=console.port,
         ssl_certfile=console.cert_file,

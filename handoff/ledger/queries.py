@@ -377,7 +377,7 @@ def _rows(conn: Connection, device_id: str, since: float | None = None, until: f
         query = query.where(events.c.at > since)
     if until is not None:
         query = query.where(events.c.at <= until)
-    return [_Row(*row) for row in conn.execute(query.order_by(events.c.at, events.c.seq))]
+    return [_Row(*row) for row in conn.execute(query.order_by(events.c.at, events.c.seq)).all()]
 
 
 def _answers(conn: Connection, device_id: str, since: float | None = None) -> dict[str, str]:

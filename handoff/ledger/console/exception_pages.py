@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, Select, func, or_, select, update
+from sqlalchemy import Connection, Select, func, select, update
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -29,7 +29,7 @@ from handoff.ledger.console.pages import MAX_ROW_ID, Site
 from handoff.ledger.console.tables import csv_response
 from handoff.ledger.registers import StaffMember, names_of
 from handoff.ledger.responses import Outcome, of_exceptions
-from handoff.ledger.schema import exceptions
+from handoff.ledger.schema import EXCEPTION_TEXT, exceptions
 from handoff.timefmt import rfc3339
 
 STATUSES: Final = ("open", "unacknowledged", "acknowledged", "closed")
@@ -56,7 +56,7 @@ class View:
         return cls(
             (params.get("type") or "")[:32],
             choice(params.get("status"), STATUSES, "status"),
-            (params.get("q") or "").strip()[:MAX_QUERY],
+            (params.get("q") or "").replace("\n", " ").strip()[:MAX_QUERY],
         )
 
     @property
@@ -76,13 +76,8 @@ class View:
         if self.status == "closed":
             found = found.where(exceptions.c.closed.is_not(None))
         if self.text:
-            found = found.where(
-                or_(
-                    exceptions.c.device_id.icontains(self.text, autoescape=True),
-                    exceptions.c.key.icontains(self.text, autoescape=True),
-                    exceptions.c.detail.icontains(self.text, autoescape=True),
-                )
-            )
+            pattern = "%" + re.sub(r"([\\%_])", r"\\\1", self.text) + "%"
+            found = found.where(EXCEPTION_TEXT.ilike(pattern, escape="\\"))
         return found
 
 
@@ -90,15 +85,18 @@ def _queue(conn: Connection, query: Select[Any], offset: int | None) -> tuple[li
     """The view's rows in the queue's order, open ones oldest first, then closed ones most
     recently closed first, from `offset` (a page of them; all with `offset` None); and how many
     rows the view has. Each part is read in the order of its own index (migration 0009), a
-    page at a time: the database never sorts the hundred thousand rows to show two hundred."""
+    page at a time: the database never sorts the hundred thousand rows to show two hundred.
+    Both parts are counted in one statement (a text filter reads its index once, not twice)."""
     still_open = query.where(exceptions.c.closed.is_(None)).order_by(exceptions.c.opened, exceptions.c.id)
     closed = query.where(exceptions.c.closed.is_not(None)).order_by(exceptions.c.closed.desc(), exceptions.c.id.desc())
     if offset is None:
-        rows = [*conn.execute(still_open), *conn.execute(closed)]
+        rows = [*conn.execute(still_open).all(), *conn.execute(closed).all()]
         return rows, len(rows)
-    opened = int(conn.execute(select(func.count()).select_from(still_open.order_by(None).subquery())).scalar_one())
-    total = opened + int(conn.execute(select(func.count()).select_from(closed.order_by(None).subquery())).scalar_one())
-    rows = list(conn.execute(still_open.offset(offset).limit(PAGE_ROWS))) if offset < opened else []
+    counted = query.subquery()
+    opened, total = conn.execute(
+        select(func.count().filter(counted.c.closed.is_(None)), func.count()).select_from(counted)
+    ).one()
+    rows = [*conn.execute(still_open.offset(offset).limit(PAGE_ROWS)).all()] if offset < opened else []
     if len(rows) < PAGE_ROWS and offset + len(rows) < total:
         rows += conn.execute(closed.offset(max(0, offset - opened)).limit(PAGE_ROWS - len(rows))).all()
     return rows, total
