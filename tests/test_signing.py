@@ -122,11 +122,11 @@ def test_state_status_command_result_and_offline_are_signed(tmp_path: Path) -> N
     data = tmp_path / "data"
     store = signing_store(data)
     with Broker(tmp_path / "broker") as broker:
+        watcher = Collector(broker.port, f"{PREFIX}/#")  # subscribed before the event, which is not retained
         running = publisher(mqtt_config(broker.port), data, settings=FAST, key=KEY)
         running.start()
         store.commit(in_use("ana"), [checkout("ana")], CONTEXT)
         running.wake()
-        watcher = Collector(broker.port, f"{PREFIX}/#")
         try:
             wanted = {f"{PREFIX}/state", f"{PREFIX}/status", f"{PREFIX}/events/checkout"}
             got = watcher.wait_until(lambda got: {m.topic for m in got} >= wanted)

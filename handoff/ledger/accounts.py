@@ -103,12 +103,12 @@ def set_role(conn: Connection, at: float, actor: str, name: str, role: str) -> N
     if role not in ROLES:
         raise UsageError(f"role {role!r}: must be one of {', '.join(ROLES)}")
     local_only(conn, name, "role")
-    _change(conn, name, role=role)
+    change(conn, name, role=role)
     audit(conn, at, actor, "user_role", f"{name} ({role})")
 
 
 def set_disabled(conn: Connection, at: float, actor: str, name: str, disabled: bool) -> None:
-    _change(conn, name, disabled=disabled)
+    change(conn, name, disabled=disabled)
     if disabled:
         conn.execute(delete(console_sessions).where(console_sessions.c.user_name == name))
     audit(conn, at, actor, "user_disabled" if disabled else "user_enabled", name)
@@ -117,11 +117,12 @@ def set_disabled(conn: Connection, at: float, actor: str, name: str, disabled: b
 def reset(conn: Connection, at: float, actor: str, name: str, password_hash: str) -> None:
     """A new password; every session of the account ends (whoever knew the old one is out)."""
     local_only(conn, name, "password")
-    _change(conn, name, password_hash=password_hash)
+    change(conn, name, password_hash=password_hash)
     conn.execute(delete(console_sessions).where(console_sessions.c.user_name == name))
     audit(conn, at, actor, "user_password_reset", name)
 
 
-def _change(conn: Connection, name: str, **values: object) -> None:
+def change(conn: Connection, name: str, **values: object) -> None:
+    """Set `values` on the account `name`; no such account is a usage error."""
     if not conn.execute(update(users).where(users.c.name == name).values(**values)).rowcount:
         raise UsageError(f"no user {name!r}")

@@ -403,13 +403,7 @@ def _intervals(conn: Connection, device_ids: set[str], since: float | None) -> I
         return
     window: ColumnElement[bool] = events.c.device_id.in_(sorted(device_ids))
     if since is not None:
-        last_checkouts = (
-            select(events.c.device_id, func.max(events.c.at))
-            .where(window, events.c.type == "checkout", events.c.at <= since)
-            .group_by(events.c.device_id)
-        )
-        starts = {device: since for device in device_ids}
-        starts.update({device: float(at) for device, at in conn.execute(last_checkouts)})
+        starts = _walk_starts(conn, window, device_ids, since)
         window = or_(*(and_(events.c.device_id == device, events.c.at >= start) for device, start in starts.items()))
     rows: dict[str, list[_Row]] = defaultdict(list)
     walked = select(events.c.device_id, *ROW_COLUMNS).where(window, events.c.type.in_(SESSION))
@@ -421,6 +415,19 @@ def _intervals(conn: Connection, device_ids: set[str], since: float | None) -> I
         for row in rows[device]:
             walk.take(row)
         yield from walk.finish()
+
+
+def _walk_starts(conn: Connection, chosen: ColumnElement[bool], device_ids: set[str], since: float) -> dict[str, float]:
+    """Where each device's walk starts: its last checkout (among `chosen` events) at or before
+    `since`, so the interval in progress at `since` is whole; `since` where there is none."""
+    last_checkouts = (
+        select(events.c.device_id, func.max(events.c.at))
+        .where(chosen, events.c.type == "checkout", events.c.at <= since)
+        .group_by(events.c.device_id)
+    )
+    starts = {device: since for device in device_ids}
+    starts.update({device: float(at) for device, at in conn.execute(last_checkouts)})
+    return starts
 
 
 def _logoff_answers(conn: Connection, window: ColumnElement[bool]) -> dict[str, dict[str, str]]:
@@ -445,13 +452,7 @@ def _held_by(conn: Connection, staff_id: str, device_ids: set[str], since: float
     if not device_ids:
         return
     theirs = and_(events.c.staff_id == staff_id, events.c.device_id.in_(sorted(device_ids)))
-    last_checkouts = (
-        select(events.c.device_id, func.max(events.c.at))
-        .where(theirs, events.c.type == "checkout", events.c.at <= since)
-        .group_by(events.c.device_id)
-    )
-    starts = {device: since for device in device_ids}
-    starts.update({device: float(at) for device, at in conn.execute(last_checkouts)})
+    starts = _walk_starts(conn, theirs, device_ids, since)
     window = and_(theirs, events.c.at >= min(starts.values()))
     rows: dict[str, list[_Row]] = defaultdict(list)
     walked = select(events.c.device_id, *ROW_COLUMNS).where(window, events.c.type.in_(SESSION))

@@ -22,8 +22,7 @@ import pyotp
 from sqlalchemy import Connection, select, update
 
 from handoff import compact_json
-from handoff.errors import UsageError
-from handoff.ledger.accounts import audit, local_only
+from handoff.ledger.accounts import audit, change, local_only
 from handoff.ledger.schema import users
 
 RECOVERY_CODES: Final = 10
@@ -75,26 +74,14 @@ def confirm(conn: Connection, at: float, name: str, code: str) -> list[str] | No
 def remove(conn: Connection, at: float, actor: str, name: str) -> None:
     """An admin's reset of `name`'s second factor (a lost phone): the password alone logs in
     until they enrol again."""
-    done = conn.execute(
-        update(users)
-        .where(users.c.name == name)
-        .values(totp_secret=None, totp_last=None, recovery_codes=None, totp_pending=None)
-    ).rowcount
-    if not done:
-        raise UsageError(f"no user {name!r}")
+    change(conn, name, totp_secret=None, totp_last=None, recovery_codes=None, totp_pending=None)
     audit(conn, at, actor, "user_totp_reset", name)
 
 
 def _activate(conn: Connection, at: float, actor: str, name: str, secret: str, last: int | None) -> list[str]:
     codes = [f"{secrets.token_hex(3)}-{secrets.token_hex(3)}" for _ in range(RECOVERY_CODES)]
     stored = compact_json.dumps([_digest(code) for code in codes])
-    done = conn.execute(
-        update(users)
-        .where(users.c.name == name)
-        .values(totp_secret=secret, totp_last=last, recovery_codes=stored, totp_pending=None)
-    ).rowcount
-    if not done:
-        raise UsageError(f"no user {name!r}")
+    change(conn, name, totp_secret=secret, totp_last=last, recovery_codes=stored, totp_pending=None)
     audit(conn, at, actor, "user_totp_enrolled", name)
     return codes
 
