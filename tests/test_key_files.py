@@ -3,6 +3,7 @@ file (wrong mode, wrong type, missing) is one line on stderr naming its config k
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from pathlib import Path
 
@@ -11,8 +12,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from handoff.audit.keys import load_signing_key, private_pem, public_pem
+from handoff.audit.keys import load_public_keys, load_signing_key, private_pem, public_pem
 from handoff.audit.signature import fingerprint
+from handoff.errors import ConfigError
 from handoff.provision.render import render_toml
 from tests.kit.cli import CliRunner
 from tests.kit.config import DEVICE, SITE, Layout
@@ -123,3 +125,27 @@ def test_status_prints_the_appliance_key_fingerprint(appliance: Layout, cli: Cli
     assert spoiled.returncode == 0 and "appliance key: UNUSABLE: audit.key_file" in spoiled.stdout
     appliance.configure()
     assert "appliance key: none" in cli("status", "-c", appliance.config).stdout
+
+
+def test_keys_openssl_writes_load_to_the_same_key_as_cryptography_reads(tmp_path: Path) -> None:
+    """The fixed-layout reader and `cryptography`'s loader agree on the files people make."""
+    private = tmp_path / "audit.key"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(private)], check=True)
+    private.chmod(0o600)
+    public = tmp_path / "audit.pub"
+    subprocess.run(["openssl", "pkey", "-in", str(private), "-pubout", "-out", str(public)], check=True)
+    expected = serialization.load_pem_private_key(private.read_bytes(), password=None)
+    assert isinstance(expected, Ed25519PrivateKey)
+    key = load_signing_key(private)
+    assert key.private_bytes_raw() == expected.private_bytes_raw()
+    assert [k.public_bytes_raw() for k in load_public_keys(public, "agent.keys_file")] == [
+        expected.public_key().public_bytes_raw()
+    ]
+
+
+def test_a_truncated_public_key_is_refused_naming_its_key(tmp_path: Path) -> None:
+    der = bytes.fromhex("302a300506032b6570032100") + bytes(31)
+    path = tmp_path / "agents.pem"
+    path.write_text(f"-----BEGIN PUBLIC KEY-----\n{base64.b64encode(der).decode()}\n-----END PUBLIC KEY-----\n")
+    with pytest.raises(ConfigError, match=r"agent\.keys_file: .* does not parse"):
+        load_public_keys(path, "agent.keys_file")

@@ -49,6 +49,7 @@ def test_status_loads_neither_the_ledger_nor_reader_drivers(appliance: Layout) -
 def test_the_appliance_loads_nothing_of_the_ledger_or_the_agent() -> None:
     names = modules_after("import handoff.cli.run")
     assert loaded(names, LEDGER | AGENT) == set()
+    assert "cryptography.hazmat.primitives.serialization" not in names, "its SSH and cipher modules cost 2.9 MB"
     assert "handoff.runtime.wiring" in names
 
 
