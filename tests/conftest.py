@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine
 
 from handoff.ledger.database import engine_for
+from handoff.testing.ledger_schema import sqlite_ledger
 from tests.kit.browser import SCREENSHOTS
 from tests.kit.cli import CliRunner, run_handoff
 from tests.kit.config import Layout
@@ -47,11 +48,12 @@ def rng() -> random.Random:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A ledger database URL: the same test runs on SQLite and on PostgreSQL."""
+    """A ledger database URL, its schema made (copied from one the migrations made for this run):
+    the same test runs on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        yield sqlite_ledger(tmp_path / "ledger.db")
         return
-    url = create_database()
+    url = create_database(migrated=True)
     yield url
     drop_database(url)
 

@@ -35,7 +35,17 @@ from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner
 from tests.kit.config import DEVICE, SITE, Layout
 from tests.kit.console import Clock, log_in, words
-from tests.kit.ledger import Ledger, audit_key, counted, enrol_key, enrolled, enrolled_fleet, ledger_config, sim_fleet
+from tests.kit.ledger import (
+    Ledger,
+    audit_key,
+    counted,
+    enrol_key,
+    enrolled,
+    enrolled_fleet,
+    ledger_config,
+    sim_fleet,
+    sqlite_ledger,
+)
 from tests.kit.publish import publish
 from tests.kit.wait import wait_for
 
@@ -164,7 +174,7 @@ def test_a_command_queued_while_the_broker_is_down_is_sent_when_it_is_back(
     """The anomaly is committed (here by a second ledger writing to the same database) while the
     broker is down: the running ledger holds the command until the broker is back, then the
     appliance ends the session and its answer lands on the exception."""
-    with responding(appliance, cli, tmp_path, f"sqlite:///{tmp_path / 'ledger.db'}") as scene:
+    with responding(appliance, cli, tmp_path, sqlite_ledger(tmp_path / "ledger.db")) as scene:
         scene.cart.tap(ANA)
         assert wait_for(lambda: holder_of(scene.engine, DEVICE) == ("ana", "in_use"))
         scene.broker.stop()
@@ -182,7 +192,7 @@ def test_a_command_queued_while_the_broker_is_down_is_sent_when_it_is_back(
 def test_a_command_the_broker_refuses_is_marked_refused_not_sent(tmp_path: Path) -> None:
     """A broker whose ACL does not let the ledger publish commands answers its PUBLISH with a
     negative PUBACK (MQTT 5): the exception says so, rather than that the command went out."""
-    database = f"sqlite:///{tmp_path / 'ledger.db'}"
+    database = sqlite_ledger(tmp_path / "ledger.db")
     engine = engine_for(database)
     first, second = (SimAppliance(SITE, name, staff=itertools.repeat("ana")) for name in ("WOW-A", "WOW-B"))
     enrolled(engine, first, second)

@@ -25,7 +25,7 @@ from handoff.ledger.schema import audit_log, devices, events, exceptions, staff
 from handoff.provision.render import render_toml
 from tests.kit.cli import CliRunner
 from tests.kit.console import T0, Clock, csrf_of, log_in, session_cookie, words
-from tests.kit.ledger import add_user, ledger_config
+from tests.kit.ledger import add_user, ledger_config, sqlite_ledger
 
 ADMIN, VIEWER = ("root-admin", "admin password 1"), ("ward-viewer", "viewer password 1")
 FORM = "application/x-www-form-urlencoded"
@@ -34,7 +34,7 @@ FORM = "application/x-www-form-urlencoded"
 @pytest.fixture(scope="module")
 def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Engine]]:
     root = tmp_path_factory.mktemp("console")
-    config = ledger_config(root, f"sqlite:///{root / 'ledger.db'}", 1883)
+    config = ledger_config(root, sqlite_ledger(root / "ledger.db"), 1883)
     add_user(config, *ADMIN[:1], "admin", ADMIN[1])
     add_user(config, *VIEWER[:1], "viewer", VIEWER[1])
     engine = engine_for(load_ledger_config(config).ledger.database)

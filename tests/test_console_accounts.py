@@ -19,7 +19,7 @@ from handoff.ledger.console.app import create_app
 from handoff.ledger.database import engine_for
 from handoff.ledger.schema import audit_log
 from tests.kit.console import T0, Clock, csrf_of, log_in
-from tests.kit.ledger import ledger_command, ledger_config
+from tests.kit.ledger import ledger_command, ledger_config, sqlite_ledger
 
 ADMIN, OTHER = ("chief-biomed", "admin password 1"), ("ward-clerk", "clerk password 1")
 
@@ -27,7 +27,7 @@ ADMIN, OTHER = ("chief-biomed", "admin password 1"), ("ward-clerk", "clerk passw
 @pytest.fixture
 def ledger(tmp_path: Path) -> Iterator[tuple[Path, Engine]]:
     """Two accounts, made in process (`users add` itself runs in the tests that name it)."""
-    config = ledger_config(tmp_path, f"sqlite:///{tmp_path / 'ledger.db'}", 1883)
+    config = ledger_config(tmp_path, sqlite_ledger(tmp_path / "ledger.db"), 1883)
     engine = engine_for(load_ledger_config(config).ledger.database)
     with engine.begin() as conn:
         for (name, password), role in ((ADMIN, "admin"), (OTHER, "viewer")):

@@ -20,7 +20,7 @@ from handoff.ledger.console.app import create_app
 from handoff.ledger.database import engine_for
 from handoff.ledger.schema import devices
 from tests.kit.console import T0, Clock, log_in, words
-from tests.kit.ledger import ledger_command, ledger_config
+from tests.kit.ledger import ledger_command, ledger_config, sqlite_ledger
 
 VIEWER = ("ward-clerk", "clerk password 1")
 UID = "04A1B2C3D4E5F6"
@@ -39,7 +39,7 @@ WOW-3N-08,Capsa M38e,3 North,BIO-004712,north
 @pytest.fixture(scope="module")
 def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Engine]]:
     root = tmp_path_factory.mktemp("find")
-    config = ledger_config(root, f"sqlite:///{root / 'ledger.db'}", 1883)
+    config = ledger_config(root, sqlite_ledger(root / "ledger.db"), 1883)
     (root / "badges.csv").write_text(DIRECTORY)
     (root / "assets.csv").write_text(ASSETS)
     for kind in ("directory", "assets"):

@@ -19,7 +19,7 @@ from handoff.ledger.console.app import create_app
 from handoff.ledger.database import engine_for
 from handoff.ledger.schema import assets, audit_log, devices, exceptions, staff
 from tests.kit.console import T0, Clock, csrf_of, log_in, words
-from tests.kit.ledger import ledger_config
+from tests.kit.ledger import ledger_config, sqlite_ledger
 
 ADMIN, VIEWER = ("chief-biomed", "admin password 1"), ("ward-clerk", "clerk password 1")
 STATES = ("in_use", "locked", "available", "maintenance", None)
@@ -30,7 +30,7 @@ OFFLINE = 250
 @pytest.fixture(scope="module")
 def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Engine]]:
     root = tmp_path_factory.mktemp("lists")
-    config = ledger_config(root, f"sqlite:///{root / 'ledger.db'}", 1883)
+    config = ledger_config(root, sqlite_ledger(root / "ledger.db"), 1883)
     engine = engine_for(load_ledger_config(config).ledger.database)
     with engine.begin() as conn:
         for (name, password), role in ((ADMIN, "admin"), (VIEWER, "viewer")):

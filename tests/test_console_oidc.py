@@ -28,7 +28,7 @@ from handoff.ledger.schema import audit_log
 from handoff.testing.net import free_tcp_port
 from tests.kit.axe import violations
 from tests.kit.browser import chromium, screenshot_path
-from tests.kit.ledger import Console, ledger_command, ledger_config
+from tests.kit.ledger import Console, ledger_command, ledger_config, sqlite_ledger
 from tests.kit.oidc import CLIENT_ID, Provider, client_secret_file, oidc_provider
 
 NAME = "Hospital ID"
@@ -145,7 +145,7 @@ def test_a_provider_sign_in_lands_in_the_console_with_the_mapped_role(tmp_path: 
 
 def test_an_id_token_for_another_audience_is_refused(tmp_path: Path) -> None:
     """The forger: a token the provider really signed, but for another application."""
-    database = f"sqlite:///{tmp_path / 'ledger.db'}"
+    database = sqlite_ledger(tmp_path / "ledger.db")
     with signing_in(tmp_path, database, forge_audience="another-app") as (console, _), browsing() as (_, page):
         at_the_provider(page, console, "ana")
         page.get_by_role("button", name="Continue").click()
@@ -158,7 +158,7 @@ def test_an_id_token_for_another_audience_is_refused(tmp_path: Path) -> None:
 def test_a_replayed_or_expired_code_is_refused(tmp_path: Path) -> None:
     """A code seen on its way back (the redirect and the flow's cookie copied to another browser)
     is good once; a code held back past its lifetime is good never."""
-    database = f"sqlite:///{tmp_path / 'ledger.db'}"
+    database = sqlite_ledger(tmp_path / "ledger.db")
     code_ttl_s = 2
     with signing_in(tmp_path, database, code_ttl_s=code_ttl_s) as (console, _), chromium() as browser:
         first = browser.new_context()
@@ -197,7 +197,7 @@ def test_a_replayed_or_expired_code_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("login", ["cy", "dee"])
 def test_a_person_whose_claims_give_no_role_is_refused(tmp_path: Path, login: str) -> None:
     """cy has no `groups` claim at all; dee has one, with no value the console maps to a role."""
-    database = f"sqlite:///{tmp_path / 'ledger.db'}"
+    database = sqlite_ledger(tmp_path / "ledger.db")
     with signing_in(tmp_path, database) as (console, _), browsing() as (_, page):
         at_the_provider(page, console, login)
         page.get_by_role("button", name="Continue").click()
@@ -233,7 +233,7 @@ def test_bad_oidc_settings_are_one_line_and_exit_2(tmp_path: Path, oidc: dict[st
         "roles": ROLES,
         **oidc,
     }
-    config = ledger_config(tmp_path, f"sqlite:///{tmp_path / 'ledger.db'}", 1883, oidc=table)
+    config = ledger_config(tmp_path, sqlite_ledger(tmp_path / "ledger.db"), 1883, oidc=table)
     result = ledger_command(config, "serve")
     assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -244,7 +244,7 @@ def test_a_client_secret_others_may_read_is_refused_at_start(tmp_path: Path) -> 
     secret.chmod(0o644)
     table = {"name": NAME, "issuer": "https://idp.example.org", "client_id": CLIENT_ID, "roles": ROLES}
     config = ledger_config(
-        tmp_path, f"sqlite:///{tmp_path / 'ledger.db'}", 1883, oidc={**table, "client_secret_file": str(secret)}
+        tmp_path, sqlite_ledger(tmp_path / "ledger.db"), 1883, oidc={**table, "client_secret_file": str(secret)}
     )
     assert load_ledger_config(config).oidc is not None
     result = ledger_command(config, "serve")

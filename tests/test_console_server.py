@@ -17,7 +17,7 @@ from handoff.ledger.database import engine_for
 from handoff.ledger.schema import events
 from tests.kit.broker import Broker
 from tests.kit.console import log_in
-from tests.kit.ledger import Console, Ledger, enrolled_fleet, ledger_config, sim_fleet, wait_for
+from tests.kit.ledger import Console, Ledger, enrolled_fleet, ledger_config, sim_fleet, sqlite_ledger, wait_for
 
 ADMIN = ("night-biomed", "a long admin passphrase")
 ROUNDS = 40
@@ -27,7 +27,7 @@ PAGES = ("/fleet", "/devices/SIM-00000")
 
 
 def test_logging_in_and_paging_while_a_sqlite_ledger_takes_50_events_a_second_never_fails(tmp_path: Path) -> None:
-    database = f"sqlite:///{tmp_path / 'ledger.db'}"
+    database = sqlite_ledger(tmp_path / "ledger.db")
     engine = engine_for(database)
 
     def stored() -> int:
@@ -68,7 +68,7 @@ def test_logging_in_and_paging_while_a_sqlite_ledger_takes_50_events_a_second_ne
 def test_a_300_mb_post_to_login_is_refused_before_it_is_read(tmp_path: Path) -> None:
     """Were the body read (or spooled to disk) before the answer, no answer would come before
     the client sent all 300 MB; it comes after the first megabyte."""
-    with Console(tmp_path, f"sqlite:///{tmp_path / 'ledger.db'}", 1) as console:
+    with Console(tmp_path, sqlite_ledger(tmp_path / "ledger.db"), 1) as console:
         with socket.create_connection(("127.0.0.1", console.port), timeout=10) as raw:
             raw.sendall(
                 b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\n"

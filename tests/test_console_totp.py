@@ -20,14 +20,14 @@ from handoff.ledger.console.app import create_app
 from handoff.ledger.database import engine_for
 from handoff.ledger.schema import audit_log, users
 from tests.kit.console import T0, Clock, csrf_of
-from tests.kit.ledger import ledger_command, ledger_config
+from tests.kit.ledger import ledger_command, ledger_config, sqlite_ledger
 
 ADMIN = ("security-officer", "a long admin passphrase")
 
 
 @pytest.fixture
 def enrolled(tmp_path: Path) -> Iterator[tuple[Path, Engine, str, list[str]]]:
-    config = ledger_config(tmp_path, f"sqlite:///{tmp_path / 'ledger.db'}", 1883)
+    config = ledger_config(tmp_path, sqlite_ledger(tmp_path / "ledger.db"), 1883)
     engine = engine_for(load_ledger_config(config).ledger.database)
     with engine.begin() as conn:
         accounts.add(conn, T0, "test", ADMIN[0], "admin", PasswordHasher().hash(ADMIN[1]))

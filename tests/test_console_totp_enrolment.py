@@ -18,7 +18,7 @@ from handoff.ledger.schema import audit_log
 from handoff.testing.net import free_tcp_port
 from tests.kit.axe import violations
 from tests.kit.browser import chromium, screenshot_path
-from tests.kit.ledger import Console
+from tests.kit.ledger import Console, sqlite_ledger
 
 NURSE = ("ward-nurse", "a long nurse passphrase")
 ADMIN = ("biomed-lead", "a long admin passphrase")
@@ -44,7 +44,7 @@ def refused(page: Page) -> None:
 
 
 def test_enrol_then_log_in_with_a_code_and_a_recovery_code_once(tmp_path: Path) -> None:
-    database = f"sqlite:///{tmp_path / 'ledger.db'}"
+    database = sqlite_ledger(tmp_path / "ledger.db")
     with Console(tmp_path, database, free_tcp_port()) as console, chromium() as browser:
         console.add_user(*NURSE[:1], "viewer", NURSE[1])
         console.add_user(*ADMIN[:1], "admin", ADMIN[1])

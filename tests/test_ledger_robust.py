@@ -32,7 +32,17 @@ from handoff.sim.fleet import SimAppliance
 from tests.kit.amqtt_broker import AmqttBroker
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner, handoff_env
-from tests.kit.ledger import Ledger, counted, enrolled, enrolled_fleet, ledger_config, made, stored, wait_for
+from tests.kit.ledger import (
+    Ledger,
+    counted,
+    enrolled,
+    enrolled_fleet,
+    ledger_config,
+    made,
+    sqlite_ledger,
+    stored,
+    wait_for,
+)
 from tests.kit.nats_broker import NatsBroker
 from tests.kit.postgres import Cluster, create_database, drop_database
 from tests.kit.publish import publish
@@ -514,7 +524,7 @@ def test_the_ledger_on_nats_with_mqtt_3_1_1_stores_every_event_across_a_restart(
 def test_a_broker_unreachable_at_start_is_said_at_once_and_waited_for(tmp_path: Path) -> None:
     broker = Broker(tmp_path / "broker")
     log = tmp_path / "ledger.log"
-    config = ledger_config(tmp_path, f"sqlite:///{tmp_path / 'l.db'}", broker.port)
+    config = ledger_config(tmp_path, sqlite_ledger(tmp_path / "l.db"), broker.port)
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "handoff", "ledger", "run", "-c", str(config)], env=handoff_env(), stderr=out

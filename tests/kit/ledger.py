@@ -26,6 +26,7 @@ from handoff.testing.ledger import (
     ledger_config,
     sim_fleet,
 )
+from handoff.testing.ledger_schema import sqlite_ledger
 from tests.kit.wait import wait_for
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "ledger_config",
     "made",
     "sim_fleet",
+    "sqlite_ledger",
     "stored",
     "wait_for",
 ]
