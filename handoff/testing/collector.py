@@ -37,6 +37,8 @@ class Message:
 
 
 class Collector:
+    """Subscribed once made: a message published after the constructor returns is not missed."""
+
     def __init__(
         self, port: int, topic: str, on_message: Callable[[Message], None] | None = None, protocol: str = "5"
     ) -> None:
@@ -50,8 +52,10 @@ class Collector:
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
             clean_session=None if v5 else False,
         )
+        self._subscribed = threading.Event()
         self.client.on_message = self._on_message
         self.client.on_connect = lambda client, *_: client.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.reconnect_delay_set(0.05, 0.2)  # type: ignore[arg-type]  # paho sleeps fractions too
         if v5:
             session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -60,6 +64,8 @@ class Collector:
         else:
             self.client.connect("127.0.0.1", port)
         self.client.loop_start()
+        if not self._subscribed.wait(WAIT_S):
+            raise AssertionError(f"the broker on port {port} did not confirm the subscription to {topic}")
 
     def _on_message(self, _client: Client, _userdata: object, message: MQTTMessage) -> None:
         got = Message(message.topic, bytes(message.payload), bool(message.retain), message.properties)
