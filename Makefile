@@ -45,14 +45,14 @@ lint: setup
 	$(VENV)/bin/ruff format --check handoff tests bench demo
 	$(VENV)/bin/mypy handoff
 
-# Two workers for two cores: most tests wait on brokers, timers and child processes (four were
-# tried: the cores kept up, but cue timings on MockFactory pins and a CSV import's handoff missed
-# their windows). Tests that share one machine-wide daemon (pcscd and its vpcd slots) or hold a
-# device to its timing are marked xdist_group and run after them, one at a time: `--dist
-# loadgroup` was seen spreading a group over workers, where one test's virtual card reached
-# another's reader.
+# Four workers on two cores: most tests wait on brokers, timers, browsers and child processes,
+# not on the CPU, and `worksteal` hands a finished worker the queued tests of a busy one, so the
+# longest browser tests do not end the run alone. Tests that share one machine-wide daemon
+# (pcscd and its vpcd slots) or hold a device to its timing (cue steps checked to tens of
+# milliseconds) are marked xdist_group and run after them, one at a time: `--dist loadgroup` was
+# seen spreading a group over workers, where one test's virtual card reached another's reader.
 test: lint
-	$(VENV)/bin/pytest -q -n 2 -m "not xdist_group"
+	$(VENV)/bin/pytest -q -n 4 --dist worksteal -m "not xdist_group"
 	$(VENV)/bin/pytest -q -m xdist_group
 
 demo: setup

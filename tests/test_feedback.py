@@ -16,7 +16,9 @@ from handoff.feedback.cues import PATTERNS, Cue
 from handoff.feedback.gpio import GpioLights
 from handoff.feedback.output import CueFeedback, NoFeedback, open_feedback
 from tests.kit.gpio import mock_pins
+from tests.kit.timing import ALONE
 
+pytestmark = ALONE
 BOARD = load_board("pi-cart-v1")
 
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, expect, sync_playwright
 
 from tests.kit.cli import REPO
 
@@ -25,6 +25,11 @@ FLAGS: Final = (
     "--disable-sync",
     "--no-first-run",
 )
+WAIT_MS: Final = 20_000
+"""How long `expect` waits for a page to show what a test asks of it: Playwright's 5 s default
+was missed on two cores busy with the rest of the suite. The wait ends as soon as the page shows
+it, so a longer limit costs nothing when the page is quick."""
+expect.set_options(timeout=WAIT_MS)
 SCREENSHOTS: Final = REPO / "test-output" / "console"
 """Where the console tests leave screenshots for a person to look at (ignored by git)."""
 
