@@ -27,11 +27,8 @@ from handoff.doctor.system import check_clock, check_gpio, check_nfc_kernel_modu
 from handoff.provision.render import Table
 from tests.kit.cli import handoff_env
 from tests.kit.config import SECRET, config_text
-from tests.kit.pcscd import ONE_PCSCD
 from tests.kit.pki import Ca, make_ca, write_cert, write_key
 from tests.kit.tls_broker import tls_broker
-
-pytestmark = ONE_PCSCD
 
 
 def client_files(ca: Ca, where: Path, not_after: datetime | None = None) -> tuple[Path, Path]:
