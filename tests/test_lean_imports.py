@@ -29,7 +29,7 @@ def loaded(names: set[str], wanted: set[str]) -> set[str]:
 
 def test_importing_the_cli_loads_no_command() -> None:
     names = modules_after("import handoff.cli.main")
-    assert loaded(names, LEDGER | APPLIANCE_HARDWARE | AGENT | {"pydantic", "paho", "cryptography"}) == set()
+    assert loaded(names, LEDGER | APPLIANCE_HARDWARE | AGENT | {"msgspec", "paho", "cryptography"}) == set()
     assert {name for name in names if name.startswith("handoff.cli.")} == {"handoff.cli.main"}
 
 
@@ -38,7 +38,7 @@ def test_version_and_help_load_no_command_group(argv: list[str]) -> None:
     code = f"import sys\nfrom handoff.cli.main import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass"
     names = modules_after(code)
     assert {name for name in names if name.startswith("handoff.cli.")} == {"handoff.cli.main"}
-    assert loaded(names, {"pydantic", "sqlite3"}) == set()
+    assert loaded(names, {"msgspec", "sqlite3"}) == set()
 
 
 def test_status_loads_neither_the_ledger_nor_reader_drivers(appliance: Layout) -> None:
@@ -71,7 +71,7 @@ def test_agent_keygen_loads_no_broker_client() -> None:
 
 def test_the_pure_core_loads_no_config_layer() -> None:
     names = modules_after("import handoff.core.machine, handoff.core.codec, handoff.core.inputs")
-    assert loaded(names, {"pydantic", "tomllib"}) == set()
+    assert loaded(names, {"msgspec", "tomllib"}) == set()
     assert not any(name in names for name in ("handoff.config", "handoff.agent.config"))
 
 
