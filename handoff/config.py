@@ -9,8 +9,8 @@ the appliance validates one small file at start-up, and pydantic cost it about 1
 resident set and most of `handoff status`'s start-up time (bench/README.md).
 """
 
-from __future__ import annotations
-
+# Annotations are evaluated as the module loads (no `from __future__ import annotations`): msgspec
+# would otherwise parse each as a string on every start, a few ms of `handoff status` (bench/README.md).
 import os
 import re
 import tomllib

@@ -4,8 +4,8 @@ The same rules as the appliance's file (`handoff.config`): strict types, unknown
 refused, the first problem named by its key; `[mqtt]` is the appliance's table.
 """
 
-from __future__ import annotations
-
+# Annotations are evaluated as the module loads (no `from __future__ import annotations`): msgspec
+# would otherwise parse each as a string on every start, a few ms of `handoff status` (bench/README.md).
 import socket
 from collections.abc import Mapping
 from pathlib import Path
