@@ -71,13 +71,12 @@ def _from_toml(kind: type, value: object) -> object:
 
 @dataclass(frozen=True)
 class _Spot:
-    """Where msgspec stopped: the dotted key, the declared type there, the file's value, the
-    struct whose key it is, and the kinds of a tagged array item when the `kind` itself is at fault."""
+    """Where msgspec stopped: the dotted key, the declared type there, the file's value, and the
+    kinds of a tagged array item when the `kind` itself is at fault."""
 
     key: str
     annotation: Any
     value: Any
-    holder: type[msgspec.Struct] | None
     tags: tuple[str, ...] = ()
 
 
@@ -161,7 +160,7 @@ def _wrong_type(bare: Any, key: str, value: object, number: str) -> str | None:
 
 def _locate(root: type, raw: Mapping[str, Any], parts: Sequence[int | str]) -> _Spot:
     """Walk msgspec's path through the declared types and the file's values side by side."""
-    key, annotation, holder = "", root, None
+    key, annotation = "", root
     value: Any = raw
     tags: tuple[str, ...] = ()
     for part in parts:
@@ -177,13 +176,12 @@ def _locate(root: type, raw: Mapping[str, Any], parts: Sequence[int | str]) -> _
             value = value[part] if isinstance(value, list) and part < len(value) else _ABSENT
             key += f"[{part}]"
         else:
-            holder = inner if _is_struct(inner) else None
-            annotation = _field_types(holder).get(part, Any) if holder else Any
-            if not holder and _tags(inner) and part == _tag_field(inner):
+            annotation = _field_types(inner).get(part, Any) if _is_struct(inner) else Any
+            if _tags(inner) and part == _tag_field(inner):
                 tags = _tags(inner)
             value = value.get(part, _ABSENT) if isinstance(value, Mapping) else _ABSENT
             key = f"{key}.{part}" if key else str(part)
-    return _Spot(key, annotation, value, holder, tags)
+    return _Spot(key, annotation, value, tags)
 
 
 def _first_refused(table: object, item_type: Any) -> tuple[str, object]:
