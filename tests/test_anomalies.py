@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from handoff.config_errors import convert
 from handoff.ledger.anomalies import (
     Hours,
     Live,
@@ -189,7 +190,7 @@ def test_the_documented_example_parses() -> None:
             },
         }
     }
-    rules = Rules.of(LedgerConfig.model_validate(raw).ledger.anomalies)
+    rules = Rules.of(convert(raw, LedgerConfig).ledger.anomalies)
     assert rules.travel == {frozenset(("north-campus", "south-campus")): 1200.0}
     assert rules.shifts == {"RN": (Hours(frozenset({0, 1}), 19 * 60, 7 * 60 + 30),)}
     assert rules.respond == {"concurrent_use", "impossible_travel"}

@@ -286,6 +286,15 @@ def test_new_keys_are_refused_naming_the_key(tmp_path: Path, old: str, new: str,
     assert caught.value.key is not None and message.startswith(f"config {path}: {caught.value.key} ")
 
 
+def test_an_empty_optional_path_is_not_set_and_a_dot_is_a_path(tmp_path: Path) -> None:
+    """TOML has no null: "" stands for "not set", which "." (this directory) must not be taken for."""
+    blank = load_config(
+        write(tmp_path, GOOD.replace('data_dir = "/tmp/x"', 'data_dir = "/tmp/x"\ncommand_key_file = ""'))
+    )
+    dot = load_config(write(tmp_path, GOOD.replace('data_dir = "/tmp/x"', 'data_dir = "."')))
+    assert blank.appliance.command_key_file is None and dot.appliance.data_dir == Path(".")
+
+
 @pytest.mark.parametrize(
     ("key", "value", "bound"),
     [

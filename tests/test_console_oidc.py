@@ -221,6 +221,7 @@ def test_roles_come_from_a_claim_that_is_a_value_or_a_list() -> None:
     [
         ({"issuer": "http://idp.example.org"}, "oidc.issuer"),
         ({"roles": {"biomed-admins": "superuser"}}, "oidc.roles"),
+        ({"roles": {"biomed-admins": 3}}, "oidc.roles.biomed-admins must be a string, got an integer (3)"),
         ({"scopes": ["profile"]}, "oidc.scopes"),
     ],
 )

@@ -58,7 +58,7 @@ def test_every_module_of_an_extras_distributions_names_that_extra() -> None:
 
 def test_the_base_install_holds_none_of_an_extras_distributions() -> None:
     base = set(distribution_names(setup_cfg()["options"]["install_requires"]))
-    assert base == {"paho-mqtt", "cryptography", "pydantic", "rfc8785", "orjson"}
+    assert base == {"paho-mqtt", "cryptography", "msgspec", "rfc8785", "orjson"}
     for distributions in extra_distributions().values():
         assert base.isdisjoint(distributions)
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from evdev import InputDevice, UInput, ecodes
 
-from handoff.config import Config, KeyboardReaderConfig
+from handoff.config import ApplianceConfig, Config, KeyboardReaderConfig
 from handoff.doctor.readers import check_keyboard_readers
 from handoff.doctor.result import Status
 from handoff.readers.base import BadgePresented, BadgeRemoved, ReaderEvent
@@ -108,11 +108,9 @@ def test_a_wedge_unplugged_and_plugged_back_is_grabbed_again_without_a_restart()
 
 
 def test_doctor_finds_the_wedge_and_says_whether_it_can_be_grabbed(wedge: UInput) -> None:
-    config = Config.model_validate(
-        {
-            "appliance": {"site": "s", "device_id": "d", "reader_id": "r"},
-            "readers": [KeyboardReaderConfig(match="RFIDeas")],
-        }
+    config = Config(
+        appliance=ApplianceConfig(site="s", device_id="d", reader_id="r"),
+        readers=(KeyboardReaderConfig(match="RFIDeas"),),
     )
     (free,) = check_keyboard_readers(config)
     assert free.status is Status.PASS and "can be grabbed exclusively" in free.detail, free.line()

@@ -98,7 +98,7 @@ def test_any_fast_burst_decodes_to_its_upper_case_characters(text: str, shift: b
 
 def test_a_configured_wedge_that_is_not_plugged_in_says_so() -> None:
     """Runs here: this machine has no input device named like a badge reader."""
-    readers = build_readers([KeyboardReaderConfig(kind="keyboard", match="RFIDeas-not-present")])
+    readers = build_readers([KeyboardReaderConfig(match="RFIDeas-not-present")])
     readers.open(lambda event: None)
     try:
         deadline = time.monotonic() + 5

@@ -4,31 +4,41 @@ The same rules as the appliance's file (`handoff.config`): strict types, unknown
 refused, the first problem named by its key; `[mqtt]` is the appliance's table.
 """
 
-from __future__ import annotations
-
+# Annotations are evaluated as the module loads (no `from __future__ import annotations`): msgspec
+# would otherwise parse each as a string on every start, a few ms of `handoff status` (bench/README.md).
 import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, Field, ValidationError, model_validator
+from msgspec import Meta
 
-from handoff.config import FilePath, MqttConfig, Name, Section, config_path, read_toml, seconds_field
-from handoff.config_errors import first_error
-from handoff.errors import ConfigError
+from handoff.config import (
+    Check,
+    FilePath,
+    MqttConfig,
+    Name,
+    Section,
+    TaggedSection,
+    config_path,
+    filled,
+    read_toml,
+    seconds,
+)
+from handoff.config_errors import validated
 
 DEFAULT_AGENT_CONFIG_PATH: Final = Path("/etc/handoff/agent.toml")
 AGENT_CONFIG_ENV: Final = "HANDOFF_AGENT_CONFIG"
 
 
-class AgentIdentity(Section):
+class AgentIdentity(Section, frozen=True):
     site: Name
     device_id: Name
     agent_id: Name
-    """Filled from the host name when the file leaves it out."""
-    key_file: FilePath = Path("/etc/handoff/agent.key")
+    """Filled from the host name by `load_agent_config` when the file leaves it out."""
     appliance_key: FilePath
     """The cart's audit public key: only events it signed are acted on, whoever can publish."""
+    key_file: FilePath = Path("/etc/handoff/agent.key")
     data_dir: FilePath = Path("/var/lib/handoff-agent")
 
 
@@ -38,25 +48,21 @@ def _argv(value: tuple[str, ...]) -> tuple[str, ...]:
     return value
 
 
-class CommandAction(Section):
-    kind: Literal["command"] = "command"
-    argv: Annotated[tuple[str, ...], Field(strict=False), AfterValidator(_argv)]
-    timeout_s: float = seconds_field(10.0, 600.0, "10 minutes")
+class CommandAction(TaggedSection, tag="command", frozen=True):
+    argv: Annotated[tuple[str, ...], Check(_argv)]
+    timeout_s: Annotated[float, seconds(600.0, "10 minutes")] = 10.0
 
 
-class LogindAction(Section):
-    kind: Literal["logind"] = "logind"
+class LogindAction(TaggedSection, tag="logind", frozen=True):
     mode: Literal["lock", "terminate"] = "lock"
 
 
 ActionConfig = CommandAction | LogindAction
-ACTION_KINDS: Final[Mapping[str, type[ActionConfig]]] = {"command": CommandAction, "logind": LogindAction}
-AnyAction = Annotated[ActionConfig, Field(discriminator="kind")]
 
 
-class ActivityConfig(Section):
+class ActivityConfig(Section, frozen=True):
     kind: Literal["logind", "none"] = "logind"
-    min_interval_s: float = seconds_field(30.0, 3600.0, "1 hour")
+    min_interval_s: Annotated[float, seconds(3600.0, "1 hour")] = 30.0
 
 
 def _bus_address(value: str) -> str:
@@ -65,36 +71,20 @@ def _bus_address(value: str) -> str:
     return value
 
 
-class WarningConfig(Section):
+class WarningConfig(Section, frozen=True):
     """The idle-lock warning on the screen (freedesktop Notifications on the desktop's session bus)."""
 
     kind: Literal["notify", "none"] = "notify"
-    bus: Annotated[str, AfterValidator(_bus_address)] = ""
+    bus: Annotated[str, Check(_bus_address)] = ""
     """The desktop session's D-Bus address; "" for $DBUS_SESSION_BUS_ADDRESS."""
 
 
-class AgentFileConfig(Section):
+class AgentFileConfig(Section, frozen=True):
     agent: AgentIdentity
+    actions: Annotated[tuple[ActionConfig, ...], Meta(min_length=1)]
     mqtt: MqttConfig = MqttConfig()
-    actions: Annotated[tuple[AnyAction, ...], Field(strict=False, min_length=1)]
     activity: ActivityConfig = ActivityConfig()
     warning: WarningConfig = WarningConfig()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fill_identity(cls, raw: Any) -> Any:
-        """agent_id defaults to the host name, and mqtt.client_id to `agent-<agent_id>`, so
-        that the agent never takes over the appliance's MQTT session."""
-        if not isinstance(raw, dict) or not isinstance(raw.get("agent"), dict):
-            return raw
-        agent = dict(raw["agent"])
-        if not agent.get("agent_id"):
-            agent["agent_id"] = socket.gethostname().split(".")[0] or "agent"
-        filled = {**raw, "agent": agent}
-        mqtt = raw.get("mqtt", {})
-        if isinstance(mqtt, dict) and not mqtt.get("client_id") and isinstance(agent["agent_id"], str):
-            filled["mqtt"] = {**mqtt, "client_id": f"agent-{agent['agent_id']}"}
-        return filled
 
 
 def resolve_agent_config_path(given: str | None) -> Path:
@@ -103,9 +93,14 @@ def resolve_agent_config_path(given: str | None) -> Path:
 
 
 def load_agent_config(path: Path) -> AgentFileConfig:
-    raw = read_toml(path)
-    try:
-        return AgentFileConfig.model_validate(raw)
-    except ValidationError as exc:
-        key, problem = first_error(exc, AgentFileConfig, ACTION_KINDS)
-        raise ConfigError.at(path, key, problem) from None
+    return validated(AgentFileConfig, _with_identity(read_toml(path)), path)
+
+
+def _with_identity(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """agent_id defaults to the host name, and mqtt.client_id to `agent-<agent_id>`, so that the
+    agent never takes over the appliance's MQTT session."""
+    if not isinstance(raw.get("agent"), dict):
+        return dict(raw)
+    raw = filled(raw, "agent", "agent_id", lambda: socket.gethostname().split(".")[0] or "agent")
+    agent_id = raw["agent"]["agent_id"]
+    return filled(raw, "mqtt", "client_id", lambda: f"agent-{agent_id}") if isinstance(agent_id, str) else raw

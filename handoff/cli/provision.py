@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
+import msgspec
 import serial
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic.fields import FieldInfo
 
 from handoff.audit.keys import load_signing_key, private_pem, public_pem
 from handoff.audit.signature import fingerprint
@@ -72,8 +72,13 @@ class Flag:
         )
 
 
-def _extra(field: FieldInfo) -> dict[str, object]:
-    return dict(field.json_schema_extra) if isinstance(field.json_schema_extra, dict) else {}
+def _extra(field: msgspec.structs.FieldInfo) -> dict[str, object]:
+    """What the key's `msgspec.Meta(extra=...)` tells provision: its flag, prompt, whether it is a reader's primary."""
+    extra: dict[str, object] = {}
+    for meta in getattr(field.type, "__metadata__", ()):
+        if isinstance(meta, msgspec.Meta) and meta.extra:
+            extra.update(meta.extra)
+    return extra
 
 
 def _value_type(annotation: object) -> type:
@@ -91,19 +96,17 @@ def _derive_flags() -> tuple[Flag, ...]:
     """Every key of every table that provision does not fill itself, and every key of every reader kind."""
     flags = []
     for section, model in SECTIONS.items():
-        for key, field in model.model_fields.items():
+        for field in msgspec.structs.fields(model):
             extra = _extra(field)
             if extra.get("provision") is False:
                 continue
-            name = str(extra.get("flag") or f"--{model.flag_prefix}{key}".replace("_", "-"))
-            flags.append(Flag(name, section, key, _value_type(field.annotation), str(extra.get("prompt", ""))))
+            name = str(extra.get("flag") or f"--{model.flag_prefix}{field.name}".replace("_", "-"))
+            flags.append(Flag(name, section, field.name, _value_type(field.type), str(extra.get("prompt", ""))))
     for kind, reader in READER_KINDS.items():
-        for key, field in reader.model_fields.items():
-            if key == "kind":
-                continue
+        for field in msgspec.structs.fields(reader):
             primary = _extra(field).get("primary") is True
-            name = f"--{kind}" if primary else f"--{kind}-{key}".replace("_", "-")
-            flags.append(Flag(name, kind, key, _value_type(field.annotation), starts_reader=primary))
+            name = f"--{kind}" if primary else f"--{kind}-{field.name}".replace("_", "-")
+            flags.append(Flag(name, kind, field.name, _value_type(field.type), starts_reader=primary))
     return tuple(flags)
 
 

@@ -1,7 +1,7 @@
 """The timers and rules the transition function obeys, as plain values.
 
 The core is handed these rather than the validated config models so that it stays free of the
-config layer (pydantic, TOML, file paths): the shell validates the file, then converts
+config layer (msgspec, TOML, file paths): the shell validates the file, then converts
 (`PolicyConfig.for_core`, `AgentConfig.for_core`), and tests build them directly.
 """
 

@@ -12,6 +12,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+import msgspec
 import paho.mqtt.client as mqtt
 from cryptography import x509
 from paho.mqtt.reasoncodes import ReasonCode
@@ -151,7 +152,7 @@ def _connack(config: MqttConfig, protocol: MqttVersion, context: ssl.SSLContext 
 
 def doctor_client(config: MqttConfig, context: ssl.SSLContext | None, protocol: MqttVersion) -> mqtt.Client:
     """The appliance's own identity and credentials, in `protocol`, under its own client id."""
-    tried = config.model_copy(update={"protocol": protocol})
+    tried = msgspec.structs.replace(config, protocol=protocol)
     return probe_client(tried, context, password(config), f"{config.client_id}-doctor")
 
 

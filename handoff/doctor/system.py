@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Final
 
 from handoff.clock import clock_synced
-from handoff.config import Config
+from handoff.config import Config, NfcReaderConfig
 from handoff.doctor.result import CheckResult, failed, passed, skipped, warned
 from handoff.errors import ConfigError
 from handoff.feedback.board import load_board
@@ -24,7 +24,7 @@ def loaded_modules(proc_modules: Path) -> set[str]:
 def check_nfc_kernel_modules(config: Config, proc_modules: Path = PROC_MODULES) -> CheckResult:
     """The kernel's own NFC drivers claim USB readers first, and nfcpy then finds nothing."""
     name = "nfc kernel drivers"
-    if not any(r.kind == "nfc" and r.path.startswith("usb") for r in config.readers):
+    if not any(isinstance(r, NfcReaderConfig) and r.path.startswith("usb") for r in config.readers):
         return skipped(name, "no USB NFC reader configured")
     try:
         stealing = sorted(set(NFC_STEALING_MODULES) & loaded_modules(proc_modules))

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, Field, ValidationError, model_validator
+import msgspec
+from msgspec import Meta
 
-from handoff.config import FilePath, MqttConfig, Name, OptionalPath, Section, config_path, read_toml, seconds_field
-from handoff.config_errors import KeyedValueError, first_error
-from handoff.errors import ConfigError
+from handoff.config import (
+    Check,
+    FilePath,
+    MqttConfig,
+    OptionalPath,
+    Section,
+    config_path,
+    filled,
+    read_toml,
+    seconds,
+    valid_name,
+)
+from handoff.config_errors import KeyedValueError, validated
 
 DEFAULT_LEDGER_CONFIG_PATH: Final = Path("/etc/handoff/ledger.toml")
 LEDGER_CONFIG_ENV: Final = "HANDOFF_LEDGER_CONFIG"
@@ -68,44 +80,48 @@ def _clock(text: str) -> str:
 
 
 def _site_pair(sites: list[str]) -> list[str]:
+    for index, site in enumerate(sites):
+        try:
+            valid_name(site)
+        except ValueError as exc:
+            raise KeyedValueError(f"[{index}]", str(exc)) from None
     if len(sites) != 2 or sites[0] == sites[1]:
         raise ValueError(f'must name two different sites, e.g. ["north", "south"], got {sites!r}')
     return sites
 
 
-class Travel(Section):
+class Travel(Section, frozen=True):
     """The shortest time anyone takes between two sites: one badge at both faster is not one person."""
 
-    sites: Annotated[list[Name], AfterValidator(_site_pair)]
-    min_s: float = seconds_field(900.0, DAY, "1 day")
+    sites: Annotated[list[str], Check(_site_pair)]
+    min_s: Annotated[float, seconds(DAY, "1 day")] = 900.0
 
 
-class Shift(Section):
+class Shift(Section, frozen=True):
     """When a role works, in `anomalies.time_zone`: a checkout outside it is `off_hours`. An `end`
     before `start` runs past midnight (a night shift, counted on the day it starts)."""
 
-    role: str = Field(min_length=1, max_length=255)
-    days: list[Day] = Field(default_factory=lambda: list(get_args(Day)), min_length=1)
-    start: Annotated[str, AfterValidator(_clock)]
-    end: Annotated[str, AfterValidator(_clock)]
+    role: Annotated[str, Meta(min_length=1, max_length=255)]
+    start: Annotated[str, Check(_clock)]
+    end: Annotated[str, Check(_clock)]
+    days: Annotated[list[Day], Meta(min_length=1)] = msgspec.field(default_factory=lambda: list(get_args(Day)))
 
 
-class AnomalySettings(Section):
+class AnomalySettings(Section, frozen=True):
     """Which anomalies the ledger looks for in the trusted events (docs/ledger.md), with their
     thresholds, and which it answers by ending the older session. Each is off until set."""
 
     concurrent_use: bool = False
-    repeated_rejections: int = Field(0, ge=0, le=1000)
+    repeated_rejections: Annotated[int, Meta(ge=0, le=1000)] = 0
     """How many `tap_rejected` at one device within `rejections_within_s` open one; 0 is off."""
-    rejections_within_s: float = seconds_field(60.0, DAY, "1 day")
-    travel: Annotated[tuple[Travel, ...], Field(strict=False)] = ()
-    shifts: Annotated[tuple[Shift, ...], Field(strict=False)] = ()
-    time_zone: Annotated[str, AfterValidator(_time_zone)] = "UTC"
-    respond: list[Literal["concurrent_use", "impossible_travel", "off_hours"]] = Field(default_factory=list)
+    rejections_within_s: Annotated[float, seconds(DAY, "1 day")] = 60.0
+    travel: tuple[Travel, ...] = ()
+    shifts: tuple[Shift, ...] = ()
+    time_zone: Annotated[str, Check(_time_zone)] = "UTC"
+    respond: list[Literal["concurrent_use", "impossible_travel", "off_hours"]] = msgspec.field(default_factory=list)
     """The anomalies answered with a signed `cmd/force_logoff` to the device of the older session."""
 
-    @model_validator(mode="after")
-    def _responds_to_what_it_detects(self) -> AnomalySettings:
+    def check(self) -> None:
         detected = {
             "concurrent_use": self.concurrent_use,
             "impossible_travel": bool(self.travel),
@@ -117,47 +133,43 @@ class AnomalySettings(Section):
         pairs = [frozenset(travel.sites) for travel in self.travel]
         if len(set(pairs)) != len(pairs):
             raise KeyedValueError("travel", "names the same pair of sites twice")
-        return self
 
 
-class LedgerSettings(Section):
-    database: Annotated[str, AfterValidator(_database_url)] = "sqlite:////var/lib/handoff/ledger.db"
-    overdue_after_s: float = seconds_field(129600.0, 30 * DAY, "30 days")
-    offline_after_s: float = seconds_field(180.0, DAY, "1 day")
-    holds_many: int = Field(2, ge=1, le=1000)
-    max_clock_skew_s: float = seconds_field(300.0, DAY, "1 day")
+class LedgerSettings(Section, frozen=True):
+    database: Annotated[str, Check(_database_url)] = "sqlite:////var/lib/handoff/ledger.db"
+    overdue_after_s: Annotated[float, seconds(30 * DAY, "30 days")] = 129600.0
+    offline_after_s: Annotated[float, seconds(DAY, "1 day")] = 180.0
+    holds_many: Annotated[int, Meta(ge=1, le=1000)] = 2
+    max_clock_skew_s: Annotated[float, seconds(DAY, "1 day")] = 300.0
     audit_keys: OptionalPath = None
     allow_untrusted: bool = False
     """Believe unsigned and unenrolled messages as well: a lab bench only (docs/security.md)."""
     command_key_file: OptionalPath = None
     """The Ed25519 private key the ledger signs its automated `cmd/force_logoff` with."""
     anomalies: AnomalySettings = AnomalySettings()
-    break_glass_per_30d: int = Field(2, ge=0, le=100)
+    break_glass_per_30d: Annotated[int, Meta(ge=0, le=100)] = 2
     """Break-glass uses per staff member over 30 days, on any device, beyond which a review is
     marked over the limit (the appliances' own `[policy]` limit counts per device)."""
-    retain_days: int = Field(2190, ge=1, le=36500)
+    retain_days: Annotated[int, Meta(ge=1, le=36500)] = 2190
     """Events older than this are pruned where a signed checkpoint anchors what remains (retention.py)."""
 
-    @model_validator(mode="after")
-    def _responding_needs_a_key(self) -> LedgerSettings:
+    def check(self) -> None:
         if self.anomalies.respond and self.command_key_file is None:
             raise KeyedValueError("command_key_file", "is required when anomalies.respond names an anomaly")
-        return self
 
 
-class LedgerMqttConfig(MqttConfig):
+class LedgerMqttConfig(MqttConfig, frozen=True):
     shared_group: str = ""
     """Subscribe through `$share/<group>/` so that several ledgers split the stream."""
 
-    @model_validator(mode="after")
-    def _shared_needs_v5(self) -> LedgerMqttConfig:
+    def check(self) -> None:
         """Shared subscriptions are MQTT 5: 3.1.1 brokers accept `$share/...` and deliver nothing."""
+        super().check()
         if self.shared_group and self.protocol != "5":
             raise KeyedValueError("shared_group", 'needs protocol = "5": MQTT 3.1.1 has no shared subscriptions')
-        return self
 
 
-class ConsoleConfig(Section):
+class ConsoleConfig(Section, frozen=True):
     """Where `handoff ledger serve` listens, and how it is reached.
 
     The console speaks TLS itself when `cert_file` and `key_file` are set; otherwise it expects a
@@ -166,11 +178,11 @@ class ConsoleConfig(Section):
     machine, for a demo or a lab bench) is the one case without, and is refused off loopback.
     """
 
-    listen: Annotated[str, AfterValidator(_listen_address)] = "127.0.0.1:8080"
+    listen: Annotated[str, Check(_listen_address)] = "127.0.0.1:8080"
     cert_file: OptionalPath = None
     key_file: OptionalPath = None
     allow_insecure: bool = False
-    trusted_proxies: Annotated[list[str], AfterValidator(_proxies)] = Field(default_factory=list)
+    trusted_proxies: Annotated[list[str], Check(_proxies)] = msgspec.field(default_factory=list)
     """The reverse proxies whose `X-Forwarded-For` names the client (for the login limit and
     the audit trail). None by default: anyone on the console's own host could otherwise name
     any address and escape the per-address limit."""
@@ -187,8 +199,7 @@ class ConsoleConfig(Section):
     def tls(self) -> bool:
         return self.cert_file is not None
 
-    @model_validator(mode="after")
-    def _coherent(self) -> ConsoleConfig:
+    def check(self) -> None:
         if (self.cert_file is None) != (self.key_file is None):
             raise KeyedValueError("key_file" if self.key_file is None else "cert_file", "must be set with its pair")
         loopback = _is_loopback(self.host)
@@ -198,7 +209,6 @@ class ConsoleConfig(Section):
             )
         if self.allow_insecure and not loopback:
             raise KeyedValueError("allow_insecure", 'is only for a console on loopback (listen = "127.0.0.1:PORT")')
-        return self
 
 
 def _issuer(url: str) -> str:
@@ -228,32 +238,25 @@ def _scopes(scopes: list[str]) -> list[str]:
     return scopes
 
 
-class OidcConfig(Section):
+class OidcConfig(Section, frozen=True):
     """Sign-in through the hospital's OpenID Connect provider (docs/console.md): where it is, how
     the console is registered there, and which claim values make a viewer or an admin."""
 
-    name: Annotated[str, Field(min_length=1, max_length=64)]
+    name: Annotated[str, Meta(min_length=1, max_length=64)]
     """What the login page's button says: "Sign in with NAME"."""
-    issuer: Annotated[str, AfterValidator(_issuer)]
-    client_id: Annotated[str, Field(min_length=1, max_length=255)]
+    issuer: Annotated[str, Check(_issuer)]
+    client_id: Annotated[str, Meta(min_length=1, max_length=255)]
     client_secret_file: FilePath
-    roles_claim: Annotated[str, Field(min_length=1, max_length=64)] = "groups"
-    roles: Annotated[dict[str, str], AfterValidator(_role_values)]
-    scopes: Annotated[list[str], AfterValidator(_scopes)] = Field(default_factory=lambda: ["openid", "profile"])
+    roles: Annotated[dict[str, str], Check(_role_values)]
+    roles_claim: Annotated[str, Meta(min_length=1, max_length=64)] = "groups"
+    scopes: Annotated[list[str], Check(_scopes)] = msgspec.field(default_factory=lambda: ["openid", "profile"])
 
 
-class LedgerConfig(Section):
+class LedgerConfig(Section, frozen=True):
     ledger: LedgerSettings = LedgerSettings()
     mqtt: LedgerMqttConfig = LedgerMqttConfig()
     console: ConsoleConfig = ConsoleConfig()
     oidc: OidcConfig | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_client_id(cls, raw: Any) -> Any:
-        if isinstance(raw, dict) and isinstance(raw.get("mqtt", {}), dict) and not raw.get("mqtt", {}).get("client_id"):
-            return {**raw, "mqtt": {**raw.get("mqtt", {}), "client_id": "handoff-ledger"}}
-        return raw
 
 
 def resolve_ledger_config_path(given: str | None) -> Path:
@@ -262,9 +265,9 @@ def resolve_ledger_config_path(given: str | None) -> Path:
 
 
 def load_ledger_config(path: Path) -> LedgerConfig:
-    raw = read_toml(path)
-    try:
-        return LedgerConfig.model_validate(raw)
-    except ValidationError as exc:
-        key, problem = first_error(exc, LedgerConfig, {})
-        raise ConfigError.at(path, key, problem) from None
+    return parse_ledger_config(read_toml(path), path)
+
+
+def parse_ledger_config(raw: Mapping[str, Any], source: Path) -> LedgerConfig:
+    """The whole file checked against the schema; mqtt.client_id defaults to "handoff-ledger"."""
+    return validated(LedgerConfig, filled(raw, "mqtt", "client_id", lambda: "handoff-ledger"), source)

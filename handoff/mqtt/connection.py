@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
 
+import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY, CleanStartOption, Client
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -115,7 +116,7 @@ def probe_client(config: MqttConfig, context: ssl.SSLContext | None, secret: str
     id (the program's id would end the running program's session), with no will and no session
     left behind."""
     return _client(
-        config.model_copy(update={"client_id": client_id}),
+        msgspec.structs.replace(config, client_id=client_id),
         context,
         secret,
         manual_ack=False,

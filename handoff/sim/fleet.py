@@ -30,6 +30,7 @@ from handoff.audit.keys import load_signing_key, private_pem, public_pem
 from handoff.audit.signature import event_signature, public_key_b64, signature
 from handoff.cloudevents import EventContext, envelope, source, uuid7
 from handoff.config import MqttConfig
+from handoff.config_errors import convert
 from handoff.core.events import Event, EventType
 from handoff.mqtt.connection import Will, new_client
 from handoff.timefmt import rfc3339
@@ -153,8 +154,8 @@ def run_fleet(host: str, port: int, *, fleet: list[SimAppliance], rate: float, e
     (or forever), then each one's checkpoint; the number published."""
     clients = []
     for appliance in fleet:
-        config = MqttConfig.model_validate(
-            {"url": f"mqtt://{host}:{port}", "allow_insecure": True, "client_id": appliance.reader_id}
+        config = convert(
+            {"url": f"mqtt://{host}:{port}", "allow_insecure": True, "client_id": appliance.reader_id}, MqttConfig
         )
         client = new_client(config, None, None, will=Will(f"{appliance.base}/status", appliance.status("offline")))
         client.connect(host, port, keepalive=60)

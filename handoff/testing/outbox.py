@@ -14,6 +14,7 @@ from handoff import db
 from handoff.audit.checkpoint import CheckpointPolicy
 from handoff.cloudevents import EventContext, source, uuid7
 from handoff.config import MqttConfig
+from handoff.config_errors import convert
 from handoff.core.events import Event
 from handoff.core.state import Custody, State
 from handoff.disk import disk_state
@@ -28,7 +29,7 @@ SOURCE = source(CONTEXT.site, CONTEXT.reader_id)
 
 def mqtt_config(port: int, **changes: object) -> MqttConfig:
     base: dict[str, object] = {"url": f"mqtt://127.0.0.1:{port}", "allow_insecure": True, "client_id": READER}
-    return MqttConfig.model_validate({**base, **changes})
+    return convert({**base, **changes}, MqttConfig)
 
 
 def checkout(staff: str, t: float | None = None) -> Event:
