@@ -39,6 +39,7 @@ class Identity:
 
     def __init__(self, port: int, user: str) -> None:
         self._acks: dict[int, int] = {}
+        self._subscribed: set[int] = set()
         self._changed = threading.Condition()
         self.received: list[str] = []
         self._connected = threading.Event()
@@ -49,6 +50,7 @@ class Identity:
         )
         self.client.username_pw_set(user, PASSWORD)
         self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.client.on_connect = self._on_connect
         self.client.connect("127.0.0.1", port)
@@ -66,6 +68,11 @@ class Identity:
             self._acks[mid] = code.value
             self._changed.notify_all()
 
+    def _on_subscribe(self, client: Client, userdata: object, mid: int, codes: object, props: object) -> None:
+        with self._changed:
+            self._subscribed.add(mid)
+            self._changed.notify_all()
+
     def _on_message(self, client: Client, userdata: object, message: MQTTMessage) -> None:
         with self._changed:
             self.received.append(message.topic)
@@ -78,7 +85,11 @@ class Identity:
             return self._acks[mid] < 0x80
 
     def subscribe(self, pattern: str) -> None:
-        self.client.subscribe(pattern, qos=1)
+        """Returns once the broker has answered (SUBACK): a message published before that may be missed."""
+        mid = self.client.subscribe(pattern, qos=1)[1]
+        assert mid is not None
+        with self._changed:
+            assert self._changed.wait_for(lambda: mid in self._subscribed, 10), f"no SUBACK for {pattern}"
 
     def wait_for(self, topic: str, timeout: float) -> bool:
         with self._changed:
