@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -43,14 +44,19 @@ def identity(ca: Ca, directory: Path, name: str) -> tuple[Path, Path]:
 
 
 class TlsWatcher:
+    """Subscribed once made (the SUBACK is waited for): the events are not retained."""
+
     def __init__(self, port: int, ca_file: Path, cert: tuple[Path, Path]) -> None:
         self.messages: list[tuple[str, bytes]] = []
+        subscribed = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="watcher")
         self.client.tls_set(ca_certs=str(ca_file), certfile=str(cert[0]), keyfile=str(cert[1]))
         self.client.on_connect = lambda c, *_: c.subscribe("handoff/v1/#", qos=1)
+        self.client.on_subscribe = lambda *_: subscribed.set()
         self.client.on_message = lambda _c, _u, m: self.messages.append((m.topic, bytes(m.payload)))
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
+        assert subscribed.wait(15), "the TLS broker did not confirm the watcher's subscription"
 
     def events(self) -> list[int]:
         return [json.loads(p)["data"]["seq"] for t, p in self.messages if "/events/" in t]
