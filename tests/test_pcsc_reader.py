@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import given
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from handoff.config import NfcReaderConfig, PcscReaderConfig
 from handoff.readers.apdu import CardRejected, split_response, uid_from_get_data
-from handoff.readers.base import BadgePresented, BadgeRemoved, BadRead, ReaderEvent
+from handoff.readers.base import BadgePresented, BadgeRemoved, BadRead, ReaderEvent, ReaderHealth
 from handoff.readers.pcsc import PcscReader
 from handoff.readers.registry import build_readers
 from handoff.sim.vpcd import VirtualCard
@@ -32,9 +32,13 @@ class Watch:
         self.events: queue.Queue[ReaderEvent] = queue.Queue()
         self.reader = PcscReader(name)
         self.reader.open(self.events.put)
+
+    def health_once(self, settled: Callable[[ReaderHealth], bool]) -> ReaderHealth:
+        """The reader's health once `settled` holds for it, or at the wait's end."""
         deadline = time.monotonic() + WAIT_S
-        while not self.reader.health().ok and time.monotonic() < deadline:
+        while not settled(health := self.reader.health()) and time.monotonic() < deadline:
             time.sleep(0.05)
+        return health
 
     def next(self) -> ReaderEvent:
         return self.events.get(timeout=WAIT_S)
@@ -43,6 +47,7 @@ class Watch:
 @pytest.fixture
 def watch() -> Iterator[Watch]:
     setup = Watch()
+    setup.health_once(lambda health: health.ok)
     yield setup
     setup.reader.close()
 
@@ -92,10 +97,7 @@ def test_pcscd_restart_is_survived(watch: Watch, cli: CliRunner) -> None:
 def test_no_matching_reader_is_reported_in_plain_words() -> None:
     watch = Watch("Omnikey 5427")
     try:
-        deadline = time.monotonic() + WAIT_S
-        while watch.reader.health().detail == "not opened yet" and time.monotonic() < deadline:
-            time.sleep(0.05)
-        health = watch.reader.health()
+        health = watch.health_once(lambda health: health.detail != "not opened yet")
         assert not health.ok and "no PC/SC reader whose name contains 'Omnikey 5427'" in health.detail
     finally:
         watch.reader.close()
