@@ -28,12 +28,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from handoff.audit.chain import NotCanonical, digest, genesis, link
 from handoff.audit.signature import signature_ok
 from handoff.core.events import EventType
-from handoff.ledger import break_glass, trust
+from handoff.ledger import break_glass, custody, trust
 from handoff.ledger.anomalies import Rules, Seen
 from handoff.ledger.anomaly_watch import read, watch
 from handoff.ledger.holders import Change, update_holders
 from handoff.ledger.limits import DoesNotFit, check
-from handoff.ledger.queries import HELD, SESSION, offline, overdue
+from handoff.ledger.queries import HELD, RECEIPTS, SESSION, offline, overdue
 from handoff.ledger.responses import answered
 from handoff.ledger.schema import checkpoints, counters, devices, events, exceptions, receipts, sources
 
@@ -248,6 +248,7 @@ class Recorder:
         seen = [_seen(item) for item in new] if self._anomalies is not None else []
         before = read(conn, self._anomalies, seen) if self._anomalies is not None and seen else None
         update_holders(conn, _changes(new))
+        custody.keep(conn, _touched(new))
         if self._anomalies is not None and before is not None:
             watch(conn, book, self._anomalies, seen, before)
         for reason, times in refused.items():
@@ -350,6 +351,15 @@ def _changes(new: list[Fresh]) -> list[Change]:
         )
         for item in new
         if (kind := item.where.event_type) in SESSION and (data := item.body["data"])
+    ]
+
+
+def _touched(new: list[Fresh]) -> list[custody.Touched]:
+    """The new events that may change a device's custody intervals: session events and receipts."""
+    return [
+        custody.Touched(item.where.device_id, kind, item.at, _text(item.body["data"].get("for")))
+        for item in new
+        if (kind := item.where.event_type) is not None and (kind in SESSION or kind in RECEIPTS)
     ]
 
 

@@ -1,0 +1,227 @@
+"""Each device's custody intervals and sessions, kept in the `custody` and `device_sessions`
+tables as its events are stored, so that a device page reads one page of intervals and its
+timeline's bars instead of walking every event of its window (docs/ledger.md).
+
+The tables always hold what the walk of all of a device's stored events (`queries.Walk`) finds.
+A checkout ends whatever came before it, so a new event can change only the intervals from the
+last checkout before it on, and only up to the first interval that starts after it: that span,
+and nothing else, is walked again and replaced. Events in time order, the usual case, re-walk
+the interval in progress; a late one re-walks the intervals around it; a receipt re-walks the
+interval of the logoff it answers; pruning re-walks what the pruned events touched.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict
+from typing import Any, Final, NamedTuple
+
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, delete, func, insert, or_, select
+from sqlalchemy.orm import aliased
+
+from handoff.ledger.queries import RECEIPTS, ROW_COLUMNS, SESSION, UNANSWERED, Row, Walk
+from handoff.ledger.schema import RECEIPT, custody, device_sessions, events
+
+CHUNK: Final = 500
+"""Devices re-walked, or ids looked up, per statement."""
+ENDS: Final = ("forced_logoff", "checkin")
+"""The events a receipt can answer."""
+
+
+class Touched(NamedTuple):
+    """One newly stored event that may change its device's intervals: a session event, or a
+    receipt (`for_id`: the logoff it answers)."""
+
+    device_id: str
+    type: str
+    at: float
+    for_id: str | None
+
+
+class Span(NamedTuple):
+    """The times a device's intervals may have changed over: `low` None is its first event."""
+
+    low: float | None
+    high: float
+
+
+def keep(conn: Connection, touched: Iterable[Touched]) -> None:
+    """After an ingest batch: re-walk what its session events and receipts can change."""
+    spans: dict[str, Span] = {}
+    answered: dict[str, str] = {}
+    for event in touched:
+        if event.type in SESSION:
+            _widen(spans, event.device_id, event.at, event.at)
+        elif event.type in RECEIPTS and event.for_id:
+            answered[event.for_id] = event.device_id
+    for chunk in _chunks(sorted(answered)):
+        ends = select(events.c.id, events.c.device_id, events.c.at).where(events.c.id.in_(chunk))
+        for event_id, device_id, at in conn.execute(ends):
+            if answered[event_id] == device_id:
+                _widen(spans, device_id, at, at)
+    refresh(conn, spans)
+
+
+def pruning(conn: Connection, source: str, seq: int) -> dict[str, float]:
+    """Before `source`'s events up to `seq` are pruned: per device, the latest time whose
+    intervals the pruning changes (a pruned event's, or the logoff a pruned receipt answered)."""
+    gone = and_(events.c.source == source, events.c.seq <= seq)
+    reach = dict(
+        conn.execute(select(events.c.device_id, func.max(events.c.at)).where(gone).group_by(events.c.device_id)).all()
+    )
+    receipt, answered = events.alias("receipt"), aliased(events, name="answered")
+    unanswered = (
+        select(answered.c.device_id, func.max(answered.c.at))
+        .select_from(
+            receipt.join(answered, and_(answered.c.id == receipt.c.for_id, answered.c.device_id == receipt.c.device_id))
+        )
+        .where(receipt.c.source == source, receipt.c.seq <= seq, receipt.c.type.in_(RECEIPTS))
+        .group_by(answered.c.device_id)
+    )
+    for device_id, at in conn.execute(unanswered):
+        reach[device_id] = max(reach.get(device_id, at), at)
+    return {device_id: float(at) for device_id, at in reach.items()}
+
+
+def pruned(conn: Connection, reach: dict[str, float]) -> None:
+    """After pruning: each device walked again from its first remaining event to `reach`."""
+    refresh(conn, {device_id: Span(None, high) for device_id, high in reach.items()})
+
+
+def rebuild(conn: Connection) -> int:
+    """Every device's intervals walked from all its events: the migration that brings the
+    tables in, and a ledger whose events were written other than by ingest. Returns how many
+    devices."""
+    conn.execute(delete(custody))
+    conn.execute(delete(device_sessions))
+    found = sorted(conn.execute(select(events.c.device_id).where(events.c.type == "checkout").distinct()).scalars())
+    for chunk in _chunks(found):
+        refresh(conn, {device_id: Span(None, float("inf")) for device_id in chunk})
+    return len(found)
+
+
+def refresh(conn: Connection, spans: dict[str, Span]) -> None:
+    """Replace each device's intervals and sessions that start from the last checkout before
+    its span's `low` up to (not including) the first stored interval that starts after its
+    `high`, with those the walk of its events over that stretch finds."""
+    for chunk in _chunks(sorted(spans)):
+        mine = {device_id: spans[device_id] for device_id in chunk}
+        froms = _walk_froms(conn, mine)
+        stops = _stops(conn, mine)
+        bounds = [{"key": d, "low": froms.get(d, float("-inf")), "high": stops.get(d, float("inf"))} for d in chunk]
+        for table in (custody, device_sessions):
+            conn.execute(
+                delete(table).where(
+                    table.c.device_id == bindparam("key"),
+                    table.c.start >= bindparam("low"),
+                    table.c.start < bindparam("high"),
+                ),
+                bounds,
+            )
+        rows = _rows(conn, chunk, froms, stops)
+        answers = _answers(conn, rows)
+        intervals: list[dict[str, Any]] = []
+        sessions: list[dict[str, Any]] = []
+        for device_id in chunk:
+            stop = stops.get(device_id, float("inf"))
+            walk = Walk(device_id, answers[device_id], UNANSWERED)
+            for row in rows[device_id]:
+                walk.take(row)
+            intervals += [asdict(held) for held in _before(walk.finish(), stop)]
+            sessions += [asdict(session) for session in _before(walk.sessions, stop)]
+        if intervals:
+            conn.execute(insert(custody), intervals)
+        if sessions:
+            conn.execute(insert(device_sessions), sessions)
+
+
+def _widen(spans: dict[str, Span], device_id: str, low: float, high: float) -> None:
+    was = spans.get(device_id)
+    if was is None or was.low is None:
+        spans[device_id] = Span(low if was is None else None, high if was is None else max(was.high, high))
+    else:
+        spans[device_id] = Span(min(was.low, low), max(was.high, high))
+
+
+def _walk_froms(conn: Connection, spans: dict[str, Span]) -> dict[str, float]:
+    """Per device, the last checkout before its span where no other session event shares the
+    checkout's time (events of one instant are walked by seq, so one of them before the
+    checkout would belong to the interval before it); devices without one are walked from
+    their first event."""
+    asked = {device_id: span.low for device_id, span in spans.items() if span.low is not None}
+    froms: dict[str, float] = {}
+    while asked:
+        before = _by_device(asked, lambda low: events.c.at < low)
+        last = select(events.c.device_id, func.max(events.c.at)).where(before, events.c.type == "checkout")
+        found = {device_id: float(at) for device_id, at in conn.execute(last.group_by(events.c.device_id))}
+        if not found:
+            break
+        shared = _by_device(found, lambda at: events.c.at == at)
+        crowded = set(
+            conn.execute(
+                select(events.c.device_id).where(shared, events.c.type.in_(SESSION), events.c.type != "checkout")
+            ).scalars()
+        )
+        froms.update({device_id: at for device_id, at in found.items() if device_id not in crowded})
+        asked = {device_id: found[device_id] for device_id in crowded}
+    return froms
+
+
+def _stops(conn: Connection, spans: dict[str, Span]) -> dict[str, float]:
+    """Per device, the start of the first stored interval after its span: from there on
+    nothing changed."""
+    if not spans:
+        return {}
+    after = _by_device({d: span.high for d, span in spans.items()}, lambda high: custody.c.start > high, custody)
+    first = select(custody.c.device_id, func.min(custody.c.start)).where(after).group_by(custody.c.device_id)
+    return {device_id: float(start) for device_id, start in conn.execute(first)}
+
+
+def _rows(
+    conn: Connection, device_ids: Sequence[str], froms: dict[str, float], stops: dict[str, float]
+) -> dict[str, list[Row]]:
+    """The devices' session events from their walk's start up to and including their stop's
+    instant (the checkout there ends the last interval walked), in walk order."""
+
+    def stretch(device_id: str) -> ColumnElement[bool]:
+        parts = [events.c.device_id == device_id]
+        if device_id in froms:
+            parts.append(events.c.at >= froms[device_id])
+        if device_id in stops:
+            parts.append(events.c.at <= stops[device_id])
+        return and_(*parts)
+
+    found: dict[str, list[Row]] = defaultdict(list)
+    query = select(events.c.device_id, *ROW_COLUMNS).where(
+        or_(*(stretch(device_id) for device_id in device_ids)), events.c.type.in_(SESSION)
+    )
+    for device_id, *row in conn.execute(query.order_by(events.c.device_id, events.c.at, events.c.seq)).all():
+        found[device_id].append(Row(*row))
+    return found
+
+
+def _answers(conn: Connection, rows: dict[str, list[Row]]) -> dict[str, dict[str, str]]:
+    """Per device, the receipts' outcome for each logoff walked: confirmed once any receipt
+    confirmed it, else unconfirmed (`queries` reads them the same way)."""
+    ends = {row.id: device_id for device_id, walked in rows.items() for row in walked if row.type in ENDS}
+    answers: dict[str, dict[str, str]] = defaultdict(dict)
+    for chunk in _chunks(sorted(ends)):
+        query = select(events.c.device_id, events.c.type, events.c.for_id).where(RECEIPT, events.c.for_id.in_(chunk))
+        for device_id, kind, for_id in conn.execute(query):
+            if ends[for_id] == device_id and answers[device_id].get(for_id) != "confirmed":
+                answers[device_id][for_id] = "confirmed" if kind == "logoff_confirmed" else "unconfirmed"
+    return answers
+
+
+def _by_device(values: dict[str, float], condition: Any, table: Any = events) -> ColumnElement[bool]:
+    return or_(*(and_(table.c.device_id == device_id, condition(value)) for device_id, value in values.items()))
+
+
+def _before(found: list[Any], stop: float) -> Iterator[Any]:
+    return (item for item in found if item.start < stop)
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
