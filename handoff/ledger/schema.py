@@ -250,6 +250,7 @@ console_sessions = Table(
     Column("csrf", String(64), nullable=False),
     Column("created", Float, nullable=False),
     Column("last_seen", Float, nullable=False),
+    Column("id_token", Text),
 )
 """Console logins, kept in the database so that a logout, an expiry or a restart of the
 console ends them for certain; only a SHA-256 of the session token is stored, so a copy of the

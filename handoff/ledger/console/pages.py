@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from importlib.resources import files
@@ -43,6 +43,7 @@ from handoff.timefmt import rfc3339
 DEVICE_WINDOW_S: Final = 7 * 86400
 STAFF_WINDOW_S: Final = 30 * 86400
 T = TypeVar("T")
+SignOut = Callable[[Request, str], Awaitable[Response]]
 AUDIT_ROWS: Final = 500
 WRITE_TRIES: Final = 5
 MAX_QUERY: Final = 255
@@ -146,8 +147,10 @@ def local_target(target: str | None) -> str:
 
 
 class Pages:
-    def __init__(self, site: Site) -> None:
-        self._site = site
+    def __init__(self, site: Site, sign_out: SignOut | None = None) -> None:
+        """`sign_out`: where a login made through the OpenID provider is sent on logout, to
+        end its session there too (oidc.py)."""
+        self._site, self._sign_out = site, sign_out
 
     async def home(self, request: Request) -> Response:
         return RedirectResponse("/fleet", status_code=303)
@@ -220,12 +223,16 @@ class Pages:
         await checked_form(request, login.csrf)
         token = request.cookies.get(site.cookie, "")
 
-        def end(conn: Connection) -> None:
-            site.sessions.end(conn, token)
+        def end(conn: Connection) -> str | None:
+            id_token = site.sessions.end(conn, token)
             audit(conn, site.clock(), login.user, "logout", "")
+            return id_token
 
-        await run_in_threadpool(site.write, end)
-        response = RedirectResponse("/login", status_code=303)
+        id_token = await run_in_threadpool(site.write, end)
+        if id_token and self._sign_out is not None:
+            response = await self._sign_out(request, id_token)
+        else:
+            response = RedirectResponse("/login", status_code=303)
         site.forget_cookie(response, site.cookie)
         return response
 

@@ -1,6 +1,7 @@
 """Custody intervals and sessions kept at ingest (handoff/ledger/custody.py), back-filled here
-from the events already stored; and the partial indexes that find an agent's receipts by the
-logoff they answer and by device.
+from the events already stored; the partial indexes that find an agent's receipts by the logoff
+they answer and by device; and the ID token of a console login made through OpenID Connect, which
+the logout hands back to the provider to end its session there too.
 
 The back-fill walks every device's events once, as ingest would have: on a ledger of ten
 million events it takes minutes, inside this migration's transaction.
@@ -53,10 +54,12 @@ def upgrade() -> None:
     op.create_index("device_sessions_end", "device_sessions", ["device_id", "end"])
     op.create_index("events_receipt_for", "events", ["for_id"], postgresql_where=RECEIPT, sqlite_where=RECEIPT)
     op.create_index("events_receipt_device", "events", ["device_id"], postgresql_where=RECEIPT, sqlite_where=RECEIPT)
+    op.add_column("console_sessions", sa.Column("id_token", sa.Text))
     custody.rebuild(op.get_bind())
 
 
 def downgrade() -> None:
+    op.drop_column("console_sessions", "id_token")
     op.drop_index("events_receipt_device", "events")
     op.drop_index("events_receipt_for", "events")
     op.drop_table("device_sessions")
