@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from typing import Any, Final, NamedTuple
 
-from sqlalchemy import ColumnElement, Connection, and_, bindparam, delete, func, insert, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, delete, func, insert, or_, select, union_all
 from sqlalchemy.orm import aliased
 
 from handoff.ledger.queries import RECEIPTS, ROW_COLUMNS, SESSION, UNANSWERED, Row, Walk
@@ -25,6 +25,8 @@ from handoff.ledger.schema import RECEIPT, custody, device_sessions, events
 
 CHUNK: Final = 500
 """Devices re-walked, or ids looked up, per statement."""
+UNION: Final = 200
+"""Devices per UNION ALL (SQLite allows 500 terms in one)."""
 ENDS: Final = ("forced_logoff", "checkin")
 """The events a receipt can answer."""
 
@@ -152,9 +154,15 @@ def _walk_froms(conn: Connection, spans: dict[str, Span]) -> dict[str, float]:
     asked = {device_id: span.low for device_id, span in spans.items() if span.low is not None}
     froms: dict[str, float] = {}
     while asked:
-        before = _by_device(asked, lambda low: events.c.at < low)
-        last = select(events.c.device_id, func.max(events.c.at)).where(before, events.c.type == "checkout")
-        found = {device_id: float(at) for device_id, at in conn.execute(last.group_by(events.c.device_id))}
+        found = _nearest(
+            conn,
+            {
+                device_id: select(events.c.device_id, events.c.at)
+                .where(events.c.device_id == device_id, events.c.at < low, events.c.type == "checkout")
+                .order_by(events.c.at.desc())
+                for device_id, low in asked.items()
+            },
+        )
         if not found:
             break
         shared = _by_device(found, lambda at: events.c.at == at)
@@ -171,18 +179,37 @@ def _walk_froms(conn: Connection, spans: dict[str, Span]) -> dict[str, float]:
 def _stops(conn: Connection, spans: dict[str, Span]) -> dict[str, float]:
     """Per device, the start of the first stored interval after its span: from there on
     nothing changed."""
-    if not spans:
-        return {}
-    after = _by_device({d: span.high for d, span in spans.items()}, lambda high: custody.c.start > high, custody)
-    first = select(custody.c.device_id, func.min(custody.c.start)).where(after).group_by(custody.c.device_id)
-    return {device_id: float(start) for device_id, start in conn.execute(first)}
+    return _nearest(
+        conn,
+        {
+            device_id: select(custody.c.device_id, custody.c.start)
+            .where(custody.c.device_id == device_id, custody.c.start > span.high)
+            .order_by(custody.c.start)
+            for device_id, span in spans.items()
+            if span.high != float("inf")
+        },
+    )
+
+
+def _nearest(conn: Connection, asked: dict[str, Select[Any]]) -> dict[str, float]:
+    """Each device's first row of its ordered query (device id, time), asked together as one
+    UNION ALL of LIMIT 1s: each is a short walk of an index, where a GROUP BY over the devices'
+    ranges would read all of their past."""
+    found: dict[str, float] = {}
+    queries = list(asked.values())
+    for start in range(0, len(queries), UNION):
+        parts = [select(query.limit(1).subquery()) for query in queries[start : start + UNION]]
+        found.update({device_id: float(at) for device_id, at in conn.execute(union_all(*parts))})
+    return found
 
 
 def _rows(
     conn: Connection, device_ids: Sequence[str], froms: dict[str, float], stops: dict[str, float]
 ) -> dict[str, list[Row]]:
     """The devices' session events from their walk's start up to and including their stop's
-    instant (the checkout there ends the last interval walked), in walk order."""
+    instant (the checkout there ends the last interval walked), in walk order. Devices walked
+    whole are asked with one IN, which the planner reads from the index; as many ORs it scans
+    the table for."""
 
     def stretch(device_id: str) -> ColumnElement[bool]:
         parts = [events.c.device_id == device_id]
@@ -192,10 +219,12 @@ def _rows(
             parts.append(events.c.at <= stops[device_id])
         return and_(*parts)
 
+    whole = [device_id for device_id in device_ids if device_id not in froms and device_id not in stops]
+    parts = [stretch(device_id) for device_id in device_ids if device_id in froms or device_id in stops]
+    if whole:
+        parts.append(events.c.device_id.in_(whole))
     found: dict[str, list[Row]] = defaultdict(list)
-    query = select(events.c.device_id, *ROW_COLUMNS).where(
-        or_(*(stretch(device_id) for device_id in device_ids)), events.c.type.in_(SESSION)
-    )
+    query = select(events.c.device_id, *ROW_COLUMNS).where(or_(*parts), events.c.type.in_(SESSION))
     for device_id, *row in conn.execute(query.order_by(events.c.device_id, events.c.at, events.c.seq)).all():
         found[device_id].append(Row(*row))
     return found
