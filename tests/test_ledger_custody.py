@@ -105,7 +105,7 @@ def same_as_the_walk(engine: Engine, rng: random.Random) -> None:
         for _ in range(3):
             since, until = sorted(rng.uniform(first - 60, last + 60) for _ in range(2))
             view = HistoryView.of({}, "", "")
-            shown = DeviceCustody(DEVICE, since, until, replace(view, descending=False)).rows(conn, None)
+            shown = DeviceCustody.of(conn, DEVICE, since, until, replace(view, descending=False)).rows(conn, None)
             overlapping = [i for i in expected[0] if i.start <= until and (i.end is None or i.end >= since)]
             assert shown == sorted(overlapping, key=lambda held: (held.start, held.staff_id)), "the page's order"
 

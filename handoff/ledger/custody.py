@@ -17,9 +17,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from typing import Any, Final, NamedTuple
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, delete, func, insert, or_, select, union_all
+from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, delete, func, or_, select, union_all
 from sqlalchemy.orm import aliased
 
+from handoff.ledger.database import insert_rows
 from handoff.ledger.queries import RECEIPTS, ROW_COLUMNS, SESSION, UNANSWERED, Row, Walk
 from handoff.ledger.schema import RECEIPT, custody, device_sessions, events
 
@@ -132,10 +133,8 @@ def refresh(conn: Connection, spans: dict[str, Span]) -> None:
                 walk.take(row)
             intervals += [asdict(held) for held in _before(walk.finish(), stop)]
             sessions += [asdict(session) for session in _before(walk.sessions, stop)]
-        if intervals:
-            conn.execute(insert(custody), intervals)
-        if sessions:
-            conn.execute(insert(device_sessions), sessions)
+        insert_rows(conn, custody, intervals)
+        insert_rows(conn, device_sessions, sessions)
 
 
 def _widen(spans: dict[str, Span], device_id: str, low: float, high: float) -> None:

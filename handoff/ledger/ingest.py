@@ -17,10 +17,9 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple, cast, get_args
+from typing import Any, Final, NamedTuple, get_args
 
 import orjson
-import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Engine, String, and_, any_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -31,6 +30,7 @@ from handoff.core.events import EventType
 from handoff.ledger import break_glass, custody, trust
 from handoff.ledger.anomalies import Rules, Seen
 from handoff.ledger.anomaly_watch import read, watch
+from handoff.ledger.database import insert_rows
 from handoff.ledger.holders import Change, update_holders
 from handoff.ledger.limits import DoesNotFit, check
 from handoff.ledger.queries import HELD, RECEIPTS, SESSION, offline, overdue
@@ -751,14 +751,7 @@ def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
     runs alone). On PostgreSQL through psycopg's COPY: the hot statement of ingest, at about
     3 us of the ledger's CPU per row against 19 us for an executemany INSERT through
     SQLAlchemy, and a quarter of the server's time (bench/README.md)."""
-    if conn.dialect.name != "postgresql":
-        conn.execute(insert(events), rows)
-        return
-    columns = [column.name for column in events.columns]
-    raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
-    with raw.cursor() as cursor, cursor.copy(f"COPY events ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([row[column] for column in columns])
+    insert_rows(conn, events, rows)
 
 
 def _row(item: Fresh, chain_ok: bool | None, now: float) -> dict[str, Any]:

@@ -39,6 +39,12 @@ class DeviceCustody:
     since: float
     until: float
     view: HistoryView
+    unanswered: str
+    """How a logoff no receipt has answered reads on this device: `pending` or `n/a`."""
+
+    @classmethod
+    def of(cls, conn: Connection, device_id: str, since: float, until: float, view: HistoryView) -> DeviceCustody:
+        return cls(device_id, since, until, view, "pending" if has_agent(conn, device_id) else "n/a")
 
     def total(self, conn: Connection) -> int:
         return int(conn.execute(self._chosen(select(func.count()))).scalar_one())
@@ -60,7 +66,6 @@ class DeviceCustody:
         ).order_by(*order, tiebreak)
         if page is not None:
             query = query.offset((page - 1) * PAGE_ROWS).limit(PAGE_ROWS)
-        unanswered = "pending" if has_agent(conn, self.device_id) else "n/a"
         return [
             Interval(
                 row.device_id,
@@ -69,7 +74,7 @@ class DeviceCustody:
                 row.end,
                 row.ended_by,
                 row.sessions,
-                unanswered if row.logoffs == UNANSWERED else row.logoffs,
+                self.unanswered if row.logoffs == UNANSWERED else row.logoffs,
             )
             for row in conn.execute(query).all()
         ]
@@ -108,13 +113,12 @@ def has_agent(conn: Connection, device_id: str) -> bool:
     return conn.execute(query.limit(1)).first() is not None
 
 
-def placed(
-    conn: Connection, device_id: str, since: float, until: float
-) -> tuple[list[Placed[Interval]], list[Placed[Session]]]:
-    """The window's intervals and sessions as the timeline places them (start order): each one
-    at least MIN_PX wide by itself, the narrower ones grouped by the pixel column they start in,
-    with their count (and themselves when alone in their column)."""
-    unanswered = "pending" if has_agent(conn, device_id) else "n/a"
+def placed(conn: Connection, kept: DeviceCustody, since: float) -> tuple[list[Placed[Interval]], list[Placed[Session]]]:
+    """The intervals and sessions of `kept`'s device over [since, its until] as the timeline
+    places them (start order): each one at least MIN_PX wide by itself, the narrower ones
+    grouped by the pixel column they start in, with their count (and themselves when alone in
+    their column)."""
+    device_id, until, unanswered = kept.device_id, kept.until, kept.unanswered
 
     def interval(row: Any) -> Interval:
         logoffs = unanswered if row.logoffs == UNANSWERED else row.logoffs

@@ -298,10 +298,14 @@ class Pages:
         device_id = request.path_params["device_id"]
         now = site.clock()
         since, until, view = _window(params, now, DEVICE_WINDOW_S)
-        kept = DeviceCustody(device_id, since, until, view)
         if _csv(request):
             every = await run_in_threadpool(
-                site.read, lambda conn: kept.rows(conn, None) if find.device_known(conn, device_id) else None
+                site.read,
+                lambda conn: (
+                    DeviceCustody.of(conn, device_id, since, until, view).rows(conn, None)
+                    if find.device_known(conn, device_id)
+                    else None
+                ),
             )
             if every is None:
                 raise _no_device(device_id)
@@ -315,11 +319,12 @@ class Pages:
             if not find.device_known(conn, device_id):
                 return None
             found = queries.device(conn, device_id, now, settings.overdue_after_s, settings.offline_after_s)
+            kept = DeviceCustody.of(conn, device_id, since, until, view)
             total = kept.total(conn)
             number, pages = page_number(params.get("page"), total)
             paged = Page(kept.rows(conn, number), number, pages, total)
             drawn = since if "since" in params else _zoomed(kept.first_start(conn), since, until)
-            custody, sessions = placed(conn, device_id, drawn, until)
+            custody, sessions = placed(conn, kept, drawn)
             holders = {held.staff_id for held in paged.rows}
             if found is not None and found.staff_id:
                 holders.add(found.staff_id)
