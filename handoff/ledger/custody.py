@@ -13,11 +13,11 @@ interval of the logoff it answers; pruning re-walks what the pruned events touch
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict
 from typing import Any, Final, NamedTuple
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, delete, func, or_, select, union_all
+from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, delete, func, or_, select, text, union_all
 from sqlalchemy.orm import aliased
 
 from handoff.ledger.database import insert_rows
@@ -153,15 +153,7 @@ def _walk_froms(conn: Connection, spans: dict[str, Span]) -> dict[str, float]:
     asked = {device_id: span.low for device_id, span in spans.items() if span.low is not None}
     froms: dict[str, float] = {}
     while asked:
-        found = _nearest(
-            conn,
-            {
-                device_id: select(events.c.device_id, events.c.at)
-                .where(events.c.device_id == device_id, events.c.at < low, events.c.type == "checkout")
-                .order_by(events.c.at.desc())
-                for device_id, low in asked.items()
-            },
-        )
+        found = _nearest(conn, LAST_CHECKOUT, asked)
         if not found:
             break
         shared = _by_device(found, lambda at: events.c.at == at)
@@ -179,27 +171,58 @@ def _stops(conn: Connection, spans: dict[str, Span]) -> dict[str, float]:
     """Per device, the start of the first stored interval after its span: from there on
     nothing changed."""
     return _nearest(
-        conn,
-        {
-            device_id: select(custody.c.device_id, custody.c.start)
-            .where(custody.c.device_id == device_id, custody.c.start > span.high)
-            .order_by(custody.c.start)
-            for device_id, span in spans.items()
-            if span.high != float("inf")
-        },
+        conn, FIRST_AFTER, {device_id: span.high for device_id, span in spans.items() if span.high != float("inf")}
     )
 
 
-def _nearest(conn: Connection, asked: dict[str, Select[Any]]) -> dict[str, float]:
-    """Each device's first row of its ordered query (device id, time), asked together as one
-    UNION ALL of LIMIT 1s: each is a short walk of an index, where a GROUP BY over the devices'
-    ranges would read all of their past."""
-    found: dict[str, float] = {}
-    queries = list(asked.values())
-    for start in range(0, len(queries), UNION):
-        parts = [select(query.limit(1).subquery()) for query in queries[start : start + UNION]]
-        found.update({device_id: float(at) for device_id, at in conn.execute(union_all(*parts))})
-    return found
+class _Nearest(NamedTuple):
+    """How to ask, per device, for the one time nearest a bound."""
+
+    postgresql: str
+    """One statement over the arrays of devices (`ids`) and bounds (`bounds`)."""
+    sqlite: Callable[[str, float], Select[Any]]
+    """One device's question, ordered, for a UNION ALL of LIMIT 1s."""
+
+
+LAST_CHECKOUT: Final = _Nearest(
+    "SELECT d.device_id, n.at FROM unnest(CAST(:ids AS text[]), CAST(:bounds AS float8[])) AS d(device_id, b)"
+    " CROSS JOIN LATERAL (SELECT events.at FROM events WHERE events.device_id = d.device_id AND events.at < d.b"
+    " AND events.type = 'checkout' ORDER BY events.at DESC LIMIT 1) AS n",
+    lambda device_id, bound: (
+        select(events.c.device_id, events.c.at)
+        .where(events.c.device_id == device_id, events.c.at < bound, events.c.type == "checkout")
+        .order_by(events.c.at.desc())
+    ),
+)
+FIRST_AFTER: Final = _Nearest(
+    "SELECT d.device_id, n.start FROM unnest(CAST(:ids AS text[]), CAST(:bounds AS float8[])) AS d(device_id, b)"
+    " CROSS JOIN LATERAL (SELECT custody.start FROM custody WHERE custody.device_id = d.device_id"
+    " AND custody.start > d.b ORDER BY custody.start LIMIT 1) AS n",
+    lambda device_id, bound: (
+        select(custody.c.device_id, custody.c.start)
+        .where(custody.c.device_id == device_id, custody.c.start > bound)
+        .order_by(custody.c.start)
+    ),
+)
+
+
+def _nearest(conn: Connection, nearest: _Nearest, bounds: dict[str, float]) -> dict[str, float]:
+    """Per device, the time nearest its bound, each a short walk of the (device, time) index
+    where a GROUP BY over the devices' ranges would read all of their past. PostgreSQL gets
+    them in one statement (a LATERAL join over arrays: one plan, where a UNION ALL of as many
+    LIMIT 1s took longer to plan than to run); SQLite, without LATERAL, in a UNION ALL, whose
+    planning costs it little."""
+    if not bounds:
+        return {}
+    if conn.dialect.name == "postgresql":
+        found = conn.execute(text(nearest.postgresql), {"ids": list(bounds), "bounds": list(bounds.values())})
+        return {device_id: float(at) for device_id, at in found}
+    parts = [nearest.sqlite(device_id, bound).limit(1).subquery() for device_id, bound in bounds.items()]
+    result: dict[str, float] = {}
+    for start in range(0, len(parts), UNION):
+        rows = conn.execute(union_all(*(select(part) for part in parts[start : start + UNION])))
+        result.update({device_id: float(at) for device_id, at in rows})
+    return result
 
 
 def _rows(
