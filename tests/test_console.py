@@ -361,6 +361,8 @@ def test_a_long_history_is_paged_newest_first_and_the_csv_holds_them_all(
     table = page.text.split('id="custody-h"')[1].split("</table>")[0]
     assert table.count('<tr><th scope="row"') == 200 and "600 custody intervals in this window" in table
     assert table.index(">s599<") < table.index(">s400<"), "newest first"
+    assert "<title>600 custody intervals, too short to draw one by one" in page.text, "one grey bar, counted"
+    assert "<title>600 sessions, too short to draw one by one" in page.text
     assert ">s399<" not in table and 'href="/devices/WOW-LONG?page=2" rel="next"' in page.text
     assert client.get("/devices/WOW-LONG?format=csv").text.count("\n") == 601
 
