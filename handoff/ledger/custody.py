@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict
 from typing import Any, Final, NamedTuple
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, delete, func, or_, select, text, union_all
@@ -131,8 +130,8 @@ def refresh(conn: Connection, spans: dict[str, Span]) -> None:
             walk = Walk(device_id, answers[device_id], UNANSWERED)
             for row in rows[device_id]:
                 walk.take(row)
-            intervals += [asdict(held) for held in _before(walk.finish(), stop)]
-            sessions += [asdict(session) for session in _before(walk.sessions, stop)]
+            intervals += [dict(vars(held)) for held in _before(walk.finish(), stop)]
+            sessions += [dict(vars(session)) for session in _before(walk.sessions, stop)]
         insert_rows(conn, custody, intervals)
         insert_rows(conn, device_sessions, sessions)
 
@@ -156,15 +155,20 @@ def _walk_froms(conn: Connection, spans: dict[str, Span]) -> dict[str, float]:
         found = _nearest(conn, LAST_CHECKOUT, asked)
         if not found:
             break
-        shared = _by_device(found, lambda at: events.c.at == at)
-        crowded = set(
-            conn.execute(
-                select(events.c.device_id).where(shared, events.c.type.in_(SESSION), events.c.type != "checkout")
-            ).scalars()
-        )
+        crowded = _crowded(conn, found)
         froms.update({device_id: at for device_id, at in found.items() if device_id not in crowded})
         asked = {device_id: found[device_id] for device_id in crowded}
     return froms
+
+
+def _crowded(conn: Connection, checkouts: dict[str, float]) -> set[str]:
+    """The devices with another session event at the instant of their checkout."""
+    if conn.dialect.name == "postgresql":
+        shared = {"ids": list(checkouts), "ats": list(checkouts.values())}
+        return set(conn.execute(text(CROWDED), shared).scalars())
+    same = _by_device(checkouts, lambda at: events.c.at == at)
+    query = select(events.c.device_id).where(same, events.c.type.in_(SESSION), events.c.type != "checkout")
+    return set(conn.execute(query).scalars())
 
 
 def _stops(conn: Connection, spans: dict[str, Span]) -> dict[str, float]:
@@ -173,6 +177,19 @@ def _stops(conn: Connection, spans: dict[str, Span]) -> dict[str, float]:
     return _nearest(
         conn, FIRST_AFTER, {device_id: span.high for device_id, span in spans.items() if span.high != float("inf")}
     )
+
+
+STRETCHES: Final = (
+    "SELECT e.device_id, e.id, e.type, e.staff_id, e.session_id, e.at, e.reason"
+    " FROM unnest(CAST(:ids AS text[]), CAST(:froms AS float8[]), CAST(:stops AS float8[])) AS d(device_id, f, s)"
+    " JOIN events e ON e.device_id = d.device_id AND e.at >= d.f AND e.at <= d.s"
+    " WHERE e.type IN ('checkout', 'reauth', 'forced_logoff', 'checkin') ORDER BY e.device_id, e.at, e.seq"
+)
+"""`_rows` on PostgreSQL: the columns of `queries.ROW_COLUMNS`, the types of `queries.SESSION`."""
+CROWDED: Final = (
+    "SELECT DISTINCT e.device_id FROM unnest(CAST(:ids AS text[]), CAST(:ats AS float8[])) AS d(device_id, a)"
+    " JOIN events e ON e.device_id = d.device_id AND e.at = d.a WHERE e.type IN ('reauth', 'forced_logoff', 'checkin')"
+)
 
 
 class _Nearest(NamedTuple):
@@ -229,9 +246,9 @@ def _rows(
     conn: Connection, device_ids: Sequence[str], froms: dict[str, float], stops: dict[str, float]
 ) -> dict[str, list[Row]]:
     """The devices' session events from their walk's start up to and including their stop's
-    instant (the checkout there ends the last interval walked), in walk order. Devices walked
-    whole are asked with one IN, which the planner reads from the index; as many ORs it scans
-    the table for."""
+    instant (the checkout there ends the last interval walked), in walk order. PostgreSQL is
+    asked with a join over arrays (one short statement, one plan, index ranges); SQLite with
+    an OR per device, devices walked whole in one IN."""
 
     def stretch(device_id: str) -> ColumnElement[bool]:
         parts = [events.c.device_id == device_id]
@@ -241,11 +258,20 @@ def _rows(
             parts.append(events.c.at <= stops[device_id])
         return and_(*parts)
 
+    found: dict[str, list[Row]] = defaultdict(list)
+    if conn.dialect.name == "postgresql":
+        bounds = {
+            "ids": list(device_ids),
+            "froms": [froms.get(device_id, float("-inf")) for device_id in device_ids],
+            "stops": [stops.get(device_id, float("inf")) for device_id in device_ids],
+        }
+        for device_id, *row in conn.execute(text(STRETCHES), bounds).all():
+            found[device_id].append(Row(*row))
+        return found
     whole = [device_id for device_id in device_ids if device_id not in froms and device_id not in stops]
     parts = [stretch(device_id) for device_id in device_ids if device_id in froms or device_id in stops]
     if whole:
         parts.append(events.c.device_id.in_(whole))
-    found: dict[str, list[Row]] = defaultdict(list)
     query = select(events.c.device_id, *ROW_COLUMNS).where(or_(*parts), events.c.type.in_(SESSION))
     for device_id, *row in conn.execute(query.order_by(events.c.device_id, events.c.at, events.c.seq)).all():
         found[device_id].append(Row(*row))
