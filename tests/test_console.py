@@ -16,6 +16,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from handoff.errors import ConfigError
+from handoff.ledger import custody
 from handoff.ledger.config import LedgerConfig, load_ledger_config
 from handoff.ledger.console.app import create_app
 from handoff.ledger.console.headers import CSP
@@ -311,6 +312,7 @@ def test_pages_show_the_fleet_device_staff_and_who_answers(client: TestClient, l
                     staff_id=staff, session_id="s1", reason=reason, at=at, payload="{}", received=at,
                 )
             )  # fmt: skip
+        custody.rebuild(conn)  # written here, not by ingest
     log_in(client, *VIEWER)
     fleet = client.get("/fleet?site=north")
     assert "WOW-1" in fleet.text and "<strong>1</strong> in use" in fleet.text
@@ -353,12 +355,15 @@ def test_a_long_history_is_paged_newest_first_and_the_csv_holds_them_all(
     ]  # fmt: skip
     with ledger[1].begin() as conn:
         conn.execute(insert(events), rows)
+        custody.rebuild(conn)  # written here, not by ingest
     log_in(client, *VIEWER)
     page = client.get("/devices/WOW-LONG")
-    custody = page.text.split('id="custody-h"')[1].split("</table>")[0]
-    assert custody.count('<tr><th scope="row"') == 200 and "600 custody intervals in this window" in custody
-    assert custody.index(">s599<") < custody.index(">s400<"), "newest first"
-    assert ">s399<" not in custody and 'href="/devices/WOW-LONG?page=2" rel="next"' in page.text
+    table = page.text.split('id="custody-h"')[1].split("</table>")[0]
+    assert table.count('<tr><th scope="row"') == 200 and "600 custody intervals in this window" in table
+    assert table.index(">s599<") < table.index(">s400<"), "newest first"
+    assert "<title>600 custody intervals, too short to draw one by one" in page.text, "one grey bar, counted"
+    assert "<title>600 sessions, too short to draw one by one" in page.text
+    assert ">s399<" not in table and 'href="/devices/WOW-LONG?page=2" rel="next"' in page.text
     assert client.get("/devices/WOW-LONG?format=csv").text.count("\n") == 601
 
 

@@ -17,7 +17,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import Engine, insert
 from starlette.testclient import TestClient
 
-from handoff.ledger import accounts, queries
+from handoff.ledger import accounts, custody, queries
 from handoff.ledger.config import load_ledger_config
 from handoff.ledger.console.app import create_app
 from handoff.ledger.database import engine_for
@@ -69,6 +69,7 @@ def ledger(database: str, tmp_path: Path) -> Iterator[tuple[Path, Engine]]:
         )
         conn.execute(insert(events), cycle_events("WOW-1", "urn:handoff:north:r1", CYCLES))
         conn.execute(insert(events), cycle_events("WOW-2", "urn:handoff:north:r2", CYCLES // 3))
+        custody.rebuild(conn)  # written here, not by ingest
     yield config, engine
     engine.dispose()
 

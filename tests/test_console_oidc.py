@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from alembic import command
@@ -51,8 +52,11 @@ def signing_in(root: Path, database: str, **provider: object) -> Iterator[tuple[
         "roles": ROLES,
     }
     console = Console(root, database, free_tcp_port(), oidc=oidc)
-    callback = f"{console.url}/login/oidc/callback"
-    with oidc_provider(root, [callback], GROUPS, port=port, **provider) as running, console:  # type: ignore[arg-type]
+    callback, back = f"{console.url}/login/oidc/callback", f"{console.url}/login"
+    with (
+        oidc_provider(root, [callback], GROUPS, port=port, post_logout_redirect_uris=[back], **provider) as running,  # type: ignore[arg-type]
+        console,
+    ):
         yield console, running
 
 
@@ -130,10 +134,24 @@ def test_a_provider_sign_in_lands_in_the_console_with_the_mapped_role(tmp_path: 
             assert said.returncode == 2 and "set at the provider" in said.stderr, said.stderr
 
         provider.set_groups({**GROUPS, "ana": ["ward-viewers"]})  # moved to another group at the provider
-        page.get_by_role("button", name="Log out").click()
-        page.get_by_role("link", name=f"Sign in with {NAME}").click()  # still signed in at the provider
+        with page.expect_request(lambda asked: asked.url.startswith(provider.issuer)) as ending:
+            page.get_by_role("button", name="Log out").click()
+        asked = parse_qs(urlsplit(ending.value.url).query)
+        assert asked["post_logout_redirect_uri"] == [f"{console.url}/login"] and asked["client_id"] == [CLIENT_ID]
+        assert asked["id_token_hint"][0].count(".") == 2, "the ID token the console was given at sign-in"
+        page.get_by_role("button", name="Yes, sign me out").click()  # the provider's own confirmation
+        expect(page).to_have_url(f"{console.url}/login")
+        page.get_by_role("link", name=f"Sign in with {NAME}").click()
+        expect(page.locator("input[name=login]")).to_be_visible(), "signed out at the provider too"
+        page.locator("input[name=login]").fill("ana")
+        page.locator("input[name=password]").fill("any password: the development pages take any")
+        page.get_by_role("button", name="Sign-in").click()
+        consent, signed_in = page.get_by_role("button", name="Continue"), page.locator("form.logout")
+        expect(consent.or_(signed_in)).to_be_visible()
+        if consent.is_visible():
+            consent.click()
         expect(page).to_have_url(f"{console.url}/fleet")
-        expect(page.locator("form.logout")).to_contain_text("ana (viewer)")
+        expect(signed_in).to_contain_text("ana (viewer)")
         assert ("oidc", "user_role", "ana (viewer, from the provider)") in trail(database)
 
         assert ledger_command(console.config, "users", "disable", "ana").returncode == 0

@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import Engine, insert, select, update
 
+from handoff.ledger import custody
 from handoff.ledger.database import engine_for
 from handoff.ledger.schema import assets, devices, events, exceptions, staff
 from tests.kit.axe import violations
@@ -65,6 +66,7 @@ def seed(engine: Engine, now: float) -> None:
                 for n in range(60)
             ],
         )  # fmt: skip
+        custody.rebuild(conn)  # written here, not by ingest
         conn.execute(
             insert(exceptions),
             [

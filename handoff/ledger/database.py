@@ -12,16 +12,19 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.resources import files
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, func, make_url, select
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, insert, make_url, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from handoff.errors import HandoffError
+
+if TYPE_CHECKING:
+    import psycopg
 
 WRITER_LOCK: Final = 0x68616E646F6666
 """The PostgreSQL advisory lock a writing transaction holds ("handoff" in ASCII)."""
@@ -59,6 +62,22 @@ def writing(engine: Engine) -> Iterator[Connection]:
             if conn.dialect.name == "postgresql":
                 conn.execute(select(func.pg_advisory_xact_lock(WRITER_LOCK)))
             yield conn
+
+
+def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """New rows, each with the same columns (a serial id left to the database): on PostgreSQL
+    through psycopg's COPY, elsewhere one executemany INSERT."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(table), rows)
+        return
+    columns = list(rows[0])
+    quoted = ", ".join(conn.dialect.identifier_preparer.quote(column) for column in columns)
+    raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
+    with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({quoted}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[column] for column in columns])
 
 
 def revisions(url: str) -> tuple[str | None, str]:

@@ -1,4 +1,5 @@
-"""`handoff ledger doctor`: whether this database and this broker can carry the ledger.
+"""`handoff ledger doctor`: whether this database and this broker can carry the ledger (and,
+with `[oidc]`, whether its provider can sign people in: oidc_doctor.py).
 
 Brokers differ where it matters to the ledger and say nothing about it: RabbitMQ and NATS
 accept a `$share/` subscription and deliver nothing on it, RabbitMQ keeps retained messages from
@@ -18,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from handoff.doctor.result import CheckResult, failed, passed, warned
 from handoff.errors import ConfigError
+from handoff.ledger import oidc_doctor
 from handoff.ledger.config import LedgerConfig
 from handoff.ledger.database import revisions
 from handoff.ledger.outage import why
@@ -27,11 +29,13 @@ WAIT_S: Final = 5.0
 
 
 def checks(config: LedgerConfig) -> list[Callable[[], CheckResult]]:
+    """The `[oidc]` sign-in's own checks (oidc_doctor.py) follow where it is configured."""
     return [
         lambda: check_database(config.ledger.database),
         lambda: check_broker(config),
         queue_limits,
         lambda: check_trust(config),
+        *(oidc_doctor.checks(config.oidc, config.console) if config.oidc else []),
     ]
 
 

@@ -17,10 +17,9 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple, cast, get_args
+from typing import Any, Final, NamedTuple, get_args
 
 import orjson
-import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Engine, String, and_, any_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,12 +27,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from handoff.audit.chain import NotCanonical, digest, genesis, link
 from handoff.audit.signature import signature_ok
 from handoff.core.events import EventType
-from handoff.ledger import break_glass, trust
+from handoff.ledger import break_glass, custody, trust
 from handoff.ledger.anomalies import Rules, Seen
 from handoff.ledger.anomaly_watch import read, watch
+from handoff.ledger.database import insert_rows
 from handoff.ledger.holders import Change, update_holders
 from handoff.ledger.limits import DoesNotFit, check
-from handoff.ledger.queries import HELD, SESSION, offline, overdue
+from handoff.ledger.queries import HELD, RECEIPTS, SESSION, offline, overdue
 from handoff.ledger.responses import answered
 from handoff.ledger.schema import checkpoints, counters, devices, events, exceptions, receipts, sources
 
@@ -248,6 +248,7 @@ class Recorder:
         seen = [_seen(item) for item in new] if self._anomalies is not None else []
         before = read(conn, self._anomalies, seen) if self._anomalies is not None and seen else None
         update_holders(conn, _changes(new))
+        custody.keep(conn, _touched(new))
         if self._anomalies is not None and before is not None:
             watch(conn, book, self._anomalies, seen, before)
         for reason, times in refused.items():
@@ -350,6 +351,15 @@ def _changes(new: list[Fresh]) -> list[Change]:
         )
         for item in new
         if (kind := item.where.event_type) in SESSION and (data := item.body["data"])
+    ]
+
+
+def _touched(new: list[Fresh]) -> list[custody.Touched]:
+    """The new events that may change a device's custody intervals: session events and receipts."""
+    return [
+        custody.Touched(item.where.device_id, kind, item.at, _text(item.body["data"].get("for")))
+        for item in new
+        if (kind := item.where.event_type) is not None and (kind in SESSION or kind in RECEIPTS)
     ]
 
 
@@ -741,14 +751,7 @@ def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
     runs alone). On PostgreSQL through psycopg's COPY: the hot statement of ingest, at about
     3 us of the ledger's CPU per row against 19 us for an executemany INSERT through
     SQLAlchemy, and a quarter of the server's time (bench/README.md)."""
-    if conn.dialect.name != "postgresql":
-        conn.execute(insert(events), rows)
-        return
-    columns = [column.name for column in events.columns]
-    raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
-    with raw.cursor() as cursor, cursor.copy(f"COPY events ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([row[column] for column in columns])
+    insert_rows(conn, events, rows)
 
 
 def _row(item: Fresh, chain_ok: bool | None, now: float) -> dict[str, Any]:

@@ -22,6 +22,10 @@ from handoff.ledger.schema import devices, events, exceptions
 CUSTODY: Final = ("checkout", "checkin")
 SESSION: Final = ("checkout", "reauth", "forced_logoff", "checkin")
 HELD: Final = ("in_use", "locked")
+RECEIPTS: Final = ("logoff_confirmed", "logoff_unconfirmed")
+UNANSWERED: Final = "unanswered"
+"""A session end no receipt has answered yet, stored so (custody.py) until read: `pending` on
+a device with an agent, `n/a` on one without."""
 
 
 @dataclass(frozen=True)
@@ -63,17 +67,6 @@ class Session:
     ended_by: str | None
     logoff: str
     """How its end stands: `confirmed`, `unconfirmed`, `pending`, or `n/a` (no agent, or still open)."""
-
-
-@dataclass(frozen=True)
-class Timeline:
-    """A device's custody intervals and sessions that overlap [since, until]."""
-
-    device_id: str
-    since: float
-    until: float
-    custody: list[Interval]
-    sessions: list[Session]
 
 
 @dataclass(frozen=True)
@@ -184,16 +177,6 @@ def history(
     return sorted(found, key=lambda interval: (interval.start, interval.device_id))
 
 
-def timeline(conn: Connection, device_id: str, since: float, until: float) -> Timeline:
-    """Read from the device's events since `since` only, opened with who held it then: a device
-    page costs what its window holds, not the device's whole past."""
-    opening = who(conn, device_id, since)
-    walk = _Walk(device_id, _answers(conn, device_id, since), opening)
-    for row in _rows(conn, device_id, since, until):
-        walk.take(row)
-    return Timeline(device_id, since, until, walk.finish(), walk.sessions)
-
-
 def fleet(
     conn: Connection, now: float, overdue_after_s: float, offline_after_s: float, *, site: str | None = None
 ) -> list[DeviceNow]:
@@ -286,7 +269,7 @@ class _Holding:
             standing = "n/a"
         else:
             standing = next(
-                (answer for answer in ("unconfirmed", "pending", "n/a") if answer in self.ends), "confirmed"
+                (answer for answer in ("unconfirmed", "pending", "n/a", UNANSWERED) if answer in self.ends), "confirmed"
             )
         return Interval(device_id, self.staff_id, self.start, end, how, self.sessions, standing)
 
@@ -298,21 +281,22 @@ class _Live:
     start: float
 
 
-class _Walk:
-    """Custody intervals and sessions, from a device's events in time order."""
+class Walk:
+    """Custody intervals and sessions, from a device's events in time order.
 
-    def __init__(self, device_id: str, answers: dict[str, str], opening: Holder | None = None) -> None:
+    `answers` are the receipts' outcomes by the ended event's id; an end without one is
+    `unanswered` if given, else `pending` where the walk saw any receipt at all and `n/a`
+    (no agent) where it saw none."""
+
+    def __init__(self, device_id: str, answers: dict[str, str], unanswered: str | None = None) -> None:
         self._device_id, self._answers = device_id, answers
+        self._unanswered = unanswered or ("pending" if answers else "n/a")
         self.intervals: list[Interval] = []
         self.sessions: list[Session] = []
         self._holding: _Holding | None = None
         self._live: _Live | None = None
-        if opening is not None and opening.staff_id is not None and opening.since is not None:
-            self._holding = _Holding(opening.staff_id, opening.since)
-            if opening.logged_in:
-                self._live = _Live(opening.staff_id, opening.session_id, opening.at)
 
-    def take(self, row: _Row) -> None:
+    def take(self, row: Row) -> None:
         if row.type == "checkout":
             if self._holding is not None:
                 self._close(row.at, "unknown")
@@ -325,7 +309,7 @@ class _Walk:
             self._holding.sessions += 1
             self._start_session(row)
         elif row.type == "forced_logoff" or (row.type == "checkin" and row.reason == "returned"):
-            answer = self._answers.get(row.id, "pending" if self._answers else "n/a")
+            answer = self._answers.get(row.id, self._unanswered)
             self._holding.ends.append(answer)
             self._end_session(row.at, row.reason, answer)
         if row.type == "checkin":
@@ -346,7 +330,7 @@ class _Walk:
         self.intervals.append(self._holding.closed(self._device_id, at, how))
         self._holding = None
 
-    def _start_session(self, row: _Row) -> None:
+    def _start_session(self, row: Row) -> None:
         self._end_session(row.at, "unknown", "n/a")
         self._live = _Live(row.staff_id, row.session_id, row.at)
 
@@ -361,38 +345,13 @@ class _Walk:
 ROW_COLUMNS: Final = (events.c.id, events.c.type, events.c.staff_id, events.c.session_id, events.c.at, events.c.reason)
 
 
-class _Row(NamedTuple):
+class Row(NamedTuple):
     id: str
     type: str
     staff_id: str
     session_id: str | None
     at: float
     reason: str | None
-
-
-def _rows(conn: Connection, device_id: str, since: float | None = None, until: float | None = None) -> list[_Row]:
-    """Plain tuples rather than SQLAlchemy rows: a device page walks ten thousand of them."""
-    query = select(*ROW_COLUMNS).where(events.c.device_id == device_id, events.c.type.in_(SESSION))
-    if since is not None:
-        query = query.where(events.c.at > since)
-    if until is not None:
-        query = query.where(events.c.at <= until)
-    return [_Row(*row) for row in conn.execute(query.order_by(events.c.at, events.c.seq)).all()]
-
-
-def _answers(conn: Connection, device_id: str, since: float | None = None) -> dict[str, str]:
-    """Each session end's receipt outcome by the ending event's id; a late confirmation wins
-    over the `unconfirmed` before it."""
-    query = select(events.c.type, events.c.for_id).where(
-        events.c.device_id == device_id, events.c.type.in_(("logoff_confirmed", "logoff_unconfirmed"))
-    )
-    if since is not None:
-        query = query.where(events.c.at > since)
-    answers: dict[str, str] = {}
-    for row in conn.execute(query.order_by(events.c.at, events.c.seq)):
-        if row.for_id and answers.get(row.for_id) != "confirmed":
-            answers[row.for_id] = "confirmed" if row.type == "logoff_confirmed" else "unconfirmed"
-    return answers
 
 
 def _intervals(conn: Connection, device_ids: set[str], since: float | None) -> Iterator[Interval]:
@@ -405,13 +364,13 @@ def _intervals(conn: Connection, device_ids: set[str], since: float | None) -> I
     if since is not None:
         starts = _walk_starts(conn, window, device_ids, since)
         window = or_(*(and_(events.c.device_id == device, events.c.at >= start) for device, start in starts.items()))
-    rows: dict[str, list[_Row]] = defaultdict(list)
+    rows: dict[str, list[Row]] = defaultdict(list)
     walked = select(events.c.device_id, *ROW_COLUMNS).where(window, events.c.type.in_(SESSION))
     for device, *found in conn.execute(walked.order_by(events.c.device_id, events.c.at, events.c.seq)):
-        rows[device].append(_Row(*found))
+        rows[device].append(Row(*found))
     answers = _logoff_answers(conn, window)
     for device in sorted(device_ids):
-        walk = _Walk(device, answers[device])
+        walk = Walk(device, answers[device])
         for row in rows[device]:
             walk.take(row)
         yield from walk.finish()
@@ -434,9 +393,7 @@ def _logoff_answers(conn: Connection, window: ColumnElement[bool]) -> dict[str, 
     """Per device, what became of each forced logoff in `window`: confirmed once any receipt
     confirmed it, else unconfirmed."""
     answers: dict[str, dict[str, str]] = defaultdict(dict)
-    outcomes = select(events.c.device_id, events.c.type, events.c.for_id).where(
-        window, events.c.type.in_(("logoff_confirmed", "logoff_unconfirmed"))
-    )
+    outcomes = select(events.c.device_id, events.c.type, events.c.for_id).where(window, events.c.type.in_(RECEIPTS))
     for device, kind, for_id in conn.execute(outcomes.order_by(events.c.device_id, events.c.at, events.c.seq)):
         if for_id and answers[device].get(for_id) != "confirmed":
             answers[device][for_id] = "confirmed" if kind == "logoff_confirmed" else "unconfirmed"
@@ -454,14 +411,14 @@ def _held_by(conn: Connection, staff_id: str, device_ids: set[str], since: float
     theirs = and_(events.c.staff_id == staff_id, events.c.device_id.in_(sorted(device_ids)))
     starts = _walk_starts(conn, theirs, device_ids, since)
     window = and_(theirs, events.c.at >= min(starts.values()))
-    rows: dict[str, list[_Row]] = defaultdict(list)
+    rows: dict[str, list[Row]] = defaultdict(list)
     walked = select(events.c.device_id, *ROW_COLUMNS).where(window, events.c.type.in_(SESSION))
     for device, *found in conn.execute(walked.order_by(events.c.device_id, events.c.at, events.c.seq)):
         if found[4] >= starts[device]:
-            rows[device].append(_Row(*found))
+            rows[device].append(Row(*found))
     answers = _logoff_answers(conn, window)
     for device in sorted(device_ids):
-        walk = _Walk(device, answers[device])
+        walk = Walk(device, answers[device])
         for row in rows[device]:
             walk.take(row)
         for held in walk.finish():

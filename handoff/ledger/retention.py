@@ -17,6 +17,7 @@ from typing import Final
 
 from sqlalchemy import Connection, and_, delete, exists, func, select, update
 
+from handoff.ledger import custody
 from handoff.ledger.schema import checkpoints, events, receipts, sources
 
 DAY_S: Final = 86400.0
@@ -57,10 +58,14 @@ def anchors(conn: Connection, before: float) -> dict[str, int]:
 
 def prune(conn: Connection, now: float, retain_days: int) -> Pruned:
     """Delete what retention lets go: per anchored source, its events up to the anchor and its
-    older checkpoints; then receipts older than the cutoff whose event is gone."""
+    older checkpoints; then receipts older than the cutoff whose event is gone. The devices'
+    custody intervals are walked again over what the pruned events touched."""
     before = cutoff(now, retain_days)
     removed = touched = 0
+    reach: dict[str, float] = {}
     for source, seq in anchors(conn, before).items():
+        for device_id, at in custody.pruning(conn, source, seq).items():
+            reach[device_id] = max(reach.get(device_id, at), at)
         gone = conn.execute(delete(events).where(events.c.source == source, events.c.seq <= seq)).rowcount or 0
         conn.execute(delete(checkpoints).where(checkpoints.c.source == source, checkpoints.c.seq < seq))
         conn.execute(
@@ -68,6 +73,7 @@ def prune(conn: Connection, now: float, retain_days: int) -> Pruned:
         )
         removed += gone
         touched += bool(gone)
+    custody.pruned(conn, reach)
     conn.execute(
         delete(receipts).where(receipts.c.received < before, ~exists().where(events.c.id == receipts.c.for_id))
     )

@@ -28,6 +28,10 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+RECEIPT: Final = text("type IN ('logoff_confirmed', 'logoff_unconfirmed')")
+"""An agent's receipt for a forced logoff or a checkin; written out, not bound, so that both
+engines match it to the partial indexes below."""
+
 POSTGRESQL_ONLY: Final = "postgresql_only"
 """Marks, in an index's `info`, one the migrations make on PostgreSQL alone: the trigram index
 of the exceptions' text filter (pg_trgm has no SQLite counterpart), an index on an expression
@@ -61,6 +65,8 @@ events = Table(
         postgresql_where=text("type = 'break_glass'"),
         sqlite_where=text("type = 'break_glass'"),
     ),
+    Index("events_receipt_for", "for_id", postgresql_where=RECEIPT, sqlite_where=RECEIPT),
+    Index("events_receipt_device", "device_id", postgresql_where=RECEIPT, sqlite_where=RECEIPT),
 )
 """Every event once, keyed by its CloudEvents id, with its raw payload; the columns beside it
 are read out of the payload for queries. `clock_skew_s` is set when the event's `time` ran
@@ -96,6 +102,42 @@ devices = Table(
 )
 """Each device as its trusted events say now (holder, state, since: the events are the truth,
 its retained `state` is not), its retained `status`, and when anything trusted was last heard."""
+
+custody = Table(
+    "custody",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", String(255), nullable=False),
+    Column("staff_id", String(255), nullable=False),
+    Column("start", Float, nullable=False),
+    Column("end", Float),
+    Column("ended_by", String(64)),
+    Column("sessions", Integer, nullable=False),
+    Column("logoffs", String(16), nullable=False),
+    Index("custody_device_start", "device_id", "start"),
+    Index("custody_device_end", "device_id", "end"),
+)
+"""Each device's custody intervals as the walk of all its stored events finds them
+(`queries.Walk`), kept as events are stored (custody.py): a device page reads a page of them
+and its timeline's bars, not every event of its window. `logoffs` is `unanswered` where the
+walk says `pending` or `n/a` depending on whether the device has an agent at all, which is
+decided when it is read, so that a device's first receipt does not rewrite its whole past."""
+
+device_sessions = Table(
+    "device_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", String(255), nullable=False),
+    Column("staff_id", String(255), nullable=False),
+    Column("session_id", String(64)),
+    Column("start", Float, nullable=False),
+    Column("end", Float),
+    Column("ended_by", String(64)),
+    Column("logoff", String(16), nullable=False),
+    Index("device_sessions_start", "device_id", "start"),
+    Index("device_sessions_end", "device_id", "end"),
+)
+"""Each device's sessions, kept with `custody` from the same walk; `logoff` as `custody.logoffs`."""
 
 STILL_OPEN: Final = text("closed IS NULL")
 """The queue's open exceptions: the partial indexes that page through them hold only those."""
@@ -208,6 +250,7 @@ console_sessions = Table(
     Column("csrf", String(64), nullable=False),
     Column("created", Float, nullable=False),
     Column("last_seen", Float, nullable=False),
+    Column("id_token", Text),
 )
 """Console logins, kept in the database so that a logout, an expiry or a restart of the
 console ends them for certain; only a SHA-256 of the session token is stored, so a copy of the

@@ -76,15 +76,22 @@ def oidc_provider(
     port: int = 0,
     code_ttl_s: int = 60,
     forge_audience: str = "",
+    post_logout_redirect_uris: Sequence[str] = (),
 ) -> Iterator[Provider]:
     """The provider on a free loopback port with the console registered as a confidential
     client (`CLIENT_ID`, `CLIENT_SECRET`) at `redirect_uris`. `groups`: each login name's
     `groups` claim (a name not in it has none), until `Provider.set_groups`. `forge_audience`:
     the forger, whose ID tokens name that audience instead, signed by the provider's own key.
     `port`: one chosen beforehand (the console's config names the issuer before the provider
-    starts), else a free one."""
+    starts), else a free one. `post_logout_redirect_uris`: where its end-session endpoint may
+    send a browser back to after a logout the console began."""
     port = port or free_tcp_port()
-    client = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "redirect_uris": list(redirect_uris)}
+    client = {
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "redirect_uris": list(redirect_uris),
+        "post_logout_redirect_uris": list(post_logout_redirect_uris),
+    }
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "OIDC_MODULES": str(provider_modules()),

@@ -98,8 +98,9 @@ def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] 
     site = Site(config, engine, clock)
     site.templates.env.globals["allow_untrusted"] = config.ledger.allow_untrusted
     site.templates.env.globals["sign_in_with"] = config.oidc.name if config.oidc else None
-    sign_in = OidcSignIn(site, config.oidc).routes() if config.oidc else []
-    pages = Pages(site)
+    oidc = OidcSignIn(site, config.oidc) if config.oidc else None
+    sign_in = oidc.routes() if oidc else []
+    pages = Pages(site, oidc.sign_out if oidc else None)
     account_pages = AccountPages(site)
     own_account = OwnAccountPages(site)
     find_pages = FindPages(site)
@@ -109,7 +110,7 @@ def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] 
     enrolment = EnrolmentPages(site, recorder_for(config))
     routes = [
         Route("/", pages.home),
-        Route("/login", pages.login_form, methods=["GET"]),
+        Route("/login", pages.login_form, methods=["GET"], name="login"),
         Route("/login", pages.login, methods=["POST"]),
         *sign_in,
         Route("/logout", pages.logout, methods=["POST"]),

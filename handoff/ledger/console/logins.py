@@ -110,9 +110,10 @@ class Sessions:
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
 
-    def begin(self, conn: Connection, user: str, replacing: str | None) -> tuple[str, str]:
+    def begin(self, conn: Connection, user: str, replacing: str | None, id_token: str | None = None) -> tuple[str, str]:
         """A new session for `user` (a new token at every login, whatever the browser sent):
-        its token and CSRF token. Ends the session it replaces and any that have expired."""
+        its token and CSRF token. Ends the session it replaces and any that have expired.
+        `id_token`: the provider's, for a login through OpenID Connect (its logout needs it)."""
         now = self._clock()
         stale = or_(console_sessions.c.last_seen < now - IDLE_S, console_sessions.c.created < now - LIFETIME_S)
         conn.execute(delete(console_sessions).where(stale))
@@ -121,7 +122,7 @@ class Sessions:
         token, csrf = new_token(), new_token()
         conn.execute(
             insert(console_sessions).values(
-                token_hash=_hashed(token), user_name=user, csrf=csrf, created=now, last_seen=now
+                token_hash=_hashed(token), user_name=user, csrf=csrf, created=now, last_seen=now, id_token=id_token
             )
         )
         return token, csrf
@@ -148,8 +149,14 @@ class Sessions:
             conn.execute(update(console_sessions).where(console_sessions.c.token_hash == key).values(last_seen=now))
         return Login(row.user_name, row.role, row.csrf)
 
-    def end(self, conn: Connection, token: str) -> None:
-        conn.execute(delete(console_sessions).where(console_sessions.c.token_hash == _hashed(token)))
+    def end(self, conn: Connection, token: str) -> str | None:
+        """Ends the session; the provider's ID token it was begun with, if any."""
+        key = _hashed(token)
+        id_token = conn.execute(
+            select(console_sessions.c.id_token).where(console_sessions.c.token_hash == key)
+        ).scalar()
+        conn.execute(delete(console_sessions).where(console_sessions.c.token_hash == key))
+        return id_token
 
 
 class Throttle:

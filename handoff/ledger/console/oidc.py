@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import logging
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import httpx
 from authlib.common.errors import AuthlibBaseError
@@ -26,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from handoff.ledger.accounts import audit
@@ -119,14 +120,14 @@ class OidcSignIn:
                 f"{name or subject} has no {self._config.roles_claim!r} value that gives a console role",
                 hint,
             )
-        now = site.clock()
+        now, id_token = site.clock(), token.get("id_token")
 
         def record(conn: Connection) -> tuple[str | None, str | None]:
             problem = admit(conn, now, address, name, subject, role)
             if problem:
                 audit(conn, now, name, "login_refused", f"{address} (OpenID Connect): {problem}")
                 return problem, None
-            token, _ = site.sessions.begin(conn, name, request.cookies.get(site.cookie))
+            token, _ = site.sessions.begin(conn, name, request.cookies.get(site.cookie), id_token)
             return None, token
 
         problem, session = await run_in_threadpool(site.write, record)
@@ -135,6 +136,29 @@ class OidcSignIn:
         response = site.page(request, "signed_in.html", next=target, who=name)
         site.set_cookie(response, site.cookie, session)
         return response
+
+    async def sign_out(self, request: Request, id_token: str) -> Response:
+        """After the console's own logout of a login made here: on to the provider's end-session
+        endpoint (RP-initiated logout), which ends the person's session there and sends them back
+        to the console's login page; a shared ward computer must not stay signed in at the
+        provider, where the next "Sign in with" would take the last person's identity without a
+        password. A provider that has no such endpoint, or cannot be reached, leaves only the
+        console's logout done, and the log says so."""
+        try:
+            metadata = await self._client.load_server_metadata()
+        except httpx.HTTPError as exc:
+            log.warning("OpenID provider %s unreachable at logout: %s", self._config.issuer, exc)
+            return RedirectResponse("/login", status_code=303)
+        endpoint = metadata.get("end_session_endpoint")
+        if not isinstance(endpoint, str) or not endpoint:
+            log.warning("OpenID provider %s has no end_session_endpoint; console logout only", self._config.issuer)
+            return RedirectResponse("/login", status_code=303)
+        asked = {
+            "id_token_hint": id_token,
+            "post_logout_redirect_uri": str(request.url_for("login")),
+            "client_id": self._config.client_id,
+        }
+        return RedirectResponse(f"{endpoint}{'&' if '?' in endpoint else '?'}{urlencode(asked)}", status_code=303)
 
     async def _deny(self, request: Request, address: str, why: str, hint: str = "") -> Response:
         """A sign-in the console refuses, audited with the reason."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from importlib.resources import files
 from typing import Any, Final, TypeVar
@@ -26,6 +26,7 @@ from handoff.ledger import queries, second_factor
 from handoff.ledger.accounts import audit
 from handoff.ledger.config import LedgerConfig
 from handoff.ledger.console import find
+from handoff.ledger.console.device_custody import DeviceCustody, placed
 from handoff.ledger.console.fleet import STATES, FleetView, Rules
 from handoff.ledger.console.forms import checked_form, current_login, field
 from handoff.ledger.console.histories import ENDINGS, HistoryView
@@ -33,7 +34,7 @@ from handoff.ledger.console.listing import Page, page_number, page_of, view_url
 from handoff.ledger.console.logins import Accounts, Login, Sessions, Throttle, new_token
 from handoff.ledger.console.tables import csv_response
 from handoff.ledger.console.text import at, person, shown
-from handoff.ledger.console.timeline import picture
+from handoff.ledger.console.timeline import Picture, picture
 from handoff.ledger.database import busy, write_first
 from handoff.ledger.registers import Asset, StaffMember, assets_of, names_of
 from handoff.ledger.schema import audit_log, devices
@@ -42,6 +43,7 @@ from handoff.timefmt import rfc3339
 DEVICE_WINDOW_S: Final = 7 * 86400
 STAFF_WINDOW_S: Final = 30 * 86400
 T = TypeVar("T")
+SignOut = Callable[[Request, str], Awaitable[Response]]
 AUDIT_ROWS: Final = 500
 WRITE_TRIES: Final = 5
 MAX_QUERY: Final = 255
@@ -145,8 +147,10 @@ def local_target(target: str | None) -> str:
 
 
 class Pages:
-    def __init__(self, site: Site) -> None:
-        self._site = site
+    def __init__(self, site: Site, sign_out: SignOut | None = None) -> None:
+        """`sign_out`: where a login made through the OpenID provider is sent on logout, to
+        end its session there too (oidc.py)."""
+        self._site, self._sign_out = site, sign_out
 
     async def home(self, request: Request) -> Response:
         return RedirectResponse("/fleet", status_code=303)
@@ -219,12 +223,16 @@ class Pages:
         await checked_form(request, login.csrf)
         token = request.cookies.get(site.cookie, "")
 
-        def end(conn: Connection) -> None:
-            site.sessions.end(conn, token)
+        def end(conn: Connection) -> str | None:
+            id_token = site.sessions.end(conn, token)
             audit(conn, site.clock(), login.user, "logout", "")
+            return id_token
 
-        await run_in_threadpool(site.write, end)
-        response = RedirectResponse("/login", status_code=303)
+        id_token = await run_in_threadpool(site.write, end)
+        if id_token and self._sign_out is not None:
+            response = await self._sign_out(request, id_token)
+        else:
+            response = RedirectResponse("/login", status_code=303)
         site.forget_cookie(response, site.cookie)
         return response
 
@@ -285,61 +293,70 @@ class Pages:
 
     async def device(self, request: Request) -> Response:
         """The device now, its timeline over a window, and its custody intervals in that window
-        filtered, sorted and paged (histories.py)."""
+        filtered, sorted and paged in SQL, from the intervals kept at ingest (device_custody.py)."""
         site, settings, params = self._site, self._site.settings, request.query_params
         device_id = request.path_params["device_id"]
         now = site.clock()
         since, until, view = _window(params, now, DEVICE_WINDOW_S)
-
-        def read(
-            conn: Connection,
-        ) -> tuple[Any, queries.Timeline, list[queries.Flag], dict[str, StaffMember], Asset | None] | None:
-            if not find.device_known(conn, device_id):
-                return None
-            found = queries.device(conn, device_id, now, settings.overdue_after_s, settings.offline_after_s)
-            line = queries.timeline(conn, device_id, since, until)
-            holders = {held.staff_id for held in line.custody}
-            if found is not None and found.staff_id:
-                holders.add(found.staff_id)
-            names = names_of(conn, holders)
-            asset = assets_of(conn, {device_id}).get(device_id)
-            return found, line, queries.flags(conn, device_id=device_id), names, asset
-
-        answer = await run_in_threadpool(site.read, read)
-        if answer is None:
-            raise HTTPException(404, f"no such device: {device_id[:64]!r} is not in the ledger nor the asset register")
-        found, line, flags, names, asset = answer
-        if "since" not in params:
-            line = _zoomed(line)
-
-        def words(held: queries.Interval) -> str:
-            member = names.get(held.staff_id)
-            return f"{member.name if member else ''} {held.staff_id}".lower()
-
-        chosen = view.chosen(line.custody, words)
         if _csv(request):
+            every = await run_in_threadpool(
+                site.read,
+                lambda conn: (
+                    DeviceCustody.of(conn, device_id, since, until, view).rows(conn, None)
+                    if find.device_known(conn, device_id)
+                    else None
+                ),
+            )
+            if every is None:
+                raise _no_device(device_id)
             return csv_response(
                 f"{device_id}-custody",
                 ["device_id", "staff_id", "from", "to", "ended_by", "sessions", "logoffs"],
-                (_interval_row(held) for held in chosen),
+                (_interval_row(held) for held in every),
             )
+
+        def read(conn: Connection) -> DevicePage | None:
+            if not find.device_known(conn, device_id):
+                return None
+            found = queries.device(conn, device_id, now, settings.overdue_after_s, settings.offline_after_s)
+            kept = DeviceCustody.of(conn, device_id, since, until, view)
+            total = kept.total(conn)
+            number, pages = page_number(params.get("page"), total)
+            paged = Page(kept.rows(conn, number), number, pages, total)
+            drawn = since if "since" in params else _zoomed(kept.first_start(conn), since, until)
+            custody, sessions = placed(conn, kept, drawn)
+            holders = {held.staff_id for held in paged.rows}
+            if found is not None and found.staff_id:
+                holders.add(found.staff_id)
+            return DevicePage(
+                found,
+                paged,
+                drawn,
+                picture(device_id, drawn, until, custody, sessions),
+                queries.flags(conn, device_id=device_id),
+                names_of(conn, holders),
+                assets_of(conn, {device_id}).get(device_id),
+            )
+
+        answer = await run_in_threadpool(site.read, read)
+        if answer is None:
+            raise _no_device(device_id)
         path = f"/devices/{quote(device_id, safe='')}"
         return site.page(
             request,
             "device.html",
             device_id=device_id,
-            device=found,
-            line=line,
-            picture=picture(line),
-            paged=page_of(chosen, params.get("page")),
+            device=answer.found,
+            picture=answer.picture,
+            paged=answer.paged,
             view=view,
             url=lambda **changes: view_url(path, view.params, **changes),
             endings=ENDINGS,
-            flags=flags,
-            since=when(line.since),
-            until=when(line.until),
-            names=names,
-            asset=asset,
+            flags=answer.flags,
+            since=when(answer.drawn),
+            until=when(until),
+            names=answer.names,
+            asset=answer.asset,
         )
 
     async def staff(self, request: Request) -> Response:
@@ -437,6 +454,21 @@ class Pages:
 
 
 @dataclass(frozen=True)
+class DevicePage:
+    """What a device page shows."""
+
+    found: queries.DeviceNow | None
+    paged: Page[queries.Interval]
+    drawn: float
+    """Where the timeline starts: the window's start, or where something first happened in a
+    default window."""
+    picture: Picture
+    flags: list[queries.Flag]
+    names: dict[str, StaffMember]
+    asset: Asset | None
+
+
+@dataclass(frozen=True)
 class Registers:
     """The directory's names and the asset register's records of the devices a page shows."""
 
@@ -463,14 +495,16 @@ def _window(params: Mapping[str, str], now: float, default_s: float) -> tuple[fl
     return since, until, view
 
 
-def _zoomed(line: queries.Timeline) -> queries.Timeline:
-    """The default window narrowed to where something happened: a cart first used an hour ago
-    is not a sliver at the right end of a week."""
-    starts = [held.start for held in line.custody] + [session.start for session in line.sessions]
-    if not starts or min(starts) <= line.since:
-        return line
-    first = min(starts)
-    return replace(line, since=max(line.since, first - max(1.0, (line.until - first) * 0.05)))
+def _no_device(device_id: str) -> HTTPException:
+    return HTTPException(404, f"no such device: {device_id[:64]!r} is not in the ledger nor the asset register")
+
+
+def _zoomed(first: float | None, since: float, until: float) -> float:
+    """The default window's drawn start, narrowed to where something happened: a cart first
+    used an hour ago is not a sliver at the right end of a week."""
+    if first is None or first <= since:
+        return since
+    return max(since, first - max(1.0, (until - first) * 0.05))
 
 
 def _interval_row(held: queries.Interval) -> list[Any]:

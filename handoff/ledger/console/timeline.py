@@ -11,18 +11,20 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
-from handoff.ledger.queries import Timeline
+from handoff.ledger.queries import Interval, Session
 from handoff.timefmt import rfc3339
 
 WIDTH: Final = 960
 LEFT: Final = 8
 RIGHT: Final = 8
+USABLE: Final = WIDTH - LEFT - RIGHT
 LABEL_MIN_PX: Final = 48
 MIN_PX: Final = 2.0
 DENSE: Final = "#767676"
 TICKS: Final = 6
+T = TypeVar("T")
 PALETTE: Final = ("#0b5394", "#8f5600", "#00704f", "#a1457a", "#31688e", "#b03c00", "#6b6300", "#4d4d4d")
 """Okabe and Ito's colour-blind-safe hues, darkened until a bar's white label reads at 4.5:1 and
 the bar stands out from the picture's background at 3:1 (tests/test_console_contrast.py)."""
@@ -57,17 +59,27 @@ def colour(staff_id: str) -> str:
     return PALETTE[hashlib.sha256(staff_id.encode()).digest()[0] % len(PALETTE)]
 
 
-def picture(line: Timeline) -> Picture:
-    span = max(line.until - line.since, 1e-9)
-    usable = WIDTH - LEFT - RIGHT
+@dataclass(frozen=True)
+class Placed(Generic[T]):
+    """An interval or session within the window (`start` and `end` cut to it), or `count` of
+    them too narrow to draw one by one (`item` then None)."""
 
-    def place(start: float, end: float | None) -> tuple[float, float]:
-        left = LEFT + (max(start, line.since) - line.since) / span * usable
-        right = LEFT + (min(end if end is not None else line.until, line.until) - line.since) / span * usable
-        return left, right
+    start: float
+    end: float
+    count: int
+    item: T | None
 
-    custody = _bars(
-        [(*place(held.start, held.end), held) for held in line.custody],
+
+def picture(
+    device_id: str, since: float, until: float, custody: list[Placed[Interval]], sessions: list[Placed[Session]]
+) -> Picture:
+    span = max(until - since, 1e-9)
+
+    def place(start: float, end: float) -> tuple[float, float]:
+        return LEFT + (start - since) / span * USABLE, LEFT + (end - since) / span * USABLE
+
+    custody_bars = _bars(
+        [(*place(found.start, found.end), found) for found in custody],
         lambda held, width: Bar(
             0,
             0,
@@ -78,8 +90,8 @@ def picture(line: Timeline) -> Picture:
         ),
         "custody intervals",
     )
-    sessions = _bars(
-        [(*place(session.start, session.end), session) for session in line.sessions],
+    session_bars = _bars(
+        [(*place(found.start, found.end), found) for found in sessions],
         lambda session, width: Bar(
             0,
             0,
@@ -92,47 +104,48 @@ def picture(line: Timeline) -> Picture:
         "sessions",
     )
     ticks = [
-        Tick(round(LEFT + usable * i / (TICKS - 1), 1), rfc3339(line.since + span * i / (TICKS - 1))[:19] + "Z")
+        Tick(round(LEFT + USABLE * i / (TICKS - 1), 1), rfc3339(since + span * i / (TICKS - 1))[:19] + "Z")
         for i in range(TICKS)
     ]
     summary = (
-        f"{len(line.custody)} custody intervals and {len(line.sessions)} sessions of {line.device_id} "
-        f"from {rfc3339(line.since)} to {rfc3339(line.until)}"
+        f"{sum(found.count for found in custody)} custody intervals and {sum(found.count for found in sessions)}"
+        f" sessions of {device_id} from {rfc3339(since)} to {rfc3339(until)}"
     )
-    return Picture(WIDTH, custody, sessions, ticks, summary)
+    return Picture(WIDTH, custody_bars, session_bars, ticks, summary)
 
 
 def _until(end: float | None) -> str:
     return rfc3339(end) if end is not None else "now"
 
 
-def _bars(placed: list[tuple[float, float, Any]], draw: Callable[[Any, float], Bar], what: str) -> list[Bar]:
+def _bars(placed: list[tuple[float, float, Placed[Any]]], draw: Callable[[Any, float], Bar], what: str) -> list[Bar]:
     """One bar per interval where it is at least MIN_PX wide; runs of narrower ones, too short
     to tell apart at this width, become one grey bar that says how many it holds (narrowing the
     window draws them one by one). The picture stays a few hundred shapes at most, however many
     intervals the window holds, and the table below still lists each."""
     bars: list[Bar] = []
-    run: list[tuple[float, float, Any]] = []
+    run: list[tuple[float, float, Placed[Any]]] = []
 
     def flush() -> None:
         if not run:
             return
         left, right = run[0][0], max(end for _, end, _ in run)
-        if len(run) == 1:
-            bars.append(_at(draw(run[0][2], right - left), left, right))
+        count = sum(found.count for _, _, found in run)
+        if count == 1 and run[0][2].item is not None:
+            bars.append(_at(draw(run[0][2].item, right - left), left, right))
         else:
-            title = f"{len(run)} {what}, too short to draw one by one: narrow the window to see each"
+            title = f"{count} {what}, too short to draw one by one: narrow the window to see each"
             bars.append(Bar(round(left, 1), round(max(right - left, 1.0), 1), DENSE, "", title, False))
         run.clear()
 
-    for left, right, item in placed:
-        if right - left >= MIN_PX:
+    for left, right, found in placed:
+        if found.item is not None and found.count == 1 and right - left >= MIN_PX:
             flush()
-            bars.append(_at(draw(item, right - left), left, right))
+            bars.append(_at(draw(found.item, right - left), left, right))
         else:
             if run and left - run[-1][1] > 1.0:
                 flush()
-            run.append((left, right, item))
+            run.append((left, right, found))
     flush()
     return bars
 
