@@ -33,11 +33,10 @@ from handoff.ledger import health, retention
 from handoff.ledger.config import LedgerConfig
 from handoff.ledger.database import writing
 from handoff.ledger.enrolment import recorder_for
-from handoff.ledger.ingest import Message, evaluate
+from handoff.ledger.ingest import Ahead, Message, evaluate
 from handoff.ledger.outage import Outage, is_outage, why
 from handoff.ledger.responder import Responder
 from handoff.ledger.set_aside import put_aside
-from handoff.ledger.trust import Ahead
 from handoff.mqtt import connection
 from handoff.mqtt.backoff import backoff_delay
 

@@ -99,6 +99,17 @@ class Parsed(NamedTuple):
         return trust.Judged(self.where.kind, self.where.site, self.where.device_id, self.body)
 
 
+@dataclass(frozen=True)
+class Ahead:
+    """A batch read while the one before it is written: each message parsed or why it is
+    refused, by its place in the batch, and the verdicts on the parsed ones' signatures under
+    `enrolment` (None when nothing is verified)."""
+
+    read: list[Parsed | Refused | DoesNotFit]
+    enrolment: trust.Enrolment | None
+    verdicts: dict[int, bool | None]
+
+
 def _parsed(prefix: str, message: Message) -> tuple[Route, dict[str, Any], float | None]:
     """The checks that come before trust: a message no column could hold is refused here,
     signed or not, so that neither the untrusted table nor the batch can fail on it. Raises
@@ -191,45 +202,54 @@ class Recorder:
         self._anomalies = anomalies if anomalies is not None and anomalies.active else None
         self._break_glass_limit = break_glass_per_30d
 
-    def verify_ahead(self, engine: Engine, batch: Sequence[Message]) -> Future[trust.Ahead] | None:
-        """Start verifying a batch's signatures, against the enrolments as they are now, while the
-        batch before it is written: verifying is as much CPU as the rest of ingest, and it runs
-        (without the GIL) while the writing waits on the database. `apply` uses the verdicts only
-        if the enrolments have not changed meanwhile."""
-        if self._allow_untrusted or not batch:
+    def verify_ahead(self, engine: Engine, batch: Sequence[Message]) -> Future[Ahead] | None:
+        """Start reading a batch, and verifying its signatures against the enrolments as they are
+        now, while the batch before it is written: verifying is as much CPU as the rest of ingest,
+        and it runs (without the GIL) while the writing waits on the database. `apply` takes the
+        messages as read here, and the verdicts only if the enrolments have not changed meanwhile."""
+        if not batch:
             return None
-        with engine.connect() as conn:
-            enrolment = trust.enrolment(conn)
-        return trust.ahead(lambda: self._judged(batch, enrolment))
+        enrolment = None
+        if not self._allow_untrusted:
+            with engine.connect() as conn:
+                enrolment = trust.enrolment(conn)
+        return trust.ahead(lambda: self._ahead(batch, enrolment))
 
-    def _judged(self, batch: Sequence[Message], enrolment: trust.Enrolment) -> trust.Ahead:
-        items: dict[int, trust.Judged] = {}
+    def _ahead(self, batch: Sequence[Message], enrolment: trust.Enrolment | None) -> Ahead:
+        read = self._read(batch)
+        if enrolment is None:
+            return Ahead(read, None, {})
+        parsed = [entry for entry in read if isinstance(entry, Parsed)]
+        verdicts = trust.judge_batch([entry.judged() for entry in parsed], enrolment.keys)
+        return Ahead(read, enrolment, {entry.place: ok for entry, ok in zip(parsed, verdicts, strict=True)})
+
+    def _read(self, batch: Sequence[Message]) -> list[Parsed | Refused | DoesNotFit]:
+        """Each message parsed, or why it is refused."""
+        read: list[Parsed | Refused | DoesNotFit] = []
         for place, message in enumerate(batch):
             try:
-                items[place] = Parsed(place, message, *_parsed(self._prefix, message)).judged()
-            except (Refused, DoesNotFit):
-                continue
-        verdicts = trust.judge_batch(list(items.values()), enrolment.keys)
-        return trust.Ahead(enrolment, dict(zip(items, verdicts, strict=True)))
+                read.append(Parsed(place, message, *_parsed(self._prefix, message)))
+            except (Refused, DoesNotFit) as refusal:
+                read.append(refusal.with_traceback(None))
+        return read
 
-    def apply(
-        self, conn: Connection, batch: Sequence[Message], now: float, ahead: Future[trust.Ahead] | None = None
-    ) -> int:
+    def apply(self, conn: Connection, batch: Sequence[Message], now: float, ahead: Future[Ahead] | None = None) -> int:
         """Store what the batch holds; the number of messages refused (counted by reason).
-        `ahead`: its verdicts from `verify_ahead`."""
+        `ahead`: the batch as `verify_ahead` read it."""
         book = Exceptions(conn, now)
         fresh: list[Fresh] = []
         refused: dict[str, int] = {}
         heard: dict[str, tuple[Route, dict[str, Any]]] = {}
         """Each device's latest state and status in this batch: one write per device, not per message."""
+        early = ahead.result() if ahead is not None else None
         parsed: list[Parsed] = []
-        for place, message in enumerate(batch):
-            try:
-                parsed.append(Parsed(place, message, *_parsed(self._prefix, message)))
-            except (Refused, DoesNotFit) as refusal:
-                refused[refusal.reason] = refused.get(refusal.reason, 0) + 1
-                log.warning("refused a message on %r: %s", message.topic[:300], refusal)
-        for _, message, where, body, at in self._believed(conn, book, parsed, refused, now, ahead):
+        for message, entry in zip(batch, early.read if early is not None else self._read(batch), strict=True):
+            if isinstance(entry, Parsed):
+                parsed.append(entry)
+            else:
+                refused[entry.reason] = refused.get(entry.reason, 0) + 1
+                log.warning("refused a message on %r: %s", message.topic[:300], entry)
+        for _, message, where, body, at in self._believed(conn, book, parsed, refused, now, early):
             try:
                 if at is not None:
                     fresh.append(Fresh(where, body, message.payload.decode(), at))
@@ -261,16 +281,13 @@ class Recorder:
         parsed: list[Parsed],
         refused: dict[str, int],
         now: float,
-        ahead: Future[trust.Ahead] | None,
+        early: Ahead | None,
     ) -> list[Parsed]:
         """The messages signed by their device's enrolled key; the others are kept apart (trust.py)."""
         if self._allow_untrusted or not parsed:
             return parsed
         enrolment = trust.enrolment(conn)
-        items = [
-            trust.Judged(entry.where.kind, entry.where.site, entry.where.device_id, entry.body) for entry in parsed
-        ]
-        early = ahead.result() if ahead is not None else None
+        items = [entry.judged() for entry in parsed]
         if early is not None and early.enrolment == enrolment:
             verdicts = [early.verdicts[entry.place] for entry in parsed]
         else:

@@ -17,13 +17,15 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import cache
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, delete, func, insert, select
 
 from handoff.audit.signature import event_signature_ok, signature_ok
 from handoff.ledger.schema import enrolments, untrusted
+
+T = TypeVar("T")
 
 KEPT_PER_SOURCE: Final = 2000
 KEPT_IN_ALL: Final = 20_000
@@ -79,15 +81,6 @@ class Enrolment:
 
     rows: tuple[tuple[str, str, str], ...]
     keys: dict[str, Enrolled] = field(compare=False)
-
-
-@dataclass(frozen=True)
-class Ahead:
-    """A batch's verdicts worked out early, by the message's place in the batch, and the
-    enrolment they were worked out under."""
-
-    enrolment: Enrolment
-    verdicts: dict[int, bool | None]
 
 
 def enrolment(conn: Connection) -> Enrolment:
@@ -160,7 +153,7 @@ def judge_batch(items: Sequence[Judged], keys: dict[str, Enrolled]) -> list[bool
     return verdicts
 
 
-def ahead(work: Callable[[], Ahead]) -> Future[Ahead]:
+def ahead(work: Callable[[], T]) -> Future[T]:
     """Run `work` on a thread of its own (it hands its verifying on to the pool, so it must
     not hold a pool thread while it waits for them)."""
     return _planner().submit(work)
