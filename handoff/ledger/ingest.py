@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple, cast, get_args
 
@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Engine, String, and_, any_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from handoff.audit.chain import NotCanonical, digest, genesis, link
-from handoff.audit.signature import signature_ok
+from handoff.audit.chain import NotCanonical, digest, digest_of_signed, genesis, link
+from handoff.audit.signature import event_signed_bytes, signature_ok
 from handoff.core.events import EventType
 from handoff.ledger import break_glass, trust
 from handoff.ledger.anomalies import Rules, Seen
@@ -55,12 +55,17 @@ class Message:
 
 @dataclass(frozen=True)
 class Fresh:
-    """An event that passed the checks: where it came from, its body, its raw text, its time."""
+    """An event that passed the checks: where it came from, its body, its raw text, its time;
+    as it arrived, the columns it brings, the bytes its signature covers and its digest for the
+    chain, all worked out once from one canonical encoding (None where that cannot be done)."""
 
     where: Route
     body: dict[str, Any]
     raw: str
     at: float
+    columns: dict[str, Any] = field(default_factory=dict)
+    signed: bytes | None = None
+    digest: bytes | None = None
 
     @property
     def seq(self) -> int:
@@ -87,16 +92,17 @@ class Refused(Exception):
 
 class Parsed(NamedTuple):
     """A message that passed the checks before trust: its place in the batch, where it came
-    from, its body, and its time if it is an event."""
+    from, its body, and the event it holds if it is one."""
 
     place: int
     message: Message
     where: Route
     body: dict[str, Any]
-    at: float | None
+    event: Fresh | None
 
     def judged(self) -> trust.Judged:
-        return trust.Judged(self.where.kind, self.where.site, self.where.device_id, self.body)
+        signed = self.event.signed if self.event is not None else None
+        return trust.Judged(self.where.kind, self.where.site, self.where.device_id, self.body, signed)
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,7 @@ class Ahead:
     verdicts: dict[int, bool | None]
 
 
-def _parsed(prefix: str, message: Message) -> tuple[Route, dict[str, Any], float | None]:
+def _parsed(prefix: str, message: Message) -> tuple[Route, dict[str, Any], Fresh | None]:
     """The checks that come before trust: a message no column could hold is refused here,
     signed or not, so that neither the untrusted table nor the batch can fail on it. Raises
     `Refused` or `DoesNotFit`."""
@@ -121,10 +127,9 @@ def _parsed(prefix: str, message: Message) -> tuple[Route, dict[str, Any], float
         raise Refused("too_large")
     body = _json_object(message.payload)
     check(devices, {"device_id": where.device_id, "site": where.site})
-    at = None
+    event = None
     if where.kind == "events":
-        at = _checked_event(where, body)
-        _fits(Fresh(where, body, message.payload.decode(), at))
+        event = _fresh(where, body, message.payload.decode())
     elif where.kind in ("state", "status"):
         check(devices, _presence(where.kind, body))
     elif where.kind == "receipts":
@@ -135,7 +140,23 @@ def _parsed(prefix: str, message: Message) -> tuple[Route, dict[str, Any], float
         fields = _checkpoint_fields(body)
         check(checkpoints, fields)
         check(exceptions, {"source": fields["source"], "key": _checkpoint_key(fields)})
-    return where, body, at
+    return where, body, event
+
+
+def _fresh(where: Route, body: dict[str, Any], raw: str) -> Fresh:
+    at = _checked_event(where, body)
+    signed, event_digest = _encoded(body)
+    return Fresh(where, body, raw, at, _fitting(where, body, raw, at), signed, event_digest)
+
+
+def _encoded(body: dict[str, Any]) -> tuple[bytes | None, bytes | None]:
+    """The bytes the event's signature covers, and its digest cut out of them: one canonical
+    encoding for both, which were each as much CPU as parsing the message."""
+    try:
+        signed = event_signed_bytes(body)
+    except (ValueError, TypeError):
+        return None, None
+    return signed, digest_of_signed(signed, body["data"].get("chain"))
 
 
 def _receipt(where: Route, body: dict[str, Any]) -> dict[str, Any]:
@@ -249,10 +270,10 @@ class Recorder:
             else:
                 refused[entry.reason] = refused.get(entry.reason, 0) + 1
                 log.warning("refused a message on %r: %s", message.topic[:300], entry)
-        for _, message, where, body, at in self._believed(conn, book, parsed, refused, now, early):
+        for _, message, where, body, event in self._believed(conn, book, parsed, refused, now, early):
             try:
-                if at is not None:
-                    fresh.append(Fresh(where, body, message.payload.decode(), at))
+                if event is not None:
+                    fresh.append(event)
                 elif where.kind in ("state", "status"):
                     _, values = heard.get(where.device_id, (where, {}))
                     heard[where.device_id] = (where, {**values, **_presence(where.kind, body)})
@@ -383,8 +404,19 @@ def _seen(item: Fresh) -> Seen:
     )
 
 
-Held = dict[int, list[tuple[str, dict[str, Any], bool | None]]]
-"""One source's stored events by seq: (id, body, chain_ok)."""
+class Near(NamedTuple):
+    """An event of a batch's source, stored or new in the batch, with its `at` and its digest
+    when known (`Fresh.digest`)."""
+
+    id: str
+    body: dict[str, Any]
+    chain_ok: bool | None
+    at: float
+    digest: bytes | None
+
+
+Held = dict[int, list[Near]]
+"""One source's events around a batch's by seq."""
 
 
 class _Sources:
@@ -408,12 +440,14 @@ class _Sources:
             )
         )
         held: dict[str, Held] = {}
-        query = select(events.c.id, events.c.source, events.c.seq, events.c.payload, events.c.chain_ok).where(around)
-        for event_id, source, seq, payload, chain_ok in conn.execute(query):
-            held.setdefault(source, {}).setdefault(seq, []).append((event_id, orjson.loads(payload), chain_ok))
+        columns = (events.c.id, events.c.source, events.c.seq, events.c.payload, events.c.chain_ok, events.c.at)
+        for event_id, source, seq, payload, chain_ok, at in conn.execute(select(*columns).where(around)):
+            near = Near(event_id, orjson.loads(payload), chain_ok, at, None)
+            held.setdefault(source, {}).setdefault(seq, []).append(near)
         for source, items in by_source.items():
             for item in items:
-                held.setdefault(source, {}).setdefault(item.seq, []).append((item.body["id"], item.body, None))
+                near = Near(item.body["id"], item.body, None, item.at, item.digest)
+                held.setdefault(source, {}).setdefault(item.seq, []).append(near)
         checked: dict[str, bool] = {}
         for source, items in by_source.items():
             checked.update(self._links(source, items, held[source]))
@@ -452,8 +486,7 @@ class _Sources:
         so, and `clock_skew` names the device."""
         now, off = self._book.now, {}
         for item in items:
-            before = [_time(body.get("time")) for _, body, _ in by_seq.get(item.seq - 1, [])]
-            backwards = max((at - item.at for at in before if at is not None), default=0.0)
+            backwards = max((near.at - item.at for near in by_seq.get(item.seq - 1, [])), default=0.0)
             if backwards > 0:
                 detail = (
                     f"seq {item.seq} is stamped {backwards:.0f} s before seq {item.seq - 1}: its clock ran backwards"
@@ -477,15 +510,16 @@ class _Sources:
         device = items[0].where.device_id
         checked = {}
         for seq in sorted({item.seq for item in items} | {item.seq + 1 for item in items}):
-            for event_id, body, chain_ok in by_seq.get(seq, []):
-                if event_id in mine or chain_ok is None:
-                    ok = _link_ok(source, seq, body, by_seq)
+            for near in by_seq.get(seq, []):
+                event_id = near.id
+                if event_id in mine or near.chain_ok is None:
+                    ok = _link_ok(source, seq, near, by_seq)
                     if ok is not None:
                         checked[event_id] = ok
                     if ok is False:
                         detail = f"seq {seq} does not link to seq {seq - 1}: altered, inserted or out of place"
                         self._book.open("chain_break", device, source, f"{source}#{seq}", detail)
-            if len(by_seq.get(seq, [])) > 1 and any(event_id in mine for event_id, _, _ in by_seq[seq]):
+            if len(by_seq.get(seq, [])) > 1 and any(near.id in mine for near in by_seq[seq]):
                 detail = f"seq {seq} seen under {len(by_seq[seq])} ids: the appliance lost events and numbered again"
                 self._book.open("chain_break", device, source, f"{source}#{seq}", detail)
         return checked
@@ -519,16 +553,17 @@ class _Sources:
         }
 
 
-def _link_ok(source: str, seq: int, body: dict[str, Any], by_seq: Held) -> bool | None:
+def _link_ok(source: str, seq: int, near: Near, by_seq: Held) -> bool | None:
     """Whether the event links to the one before it; None while that one is not here."""
+    body = near.body
     if seq == 1:
         previous = [genesis(source)]
     else:
-        previous = [before.get("data", {}).get("chain") for _, before, _ in by_seq.get(seq - 1, [])]
+        previous = [before.body.get("data", {}).get("chain") for before in by_seq.get(seq - 1, [])]
     if not previous:
         return None
     try:
-        event_digest = digest(body)
+        event_digest = near.digest if near.digest is not None else digest(body)
     except NotCanonical:
         return False
     return any(isinstance(chain, str) and link(chain, event_digest) == body["data"].get("chain") for chain in previous)
@@ -566,19 +601,20 @@ def _logoff_key(where: Route, data: dict[str, Any]) -> str:
     return f"{where.device_id}:{data.get('for')}"
 
 
-def _fits(item: Fresh) -> None:
-    """Everything the event brings fits its column, the exception keys built from it included.
-    What the ledger adds itself (when it received the event, the chain's verdict) is its own,
-    so the check gives the same answer whenever it runs (`verify_ahead`, `apply`)."""
-    row = _brought(item)
+def _fitting(where: Route, body: dict[str, Any], raw: str, at: float) -> dict[str, Any]:
+    """The columns the event brings, once everything in them fits its column, the exception
+    keys built from them included. What the ledger adds itself (when it received the event,
+    the chain's verdict) is its own, so the check gives the same answer whenever it runs."""
+    row = _brought(where, body, raw, at)
     check(events, row)
     keys = [f"{row['source']}#{row['seq']}"]
-    if item.where.event_type == "break_glass":
+    if where.event_type == "break_glass":
         keys.append(break_glass.key(row["id"]))
-    if item.where.event_type in ("logoff_unconfirmed", "logoff_confirmed"):
-        keys.append(_logoff_key(item.where, item.body["data"]))
+    if where.event_type in ("logoff_unconfirmed", "logoff_confirmed"):
+        keys.append(_logoff_key(where, body["data"]))
     for key in keys:
         check(exceptions, {"device_id": row["device_id"], "source": row["source"], "key": key})
+    return row
 
 
 def _conflict(conn: Connection, book: Exceptions, item: Fresh) -> None:
@@ -769,25 +805,25 @@ def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 
 def _row(item: Fresh, chain_ok: bool | None, now: float) -> dict[str, Any]:
-    return {**_brought(item), "chain_ok": chain_ok, "received": now, "clock_skew_s": None}
+    return {**item.columns, "chain_ok": chain_ok, "received": now, "clock_skew_s": None}
 
 
-def _brought(item: Fresh) -> dict[str, Any]:
+def _brought(where: Route, event: dict[str, Any], raw: str, at: float) -> dict[str, Any]:
     """The event's columns that come from the message itself."""
-    event, data = item.body, item.body["data"]
+    data = event["data"]
     return {
         "id": event["id"],
         "source": event["source"],
         "seq": data["seq"],
-        "type": item.where.event_type,
-        "site": item.where.site,
-        "device_id": item.where.device_id,
+        "type": where.event_type,
+        "site": where.site,
+        "device_id": where.device_id,
         "staff_id": _text(data.get("staff_id")),
         "session_id": _text(data.get("session_id")),
         "reason": _text(data.get("reason")),
         "for_id": _text(data.get("for")),
-        "at": item.at,
-        "payload": item.raw,
+        "at": at,
+        "payload": raw,
     }
 
 
