@@ -22,7 +22,22 @@ from typing import Any, Final, NamedTuple, cast, get_args
 import orjson
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Connection, Engine, String, and_, any_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Select,
+    String,
+    and_,
+    any_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from handoff.audit.chain import NotCanonical, digest, digest_of_signed, genesis, link
@@ -433,15 +448,8 @@ class _Sources:
         move the watermarks."""
         conn = self._conn
         rows = {row.source: row for row in conn.execute(select(sources).where(sources.c.source.in_(list(by_source))))}
-        around = or_(
-            *(
-                and_(events.c.source == source, events.c.seq.between(items[0].seq - 1, items[-1].seq + 1))
-                for source, items in by_source.items()
-            )
-        )
         held: dict[str, Held] = {}
-        columns = (events.c.id, events.c.source, events.c.seq, events.c.payload, events.c.chain_ok, events.c.at)
-        for event_id, source, seq, payload, chain_ok, at in conn.execute(select(*columns).where(around)):
+        for event_id, source, seq, payload, chain_ok, at in conn.execute(_around(conn, by_source)):
             near = Near(event_id, orjson.loads(payload), chain_ok, at, None)
             held.setdefault(source, {}).setdefault(seq, []).append(near)
         for source, items in by_source.items():
@@ -551,6 +559,31 @@ class _Sources:
             "contiguous_upto": contiguous,
             "max_seq": highest,
         }
+
+
+def _around(conn: Connection, by_source: dict[str, list[Fresh]]) -> Select[Any]:
+    """The stored events of each source from just before its first new seq to just after its
+    last. On PostgreSQL joined to the spans as arrays: one statement text whatever the batch
+    holds, which psycopg parses once, where an OR of one range per source was built, keyed
+    and compiled again for every batch (see `_stored`)."""
+    columns = (events.c.id, events.c.source, events.c.seq, events.c.payload, events.c.chain_ok, events.c.at)
+    spans = [(source, items[0].seq - 1, items[-1].seq + 1) for source, items in by_source.items()]
+    if conn.dialect.name != "postgresql":
+        return select(*columns).where(
+            or_(*(and_(events.c.source == source, events.c.seq.between(low, high)) for source, low, high in spans))
+        )
+    names, lows, highs = (list(column) for column in zip(*spans, strict=True))
+    span = (
+        func.unnest(
+            literal(names, postgresql.ARRAY(String)),
+            literal(lows, postgresql.ARRAY(BigInteger)),
+            literal(highs, postgresql.ARRAY(BigInteger)),
+        )
+        .table_valued("source", "low", "high")
+        .render_derived()
+    )
+    joined = and_(events.c.source == span.c.source, events.c.seq.between(span.c.low, span.c.high))
+    return select(*columns).join_from(events, span, joined)
 
 
 def _link_ok(source: str, seq: int, near: Near, by_seq: Held) -> bool | None:
