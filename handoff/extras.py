@@ -40,6 +40,8 @@ EXTRA_OF_MODULE: Final = {
     "httpx": "ledger",
     "itsdangerous": "ledger",
     "segno": "ledger",
+    "nacl": "ledger",
+    "_sodium": "ledger",
 }
 
 

@@ -22,10 +22,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from handoff import compact_json, db
-from handoff.audit.chain import NotCanonical, canonical, digest, genesis, link, sealed
+from handoff.audit.chain import NotCanonical, canonical, digest, digest_of_signed, genesis, link, sealed
 from handoff.audit.checkpoint import CheckpointPolicy, make_checkpoint
 from handoff.audit.keys import private_pem, public_pem
-from handoff.audit.signature import event_signature, signature
+from handoff.audit.signature import event_signature, event_signed_bytes, signature
 from handoff.audit.verify import Finding, Summary, verify_lines
 from handoff.store import Store
 from tests.kit.appliance import ANA, BO, Running
@@ -440,6 +440,25 @@ def test_sealing_in_one_encoding_gives_the_documented_link_and_canonical_bytes(e
     payload, chain = sealed(json.loads(json.dumps(event)), previous.hex())
     assert chain == expected
     assert payload == canonical({**event, "data": {**event["data"], "chain": expected}})
+
+
+@settings(max_examples=300, deadline=None)
+@given(event=EVENTS, chain=st.binary(min_size=32, max_size=32).map(bytes.hex) | SCALARS, elsewhere=st.booleans())
+def test_the_digest_cut_from_the_signed_bytes_is_digest_or_none(event: dict, chain: object, elsewhere: bool) -> None:
+    """The ledger encodes an event once, for its signature and its link: the cut must give
+    `digest`'s answer or none at all, whatever the event holds (another `chain` key, a link that
+    is not hex, text that looks like the link)."""
+    event["data"]["chain"] = chain
+    if elsewhere:
+        event["zz"] = {"chain": chain}
+    try:
+        signed = event_signed_bytes(event)
+    except NotCanonical:
+        return
+    cut = digest_of_signed(signed, chain)
+    assert cut is None or cut == digest(event)
+    if isinstance(chain, str) and chain.isascii() and chain.isalnum() and not elsewhere:
+        assert cut == digest(event), "an appliance's event takes the shortcut"
 
 
 def test_verify_cli_names_a_mixed_trail_and_a_tampered_signature(tmp_path: Path, cli: CliRunner) -> None:

@@ -3,6 +3,7 @@ command results, each under its audit key, and a forger's change to any field is
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -29,6 +30,7 @@ from handoff.audit.signature import (
     signature_ok,
     signed_bytes,
 )
+from handoff.ledger.trust import Enrolled, Judged, believed
 from handoff.mqtt.publisher import PublisherSettings
 from handoff.store import Store
 from tests.kit.broker import Broker
@@ -38,6 +40,9 @@ from tests.kit.outbox import CONTEXT, SOURCE, checkout, in_use, mqtt_config, pub
 
 KEY = Ed25519PrivateKey.generate()
 OTHER = Ed25519PrivateKey.generate()
+ENROLLED = Enrolled(KEY.public_key().public_bytes_raw(), ())
+"""KEY as the ledger holds it: it verifies through libsodium, the appliance signs through
+`cryptography`, and the two must agree."""
 FAST = PublisherSettings(backoff_base_s=0.05, backoff_cap_s=0.3)
 
 
@@ -212,6 +217,20 @@ def test_any_change_to_a_signed_event_fails(data: st.DataObject) -> None:
     value = data.draw(JSON.filter(lambda v: v != target.get(field)))
     target[field] = value
     assert not event_signature_ok(event, [KEY.public_key()])
+    assert not believed(Judged("events", "site", "WOW-1", event), ENROLLED)
+
+
+def test_the_ledger_believes_what_the_appliance_signed_and_nothing_signed_by_another_key() -> None:
+    event = a_signed_event()
+    assert believed(Judged("events", "site", "WOW-1", event), ENROLLED)
+    assert not believed(Judged("events", "site", "WOW-1", event), Enrolled(OTHER.public_key().public_bytes_raw(), ()))
+    body = {"status": "online", "version": "1", "public_key": public_key_b64(KEY)}
+    assert believed(Judged("status", "site", "WOW-1", {**body, "signature": signature(KEY, body)}), ENROLLED)
+    assert not believed(Judged("status", "site", "WOW-1", {**body, "signature": signature(OTHER, body)}), ENROLLED)
+    raw = bytearray(base64.b64decode(event["data"]["signature"]))
+    raw[10] ^= 1
+    event["data"]["signature"] = base64.b64encode(bytes(raw)).decode()
+    assert not believed(Judged("events", "site", "WOW-1", event), ENROLLED)
 
 
 @settings(max_examples=150, deadline=None)
@@ -226,6 +245,7 @@ def test_any_change_to_signed_state_or_status_fails(kind: str, data: st.DataObje
     field = data.draw(st.sampled_from([*sorted(body), "added"]))
     message[field] = data.draw(JSON.filter(lambda v: v != message.get(field)))
     assert not signature_ok(message, [KEY.public_key()])
+    assert not believed(Judged(kind, "site", "WOW-1", message), ENROLLED)
 
 
 @settings(max_examples=100, deadline=None)

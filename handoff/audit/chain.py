@@ -40,7 +40,8 @@ def digest(event: Mapping[str, Any]) -> bytes:
 
 
 _PLACEHOLDER: Final = "0" * 64
-_ITEM: Final = f'"chain":"{_PLACEHOLDER}"'.encode()
+_KEY: Final = b'"chain":"'
+_ITEM: Final = _KEY + _PLACEHOLDER.encode() + b'"'
 
 
 def sealed(event: dict[str, Any], previous: str) -> tuple[bytes, str]:
@@ -56,14 +57,37 @@ def sealed(event: dict[str, Any], previous: str) -> tuple[bytes, str]:
     text = canonical(event)
     at = text.index(_ITEM)
     after = at + len(_ITEM)
+    chain = event["data"]["chain"] = link(previous, _digest_without(text, at, after))
+    return text[:at] + f'"chain":"{chain}"'.encode() + text[after:], chain
+
+
+def digest_of_signed(signed: bytes, chain: object) -> bytes | None:
+    """`digest` of an event worked out from the bytes its signature covers
+    (`signature.event_signed_bytes`: the same canonical JSON with `data.chain` still in), by
+    cutting the link out as `sealed` does: the ledger encodes each event once for both. None
+    when the cut could not be exact, and then `digest` it is: a link that is not a plain
+    string, or a `"chain":"` key anywhere else in the event (in JSON a quote inside a string is
+    always escaped, so the key's bytes occur nowhere but where a key is)."""
+    if type(chain) is not str or not chain.isascii() or not chain.isalnum():
+        return None
+    if signed.count(_KEY) != 1:
+        return None
+    item = _KEY + chain.encode() + b'"'
+    at = signed.find(item)
+    if at < 0:
+        return None
+    return _digest_without(signed, at, at + len(item))
+
+
+def _digest_without(text: bytes, at: int, after: int) -> bytes:
+    """SHA-256 of canonical JSON with the item `text[at:after]` and its comma left out."""
     if text[after : after + 1] == b",":
         bare = hashlib.sha256(text[:at])
         bare.update(text[after + 1 :])
     else:
         bare = hashlib.sha256(text[: at - 1 if text[at - 1 : at] == b"," else at])
         bare.update(text[after:])
-    chain = event["data"]["chain"] = link(previous, bare.digest())
-    return text[:at] + f'"chain":"{chain}"'.encode() + text[after:], chain
+    return bare.digest()
 
 
 def canonical(value: Any) -> bytes:

@@ -15,6 +15,7 @@ when it ends.
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import threading
@@ -33,11 +34,10 @@ from handoff.ledger import health, retention
 from handoff.ledger.config import LedgerConfig
 from handoff.ledger.database import writing
 from handoff.ledger.enrolment import recorder_for
-from handoff.ledger.ingest import Message, evaluate
+from handoff.ledger.ingest import Ahead, Message, evaluate
 from handoff.ledger.outage import Outage, is_outage, why
 from handoff.ledger.responder import Responder
 from handoff.ledger.set_aside import put_aside
-from handoff.ledger.trust import Ahead
 from handoff.mqtt import connection
 from handoff.mqtt.backoff import backoff_delay
 
@@ -109,6 +109,10 @@ class Consumer:
         self._stopping.set()
 
     def run(self) -> None:
+        """Everything made before the loop (imports, the schema, the clients) lives as long as the
+        process: frozen out of the collector's sight, a full collection no longer walks it each
+        time, which was about 15 us of CPU per event of a backlog (bench/README.md)."""
+        gc.freeze()
         mqtt = self._config.mqtt
         self._client.connect_async(
             mqtt.host,
@@ -156,11 +160,15 @@ class Consumer:
             )
 
     def _take_batch(self, *, wait: bool) -> list[tuple[Message, int, int, float]]:
-        """The next batch; without `wait`, what is pending now (a batch is waiting to be written)."""
+        """The next batch: once a message is pending, up to BATCH_WAIT_S for it to fill, even while
+        a batch is waiting to be written (then `wait` is False, and nothing pending means nothing
+        to wait for). Taking only what had arrived during the last commit made a backlog's
+        batches a few hundred messages, each paying a dozen statements: filling them took a
+        backlog from 1,900 to 2,450 events/s (bench/README.md)."""
         with self._arrived:
             if not self._pending and wait:
                 self._arrived.wait(EVALUATE_EVERY_S / 2)
-            if self._pending and len(self._pending) < BATCH_MAX and wait:
+            if self._pending and len(self._pending) < BATCH_MAX:
                 self._arrived.wait(BATCH_WAIT_S)
             batch, self._pending = self._pending[:BATCH_MAX], self._pending[BATCH_MAX:]
         return batch

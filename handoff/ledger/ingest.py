@@ -15,17 +15,32 @@ import logging
 import re
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple, get_args
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Connection, Engine, String, and_, any_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Select,
+    String,
+    and_,
+    any_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
-from handoff.audit.chain import NotCanonical, digest, genesis, link
-from handoff.audit.signature import signature_ok
+from handoff.audit.chain import NotCanonical, digest, digest_of_signed, genesis, link
+from handoff.audit.signature import event_signed_bytes, signature_ok
 from handoff.core.events import EventType
 from handoff.ledger import break_glass, custody, trust
 from handoff.ledger.anomalies import Rules, Seen
@@ -55,12 +70,17 @@ class Message:
 
 @dataclass(frozen=True)
 class Fresh:
-    """An event that passed the checks: where it came from, its body, its raw text, its time."""
+    """An event that passed the checks: where it came from, its body, its raw text, its time;
+    as it arrived, the columns it brings, the bytes its signature covers and its digest for the
+    chain, all worked out once from one canonical encoding (None where that cannot be done)."""
 
     where: Route
     body: dict[str, Any]
     raw: str
     at: float
+    columns: dict[str, Any] = field(default_factory=dict)
+    signed: bytes | None = None
+    digest: bytes | None = None
 
     @property
     def seq(self) -> int:
@@ -87,19 +107,31 @@ class Refused(Exception):
 
 class Parsed(NamedTuple):
     """A message that passed the checks before trust: its place in the batch, where it came
-    from, its body, and its time if it is an event."""
+    from, its body, and the event it holds if it is one."""
 
     place: int
     message: Message
     where: Route
     body: dict[str, Any]
-    at: float | None
+    event: Fresh | None
 
     def judged(self) -> trust.Judged:
-        return trust.Judged(self.where.kind, self.where.site, self.where.device_id, self.body)
+        signed = self.event.signed if self.event is not None else None
+        return trust.Judged(self.where.kind, self.where.site, self.where.device_id, self.body, signed)
 
 
-def _parsed(prefix: str, message: Message) -> tuple[Route, dict[str, Any], float | None]:
+@dataclass(frozen=True)
+class Ahead:
+    """A batch read while the one before it is written: each message parsed or why it is
+    refused, by its place in the batch, and the verdicts on the parsed ones' signatures under
+    `enrolment` (None when nothing is verified)."""
+
+    read: list[Parsed | Refused | DoesNotFit]
+    enrolment: trust.Enrolment | None
+    verdicts: dict[int, bool | None]
+
+
+def _parsed(prefix: str, message: Message) -> tuple[Route, dict[str, Any], Fresh | None]:
     """The checks that come before trust: a message no column could hold is refused here,
     signed or not, so that neither the untrusted table nor the batch can fail on it. Raises
     `Refused` or `DoesNotFit`."""
@@ -110,10 +142,9 @@ def _parsed(prefix: str, message: Message) -> tuple[Route, dict[str, Any], float
         raise Refused("too_large")
     body = _json_object(message.payload)
     check(devices, {"device_id": where.device_id, "site": where.site})
-    at = None
+    event = None
     if where.kind == "events":
-        at = _checked_event(where, body)
-        _fits(Fresh(where, body, message.payload.decode(), at))
+        event = _fresh(where, body, message.payload.decode())
     elif where.kind in ("state", "status"):
         check(devices, _presence(where.kind, body))
     elif where.kind == "receipts":
@@ -124,7 +155,23 @@ def _parsed(prefix: str, message: Message) -> tuple[Route, dict[str, Any], float
         fields = _checkpoint_fields(body)
         check(checkpoints, fields)
         check(exceptions, {"source": fields["source"], "key": _checkpoint_key(fields)})
-    return where, body, at
+    return where, body, event
+
+
+def _fresh(where: Route, body: dict[str, Any], raw: str) -> Fresh:
+    at = _checked_event(where, body)
+    signed, event_digest = _encoded(body)
+    return Fresh(where, body, raw, at, _fitting(where, body, raw, at), signed, event_digest)
+
+
+def _encoded(body: dict[str, Any]) -> tuple[bytes | None, bytes | None]:
+    """The bytes the event's signature covers, and its digest cut out of them: one canonical
+    encoding for both, which were each as much CPU as parsing the message."""
+    try:
+        signed = event_signed_bytes(body)
+    except (ValueError, TypeError):
+        return None, None
+    return signed, digest_of_signed(signed, body["data"].get("chain"))
 
 
 def _receipt(where: Route, body: dict[str, Any]) -> dict[str, Any]:
@@ -191,48 +238,57 @@ class Recorder:
         self._anomalies = anomalies if anomalies is not None and anomalies.active else None
         self._break_glass_limit = break_glass_per_30d
 
-    def verify_ahead(self, engine: Engine, batch: Sequence[Message]) -> Future[trust.Ahead] | None:
-        """Start verifying a batch's signatures, against the enrolments as they are now, while the
-        batch before it is written: verifying is as much CPU as the rest of ingest, and it runs
-        (without the GIL) while the writing waits on the database. `apply` uses the verdicts only
-        if the enrolments have not changed meanwhile."""
-        if self._allow_untrusted or not batch:
+    def verify_ahead(self, engine: Engine, batch: Sequence[Message]) -> Future[Ahead] | None:
+        """Start reading a batch, and verifying its signatures against the enrolments as they are
+        now, while the batch before it is written: verifying is as much CPU as the rest of ingest,
+        and it runs (without the GIL) while the writing waits on the database. `apply` takes the
+        messages as read here, and the verdicts only if the enrolments have not changed meanwhile."""
+        if not batch:
             return None
-        with engine.connect() as conn:
-            enrolment = trust.enrolment(conn)
-        return trust.ahead(lambda: self._judged(batch, enrolment))
+        enrolment = None
+        if not self._allow_untrusted:
+            with engine.connect() as conn:
+                enrolment = trust.enrolment(conn)
+        return trust.ahead(lambda: self._ahead(batch, enrolment))
 
-    def _judged(self, batch: Sequence[Message], enrolment: trust.Enrolment) -> trust.Ahead:
-        items: dict[int, trust.Judged] = {}
+    def _ahead(self, batch: Sequence[Message], enrolment: trust.Enrolment | None) -> Ahead:
+        read = self._read(batch)
+        if enrolment is None:
+            return Ahead(read, None, {})
+        parsed = [entry for entry in read if isinstance(entry, Parsed)]
+        verdicts = trust.judge_batch([entry.judged() for entry in parsed], enrolment.keys)
+        return Ahead(read, enrolment, {entry.place: ok for entry, ok in zip(parsed, verdicts, strict=True)})
+
+    def _read(self, batch: Sequence[Message]) -> list[Parsed | Refused | DoesNotFit]:
+        """Each message parsed, or why it is refused."""
+        read: list[Parsed | Refused | DoesNotFit] = []
         for place, message in enumerate(batch):
             try:
-                items[place] = Parsed(place, message, *_parsed(self._prefix, message)).judged()
-            except (Refused, DoesNotFit):
-                continue
-        verdicts = trust.judge_batch(list(items.values()), enrolment.keys)
-        return trust.Ahead(enrolment, dict(zip(items, verdicts, strict=True)))
+                read.append(Parsed(place, message, *_parsed(self._prefix, message)))
+            except (Refused, DoesNotFit) as refusal:
+                read.append(refusal.with_traceback(None))
+        return read
 
-    def apply(
-        self, conn: Connection, batch: Sequence[Message], now: float, ahead: Future[trust.Ahead] | None = None
-    ) -> int:
+    def apply(self, conn: Connection, batch: Sequence[Message], now: float, ahead: Future[Ahead] | None = None) -> int:
         """Store what the batch holds; the number of messages refused (counted by reason).
-        `ahead`: its verdicts from `verify_ahead`."""
+        `ahead`: the batch as `verify_ahead` read it."""
         book = Exceptions(conn, now)
         fresh: list[Fresh] = []
         refused: dict[str, int] = {}
         heard: dict[str, tuple[Route, dict[str, Any]]] = {}
         """Each device's latest state and status in this batch: one write per device, not per message."""
+        early = ahead.result() if ahead is not None else None
         parsed: list[Parsed] = []
-        for place, message in enumerate(batch):
+        for message, entry in zip(batch, early.read if early is not None else self._read(batch), strict=True):
+            if isinstance(entry, Parsed):
+                parsed.append(entry)
+            else:
+                refused[entry.reason] = refused.get(entry.reason, 0) + 1
+                log.warning("refused a message on %r: %s", message.topic[:300], entry)
+        for _, message, where, body, event in self._believed(conn, book, parsed, refused, now, early):
             try:
-                parsed.append(Parsed(place, message, *_parsed(self._prefix, message)))
-            except (Refused, DoesNotFit) as refusal:
-                refused[refusal.reason] = refused.get(refusal.reason, 0) + 1
-                log.warning("refused a message on %r: %s", message.topic[:300], refusal)
-        for _, message, where, body, at in self._believed(conn, book, parsed, refused, now, ahead):
-            try:
-                if at is not None:
-                    fresh.append(Fresh(where, body, message.payload.decode(), at))
+                if event is not None:
+                    fresh.append(event)
                 elif where.kind in ("state", "status"):
                     _, values = heard.get(where.device_id, (where, {}))
                     heard[where.device_id] = (where, {**values, **_presence(where.kind, body)})
@@ -262,16 +318,13 @@ class Recorder:
         parsed: list[Parsed],
         refused: dict[str, int],
         now: float,
-        ahead: Future[trust.Ahead] | None,
+        early: Ahead | None,
     ) -> list[Parsed]:
         """The messages signed by their device's enrolled key; the others are kept apart (trust.py)."""
         if self._allow_untrusted or not parsed:
             return parsed
         enrolment = trust.enrolment(conn)
-        items = [
-            trust.Judged(entry.where.kind, entry.where.site, entry.where.device_id, entry.body) for entry in parsed
-        ]
-        early = ahead.result() if ahead is not None else None
+        items = [entry.judged() for entry in parsed]
         if early is not None and early.enrolment == enrolment:
             verdicts = [early.verdicts[entry.place] for entry in parsed]
         else:
@@ -376,8 +429,19 @@ def _seen(item: Fresh) -> Seen:
     )
 
 
-Held = dict[int, list[tuple[str, dict[str, Any], bool | None]]]
-"""One source's stored events by seq: (id, body, chain_ok)."""
+class Near(NamedTuple):
+    """An event of a batch's source, stored or new in the batch, with its `at` and its digest
+    when known (`Fresh.digest`)."""
+
+    id: str
+    body: dict[str, Any]
+    chain_ok: bool | None
+    at: float
+    digest: bytes | None
+
+
+Held = dict[int, list[Near]]
+"""One source's events around a batch's by seq."""
 
 
 class _Sources:
@@ -394,19 +458,14 @@ class _Sources:
         move the watermarks."""
         conn = self._conn
         rows = {row.source: row for row in conn.execute(select(sources).where(sources.c.source.in_(list(by_source))))}
-        around = or_(
-            *(
-                and_(events.c.source == source, events.c.seq.between(items[0].seq - 1, items[-1].seq + 1))
-                for source, items in by_source.items()
-            )
-        )
         held: dict[str, Held] = {}
-        query = select(events.c.id, events.c.source, events.c.seq, events.c.payload, events.c.chain_ok).where(around)
-        for event_id, source, seq, payload, chain_ok in conn.execute(query):
-            held.setdefault(source, {}).setdefault(seq, []).append((event_id, orjson.loads(payload), chain_ok))
+        for event_id, source, seq, payload, chain_ok, at in conn.execute(_around(conn, by_source)):
+            near = Near(event_id, orjson.loads(payload), chain_ok, at, None)
+            held.setdefault(source, {}).setdefault(seq, []).append(near)
         for source, items in by_source.items():
             for item in items:
-                held.setdefault(source, {}).setdefault(item.seq, []).append((item.body["id"], item.body, None))
+                near = Near(item.body["id"], item.body, None, item.at, item.digest)
+                held.setdefault(source, {}).setdefault(item.seq, []).append(near)
         checked: dict[str, bool] = {}
         for source, items in by_source.items():
             checked.update(self._links(source, items, held[source]))
@@ -445,8 +504,7 @@ class _Sources:
         so, and `clock_skew` names the device."""
         now, off = self._book.now, {}
         for item in items:
-            before = [_time(body.get("time")) for _, body, _ in by_seq.get(item.seq - 1, [])]
-            backwards = max((at - item.at for at in before if at is not None), default=0.0)
+            backwards = max((near.at - item.at for near in by_seq.get(item.seq - 1, [])), default=0.0)
             if backwards > 0:
                 detail = (
                     f"seq {item.seq} is stamped {backwards:.0f} s before seq {item.seq - 1}: its clock ran backwards"
@@ -470,15 +528,16 @@ class _Sources:
         device = items[0].where.device_id
         checked = {}
         for seq in sorted({item.seq for item in items} | {item.seq + 1 for item in items}):
-            for event_id, body, chain_ok in by_seq.get(seq, []):
-                if event_id in mine or chain_ok is None:
-                    ok = _link_ok(source, seq, body, by_seq)
+            for near in by_seq.get(seq, []):
+                event_id = near.id
+                if event_id in mine or near.chain_ok is None:
+                    ok = _link_ok(source, seq, near, by_seq)
                     if ok is not None:
                         checked[event_id] = ok
                     if ok is False:
                         detail = f"seq {seq} does not link to seq {seq - 1}: altered, inserted or out of place"
                         self._book.open("chain_break", device, source, f"{source}#{seq}", detail)
-            if len(by_seq.get(seq, [])) > 1 and any(event_id in mine for event_id, _, _ in by_seq[seq]):
+            if len(by_seq.get(seq, [])) > 1 and any(near.id in mine for near in by_seq[seq]):
                 detail = f"seq {seq} seen under {len(by_seq[seq])} ids: the appliance lost events and numbered again"
                 self._book.open("chain_break", device, source, f"{source}#{seq}", detail)
         return checked
@@ -512,16 +571,42 @@ class _Sources:
         }
 
 
-def _link_ok(source: str, seq: int, body: dict[str, Any], by_seq: Held) -> bool | None:
+def _around(conn: Connection, by_source: dict[str, list[Fresh]]) -> Select[Any]:
+    """The stored events of each source from just before its first new seq to just after its
+    last. On PostgreSQL joined to the spans as arrays: one statement text whatever the batch
+    holds, which psycopg parses once, where an OR of one range per source was built, keyed
+    and compiled again for every batch (see `_stored`)."""
+    columns = (events.c.id, events.c.source, events.c.seq, events.c.payload, events.c.chain_ok, events.c.at)
+    spans = [(source, items[0].seq - 1, items[-1].seq + 1) for source, items in by_source.items()]
+    if conn.dialect.name != "postgresql":
+        return select(*columns).where(
+            or_(*(and_(events.c.source == source, events.c.seq.between(low, high)) for source, low, high in spans))
+        )
+    names, lows, highs = (list(column) for column in zip(*spans, strict=True))
+    span = (
+        func.unnest(
+            literal(names, postgresql.ARRAY(String)),
+            literal(lows, postgresql.ARRAY(BigInteger)),
+            literal(highs, postgresql.ARRAY(BigInteger)),
+        )
+        .table_valued("source", "low", "high")
+        .render_derived()
+    )
+    joined = and_(events.c.source == span.c.source, events.c.seq.between(span.c.low, span.c.high))
+    return select(*columns).join_from(events, span, joined)
+
+
+def _link_ok(source: str, seq: int, near: Near, by_seq: Held) -> bool | None:
     """Whether the event links to the one before it; None while that one is not here."""
+    body = near.body
     if seq == 1:
         previous = [genesis(source)]
     else:
-        previous = [before.get("data", {}).get("chain") for _, before, _ in by_seq.get(seq - 1, [])]
+        previous = [before.body.get("data", {}).get("chain") for before in by_seq.get(seq - 1, [])]
     if not previous:
         return None
     try:
-        event_digest = digest(body)
+        event_digest = near.digest if near.digest is not None else digest(body)
     except NotCanonical:
         return False
     return any(isinstance(chain, str) and link(chain, event_digest) == body["data"].get("chain") for chain in previous)
@@ -559,19 +644,20 @@ def _logoff_key(where: Route, data: dict[str, Any]) -> str:
     return f"{where.device_id}:{data.get('for')}"
 
 
-def _fits(item: Fresh) -> None:
-    """Everything the event brings fits its column, the exception keys built from it included.
-    What the ledger adds itself (when it received the event, the chain's verdict) is its own,
-    so the check gives the same answer whenever it runs (`verify_ahead`, `apply`)."""
-    row = _brought(item)
+def _fitting(where: Route, body: dict[str, Any], raw: str, at: float) -> dict[str, Any]:
+    """The columns the event brings, once everything in them fits its column, the exception
+    keys built from them included. What the ledger adds itself (when it received the event,
+    the chain's verdict) is its own, so the check gives the same answer whenever it runs."""
+    row = _brought(where, body, raw, at)
     check(events, row)
     keys = [f"{row['source']}#{row['seq']}"]
-    if item.where.event_type == "break_glass":
+    if where.event_type == "break_glass":
         keys.append(break_glass.key(row["id"]))
-    if item.where.event_type in ("logoff_unconfirmed", "logoff_confirmed"):
-        keys.append(_logoff_key(item.where, item.body["data"]))
+    if where.event_type in ("logoff_unconfirmed", "logoff_confirmed"):
+        keys.append(_logoff_key(where, body["data"]))
     for key in keys:
         check(exceptions, {"device_id": row["device_id"], "source": row["source"], "key": key})
+    return row
 
 
 def _conflict(conn: Connection, book: Exceptions, item: Fresh) -> None:
@@ -755,25 +841,25 @@ def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 
 def _row(item: Fresh, chain_ok: bool | None, now: float) -> dict[str, Any]:
-    return {**_brought(item), "chain_ok": chain_ok, "received": now, "clock_skew_s": None}
+    return {**item.columns, "chain_ok": chain_ok, "received": now, "clock_skew_s": None}
 
 
-def _brought(item: Fresh) -> dict[str, Any]:
+def _brought(where: Route, event: dict[str, Any], raw: str, at: float) -> dict[str, Any]:
     """The event's columns that come from the message itself."""
-    event, data = item.body, item.body["data"]
+    data = event["data"]
     return {
         "id": event["id"],
         "source": event["source"],
         "seq": data["seq"],
-        "type": item.where.event_type,
-        "site": item.where.site,
-        "device_id": item.where.device_id,
+        "type": where.event_type,
+        "site": where.site,
+        "device_id": where.device_id,
         "staff_id": _text(data.get("staff_id")),
         "session_id": _text(data.get("session_id")),
         "reason": _text(data.get("reason")),
         "for_id": _text(data.get("for")),
-        "at": item.at,
-        "payload": item.raw,
+        "at": at,
+        "payload": raw,
     }
 
 

@@ -17,13 +17,17 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import cache
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError
 from sqlalchemy import Connection, delete, func, insert, select
 
-from handoff.audit.signature import event_signature_ok, signature_ok
+from handoff.audit.signature import event_signed_bytes, signature_ok, signed_bytes
 from handoff.ledger.schema import enrolments, untrusted
+
+T = TypeVar("T")
 
 KEPT_PER_SOURCE: Final = 2000
 KEPT_IN_ALL: Final = 20_000
@@ -35,22 +39,27 @@ RETAINED: Final = frozenset({"state", "status", "checkpoint"})
 INLINE_BELOW: Final = 64
 """Batches this small are verified on the calling thread: handing them out costs more."""
 LONGEST: Final = 255
+SIGNATURE_BYTES: Final = 64
 
 
 @dataclass(frozen=True)
 class Enrolled:
-    appliance: Ed25519PublicKey
-    agents: tuple[Ed25519PublicKey, ...]
+    """A device's enrolled keys, as the 32 raw public bytes libsodium verifies under."""
+
+    appliance: bytes
+    agents: tuple[bytes, ...]
 
 
 @dataclass(frozen=True)
 class Judged:
-    """One parsed message before the trust check: its kind, its topic's device and site, its body."""
+    """One parsed message before the trust check: its kind, its topic's device and site, its
+    body, and for an event the bytes its signature covers when they are worked out already."""
 
     kind: str
     site: str
     device_id: str
     body: dict[str, Any]
+    signed: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -81,24 +90,19 @@ class Enrolment:
     keys: dict[str, Enrolled] = field(compare=False)
 
 
-@dataclass(frozen=True)
-class Ahead:
-    """A batch's verdicts worked out early, by the message's place in the batch, and the
-    enrolment they were worked out under."""
-
-    enrolment: Enrolment
-    verdicts: dict[int, bool | None]
-
-
 def enrolment(conn: Connection) -> Enrolment:
     """Read once per batch: a few hundred small rows."""
     query = select(enrolments.c.device_id, enrolments.c.public_key, enrolments.c.agent_keys)
     rows = tuple(sorted((device_id, key, agents) for device_id, key, agents in conn.execute(query)))
     keys = {
-        device_id: Enrolled(raw_key(key), tuple(raw_key(agent) for agent in json.loads(agents)))
+        device_id: Enrolled(_raw(key), tuple(_raw(agent) for agent in json.loads(agents)))
         for device_id, key, agents in rows
     }
     return Enrolment(rows, keys)
+
+
+def _raw(encoded: str) -> bytes:
+    return raw_key(encoded).public_bytes_raw()
 
 
 def believed(item: Judged, enrolled: Enrolled | None) -> bool:
@@ -107,18 +111,61 @@ def believed(item: Judged, enrolled: Enrolled | None) -> bool:
         return False
     body, device = item.body, item.device_id
     if item.kind == "events":
-        return body.get("subject") == device and event_signature_ok(body, [enrolled.appliance])
+        return body.get("subject") == device and _event_signed(body, item.signed, enrolled.appliance)
     data = body.get("data")
     if item.kind == "checkpoint":
-        return isinstance(data, dict) and signature_ok(data, [enrolled.appliance])
+        return isinstance(data, dict) and _signed(data, (enrolled.appliance,))
     if item.kind == "receipts":
         return (
             isinstance(data, dict)
             and data.get("device_id") == device
             and body.get("subject") == device
-            and signature_ok(data, enrolled.agents)
+            and _signed(data, enrolled.agents)
         )
-    return signature_ok(body, [enrolled.appliance])
+    return _signed(body, (enrolled.appliance,))
+
+
+def _event_signed(event: dict[str, Any], signed: bytes | None, key: bytes) -> bool:
+    """As `signature.event_signature_ok`, through libsodium; `signed`: the bytes the signature
+    covers, when known."""
+    if signed is None:
+        try:
+            signed = event_signed_bytes(event)
+        except (ValueError, TypeError):
+            return False
+    return _verifies(event["data"].get("signature"), signed, (key,))
+
+
+def _signed(data: dict[str, Any], keys: Sequence[bytes]) -> bool:
+    """As `signature.signature_ok`, through libsodium."""
+    try:
+        body = signed_bytes(data)
+    except (ValueError, TypeError):
+        return False
+    return _verifies(data.get("signature"), body, keys)
+
+
+def _verifies(encoded: object, body: bytes, keys: Sequence[bytes]) -> bool:
+    """The same Ed25519 check as `signature.signed_by`, through libsodium rather than
+    `cryptography`: every message the ledger takes is verified, and libsodium takes 70 us of
+    CPU here where OpenSSL takes 125 (bench/README.md). It is the stricter of the two (it also
+    refuses small-order keys and points), so nothing it accepts would `cryptography` refuse.
+    cffi releases the GIL while it runs, as `cryptography` does."""
+    if not isinstance(encoded, str):
+        return False
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except ValueError:
+        return False
+    if len(raw) != SIGNATURE_BYTES:
+        return False
+    for key in keys:
+        try:
+            crypto_sign_open(raw + body, key)
+        except BadSignatureError:
+            continue
+        return True
+    return False
 
 
 def judge(items: Sequence[Judged], keys: dict[str, Enrolled]) -> list[bool]:
@@ -160,7 +207,7 @@ def judge_batch(items: Sequence[Judged], keys: dict[str, Enrolled]) -> list[bool
     return verdicts
 
 
-def ahead(work: Callable[[], Ahead]) -> Future[Ahead]:
+def ahead(work: Callable[[], T]) -> Future[T]:
     """Run `work` on a thread of its own (it hands its verifying on to the pool, so it must
     not hold a pool thread while it waits for them)."""
     return _planner().submit(work)
