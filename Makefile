@@ -45,15 +45,24 @@ lint: setup
 	$(VENV)/bin/ruff format --check handoff tests bench demo
 	$(VENV)/bin/mypy handoff
 
-# Four workers on two cores: most tests wait on brokers, timers, browsers and child processes,
-# not on the CPU, and `worksteal` hands a finished worker the queued tests of a busy one, so the
-# longest browser tests do not end the run alone. Tests that share one machine-wide daemon
-# (pcscd and its vpcd slots) or hold a device to its timing (cue steps checked to tens of
-# milliseconds) are marked xdist_group and run after them, one at a time: `--dist loadgroup` was
-# seen spreading a group over workers, where one test's virtual card reached another's reader.
+# Three pytest runs. Most tests wait on brokers, timers, browsers and child processes, not on the
+# CPU: they share WORKERS xdist workers on two cores, and `worksteal` hands a finished worker the
+# queued tests of a busy one, so the longest browser tests do not end the run alone. The machine
+# has one pcscd and one vpcd slot: the tests that use them (marked `pcscd`) take turns in a run
+# of their own beside the workers, its report printed after theirs (`--dist loadgroup` was seen
+# spreading such a group over workers, where one test's virtual card reached another's reader).
+# Tests that hold a device to its timing (marked `alone`: cue steps checked to tens of
+# milliseconds) run last, with nothing beside them. Every run runs; any failure fails the target.
+WORKERS ?= 4
 test: lint
-	$(VENV)/bin/pytest -q -n 4 --dist worksteal -m "not xdist_group"
-	$(VENV)/bin/pytest -q -m xdist_group
+	@pcscd_report=$$(mktemp); trap 'kill $$pcscd 2>/dev/null; rm -f "$$pcscd_report"' EXIT; \
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m pcscd >"$$pcscd_report" 2>&1 & pcscd=$$!; \
+	failed=0; \
+	$(VENV)/bin/pytest -q -n $(WORKERS) --dist worksteal -m "not pcscd and not alone" || failed=1; \
+	wait $$pcscd || failed=1; \
+	echo "--- the pcscd tests, run beside them:"; cat "$$pcscd_report"; \
+	$(VENV)/bin/pytest -q -m alone || failed=1; \
+	exit $$failed
 
 demo: setup
 	$(PY) demo/demo.py

@@ -9,5 +9,6 @@ from handoff.testing.pcscd import PCSCD, PIDFILE, SOCKET, VPCD_PORT, ensure_runn
 
 __all__ = ["ONE_PCSCD", "PCSCD", "PIDFILE", "SOCKET", "VPCD_PORT", "ensure_running", "restart", "wait_until_empty"]
 
-ONE_PCSCD = pytest.mark.xdist_group("pcscd")
-"""The machine has one pcscd and one vpcd slot: tests that use them take turns on one xdist worker."""
+ONE_PCSCD = pytest.mark.pcscd
+"""The machine has one pcscd and one vpcd slot: tests that use them take turns in a pytest process
+of their own, beside the xdist workers (the Makefile's `test`)."""

@@ -7,4 +7,4 @@ that by the others' work, not by the product's.
 
 import pytest
 
-ALONE = pytest.mark.xdist_group("timing")
+ALONE = pytest.mark.alone
