@@ -53,18 +53,23 @@ class NfcBadge:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind((host, port))
         self._selected = False
+        self._read_at: float | None = None
         self.activated_at: float | None = None
 
     def present(self, hold_s: float, activation_timeout_s: float) -> TapResult:
-        """Stay in the field until `hold_s` after activation (or until nobody activated it)."""
+        """Stay in the field until `hold_s` after a reader first reads the badge, as a person holds
+        a badge until the reader has it; leave after `activation_timeout_s` if no reader does.
+
+        The hold is counted from that first read, not from the selection before it: nfcpy probes
+        an NXP badge with two commands this one does not answer, each followed by a new selection,
+        and on a loaded machine those can outlast a short hold counted from the first selection,
+        taking the badge away before the reader has it."""
         try:
             deadline = time.monotonic() + activation_timeout_s
             while True:
                 now = time.monotonic()
-                if self.activated_at is not None:
-                    deadline = self.activated_at + hold_s
-                elif now >= deadline:
-                    break
+                if self._read_at is not None:
+                    deadline = self._read_at + hold_s
                 if now >= deadline:
                     break
                 if select.select([self._sock], [], [], deadline - now)[0]:
@@ -93,6 +98,8 @@ class NfcBadge:
         if len(data) == 7 and data[0] in SEL_CMDS and data[1] == 0x70:
             return self._select(SEL_CMDS.index(data[0]), data[2:])
         if self._selected and len(data) == 2 and data[0] == READ:
+            if self._read_at is None:
+                self._read_at = time.monotonic()
             return self._read(data[1])
         return None
 
