@@ -52,17 +52,20 @@ lint: setup
 # of their own beside the workers, its report printed after theirs (`--dist loadgroup` was seen
 # spreading such a group over workers, where one test's virtual card reached another's reader).
 # Tests that hold a device to its timing (marked `alone`: cue steps checked to tens of
-# milliseconds) run last, with nothing beside them. Every run runs; any failure fails the target.
+# milliseconds) run last, with nothing beside them. Every run runs; any failure fails the target,
+# naming the run and its exit status (a Python that dies after its summary dumps its threads:
+# PYTHONFAULTHANDLER).
 WORKERS ?= 4
 test: lint
-	@pcscd_report=$$(mktemp); trap 'kill $$pcscd 2>/dev/null; rm -f "$$pcscd_report"' EXIT; \
+	@export PYTHONFAULTHANDLER=1; \
+	pcscd_report=$$(mktemp); trap 'kill $$pcscd 2>/dev/null; rm -f "$$pcscd_report"' EXIT; \
 	$(VENV)/bin/pytest -q -p no:cacheprovider -m pcscd >"$$pcscd_report" 2>&1 & pcscd=$$!; \
-	failed=0; \
-	$(VENV)/bin/pytest -q -n $(WORKERS) --dist worksteal -m "not pcscd and not alone" || failed=1; \
-	wait $$pcscd || failed=1; \
+	failed=""; \
+	$(VENV)/bin/pytest -q -n $(WORKERS) --dist worksteal -m "not pcscd and not alone" || failed="$$failed parallel:$$?"; \
+	wait $$pcscd || failed="$$failed pcscd:$$?"; \
 	echo "--- the pcscd tests, run beside them:"; cat "$$pcscd_report"; \
-	$(VENV)/bin/pytest -q -m alone || failed=1; \
-	exit $$failed
+	$(VENV)/bin/pytest -q -m alone || failed="$$failed alone:$$?"; \
+	[ -z "$$failed" ] || { echo "make test: these runs exited non-zero (run:exit status):$$failed"; exit 1; }
 
 demo: setup
 	$(PY) demo/demo.py

@@ -235,7 +235,10 @@ def test_a_cue_plays_on_the_readers_led_and_buzzer_with_its_timing(pd: Simulated
     assert [(command, value) for _, command, value in got] == [(command, value) for _, command, value in expected]
     assert got[0][0] < 0.3, f"the cue reached the reader {got[0][0]:.3f} s late"
     lateness = [round(at - got[0][0] - due, 3) for (at, _, _), (due, _, _) in zip(got, expected, strict=True)]
-    assert all(-0.05 < late < 0.12 for late in lateness), f"commands off their frame times by {lateness} s"
+    # OSDP carries one command per exchange with the reader, about 60 ms apart here: a frame that
+    # changes both LED and buzzer has its buzzer command a whole exchange after its LED command,
+    # which a late poll can push to 0.12 s (seen: 0.122 s on a quiet machine).
+    assert all(-0.05 < late < 0.15 for late in lateness), f"commands off their frame times by {lateness} s"
 
 
 def test_the_default_key_is_refused_at_load_with_the_key_named(tmp_path: Path) -> None:
