@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from handoff.agent.config import load_agent_config, resolve_agent_config_path
 from handoff.audit.keys import load_public_keys, load_signing_key, private_pem, public_pem
-from handoff.cli.logs import configure_logging
 from handoff.errors import UsageError
 from handoff.instance_lock import hold_instance_lock
+from handoff.logs import configure_logging
 
 
 def register(agent: argparse.ArgumentParser) -> None:

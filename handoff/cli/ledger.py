@@ -29,7 +29,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from handoff import compact_json
 from handoff.cli import ledger_trust as trust
-from handoff.cli.logs import configure_logging
 from handoff.cli.printable import printable
 from handoff.doctor.result import Status
 from handoff.errors import ConfigError, HandoffError, UsageError
@@ -40,6 +39,7 @@ from handoff.ledger.outage import why
 from handoff.ledger.queries import history, open_exceptions, who
 from handoff.ledger.schema import users
 from handoff.ledger.spreadsheet import cell
+from handoff.logs import configure_logging
 from handoff.timefmt import rfc3339
 
 log = logging.getLogger("handoff.ledger")

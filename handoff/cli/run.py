@@ -9,9 +9,9 @@ from collections.abc import Callable
 from types import FrameType
 
 from handoff.cli.common import add_config_option, config_from
-from handoff.cli.logs import configure_logging
 from handoff.cloudevents import uuid7
 from handoff.instance_lock import hold_instance_lock
+from handoff.logs import configure_logging
 from handoff.runtime.appliance import Stop
 from handoff.runtime.wiring import build
 
