@@ -241,7 +241,9 @@ def test_a_backlog_larger_than_the_receive_maximum_is_held_within_it(
         ledger.start()
         assert wait_for(lambda: stored(engine) >= 10_000, 120), stored(engine)
         ledger.kill(signal.SIGTERM)
-    taken, held = map(int, re.findall(r"(\d+) messages taken .* at most (\d+) held", ledger.log.read_text())[-1])
+    log = ledger.log.read_text()
+    taken = int(re.findall(r"(\d+) messages taken from the broker and committed", log)[-1])
+    held = int(re.findall(r"at most (\d+) messages held unacknowledged", log)[-1])
     assert taken >= 20_000, taken
     assert 0 < held <= RECEIVE_MAXIMUM, f"{held} messages held unacknowledged at once"
 

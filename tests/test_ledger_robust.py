@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from handoff.audit.signature import signed
 from handoff.ledger.database import engine_for, writing
@@ -519,6 +519,37 @@ def test_the_ledger_on_nats_with_mqtt_3_1_1_stores_every_event_across_a_restart(
     assert stored(engine) == 22
     assert "(session resumed)" in ledger.log.read_text()
     assert doctor.returncode == 0 and "retained to a wildcard: yes" in doctor.stdout, doctor.stdout
+
+
+def test_the_ledgers_mqtt_process_killed_mid_backlog_is_replaced_and_nothing_is_lost(
+    tmp_path: Path, engine: Engine, database: str
+) -> None:
+    """The MQTT session runs in a process of its own beside `handoff ledger run`'s. Killed while
+    a backlog is taken, the ledger starts another and says so; what the dead one held
+    unacknowledged comes again from the broker: every event stored once, no gap, no break."""
+    with Broker(tmp_path / "broker", extra="max_queued_messages 0") as broker:
+        ledger = Ledger(ledger_config(tmp_path, database, broker.port), tmp_path / "ledger.log")
+        ledger.start()
+        ledger.kill(signal.SIGTERM)
+        enrolled_fleet(engine, tmp_path / "keys", 4)
+        assert sim_fleet(broker.port, tmp_path / "keys", rate=50_000, events=6_000).wait(120) == 0
+        ledger.start()
+        first = ledger.session_process()
+        assert wait_for(lambda: stored(engine) > 0), ledger.log.read_text()
+        os.kill(first, signal.SIGKILL)
+        assert stored(engine) < 6_000, "killed mid-backlog"
+        assert wait_for(lambda: ledger.log.read_text().count("connected to") == 3, 60), ledger.log.read_text()
+        assert ledger.session_process() != first
+        assert wait_for(lambda: stored(engine) >= 6_000, 120), stored(engine)
+        ledger.kill(signal.SIGTERM)
+    log = ledger.log.read_text()
+    assert "the ledger's MQTT process ended (exit status -9); starting another" in log, log
+    assert "Traceback" not in log, log
+    assert stored(engine) == 6_000
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(events).where(events.c.chain_ok.is_(False))).scalar() == 0
+        opened = conn.execute(select(exceptions.c.type).where(exceptions.c.closed.is_(None))).scalars().all()
+    assert not set(opened) & {"seq_gap", "chain_break", "duplicate_conflict", "untrusted_source"}, opened
 
 
 def test_a_broker_unreachable_at_start_is_said_at_once_and_waited_for(tmp_path: Path) -> None:

@@ -1,16 +1,17 @@
 """`handoff ledger run`: one persistent MQTT session in, batched database commits, acks after.
 
-paho's manual acknowledgements hold each message's PUBACK until the batch holding it has
-committed: killed at any line, the ledger has either stored a message or the broker still has
-it for the next session. Batching (up to BATCH_MAX messages, or BATCH_WAIT_S after the first)
-is what makes ingest fast: one commit, one fsync, for many messages. The next batch's
-signatures are verified while one is written (`Recorder.verify_ahead`); a batch taken but not
-yet written is simply not acknowledged.
+The session lives in a process of its own (receiver.py); its manual acknowledgements hold each
+message's PUBACK until the batch holding it has committed here: killed at any line, either
+process, the ledger has either stored a message or the broker still has it for the next
+session. Batching (up to BATCH_MAX messages, or BATCH_WAIT_S after the first) is what makes
+ingest fast: one commit, one fsync, for many messages. The next batch's signatures are verified
+while one is written (`Recorder.verify_ahead`); a batch taken but not yet written is simply not
+acknowledged.
 
 Nothing stops it: a database outage is waited out with the batch in hand (nothing acknowledged),
 a batch the database refuses is retried message by message so that only the bad one is set
-aside, and the broker is reconnected by paho; each outage is one line when it starts and one
-when it ends.
+aside, the broker is reconnected by paho, and a session process that dies is replaced; each
+outage is one line when it starts and one when it ends.
 """
 
 from __future__ import annotations
@@ -22,11 +23,8 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Final
+from typing import Final, NamedTuple
 
-from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage, MQTTMessageInfo
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import Connection, Engine
 
 from handoff.audit.keys import load_signing_key
@@ -35,10 +33,11 @@ from handoff.ledger.config import LedgerConfig
 from handoff.ledger.database import writing
 from handoff.ledger.enrolment import recorder_for
 from handoff.ledger.ingest import Ahead, Message, evaluate
-from handoff.ledger.outage import Outage, is_outage, why
+from handoff.ledger.outage import is_outage, why
+from handoff.ledger.receiver import Ack, Receiver
 from handoff.ledger.responder import Responder
 from handoff.ledger.set_aside import put_aside
-from handoff.mqtt import connection
+from handoff.ledger.unreachable import Outage
 from handoff.mqtt.backoff import backoff_delay
 
 log = logging.getLogger("handoff.ledger")
@@ -48,13 +47,25 @@ BATCH_WAIT_S: Final = 0.05
 EVALUATE_EVERY_S: Final = 1.0
 RETRY_BASE_S: Final = 0.5
 RETRY_CAP_S: Final = 30.0
-RECEIVE_MAXIMUM: Final = 4000
-"""Unacknowledged messages the broker may send at once, and the most the ledger holds: a batch
-must be able to fill while the one before it commits."""
+RECEIVE_MAXIMUM: Final = 4 * BATCH_MAX
+"""Unacknowledged messages the broker may send at once, and the most the ledger holds: while one
+batch is written and the next verified, the MQTT process fills two more (with room for only
+those two, it waited on the broker after each commit: 2,350-2,420 events/s of a backlog against
+2,730-3,310 with this room, bench/README.md)."""
 
 
 class _Stopping(Exception):
     """Raised out of a wait for the database when the ledger is told to stop."""
+
+
+class _Batch(NamedTuple):
+    messages: list[Message]
+    acks: list[Ack]
+    arrived: float | None
+    """When the oldest of them reached the ledger's MQTT process."""
+
+
+NOTHING: Final = _Batch([], [], None)
 
 
 def subscriptions(config: LedgerConfig) -> list[str]:
@@ -70,39 +81,30 @@ class Consumer:
         self._engine = engine
         self._clock = clock
         self._recorder = recorder_for(config)
-        self._pending: list[tuple[Message, int, int, float]] = []
-        """(message, mid, qos, when it arrived)."""
-        self._held = 0
-        """Messages taken from paho and not yet acknowledged: pending, and in the batch committing."""
-        self._most_held = 0
-        lock = threading.Lock()
-        self._arrived = threading.Condition(lock)
-        self._room = threading.Condition(lock)
         self._stopping = threading.Event()
         self._committed = 0
         self._batches = 0
         self._committed_then = 0
         self._connected = False
         self._database = Outage("SQLite" if engine.dialect.name == "sqlite" else "PostgreSQL", clock)
-        self._broker = Outage(f"broker {config.mqtt.host}:{config.mqtt.port}", clock)
-        self._client = self._new_client()
+        self._receiver = Receiver(
+            config.mqtt,
+            subscriptions(config),
+            RECEIVE_MAXIMUM,
+            self._stopping,
+            self._on_connected,
+            self._on_published,
+        )
         command_key = config.ledger.command_key_file
         self._responder = (
-            Responder(load_signing_key(command_key, "ledger.command_key_file"), config.mqtt.topic_prefix, self._publish)
+            Responder(
+                load_signing_key(command_key, "ledger.command_key_file"),
+                config.mqtt.topic_prefix,
+                self._receiver.publish,
+            )
             if command_key is not None
             else None
         )
-
-    def _new_client(self) -> Client:
-        mqtt = self._config.mqtt
-        context = connection.tls_context(mqtt) if mqtt.tls else None
-        client = connection.consumer_client(mqtt, context, connection.password(mqtt))
-        client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_publish = self._on_publish
-        return client
 
     def stop(self) -> None:
         """Signal-safe: only sets a flag the loop polls."""
@@ -113,24 +115,16 @@ class Consumer:
         process: frozen out of the collector's sight, a full collection no longer walks it each
         time, which was about 15 us of CPU per event of a backlog (bench/README.md)."""
         gc.freeze()
-        mqtt = self._config.mqtt
-        self._client.connect_async(
-            mqtt.host,
-            mqtt.port,
-            keepalive=connection.KEEPALIVE_S,
-            clean_start=connection.clean_start(mqtt),
-            properties=connection.connect_properties(mqtt, RECEIVE_MAXIMUM),
-        )
-        self._client.loop_start()
+        self._receiver.start()
         next_evaluation = next_health = next_pruning = 0.0
         since = self._clock()
-        batch: list[tuple[Message, int, int, float]] = []
+        batch = NOTHING
         verdicts: Future[Ahead] | None = None
         try:
             while not self._stopping.is_set():
-                upcoming = self._take_batch(wait=not batch)
+                upcoming = self._take_batch(wait=not batch.messages)
                 coming = self._verify_ahead(upcoming)
-                if batch:
+                if batch.messages:
                     self._commit(batch, verdicts)
                     self._respond()
                 batch, verdicts = upcoming, coming
@@ -148,54 +142,42 @@ class Consumer:
         except _Stopping:
             log.info("stopped while waiting for the database; the batch in hand stays with the broker")
         finally:
-            with self._room:
-                self._stopping.set()
-                self._room.notify()
-            self._client.disconnect()
-            self._client.loop_stop()
-            log.info(
-                "stopped; %d messages taken from the broker and committed in this run, at most %d held at once",
-                self._committed,
-                self._most_held,
-            )
+            self._stopping.set()
+            self._receiver.stop()
+            log.info("stopped; %d messages taken from the broker and committed in this run", self._committed)
 
-    def _take_batch(self, *, wait: bool) -> list[tuple[Message, int, int, float]]:
+    def _take_batch(self, *, wait: bool) -> _Batch:
         """The next batch: once a message is pending, up to BATCH_WAIT_S for it to fill, even while
         a batch is waiting to be written (then `wait` is False, and nothing pending means nothing
         to wait for). Taking only what had arrived during the last commit made a backlog's
         batches a few hundred messages, each paying a dozen statements: filling them took a
         backlog from 1,900 to 2,450 events/s (bench/README.md)."""
-        with self._arrived:
-            if not self._pending and wait:
-                self._arrived.wait(EVALUATE_EVERY_S / 2)
-            if self._pending and len(self._pending) < BATCH_MAX:
-                self._arrived.wait(BATCH_WAIT_S)
-            batch, self._pending = self._pending[:BATCH_MAX], self._pending[BATCH_MAX:]
-        return batch
+        life, received, arrived = self._receiver.take(BATCH_MAX, EVALUATE_EVERY_S / 2 if wait else 0.0, BATCH_WAIT_S)
+        return _Batch(
+            [Message(topic, payload) for topic, payload, _, _ in received],
+            [Ack(life, mid, qos) for _, _, mid, qos in received],
+            arrived,
+        )
 
-    def _verify_ahead(self, upcoming: list[tuple[Message, int, int, float]]) -> Future[Ahead] | None:
+    def _verify_ahead(self, upcoming: _Batch) -> Future[Ahead] | None:
         """The head start on the next batch's signatures. It reads the enrolments, so in a
         database outage there is none: `apply` then verifies the batch itself, once the
         database is back."""
         try:
-            return self._recorder.verify_ahead(self._engine, [message for message, _, _, _ in upcoming])
+            return self._recorder.verify_ahead(self._engine, upcoming.messages)
         except Exception as exc:
             if not is_outage(exc):
                 raise
             return None
 
-    def _commit(self, batch: list[tuple[Message, int, int, float]], verdicts: Future[Ahead] | None) -> None:
-        messages = [message for message, _, _, _ in batch]
+    def _commit(self, batch: _Batch, verdicts: Future[Ahead] | None) -> None:
+        messages = batch.messages
         if not self._waiting_out_outages(lambda conn: self._recorder.apply(conn, messages, self._clock(), verdicts)):
             for message in messages:
                 self._alone(message)
-        for _, mid, qos, _ in batch:
-            self._client.ack(mid, qos)
-        self._committed += len(batch)
+        self._receiver.ack(batch.acks)
+        self._committed += len(messages)
         self._batches += 1
-        with self._room:
-            self._held -= len(batch)
-            self._room.notify()
 
     def _alone(self, message: Message) -> None:
         """One message of a refused batch, in a transaction of its own: set aside if refused."""
@@ -244,9 +226,6 @@ class Consumer:
             responder = self._responder
             self._waiting_out_outages(lambda conn: responder.send(conn, self._connected, self._clock()))
 
-    def _publish(self, topic: str, payload: bytes) -> MQTTMessageInfo:
-        return self._client.publish(topic, payload, qos=1)
-
     def _prune(self) -> None:
         """Retention (`ledger.retain_days`), once an hour and at start."""
         now, days = self._clock(), self._config.ledger.retain_days
@@ -260,12 +239,11 @@ class Consumer:
                 pruned[-1].sources,
             )
 
-    def _record_health(self, since: float, in_hand: list[tuple[Message, int, int, float]]) -> None:
-        """`in_hand`: the batch taken and not yet written, older than anything pending."""
+    def _record_health(self, since: float, in_hand: _Batch) -> None:
+        """`in_hand`: the batch taken and not yet written, older than anything the MQTT process holds."""
         now = self._clock()
         elapsed = max(now - since, 1e-9)
-        with self._arrived:
-            oldest = min((arrived for _, _, _, arrived in in_hand + self._pending), default=None)
+        oldest = in_hand.arrived
         state = health.Health(
             client_id=self._config.mqtt.client_id,
             updated=now,
@@ -276,54 +254,9 @@ class Consumer:
         )
         self._waiting_out_outages(lambda conn: health.record(conn, state))
 
-    def _on_connect(
-        self, client: Client, userdata: object, flags: ConnectFlags, reason: ReasonCode, properties: Properties | None
-    ) -> None:
-        if reason.is_failure:
-            self._broker.down(f"it refused the ledger: {reason}")
-            return
-        self._broker.up()
-        self._connected = True
-        log.info(
-            "connected to %s:%s (session %s)",
-            self._config.mqtt.host,
-            self._config.mqtt.port,
-            "resumed" if flags.session_present else "new",
-        )
-        client.subscribe([(topic, 1) for topic in subscriptions(self._config)])
+    def _on_connected(self, up: bool) -> None:
+        self._connected = up
 
-    def _on_disconnect(
-        self,
-        client: Client,
-        userdata: object,
-        flags: DisconnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        self._connected = False
-        if not self._stopping.is_set():
-            self._broker.down(f"connection lost: {reason}")
-
-    def _on_connect_fail(self, client: Client, userdata: object) -> None:
-        self._broker.down("cannot connect")
-
-    def _on_publish(
-        self, client: Client, userdata: object, mid: int, reason: ReasonCode, properties: Properties | None
-    ) -> None:
+    def _on_published(self, mid: int, refusal: str | None) -> None:
         if self._responder is not None:
-            self._responder.acknowledged(mid, str(reason) if reason.is_failure else None)
-
-    def _on_message(self, client: Client, userdata: object, message: MQTTMessage) -> None:
-        """On paho's network thread: waiting here, while the ledger holds RECEIVE_MAXIMUM
-        messages, is what stops paho reading from the socket. A message dropped on stopping is
-        not acknowledged, so the broker delivers it again to the next session."""
-        with self._arrived:
-            self._room.wait_for(lambda: self._held < RECEIVE_MAXIMUM or self._stopping.is_set())
-            if self._stopping.is_set():
-                return
-            arrived = (Message(message.topic, bytes(message.payload)), message.mid, message.qos, self._clock())
-            self._pending.append(arrived)
-            self._held += 1
-            self._most_held = max(self._most_held, self._held)
-            if len(self._pending) in (1, BATCH_MAX):
-                self._arrived.notify()
+            self._responder.acknowledged(mid, refusal)

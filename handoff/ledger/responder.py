@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from paho.mqtt.client import MQTTMessageInfo
 from sqlalchemy import Connection
 
 from handoff import compact_json
@@ -27,7 +26,8 @@ RESEND_AFTER_S: Final = 10.0
 """A command the broker has not acknowledged this long after it was handed to paho is published again."""
 BY: Final = "handoff-ledger"
 
-Publish = Callable[[str, bytes], MQTTMessageInfo]
+Publish = Callable[[str, bytes], int | None]
+"""Hands a message to the broker's client: its MQTT message id, None if it could not."""
 
 
 class Responder:
@@ -63,8 +63,10 @@ class Responder:
         for command in responses.due(conn):
             if command.id not in flying:
                 topic = f"{self._prefix}/{command.site}/{command.device_id}/cmd/{command.command}"
-                info = self._publish(topic, self._signed(command, now))
-                self._in_flight[info.mid] = (command, now)
+                given = self._publish(topic, self._signed(command, now))
+                if given is None:
+                    continue
+                self._in_flight[given] = (command, now)
                 log.info("published %s %s to %s", command.command, command.id, command.device_id)
 
     def _signed(self, command: responses.Due, now: float) -> bytes:

@@ -74,6 +74,16 @@ class Ledger:
         stop_child(self.process, sig)
         self.process = None
 
+    def session_process(self) -> int:
+        """The pid of the ledger's MQTT session process, the child multiprocessing spawned
+        (from whichever of the ledger's threads started it)."""
+        assert self.process is not None
+        tasks = Path(f"/proc/{self.process.pid}/task")
+        children = [pid for task in tasks.iterdir() for pid in (task / "children").read_text().split()]
+        spawned = [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(spawned) == 1, spawned
+        return int(spawned[0])
+
 
 def add_user(config: Path, name: str, role: str, password: str) -> None:
     result = run_handoff("ledger", "users", "add", name, "--role", role, "-c", config, input=password + "\n")
