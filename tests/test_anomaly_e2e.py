@@ -25,7 +25,7 @@ from handoff.ledger import accounts
 from handoff.ledger.anomalies import Rules
 from handoff.ledger.config import load_ledger_config
 from handoff.ledger.console.app import create_app
-from handoff.ledger.database import engine_for, writing
+from handoff.ledger.database import engine_for, write_first, writing
 from handoff.ledger.ingest import Message, Recorder
 from handoff.ledger.schema import devices, exceptions, responses
 from handoff.sim.fleet import SimAppliance
@@ -132,7 +132,7 @@ def test_the_ledger_ends_the_older_session_on_a_real_appliance_and_shows_its_ans
 
 def console_row(config: Path, engine: Engine, kind: str) -> str:
     """The text of the console's exceptions page for `kind`, as a viewer reads it."""
-    with engine.begin() as conn:
+    with write_first(engine) as conn:
         accounts.add(conn, time.time(), "test", "ward-clerk", "viewer", PasswordHasher().hash("clerk password 1"))
     app = create_app(load_ledger_config(config), engine, Clock())
     with TestClient(app, base_url="https://testserver") as client:
