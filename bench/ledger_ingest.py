@@ -7,8 +7,9 @@ fed the same way: a bare paho client with its own persistent session that only r
 the same messages (goal: the ledger at least 0.5 of it, and over 4,000 events/s); the same
 ledger with `allow_untrusted` (no verification: what verifying costs); and a paho subscriber
 that INSERTs and commits each message on its own with psycopg (goal: at least 2x it). Peak RSS
-under 200 MB. The ledger's own CPU time is printed beside its wall time: PostgreSQL and
-mosquitto share the machine's cores with it.
+under 200 MB. The ledger's own CPU time, both its processes (its MQTT session runs in a child),
+is printed beside its wall time: PostgreSQL and mosquitto share the machine's cores with it. Its
+peak RSS is the larger process's.
 """
 
 from __future__ import annotations
