@@ -17,6 +17,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,10 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from handoff.audit.signature import signed
+from handoff.ledger.config import load_ledger_config
 from handoff.ledger.database import engine_for, writing
 from handoff.ledger.ingest import Message, Recorder
+from handoff.ledger.receiver import Received, Receiver
 from handoff.ledger.schema import devices, events, exceptions, set_aside
 from handoff.sim.fleet import SimAppliance
 from tests.kit.amqtt_broker import AmqttBroker
@@ -39,6 +42,7 @@ from tests.kit.ledger import (
     enrolled_fleet,
     ledger_config,
     made,
+    spawned_children,
     sqlite_ledger,
     stored,
     wait_for,
@@ -550,6 +554,37 @@ def test_the_ledgers_mqtt_process_killed_mid_backlog_is_replaced_and_nothing_is_
         assert conn.execute(select(func.count()).select_from(events).where(events.c.chain_ok.is_(False))).scalar() == 0
         opened = conn.execute(select(exceptions.c.type).where(exceptions.c.closed.is_(None))).scalars().all()
     assert not set(opened) & {"seq_gap", "chain_break", "duplicate_conflict", "untrusted_source"}, opened
+
+
+def test_a_publish_to_a_dead_mqtt_process_answers_none_and_the_next_take_starts_another(tmp_path: Path) -> None:
+    """The ledger publishes its commands inside a database transaction, which a dead MQTT process
+    must not hold through a restart: the publish answers None (the command stays due), and the
+    next take, outside any transaction, starts another process, whose session takes what comes."""
+    with Broker(tmp_path / "broker") as broker:
+        mqtt = load_ledger_config(ledger_config(tmp_path, f"sqlite:///{tmp_path / 'ledger.db'}", broker.port)).mqtt
+        stopping = threading.Event()
+        links: list[bool] = []
+        receiver = Receiver(mqtt, [f"{PREFIX}/+/+/state"], 100, stopping, links.append, lambda mid, refusal: None)
+        receiver.start()
+        try:
+            assert wait_for(lambda: receiver.take(1, 0.1, 0.0) is not None and links[-1:] == [True])
+            [first] = spawned_children(os.getpid())
+            os.kill(first, signal.SIGKILL)
+            assert wait_for(lambda: spawned_children(os.getpid()) == []), "a killed child is a zombie: no cmdline"
+            assert receiver.publish(f"{PREFIX}/site/WOW-1/cmd/force_logoff", b"{}") is None
+            assert spawned_children(os.getpid()) == [], "no restart inside the publish"
+            assert receiver.take(1, 0.0, 0.0).life == 2
+            [second] = spawned_children(os.getpid())
+            assert second != first
+            assert wait_for(lambda: receiver.take(1, 0.1, 0.0) is not None and links[-1:] == [True], 30)
+            publish(broker.port, [(f"{PREFIX}/site/WOW-1/state", b"{}", False)])
+            taken: list[Received] = []
+            assert wait_for(lambda: bool(taken.extend(receiver.take(10, 0.1, 0.0).received) or taken), 30)
+            assert [message.topic for message in taken] == [f"{PREFIX}/site/WOW-1/state"]
+            assert receiver.publish(f"{PREFIX}/site/WOW-1/cmd/force_logoff", b"{}") is not None
+        finally:
+            stopping.set()
+            receiver.stop()
 
 
 def test_a_broker_unreachable_at_start_is_said_at_once_and_waited_for(tmp_path: Path) -> None:

@@ -41,7 +41,10 @@ from handoff.mqtt.backoff import backoff_delay
 log = logging.getLogger("handoff.ledger")
 
 ANSWER_WAIT_S: Final = 5.0
-"""Beyond what a request itself waits: a child that has not answered by then is stuck."""
+"""Beyond what a take itself waits: a child that has not answered by then is stuck."""
+PUBLISH_WAIT_S: Final = 1.0
+"""A publish is answered at once; the ledger asks it inside a database transaction, which a
+stuck child must not hold for long."""
 STOP_WAIT_S: Final = 10.0
 RESTART_BASE_S: Final = 0.5
 RESTART_CAP_S: Final = 30.0
@@ -93,6 +96,8 @@ class Receiver:
         self._context = multiprocessing.get_context("spawn")
         self._life = 0
         self._restarts = 0
+        self._broken = False
+        """The child died or stopped answering: the next take replaces it."""
         self._pipe: Connection | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
 
@@ -107,12 +112,15 @@ class Receiver:
         process.start()
         theirs.close()
         self._life += 1
+        self._broken = False
         self._pipe, self._process = ours, process
 
     def take(self, most: int, first_s: float, fill_s: float) -> Taken:
         """Up to `most` messages: waits up to `first_s` for one, then up to `fill_s` for `most`."""
-        answer = self._ask(("take", most, first_s, fill_s), first_s + fill_s)
+        answer = self._ask(("take", most, first_s, fill_s), first_s + fill_s + ANSWER_WAIT_S)
         if answer is None:
+            if not self._stopping.is_set():
+                self._replace()
             return Taken(self._life, [], None)
         _, received, arrived, connected, published = answer
         self._on_connected(connected)
@@ -128,8 +136,9 @@ class Receiver:
                 self._pipe.send(("ack", mine))
 
     def publish(self, topic: str, payload: bytes) -> int | None:
-        """The message id paho gave the publish, or None if the child did not answer."""
-        answer = self._ask(("publish", topic, payload), 0.0)
+        """The message id paho gave the publish, or None if the child did not answer: the command
+        stays due, and the next take (outside any transaction) starts another child."""
+        answer = self._ask(("publish", topic, payload), PUBLISH_WAIT_S)
         return None if answer is None else answer[1]
 
     def stop(self) -> None:
@@ -142,20 +151,21 @@ class Receiver:
                 self._process.terminate()
                 self._process.join()
 
-    def _ask(self, request: tuple[object, ...], waits_s: float) -> tuple[Any, ...] | None:
-        """The child's answer; None when it died or hung, after starting another."""
-        assert self._pipe is not None and self._process is not None
-        if self._stopping.is_set():
+    def _ask(self, request: tuple[object, ...], within_s: float) -> tuple[Any, ...] | None:
+        """The child's answer; None when it died or did not answer within `within_s` (then it is
+        marked broken: a late answer must not be read as the answer to the next request)."""
+        assert self._pipe is not None
+        if self._stopping.is_set() or self._broken:
             return None
         try:
             self._pipe.send(request)
-            if self._pipe.poll(waits_s + ANSWER_WAIT_S):
+            if self._pipe.poll(within_s):
                 answer: tuple[Any, ...] = self._pipe.recv()
                 self._restarts = 0
                 return answer
         except (EOFError, OSError):
             pass
-        self._replace()
+        self._broken = True
         return None
 
     def _replace(self) -> None:

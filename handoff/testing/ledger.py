@@ -75,14 +75,17 @@ class Ledger:
         self.process = None
 
     def session_process(self) -> int:
-        """The pid of the ledger's MQTT session process, the child multiprocessing spawned
-        (from whichever of the ledger's threads started it)."""
+        """The pid of the ledger's MQTT session process."""
         assert self.process is not None
-        tasks = Path(f"/proc/{self.process.pid}/task")
-        children = [pid for task in tasks.iterdir() for pid in (task / "children").read_text().split()]
-        spawned = [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-        assert len(spawned) == 1, spawned
-        return int(spawned[0])
+        [pid] = spawned_children(self.process.pid)
+        return pid
+
+
+def spawned_children(pid: int) -> list[int]:
+    """The live processes multiprocessing spawned from `pid`, from whichever of its threads."""
+    tasks = Path(f"/proc/{pid}/task")
+    children = [int(child) for task in tasks.iterdir() for child in (task / "children").read_text().split()]
+    return [child for child in children if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()]
 
 
 def add_user(config: Path, name: str, role: str, password: str) -> None:

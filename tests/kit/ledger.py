@@ -25,6 +25,7 @@ from handoff.testing.ledger import (
     enrolled_fleet,
     ledger_config,
     sim_fleet,
+    spawned_children,
 )
 from handoff.testing.ledger_schema import sqlite_ledger
 from tests.kit.wait import wait_for
@@ -42,6 +43,7 @@ __all__ = [
     "ledger_config",
     "made",
     "sim_fleet",
+    "spawned_children",
     "sqlite_ledger",
     "stored",
     "wait_for",
