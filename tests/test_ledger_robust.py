@@ -556,7 +556,9 @@ def test_the_ledgers_mqtt_process_killed_mid_backlog_is_replaced_and_nothing_is_
     assert not set(opened) & {"seq_gap", "chain_break", "duplicate_conflict", "untrusted_source"}, opened
 
 
-def test_a_publish_to_a_dead_mqtt_process_answers_none_and_the_next_take_starts_another(tmp_path: Path) -> None:
+def test_a_publish_to_a_dead_mqtt_process_answers_none_and_the_next_take_starts_another(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The ledger publishes its commands inside a database transaction, which a dead MQTT process
     must not hold through a restart: the publish answers None (the command stays due), and the
     next take, outside any transaction, starts another process, whose session takes what comes."""
@@ -565,18 +567,25 @@ def test_a_publish_to_a_dead_mqtt_process_answers_none_and_the_next_take_starts_
         stopping = threading.Event()
         links: list[bool] = []
         receiver = Receiver(mqtt, [f"{PREFIX}/+/+/state"], 100, stopping, links.append, lambda mid, refusal: None)
+
+        def linked() -> bool:
+            """A take brings the child's news of its connection."""
+            receiver.take(1, 0.1, 0.0)
+            return links[-1:] == [True]
+
         receiver.start()
         try:
-            assert wait_for(lambda: receiver.take(1, 0.1, 0.0) is not None and links[-1:] == [True])
+            assert wait_for(linked)
             [first] = spawned_children(os.getpid())
             os.kill(first, signal.SIGKILL)
             assert wait_for(lambda: spawned_children(os.getpid()) == []), "a killed child is a zombie: no cmdline"
             assert receiver.publish(f"{PREFIX}/site/WOW-1/cmd/force_logoff", b"{}") is None
-            assert spawned_children(os.getpid()) == [], "no restart inside the publish"
+            assert "MQTT process ended" not in caplog.text, "no restart inside the publish"
             assert receiver.take(1, 0.0, 0.0).life == 2
-            [second] = spawned_children(os.getpid())
-            assert second != first
-            assert wait_for(lambda: receiver.take(1, 0.1, 0.0) is not None and links[-1:] == [True], 30)
+            assert "the ledger's MQTT process ended (exit status -9); starting another" in caplog.text
+            started = wait_for(lambda: spawned_children(os.getpid()), 30)
+            assert started and started != [first], "a new child, once exec'd (before, it has pytest's cmdline)"
+            assert wait_for(linked)
             publish(broker.port, [(f"{PREFIX}/site/WOW-1/state", b"{}", False)])
             taken: list[Received] = []
             assert wait_for(lambda: bool(taken.extend(receiver.take(10, 0.1, 0.0).received) or taken), 30)
