@@ -34,29 +34,20 @@ from tests.kit.appliance import ANA, BO, Running
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner, handoff_env
 from tests.kit.config import DEVICE, READER, SITE, Layout
-from tests.kit.ledger import Ledger, audit_key, enrol_key, enrolled, enrolled_fleet, ledger_config
+from tests.kit.ledger import (
+    Ledger,
+    audit_key,
+    enrol_key,
+    enrolled,
+    enrolled_fleet,
+    ledger_config,
+    sim_fleet,
+    stored,
+)
 from tests.kit.publish import publish
 from tests.kit.wait import wait_for
 
 PREFIX = "handoff/v1"
-
-
-def sim_fleet(port: int, keys: Path, *, rate: int, events: int, appliances: int = 4) -> subprocess.Popen[bytes]:
-    """`handoff sim fleet` publishing `events` events (and as many retained states) in all,
-    signed with the keys in `keys` (`enrolled_fleet`)."""
-    return subprocess.Popen(
-        [
-            *(sys.executable, "-m", "handoff", "sim", "fleet", "--appliances", str(appliances), "--rate", str(rate)),
-            *("--events", str(events), "--mqtt", f"mqtt://127.0.0.1:{port}", "--keys", str(keys)),
-        ],
-        env=handoff_env(),
-        stdout=subprocess.DEVNULL,
-    )
-
-
-def stored(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(events)).scalar_one())
 
 
 def test_a_shift_through_a_real_appliance_answers_who_and_history(
@@ -208,7 +199,7 @@ def test_killed_again_and_again_mid_stream_the_ledger_stores_every_event_exactly
         ledger.start()
         ledger.kill()
         enrolled_fleet(engine, tmp_path / "keys", 4)
-        fleet = sim_fleet(broker.port, tmp_path / "keys", rate=1500, events=3000)
+        fleet = sim_fleet(broker.port, rate=1500, events=3000, keys=tmp_path / "keys")
         for _ in range(4):
             ledger.start()
             time.sleep(rng.uniform(0.3, 0.9))
@@ -237,7 +228,7 @@ def test_a_backlog_larger_than_the_receive_maximum_is_held_within_it(
         ledger.start()
         ledger.kill(signal.SIGTERM)
         enrolled_fleet(engine, tmp_path / "keys", 4)
-        assert sim_fleet(broker.port, tmp_path / "keys", rate=50_000, events=10_000).wait(120) == 0
+        assert sim_fleet(broker.port, rate=50_000, events=10_000, keys=tmp_path / "keys").wait(120) == 0
         ledger.start()
         assert wait_for(lambda: stored(engine) >= 10_000, 120), stored(engine)
         ledger.kill(signal.SIGTERM)
@@ -461,7 +452,7 @@ def test_two_ledgers_on_a_shared_subscription_split_the_stream_and_lose_nothing_
         for ledger in ledgers:
             ledger.start()
         enrolled_fleet(engine, tmp_path / "keys", 4)
-        fleet = sim_fleet(broker.port, tmp_path / "keys", rate=1000, events=3000)
+        fleet = sim_fleet(broker.port, rate=1000, events=3000, keys=tmp_path / "keys")
         assert wait_for(lambda: stored(engine) > 500)
         ledgers[1].kill()
         assert fleet.wait(60) == 0

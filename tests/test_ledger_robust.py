@@ -42,6 +42,7 @@ from tests.kit.ledger import (
     enrolled_fleet,
     ledger_config,
     made,
+    sim_fleet,
     spawned_children,
     sqlite_ledger,
     stored,
@@ -379,16 +380,6 @@ def test_csv_cells_are_guarded_and_text_output_shows_control_characters_escaped(
     assert any(row["device"] == "\x1b[2J" for row in as_json), "JSON keeps the value as it is"
 
 
-def sim_fleet(port: int, keys: Path, *, rate: int, events: int) -> subprocess.Popen[bytes]:
-    """Four simulated carts signing with the keys in `keys` (enrolled with `enrolled_fleet`)."""
-    command = [sys.executable, "-m", "handoff", "sim", "fleet", "--appliances", "4", "--rate", str(rate)]
-    return subprocess.Popen(
-        [*command, "--events", str(events), "--mqtt", f"mqtt://127.0.0.1:{port}", "--keys", str(keys)],
-        env=handoff_env(),
-        stdout=subprocess.DEVNULL,
-    )
-
-
 def test_postgresql_stopped_mid_ingest_and_while_idle_is_waited_out(tmp_path: Path, cli: CliRunner) -> None:
     """A cluster of the test's own, stopped for 30 s while events flow, then again while
     nothing does: the ledger keeps running, says so once each way, and stores every event."""
@@ -400,7 +391,7 @@ def test_postgresql_stopped_mid_ingest_and_while_idle_is_waited_out(tmp_path: Pa
         config = ledger_config(tmp_path, url, broker.port)
         ledger = Ledger(config, tmp_path / "ledger.log")
         ledger.start()
-        fleet = sim_fleet(broker.port, keys, rate=50, events=2500)
+        fleet = sim_fleet(broker.port, rate=50, events=2500, keys=keys)
         assert wait_for(lambda: stored(engine) > 200), stored(engine)
         engine.dispose()
         cluster.stop()
@@ -419,7 +410,7 @@ def test_postgresql_stopped_mid_ingest_and_while_idle_is_waited_out(tmp_path: Pa
         assert down.returncode == 1 and "database: unreachable" in down.stdout
         cluster.start()
         assert wait_for(lambda: ledger.log.read_text().count("PostgreSQL reachable again after") == 2)
-        assert sim_fleet(broker.port, keys, rate=200, events=200).wait(60) == 0
+        assert sim_fleet(broker.port, rate=200, events=200, keys=keys).wait(60) == 0
         assert wait_for(lambda: stored(engine) >= 2700, 60), stored(engine)
         assert ledger.running
         ledger.kill(signal.SIGTERM)
@@ -450,11 +441,11 @@ def test_sqlite_on_a_full_disk_is_waited_out_and_loses_nothing(tmp_path: Path, s
     with Broker(tmp_path / "broker") as broker:
         ledger = Ledger(ledger_config(tmp_path, database, broker.port), tmp_path / "ledger.log")
         ledger.start()
-        assert sim_fleet(broker.port, keys, rate=500, events=200).wait(60) == 0
+        assert sim_fleet(broker.port, rate=500, events=200, keys=keys).wait(60) == 0
         assert wait_for(lambda: stored(engine) >= 200), stored(engine)
         free = shutil.disk_usage(small_tmpfs).free
         filler.write_bytes(b"\0" * (free - 16 * 1024))
-        fleet = sim_fleet(broker.port, keys, rate=500, events=1500)
+        fleet = sim_fleet(broker.port, rate=500, events=1500, keys=keys)
         assert wait_for(lambda: "SQLite unreachable since" in ledger.log.read_text(), 60)
         assert ledger.running
         filler.unlink()
@@ -536,7 +527,7 @@ def test_the_ledgers_mqtt_process_killed_mid_backlog_is_replaced_and_nothing_is_
         ledger.start()
         ledger.kill(signal.SIGTERM)
         enrolled_fleet(engine, tmp_path / "keys", 4)
-        assert sim_fleet(broker.port, tmp_path / "keys", rate=50_000, events=6_000).wait(120) == 0
+        assert sim_fleet(broker.port, rate=50_000, events=6_000, keys=tmp_path / "keys").wait(120) == 0
         ledger.start()
         first = ledger.session_process()
         assert wait_for(lambda: stored(engine) > 0), ledger.log.read_text()
