@@ -82,10 +82,18 @@ class Ledger:
 
 
 def spawned_children(pid: int) -> list[int]:
-    """The live processes multiprocessing spawned from `pid`, from whichever of its threads."""
+    """The live processes multiprocessing spawned from `pid`, from whichever of its threads (a
+    zombie has no command line, and one reaped while this looks is passed over)."""
     tasks = Path(f"/proc/{pid}/task")
     children = [int(child) for task in tasks.iterdir() for child in (task / "children").read_text().split()]
-    return [child for child in children if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()]
+    return [child for child in children if b"spawn_main" in _command_line(child)]
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return b""
 
 
 def add_user(config: Path, name: str, role: str, password: str) -> None:
