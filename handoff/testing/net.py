@@ -2,22 +2,44 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 
+def _below_ephemeral() -> range:
+    """Ports under the kernel's ephemeral range. A port the kernel chose with bind(0) comes from
+    that range, so between choosing it and the server binding it the kernel could hand it to some
+    process's outgoing connection: a console's port was taken that way once in a full run."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    return range(max(1024, low - 12768), low)
+
+
+_PORTS = _below_ephemeral()
+_CHOICE = random.SystemRandom()
+"""Not the `random` module's generator: tests seed it, and every xdist worker would then try the
+same ports in the same order."""
+
+
+def _free_port(kind: socket.SocketKind) -> int:
+    while True:
+        port = _CHOICE.choice(_PORTS)
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+
+
 def free_tcp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return _free_port(socket.SOCK_STREAM)
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return _free_port(socket.SOCK_DGRAM)
 
 
 def wait_listening(process: subprocess.Popen[bytes], port: int, log: Path, timeout: float = 60.0) -> None:
