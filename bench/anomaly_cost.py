@@ -24,9 +24,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, insert, select
 
 from handoff.ledger.anomalies import Hours, Rules
-from handoff.ledger.consumer import BATCH_MAX
 from handoff.ledger.database import engine_for, writing
 from handoff.ledger.ingest import Message, Recorder
+from handoff.ledger.receiver import BATCH_MAX
 from handoff.ledger.schema import exceptions, staff
 from handoff.sim.fleet import SimAppliance
 from handoff.testing.ledger import enrolled

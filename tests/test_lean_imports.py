@@ -55,9 +55,21 @@ def test_the_appliance_loads_nothing_of_the_ledger_or_the_agent() -> None:
 
 
 def test_a_ledger_query_loads_no_web_server_and_no_broker_client() -> None:
-    names = modules_after("import handoff.cli.ledger")
+    names = modules_after("import handoff.cli.ledger_commands\nimport handoff.cli.ledger_trust")
     assert loaded(names, {"starlette", "uvicorn", "jinja2", "multipart", "paho"} | APPLIANCE_HARDWARE) == set()
     assert "sqlalchemy" in names
+
+
+def test_the_ledgers_parsers_load_nothing_of_the_database_layer() -> None:
+    assert loaded(modules_after("import handoff.cli.ledger"), LEDGER | {"paho", "cryptography"}) == set()
+
+
+def test_ledger_run_starts_its_mqtt_session_before_it_loads_the_database_layer() -> None:
+    """The session process connects while the parent loads SQLAlchemy and the ingest modules:
+    what `ledger run` imports before its handler starts the session holds none of them."""
+    names = modules_after("import handoff.cli.ledger, handoff.cli.ledger_run")
+    assert loaded(names, LEDGER) == set()
+    assert "handoff.ledger.receiver" in names
 
 
 def test_the_agent_loads_nothing_of_the_ledger_or_the_reader_drivers() -> None:

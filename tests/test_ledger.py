@@ -16,17 +16,20 @@ import subprocess
 import sys
 import threading
 import time
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, func, select
 
-from handoff.ledger.consumer import RECEIVE_MAXIMUM
-from handoff.ledger.database import engine_for, writing
+from handoff.ledger.database import SCHEMA_HEAD, engine_for, writing
 from handoff.ledger.ingest import Message, Recorder, evaluate
 from handoff.ledger.queries import fleet, who
+from handoff.ledger.receiver import RECEIVE_MAXIMUM
 from handoff.ledger.schema import POSTGRESQL_ONLY, counters, devices, events, exceptions, metadata, sources, users
 from handoff.sim.fleet import SimAppliance
 from handoff.timefmt import rfc3339
@@ -34,6 +37,7 @@ from tests.kit.appliance import ANA, BO, Running
 from tests.kit.broker import Broker
 from tests.kit.cli import CliRunner, handoff_env
 from tests.kit.config import DEVICE, READER, SITE, Layout
+from tests.kit.imports import modules_after
 from tests.kit.ledger import (
     Ledger,
     audit_key,
@@ -189,6 +193,18 @@ def test_the_migrated_schema_is_the_one_schema_py_describes(engine: Engine) -> N
         context = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": compared})
         differences = compare_metadata(context, metadata)
     assert differences == []
+
+
+def test_a_database_at_the_newest_revision_opens_without_loading_alembic(tmp_path: Path) -> None:
+    """`SCHEMA_HEAD` is the migrations' own head, and a database already there is opened without
+    them: a database behind it is migrated (the test above), one at it is read as it is."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(files("handoff.ledger") / "migrations"))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_HEAD
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    engine_for(url).dispose()
+    names = modules_after(f"from handoff.ledger.database import engine_for\nengine_for({url!r})")
+    assert not {name for name in names if name.partition(".")[0] == "alembic"}
 
 
 def test_killed_again_and_again_mid_stream_the_ledger_stores_every_event_exactly_once(

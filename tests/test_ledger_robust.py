@@ -556,13 +556,11 @@ def test_a_publish_to_a_dead_mqtt_process_answers_none_and_the_next_take_starts_
     with Broker(tmp_path / "broker") as broker:
         mqtt = load_ledger_config(ledger_config(tmp_path, f"sqlite:///{tmp_path / 'ledger.db'}", broker.port)).mqtt
         stopping = threading.Event()
-        links: list[bool] = []
-        receiver = Receiver(mqtt, [f"{PREFIX}/+/+/state"], 100, stopping, links.append, lambda mid, refusal: None)
+        receiver = Receiver(mqtt, [f"{PREFIX}/+/+/state"], 100, stopping)
 
         def linked() -> bool:
             """A take brings the child's news of its connection."""
-            receiver.take(1, 0.1, 0.0)
-            return links[-1:] == [True]
+            return receiver.take(1, 0.1, 0.0).connected
 
         receiver.start()
         try:

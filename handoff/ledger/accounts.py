@@ -17,9 +17,9 @@ from typing import Final
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from handoff.errors import UsageError
+from handoff.ledger.roles import ROLES
 from handoff.ledger.schema import audit_log, console_sessions, users
 
-ROLES: Final = ("viewer", "admin")
 LOCAL: Final = "local"
 OIDC: Final = "oidc"
 MIN_PASSWORD: Final = 12

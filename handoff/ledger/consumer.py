@@ -34,7 +34,7 @@ from handoff.ledger.database import writing
 from handoff.ledger.enrolment import recorder_for
 from handoff.ledger.ingest import Ahead, Message, evaluate
 from handoff.ledger.outage import is_outage, why
-from handoff.ledger.receiver import Ack, Receiver
+from handoff.ledger.receiver import BATCH_MAX, Ack, Receiver
 from handoff.ledger.responder import Responder
 from handoff.ledger.set_aside import put_aside
 from handoff.ledger.unreachable import Outage
@@ -42,16 +42,10 @@ from handoff.mqtt.backoff import backoff_delay
 
 log = logging.getLogger("handoff.ledger")
 
-BATCH_MAX: Final = 2000
 BATCH_WAIT_S: Final = 0.05
 EVALUATE_EVERY_S: Final = 1.0
 RETRY_BASE_S: Final = 0.5
 RETRY_CAP_S: Final = 30.0
-RECEIVE_MAXIMUM: Final = 4 * BATCH_MAX
-"""Unacknowledged messages the broker may send at once, and the most the ledger holds: while one
-batch is written and the next verified, the MQTT process fills two more (with room for only
-those two, it waited on the broker after each commit: 2,350-2,420 events/s of a backlog against
-2,730-3,310 with this room, bench/README.md)."""
 
 
 class _Stopping(Exception):
@@ -68,33 +62,28 @@ class _Batch(NamedTuple):
 NOTHING: Final = _Batch([], [], None)
 
 
-def subscriptions(config: LedgerConfig) -> list[str]:
-    prefix = config.mqtt.topic_prefix.rstrip("/")
-    share = f"$share/{config.mqtt.shared_group}/" if config.mqtt.shared_group else ""
-    kinds = ("events/#", "state", "status", "receipts", "checkpoint", "cmd_result")
-    return [f"{share}{prefix}/+/+/{kind}" for kind in kinds]
-
-
 class Consumer:
-    def __init__(self, config: LedgerConfig, engine: Engine, clock: Callable[[], float] = time.time) -> None:
+    """Takes its batches from `receiver`, a started MQTT session, until `stopping` is set."""
+
+    def __init__(
+        self,
+        config: LedgerConfig,
+        engine: Engine,
+        receiver: Receiver,
+        stopping: threading.Event,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._config = config
         self._engine = engine
         self._clock = clock
         self._recorder = recorder_for(config)
-        self._stopping = threading.Event()
+        self._stopping = stopping
         self._committed = 0
         self._batches = 0
         self._committed_then = 0
         self._connected = False
         self._database = Outage("SQLite" if engine.dialect.name == "sqlite" else "PostgreSQL", clock)
-        self._receiver = Receiver(
-            config.mqtt,
-            subscriptions(config),
-            RECEIVE_MAXIMUM,
-            self._stopping,
-            self._on_connected,
-            self._on_published,
-        )
+        self._receiver = receiver
         command_key = config.ledger.command_key_file
         self._responder = (
             Responder(
@@ -106,16 +95,11 @@ class Consumer:
             else None
         )
 
-    def stop(self) -> None:
-        """Signal-safe: only sets a flag the loop polls."""
-        self._stopping.set()
-
     def run(self) -> None:
         """Everything made before the loop (imports, the schema, the clients) lives as long as the
         process: frozen out of the collector's sight, a full collection no longer walks it each
         time, which was about 15 us of CPU per event of a backlog (bench/README.md)."""
         gc.freeze()
-        self._receiver.start()
         next_evaluation = next_health = next_pruning = 0.0
         since = self._clock()
         batch = NOTHING
@@ -143,7 +127,6 @@ class Consumer:
             log.info("stopped while waiting for the database; the batch in hand stays with the broker")
         finally:
             self._stopping.set()
-            self._receiver.stop()
             log.info("stopped; %d messages taken from the broker and committed in this run", self._committed)
 
     def _take_batch(self, *, wait: bool) -> _Batch:
@@ -152,7 +135,12 @@ class Consumer:
         to wait for). Taking only what had arrived during the last commit made a backlog's
         batches a few hundred messages, each paying a dozen statements: filling them took a
         backlog from 1,900 to 2,450 events/s (bench/README.md)."""
-        life, received, arrived = self._receiver.take(BATCH_MAX, EVALUATE_EVERY_S / 2 if wait else 0.0, BATCH_WAIT_S)
+        taken = self._receiver.take(BATCH_MAX, EVALUATE_EVERY_S / 2 if wait else 0.0, BATCH_WAIT_S)
+        self._connected = taken.connected
+        if self._responder is not None:
+            for mid, refusal in taken.published:
+                self._responder.acknowledged(mid, refusal)
+        life, received, arrived = taken.life, taken.received, taken.arrived
         return _Batch(
             [Message(topic, payload) for topic, payload, _, _ in received],
             [Ack(life, mid, qos) for _, _, mid, qos in received],
@@ -253,10 +241,3 @@ class Consumer:
             messages_per_s=(self._committed - self._committed_then) / elapsed,
         )
         self._waiting_out_outages(lambda conn: health.record(conn, state))
-
-    def _on_connected(self, up: bool) -> None:
-        self._connected = up
-
-    def _on_published(self, mid: int, refusal: str | None) -> None:
-        if self._responder is not None:
-            self._responder.acknowledged(mid, refusal)

@@ -14,17 +14,19 @@ from contextlib import contextmanager
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, Table, create_engine, event, func, insert, make_url, select
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, insert, inspect, make_url, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from handoff.errors import HandoffError
 
 if TYPE_CHECKING:
     import psycopg
+    from alembic.config import Config as AlembicConfig
+
+SCHEMA_HEAD: Final = "0011"
+"""The newest migration's revision. A database already there is opened without loading alembic,
+whose import (mako and pygments with it) and scripts were a sixth of `ledger run`'s start; a test
+holds this to the migrations' head."""
 
 WRITER_LOCK: Final = 0x68616E646F6666
 """The PostgreSQL advisory lock a writing transaction holds ("handoff" in ASCII)."""
@@ -39,7 +41,8 @@ def engine_for(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
     try:
-        migrate(engine)
+        if revision(engine) != SCHEMA_HEAD:
+            migrate(engine)
     except SQLAlchemyError as exc:
         where = url.rsplit("@", 1)[-1]
         raise HandoffError(f"ledger.database {where}: cannot be opened: {getattr(exc, 'orig', None) or exc}") from None
@@ -80,9 +83,21 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
             copy.write_row([row[column] for column in columns])
 
 
+def revision(engine: Engine) -> str | None:
+    """The database's schema revision, None before the first migration."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        found = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    return str(found) if found is not None else None
+
+
 def revisions(url: str) -> tuple[str | None, str]:
     """The database's schema revision (None before the first migration) and the latest, read
     without migrating (nor creating a SQLite file): for `handoff ledger doctor`."""
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_alembic()).get_current_head()
     assert head is not None
     if url.startswith("sqlite:///") and not os.path.exists(make_url(url).database or ""):
@@ -99,6 +114,8 @@ def revisions(url: str) -> tuple[str | None, str]:
 def migrate(engine: Engine) -> None:
     """Under the writers' lock: ledgers started together on a new database would otherwise each
     create the tables (PostgreSQL: a duplicate `alembic_version` key; SQLite: locked)."""
+    from alembic import command
+
     config = _alembic()
     with writing(engine) as connection:
         config.attributes["connection"] = connection
@@ -112,6 +129,8 @@ def _driver(url: str) -> str:
 
 
 def _alembic() -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(files("handoff.ledger") / "migrations"))
     return config

@@ -15,7 +15,8 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, insert, select, update
 
-from handoff.ledger.accounts import OIDC, ROLES, audit, name_problem
+from handoff.ledger.accounts import OIDC, audit, name_problem
+from handoff.ledger.roles import ROLES
 from handoff.ledger.schema import users
 
 NAME_CLAIMS: Final = ("preferred_username", "email", "sub")

@@ -24,7 +24,6 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, Final, NamedTuple
 
@@ -33,6 +32,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from handoff.config import MqttConfig
+from handoff.ledger.config import LedgerMqttConfig
 from handoff.ledger.unreachable import Outage
 from handoff.logs import configure_logging
 from handoff.mqtt import connection
@@ -40,6 +40,13 @@ from handoff.mqtt.backoff import backoff_delay
 
 log = logging.getLogger("handoff.ledger")
 
+BATCH_MAX: Final = 2000
+"""The most messages one batch holds: one commit, one fsync, for that many."""
+RECEIVE_MAXIMUM: Final = 4 * BATCH_MAX
+"""Unacknowledged messages the broker may send at once, and the most the ledger holds: while one
+batch is written and the next verified, the MQTT process fills two more (with room for only
+those two, it waited on the broker after each commit: 2,350-2,420 events/s of a backlog against
+2,730-3,310 with this room, bench/README.md)."""
 ANSWER_WAIT_S: Final = 5.0
 """Beyond what a take itself waits: a child that has not answered by then is stuck."""
 PUBLISH_WAIT_S: Final = 1.0
@@ -71,28 +78,32 @@ class Taken(NamedTuple):
     received: list[Received]
     arrived: float | None
     """When the oldest of them reached the child."""
+    connected: bool
+    """Whether the child's session was connected when it answered."""
+    published: list[tuple[int, str | None]]
+    """The ledger's publishes the broker acknowledged since the last take: message id, and why
+    it refused the message (None when it took it)."""
+
+
+def subscriptions(mqtt: LedgerMqttConfig) -> list[str]:
+    prefix = mqtt.topic_prefix.rstrip("/")
+    share = f"$share/{mqtt.shared_group}/" if mqtt.shared_group else ""
+    kinds = ("events/#", "state", "status", "receipts", "checkpoint", "cmd_result")
+    return [f"{share}{prefix}/+/+/{kind}" for kind in kinds]
 
 
 class Receiver:
     """The ledger's end, used from one thread: starts the child, asks it for batches, starts
     another if it dies. What the child reports between batches (the connection, PUBACKs of what
-    the ledger published) comes with the next batch, through the callbacks."""
+    the ledger published) comes with the next batch."""
 
     def __init__(
-        self,
-        mqtt: MqttConfig,
-        subscriptions: list[str],
-        receive_maximum: int,
-        stopping: threading.Event,
-        on_connected: Callable[[bool], None],
-        on_published: Callable[[int, str | None], None],
+        self, mqtt: MqttConfig, subscriptions: list[str], receive_maximum: int, stopping: threading.Event
     ) -> None:
         self._mqtt = mqtt
         self._subscriptions = subscriptions
         self._receive_maximum = receive_maximum
         self._stopping = stopping
-        self._on_connected = on_connected
-        self._on_published = on_published
         self._context = multiprocessing.get_context("spawn")
         self._life = 0
         self._restarts = 0
@@ -121,12 +132,9 @@ class Receiver:
         if answer is None:
             if not self._stopping.is_set():
                 self._replace()
-            return Taken(self._life, [], None)
+            return Taken(self._life, [], None, False, [])
         _, received, arrived, connected, published = answer
-        self._on_connected(connected)
-        for mid, refusal in published:
-            self._on_published(mid, refusal)
-        return Taken(self._life, received, arrived)
+        return Taken(self._life, received, arrived, connected, published)
 
     def ack(self, acks: list[Ack]) -> None:
         """Acknowledges what the current child received; the rest its broker sends again."""
@@ -174,7 +182,6 @@ class Receiver:
         if self._process.is_alive():
             self._process.terminate()
         self._process.join()
-        self._on_connected(False)
         log.error(
             "the ledger's MQTT process ended (exit status %s); starting another, and the broker "
             "sends again what it held unacknowledged",

@@ -15,6 +15,7 @@ from handoff.errors import UsageError
 from handoff.ledger import accounts, second_factor
 from handoff.ledger.console.forms import checked_form, current_login, field
 from handoff.ledger.console.pages import Site
+from handoff.ledger.roles import ROLES
 
 
 class AccountPages:
@@ -26,7 +27,7 @@ class AccountPages:
             raise HTTPException(403, "only an admin manages accounts")
         found = await run_in_threadpool(self._site.read, accounts.listed)
         done = request.query_params.get("done", "")
-        return self._site.page(request, "users.html", accounts=found, roles=accounts.ROLES, done=done[:200])
+        return self._site.page(request, "users.html", accounts=found, roles=ROLES, done=done[:200])
 
     async def change(self, request: Request) -> Response:
         site, login = self._site, current_login(request)
