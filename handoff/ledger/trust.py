@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import cache
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, NamedTuple, Protocol, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from nacl.bindings import crypto_sign_open
@@ -50,8 +50,7 @@ class Enrolled:
     agents: tuple[bytes, ...]
 
 
-@dataclass(frozen=True)
-class Judged:
+class Judged(NamedTuple):
     """One parsed message before the trust check: its kind, its topic's device and site, its
     body, and for an event the bytes its signature covers when they are worked out already."""
 
