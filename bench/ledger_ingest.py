@@ -7,9 +7,10 @@ fed the same way: a bare paho client with its own persistent session that only r
 the same messages (goal: the ledger at least 0.5 of it, and over 4,000 events/s); the same
 ledger with `allow_untrusted` (no verification: what verifying costs); and a paho subscriber
 that INSERTs and commits each message on its own with psycopg (goal: at least 2x it). Peak RSS
-under 200 MB. The ledger's own CPU time, both its processes (its MQTT session runs in a child),
-is printed beside its wall time: PostgreSQL and mosquitto share the machine's cores with it. Its
-peak RSS is the larger process's.
+under 200 MB for the two processes together (its MQTT session runs in a child). The ledger's own
+CPU time, both its processes, is printed beside its wall time: PostgreSQL and mosquitto share the
+machine's cores with it. Its time runs from its start, imports included, to the moment the count
+of stored events, polled every 50 ms, reaches the backlog.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from handoff.ledger.database import engine_for
 from handoff.provision.render import render_toml
 from handoff.testing.broker import Broker
 from handoff.testing.child import handoff_env, spawn_handoff
-from handoff.testing.ledger import Ledger, enrolled_fleet
+from handoff.testing.ledger import Ledger, enrolled_fleet, spawned_children
 from handoff.testing.postgres import create_database, drop_database
 
 UNLIMITED_QUEUE = "max_queued_messages 0\nmax_inflight_messages 0\n"
@@ -68,6 +69,15 @@ class LedgerRun:
     seconds: float
     cpu_seconds: float
     peak_kib: int
+    """Of the ledger's process and its MQTT process, each its own peak (read before they stop)."""
+    mqtt_peak_kib: int
+
+
+def peak_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM for process {pid}")
 
 
 def ledger_run(work: Path, port: int, events: int, *, verify: bool = True) -> LedgerRun:
@@ -86,14 +96,16 @@ def ledger_run(work: Path, port: int, events: int, *, verify: bool = True) -> Le
     start = time.perf_counter()
     ledger = spawn_handoff("ledger", "run", "-c", config, stderr=subprocess.DEVNULL)
     while count(url, "events") < events:
-        time.sleep(0.2)
+        time.sleep(0.05)
     took = time.perf_counter() - start
+    [mqtt] = spawned_children(ledger.pid)
+    peaks = peak_kib(ledger.pid), peak_kib(mqtt)
     ledger.send_signal(signal.SIGTERM)
     _, _, usage = os.wait4(ledger.pid, 0)
     ledger.returncode = 0
     assert count(url, "untrusted") == 0, "every event of the enrolled fleet believed"
     drop_database(url)
-    return LedgerRun(took, usage.ru_utime + usage.ru_stime, int(usage.ru_maxrss))
+    return LedgerRun(took, usage.ru_utime + usage.ru_stime, *peaks)
 
 
 def ack_run(work: Path, port: int, events: int) -> float:
@@ -216,8 +228,9 @@ def main() -> None:
     )
     print(f"ratio ledger / insert loop: {bare_s / ledger.seconds:.2f}x (goal >= 2x)")
     print(
-        f"peak RSS of handoff ledger run: {ledger.peak_kib / 1024:.0f} MB with {events} queued, "
-        f"{small.peak_kib / 1024:.0f} MB with {events // 5} (goal < 200 MB, flat)"
+        f"peak RSS of handoff ledger run: {(ledger.peak_kib + ledger.mqtt_peak_kib) / 1024:.0f} MB with {events} "
+        f"queued ({ledger.peak_kib / 1024:.0f} MB + {ledger.mqtt_peak_kib / 1024:.0f} MB its MQTT process), "
+        f"{(small.peak_kib + small.mqtt_peak_kib) / 1024:.0f} MB with {events // 5} (goal < 200 MB, flat)"
     )
 
 

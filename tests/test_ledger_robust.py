@@ -29,7 +29,7 @@ from handoff.audit.signature import signed
 from handoff.ledger.config import load_ledger_config
 from handoff.ledger.database import engine_for, writing
 from handoff.ledger.ingest import Message, Recorder
-from handoff.ledger.receiver import Received, Receiver
+from handoff.ledger.receiver import Receiver
 from handoff.ledger.schema import devices, events, exceptions, set_aside
 from handoff.sim.fleet import SimAppliance
 from tests.kit.amqtt_broker import AmqttBroker
@@ -576,9 +576,9 @@ def test_a_publish_to_a_dead_mqtt_process_answers_none_and_the_next_take_starts_
             assert started and started != [first], "a new child, once exec'd (before, it has pytest's cmdline)"
             assert wait_for(linked)
             publish(broker.port, [(f"{PREFIX}/site/WOW-1/state", b"{}", False)])
-            taken: list[Received] = []
-            assert wait_for(lambda: bool(taken.extend(receiver.take(10, 0.1, 0.0).received) or taken), 30)
-            assert [message.topic for message in taken] == [f"{PREFIX}/site/WOW-1/state"]
+            taken: list[str] = []
+            assert wait_for(lambda: bool(taken.extend(receiver.take(10, 0.1, 0.0).received.topics) or taken), 30)
+            assert taken == [f"{PREFIX}/site/WOW-1/state"]
             assert receiver.publish(f"{PREFIX}/site/WOW-1/cmd/force_logoff", b"{}") is not None
         finally:
             stopping.set()

@@ -140,11 +140,11 @@ class Consumer:
         if self._responder is not None:
             for mid, refusal in taken.published:
                 self._responder.acknowledged(mid, refusal)
-        life, received, arrived = taken.life, taken.received, taken.arrived
+        life, received = taken.life, taken.received
         return _Batch(
-            [Message(topic, payload) for topic, payload, _, _ in received],
-            [Ack(life, mid, qos) for _, _, mid, qos in received],
-            arrived,
+            [Message(topic, payload) for topic, payload in zip(received.topics, received.payloads, strict=True)],
+            [Ack(life, mid, qos) for mid, qos in zip(received.mids, received.qos, strict=True)],
+            taken.arrived,
         )
 
     def _verify_ahead(self, upcoming: _Batch) -> Future[Ahead] | None:

