@@ -356,6 +356,23 @@ def test_a_shared_group_with_mqtt_3_1_1_is_refused_in_one_line(tmp_path: Path, c
     assert len(refused.stderr.strip().splitlines()) == 1 and "mqtt.shared_group" in refused.stderr, refused.stderr
 
 
+def test_a_missing_audit_key_file_is_one_line_before_the_session_or_the_database_starts(
+    tmp_path: Path, cli: CliRunner
+) -> None:
+    """`ledger run` starts its MQTT session before it loads the database layer; the key files
+    its config names are loaded before either, so a bad one is the only line, and no database
+    file is made."""
+    with Broker(tmp_path / "broker") as broker:
+        missing = tmp_path / "gone.pub"
+        database = tmp_path / "l.db"
+        config = ledger_config(tmp_path, f"sqlite:///{database}", broker.port, ledger={"audit_keys": str(missing)})
+        refused = cli("ledger", "run", "-c", config)
+    assert refused.returncode == 2
+    [line] = refused.stderr.strip().splitlines()
+    assert "ledger.audit_keys" in line and str(missing) in line, line
+    assert not database.exists()
+
+
 def test_csv_cells_are_guarded_and_text_output_shows_control_characters_escaped(
     tmp_path: Path, cli: CliRunner, engine: Engine, database: str
 ) -> None:

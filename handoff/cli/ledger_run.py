@@ -16,6 +16,7 @@ import threading
 from types import FrameType
 
 from handoff.ledger.config import load_ledger_config, resolve_ledger_config_path
+from handoff.ledger.keys import ledger_keys
 from handoff.ledger.receiver import RECEIVE_MAXIMUM, Receiver, subscriptions
 from handoff.logs import configure_logging
 
@@ -35,13 +36,14 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    keys = ledger_keys(config)
     receiver = Receiver(config.mqtt, subscriptions(config.mqtt), RECEIVE_MAXIMUM, stopping)
     receiver.start()
     try:
         from handoff.ledger.consumer import Consumer
         from handoff.ledger.database import engine_for
 
-        Consumer(config, engine_for(config.ledger.database), receiver, stopping).run()
+        Consumer(config, engine_for(config.ledger.database), keys, receiver, stopping).run()
     finally:
         stopping.set()
         receiver.stop()

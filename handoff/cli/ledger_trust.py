@@ -17,6 +17,7 @@ from handoff.errors import UsageError
 from handoff.ledger import enrolment
 from handoff.ledger.config import LedgerConfig, load_ledger_config, resolve_ledger_config_path
 from handoff.ledger.database import engine_for, writing
+from handoff.ledger.keys import audit_keys
 from handoff.timefmt import rfc3339
 
 DEVICE_ID = re.compile(r"[^/+#\s]{1,255}")
@@ -36,7 +37,7 @@ def enrol(args: argparse.Namespace) -> int:
     agents = [key for path in args.agent_key for key in load_public_keys(Path(path), "--agent-key")]
     config = _config(args)
     engine = engine_for(config.ledger.database)
-    recorder = enrolment.recorder_for(config)
+    recorder = enrolment.recorder_for(config, audit_keys(config))
     with writing(engine) as conn:
         joined = enrolment.enrol(conn, recorder, args.device, keys[0], agents, actor="cli", now=time.time())
     print(f"{args.device} enrolled: appliance key {fingerprint(keys[0])}, {len(agents)} agent key(s)")

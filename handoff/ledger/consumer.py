@@ -27,12 +27,12 @@ from typing import Final, NamedTuple
 
 from sqlalchemy import Connection, Engine
 
-from handoff.audit.keys import load_signing_key
 from handoff.ledger import health, retention
 from handoff.ledger.config import LedgerConfig
 from handoff.ledger.database import writing
 from handoff.ledger.enrolment import recorder_for
 from handoff.ledger.ingest import Ahead, Message, evaluate
+from handoff.ledger.keys import LedgerKeys
 from handoff.ledger.outage import is_outage, why
 from handoff.ledger.receiver import BATCH_MAX, Ack, Receiver
 from handoff.ledger.responder import Responder
@@ -63,12 +63,14 @@ NOTHING: Final = _Batch([], [], None)
 
 
 class Consumer:
-    """Takes its batches from `receiver`, a started MQTT session, until `stopping` is set."""
+    """Takes its batches from `receiver`, a started MQTT session, until `stopping` is set; `keys`
+    as loaded before the session started."""
 
     def __init__(
         self,
         config: LedgerConfig,
         engine: Engine,
+        keys: LedgerKeys,
         receiver: Receiver,
         stopping: threading.Event,
         clock: Callable[[], float] = time.time,
@@ -76,7 +78,7 @@ class Consumer:
         self._config = config
         self._engine = engine
         self._clock = clock
-        self._recorder = recorder_for(config)
+        self._recorder = recorder_for(config, keys.audit)
         self._stopping = stopping
         self._committed = 0
         self._batches = 0
@@ -84,14 +86,9 @@ class Consumer:
         self._connected = False
         self._database = Outage("SQLite" if engine.dialect.name == "sqlite" else "PostgreSQL", clock)
         self._receiver = receiver
-        command_key = config.ledger.command_key_file
         self._responder = (
-            Responder(
-                load_signing_key(command_key, "ledger.command_key_file"),
-                config.mqtt.topic_prefix,
-                self._receiver.publish,
-            )
-            if command_key is not None
+            Responder(keys.command, config.mqtt.topic_prefix, self._receiver.publish)
+            if keys.command is not None
             else None
         )
 

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
 SCHEMA_HEAD: Final = "0011"
 """The newest migration's revision. A database already there is opened without loading alembic,
-whose import (mako and pygments with it) and scripts were a sixth of `ledger run`'s start; a test
-holds this to the migrations' head."""
+whose import (mako and pygments with it) and scripts took about 0.2 s of every ledger command's
+start; a test holds this to the migrations' head."""
 
 WRITER_LOCK: Final = 0x68616E646F6666
 """The PostgreSQL advisory lock a writing transaction holds ("handoff" in ASCII)."""

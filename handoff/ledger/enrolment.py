@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from handoff import compact_json
-from handoff.audit.keys import load_public_keys
 from handoff.audit.signature import fingerprint, public_key_b64
 from handoff.ledger.anomalies import Rules
 from handoff.ledger.config import LedgerConfig
@@ -49,12 +48,12 @@ class PendingDevice:
         return fingerprint(raw_key(self.key)) if self.key is not None else None
 
 
-def recorder_for(config: LedgerConfig) -> Recorder:
-    """Ingest as `handoff ledger run` does it, for the messages an enrolment brings in."""
-    keys = config.ledger.audit_keys
+def recorder_for(config: LedgerConfig, audit_keys: Sequence[Ed25519PublicKey]) -> Recorder:
+    """Ingest as `handoff ledger run` does it, for the messages an enrolment brings in;
+    `audit_keys` as `keys.audit_keys` loads them."""
     return Recorder(
         config.mqtt.topic_prefix,
-        load_public_keys(keys, "ledger.audit_keys") if keys else [],
+        audit_keys,
         config.ledger.max_clock_skew_s,
         allow_untrusted=config.ledger.allow_untrusted,
         anomalies=Rules.of(config.ledger.anomalies),

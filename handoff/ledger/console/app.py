@@ -35,6 +35,7 @@ from handoff.ledger.console.pages import Pages, Site, error_page, failure_page, 
 from handoff.ledger.console.report_pages import ReportPages
 from handoff.ledger.console.review_pages import ReviewPages
 from handoff.ledger.enrolment import recorder_for
+from handoff.ledger.keys import audit_keys
 
 PUBLIC = ("/login", "/healthz", "/static/")
 MAX_BODY: Final = 16 * 1024
@@ -107,7 +108,7 @@ def create_app(config: LedgerConfig, engine: Engine, clock: Callable[[], float] 
     exception_pages = ExceptionPages(site)
     review_pages = ReviewPages(site)
     report_pages = ReportPages(site)
-    enrolment = EnrolmentPages(site, recorder_for(config))
+    enrolment = EnrolmentPages(site, recorder_for(config, audit_keys(config)))
     routes = [
         Route("/", pages.home),
         Route("/login", pages.login_form, methods=["GET"], name="login"),
