@@ -4,8 +4,10 @@ Each command group lives in its own module exposing `register(parser)`, which fi
 group's own parser and sets `func` on it. Only the group named on the command line is imported:
 `handoff status` on a Pi must not pay for the ledger's web stack, and `--help` or `--version`
 pays for none of them. A group module imports what its handlers need inside each handler when
-those needs differ (`ledger who` needs no web server), so adding a command means adding a line
-to `GROUPS` below, or a parser and a handler to its group's module.
+those needs differ, or, as the ledger's does, keeps its parsers apart from its handlers (`ledger
+who` needs no web server, and `ledger run` starts its MQTT session before it loads the database
+layer); so adding a command means adding a line to `GROUPS` below, or a parser and a handler to
+its group's modules.
 
 Errors a user can act on are `HandoffError`s and print as one line on stderr, never as a
 traceback; so does a command run where the extra it needs is not installed.
