@@ -115,8 +115,7 @@ class Parsed(NamedTuple):
 
     def judged(self) -> trust.Judged:
         signed = self.event.signed if self.event is not None else None
-        where = self.where
-        return trust.Judged(where.kind, where.site, where.device_id, self.body, signed)
+        return trust.Judged(self.where.kind, self.where.site, self.where.device_id, self.body, signed)
 
 
 @dataclass(frozen=True)
@@ -828,8 +827,9 @@ def _stored(conn: Connection, ids: list[str]) -> dict[str, Fresh]:
         among = events.c.id == any_(literal(ids, postgresql.ARRAY(String)))
     else:
         among = events.c.id.in_(ids)
-    columns = (events.c.id, events.c.payload, events.c.type, events.c.site, events.c.device_id, events.c.at)
-    query = select(*columns, events.c.seq)
+    query = select(
+        events.c.id, events.c.payload, events.c.type, events.c.site, events.c.device_id, events.c.at, events.c.seq
+    )
     stored = {}
     for row in conn.execute(query.where(among)):
         where = Route(row.site, row.device_id, "events", row.type)
