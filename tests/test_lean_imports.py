@@ -64,7 +64,7 @@ def test_the_ledgers_parsers_load_nothing_of_the_database_layer() -> None:
     assert loaded(modules_after("import handoff.cli.ledger"), LEDGER | {"paho", "cryptography"}) == set()
 
 
-def test_ledger_run_starts_its_mqtt_session_before_it_loads_the_database_layer() -> None:
+def test_what_ledger_run_imports_before_its_handler_starts_the_mqtt_session_holds_no_database_layer() -> None:
     """The session process connects while the parent loads SQLAlchemy and the ingest modules:
     what `ledger run` imports before its handler starts the session holds none of them."""
     names = modules_after("import handoff.cli.ledger, handoff.cli.ledger_run")
