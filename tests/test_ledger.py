@@ -45,6 +45,7 @@ from tests.kit.ledger import (
     enrolled,
     enrolled_fleet,
     ledger_config,
+    queue_backlog,
     sim_fleet,
     stored,
 )
@@ -241,10 +242,7 @@ def test_a_backlog_larger_than_the_receive_maximum_is_held_within_it(
     announced (eclipse/mosquitto#2301): the ledger must stop reading rather than hold them all."""
     with Broker(tmp_path / "broker", extra="max_queued_messages 0") as broker:
         ledger = Ledger(ledger_config(tmp_path, database, broker.port), tmp_path / "ledger.log")
-        ledger.start()
-        ledger.kill(signal.SIGTERM)
-        enrolled_fleet(engine, tmp_path / "keys", 4)
-        assert sim_fleet(broker.port, rate=50_000, events=15_000, keys=tmp_path / "keys").wait(120) == 0
+        queue_backlog(ledger, engine, broker.port, tmp_path / "keys", 15_000)
         ledger.start()
         assert wait_for(lambda: stored(engine) >= 15_000, 120), stored(engine)
         ledger.kill(signal.SIGTERM)

@@ -42,6 +42,7 @@ from tests.kit.ledger import (
     enrolled_fleet,
     ledger_config,
     made,
+    queue_backlog,
     sim_fleet,
     spawned_children,
     sqlite_ledger,
@@ -541,10 +542,7 @@ def test_the_ledgers_mqtt_process_killed_mid_backlog_is_replaced_and_nothing_is_
     unacknowledged comes again from the broker: every event stored once, no gap, no break."""
     with Broker(tmp_path / "broker", extra="max_queued_messages 0") as broker:
         ledger = Ledger(ledger_config(tmp_path, database, broker.port), tmp_path / "ledger.log")
-        ledger.start()
-        ledger.kill(signal.SIGTERM)
-        enrolled_fleet(engine, tmp_path / "keys", 4)
-        assert sim_fleet(broker.port, rate=50_000, events=6_000, keys=tmp_path / "keys").wait(120) == 0
+        queue_backlog(ledger, engine, broker.port, tmp_path / "keys", 6_000)
         ledger.start()
         first = ledger.session_process()
         assert wait_for(lambda: stored(engine) > 0), ledger.log.read_text()

@@ -6,6 +6,7 @@ The children live in `handoff.testing.ledger`, which the demo and the benches sh
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
@@ -42,6 +43,7 @@ __all__ = [
     "ledger_command",
     "ledger_config",
     "made",
+    "queue_backlog",
     "sim_fleet",
     "spawned_children",
     "sqlite_ledger",
@@ -53,6 +55,18 @@ __all__ = [
 def made(appliance: SimAppliance, count: int, start: float) -> list[Message]:
     """The appliance's next `count` events, one a second from `start`."""
     return [Message(*appliance.next_event(start + n)) for n in range(count)]
+
+
+def queue_backlog(ledger: Ledger, engine: Engine, port: int, keys: Path, events: int) -> None:
+    """A backlog waiting for `ledger` at the broker on `port`: the ledger started once, so that the
+    broker keeps its session, and stopped; then four carts enrolled under `keys` publish `events`
+    signed events (and as many retained states) while it is down."""
+    ledger.start()
+    ledger.kill(signal.SIGTERM)
+    enrolled_fleet(engine, keys, 4)
+    status = sim_fleet(port, rate=50_000, events=events, keys=keys).wait(120)
+    if status != 0:
+        raise RuntimeError(f"handoff sim fleet exited {status}")
 
 
 def ledger_command(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
